@@ -1,0 +1,36 @@
+# The workbook's commands. `make workbook` and `make test` build .venv first when it is missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+READY  := $(VENV)/.ready
+# Two threads per process keeps a 2-core machine responsive; raise it on bigger machines.
+export OMP_NUM_THREADS ?= 2
+export MPLBACKEND ?= Agg
+
+.PHONY: venv workbook test lab bench clean-runs
+
+venv: $(READY)
+
+$(READY): requirements.txt
+	@echo "[venv] creating $(VENV) with $(PYTHON) (torch comes from the local wheel cache when present)"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@# make `import lib` work from any folder (notebook kernels run in notebooks/)
+	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'workbook.pth').write_text(str(pathlib.Path.cwd()) + '\n')"
+	touch $(READY)
+
+workbook: $(READY)
+	$(PY) -m lib.workbook $(ARGS)
+
+test: $(READY)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lab: $(READY)
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(READY)
+	$(PY) benchmarks/run.py
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,38 @@
+"""Where the workbook reads and writes.
+
+Every location can be redirected with an environment variable so that tests and sweeps
+write into their own folders instead of the user's ``figures/`` and ``data/``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _dir(env: str, default: Path) -> Path:
+    path = Path(os.environ.get(env, default)).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir() -> Path:
+    """Root under which real datasets live (``data/<name>``); ``WORKBOOK_DATA`` overrides."""
+    return _dir("WORKBOOK_DATA", ROOT / "data")
+
+
+def store_dir() -> Path:
+    """The artifact cache (``data/store``); ``WORKBOOK_STORE`` overrides."""
+    return _dir("WORKBOOK_STORE", ROOT / "data" / "store")
+
+
+def figures_dir() -> Path:
+    """Figures and tables the notebooks write (``figures/``); ``WORKBOOK_FIGURES`` overrides."""
+    return _dir("WORKBOOK_FIGURES", ROOT / "figures")
+
+
+def shared_dir() -> Path | None:
+    """The team's ``../shared`` folder beside the checkout, or ``None`` in a user's clone."""
+    path = Path(os.environ.get("WORKBOOK_SHARED", ROOT.parent / "shared"))
+    return path if path.is_dir() else None

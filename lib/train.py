@@ -1,0 +1,282 @@
+"""One training loop (``fit``) and one evaluation loop (``evaluate``) for every notebook.
+
+- Device: CUDA when present (``pick_device``); on CUDA, bf16 autocast and channels-last by default.
+- Data: an :class:`~lib.data.ImageSet` (or an ``(images, labels)`` tensor pair) is moved to the
+  device once, as uint8 when it fits, and batched by indexing: no DataLoader, no per-batch
+  host-to-device copies. Any other ``Dataset`` goes through a ``DataLoader`` with workers.
+- Hooks: ``batch_hook(model, x, y) -> (x, y)`` replaces each training batch after augmentation
+  (adversarial training is this loop with an attack as the hook); ``loss(model, x, y)`` replaces
+  the cross-entropy objective (distillation, TRADES, L2-SP) and may return ``(loss, logits)``.
+- Modules marked with :func:`freeze` keep ``requires_grad=False`` and stay in eval mode (their
+  BatchNorm statistics do not drift) while the rest of the model trains.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import nullcontext
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .data.base import ImageSet
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def freeze(module: nn.Module, frozen: bool = True) -> nn.Module:
+    """Freeze (or unfreeze) a module: no gradients, and eval mode kept during ``fit``."""
+    for p in module.parameters():
+        p.requires_grad_(not frozen)
+    for m in module.modules():
+        m._workbook_frozen = frozen
+    return module
+
+
+def train_mode(model: nn.Module) -> None:
+    """``model.train()`` except for modules marked by :func:`freeze`, which stay in eval mode."""
+    model.train()
+    for m in model.modules():
+        if getattr(m, "_workbook_frozen", False):
+            m.eval()
+
+
+# ----------------------------------------------------------------------------- data on device
+class Batches:
+    """Batches of float images in [0,1] and labels, on ``device``.
+
+    Tensor data (``ImageSet`` or ``(x, y)``) is copied to the device once (uint8 stays uint8 until
+    the batch is taken). ``Dataset`` objects are read through a ``DataLoader``.
+    """
+
+    def __init__(self, data, batch_size: int, device: torch.device, shuffle: bool = False,
+                 seed: int = 0, drop_last: bool = False, num_workers: int | None = None):
+        self.batch_size, self.device, self.shuffle, self.seed, self.drop_last = batch_size, device, shuffle, seed, drop_last
+        self.epoch = 0
+        self.loader = None
+        if isinstance(data, ImageSet):
+            data = (data.images, data.labels)
+        if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+            x, y = data
+            self.x, self.y = self._to_device(x), y.to(device, non_blocking=True).long()
+        elif isinstance(data, Dataset):
+            workers = num_workers if num_workers is not None else min(4, max(0, (torch.get_num_threads() or 1) - 1))
+            g = torch.Generator().manual_seed(seed)
+            self.loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                                     num_workers=workers, pin_memory=device.type == "cuda", generator=g,
+                                     persistent_workers=workers > 0)
+        else:
+            raise TypeError(f"expected an ImageSet, an (images, labels) tensor pair or a Dataset, got {type(data).__name__}")
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            if x.numel() * x.element_size() > 0.4 * free:
+                return x  # too big to hold: batches are copied over one by one
+        return x.to(self.device, non_blocking=True)
+
+    def __len__(self) -> int:
+        if self.loader is not None:
+            return len(self.loader)
+        n = len(self.y)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        if self.loader is not None:
+            for x, y in self.loader:
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            return
+        n = len(self.y)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(n, generator=g).to(self.x.device)
+        else:
+            order = None
+        self.epoch += 1
+        for i in range(len(self)):
+            sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            idx = order[sl] if order is not None else sl
+            x, y = self.x[idx], self.y[idx.to(self.y.device) if order is not None else idx]
+            x = x.to(self.device, non_blocking=True)
+            yield (x.float().div_(255) if x.dtype == torch.uint8 else x.float()), y
+
+
+def random_translate(pad: int = 4, flip: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Batched augmentation on the device: random shifts of up to ``pad`` px (reflect padding),
+    optional horizontal flips (off by default: arrows and traffic signs are not mirror-symmetric)."""
+
+    def augment(x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        dy = torch.randint(0, 2 * pad + 1, (n, 1, 1), device=x.device)
+        dx = torch.randint(0, 2 * pad + 1, (n, 1, 1), device=x.device)
+        rows = (torch.arange(h, device=x.device)[None, :, None] + dy).expand(n, h, w)
+        cols = (torch.arange(w, device=x.device)[None, None, :] + dx).expand(n, h, w)
+        if flip:
+            f = torch.rand(n, 1, 1, device=x.device) < 0.5
+            cols = torch.where(f, (2 * pad + w - 1) - cols, cols)
+        b = torch.arange(n, device=x.device)[:, None, None]
+        return xp.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+    return augment
+
+
+# ----------------------------------------------------------------------------- fit / evaluate
+def _cross_entropy(model, x, y):
+    logits = model(x)
+    return F.cross_entropy(logits, y), logits
+
+
+def _optimizer(name: str, params, lr, momentum, weight_decay):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be sgd, adam or adamw, got {name!r}")
+
+
+def _scheduler(name, opt, lr, total_steps):
+    if name in (None, "constant"):
+        return None
+    if name == "onecycle":
+        max_lr = [g["lr"] for g in opt.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total_steps, pct_start=0.25)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    raise ValueError(f"schedule must be onecycle, cosine or None, got {name!r}")
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_size: int = 128,
+        optimizer: str = "sgd", momentum: float = 0.9, weight_decay: float = 5e-4,
+        schedule: str | None = "onecycle", params=None, val=None,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        batch_hook: Callable | None = None, loss: Callable | None = None,
+        on_epoch_end: Callable[[int, dict, nn.Module], bool | None] | None = None,
+        device=None, amp: bool | None = None, channels_last: bool | None = None,
+        seed: int = 0, progress: bool = True, desc: str = "fit") -> pd.DataFrame:
+    """Train ``model`` in place and return its history (one row per epoch).
+
+    ``params``: parameters or param groups to optimise (default: every parameter that requires
+    grad). ``val``: data evaluated after each epoch. ``on_epoch_end(epoch, row, model)`` may
+    return ``True`` to stop early (e.g. catastrophic-overfitting checks). ``amp`` and
+    ``channels_last`` default to on for CUDA, off for CPU.
+    """
+    device = pick_device(device)
+    amp = device.type == "cuda" if amp is None else amp
+    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    seed_everything(seed)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    batches = Batches(train, batch_size, device, shuffle=True, seed=seed, drop_last=True)
+    if len(batches) == 0:
+        raise ValueError(f"{len(train)} training images is fewer than one batch of {batch_size}")
+    val_batches = Batches(val, 256, device) if val is not None else None
+    params = [p for p in model.parameters() if p.requires_grad] if params is None else params
+    opt = _optimizer(optimizer, params, lr, momentum, weight_decay)
+    sched = _scheduler(schedule, opt, lr, epochs * len(batches))
+    loss_fn = loss or _cross_entropy
+    history = []
+    bar = tqdm(total=epochs * len(batches), desc=desc, disable=not progress, mininterval=0.5,
+               dynamic_ncols=True, leave=True)
+    for epoch in range(1, epochs + 1):
+        train_mode(model)
+        t0 = time.perf_counter()
+        tot_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        seen, have_logits = 0, False
+        for x, y in batches:
+            if augment is not None:
+                x = augment(x)
+            if batch_hook is not None:
+                x, y = batch_hook(model, x, y)
+                train_mode(model)  # an attack in the hook may switch to eval mode
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, amp):
+                out = loss_fn(model, x, y)
+            l, logits = out if isinstance(out, tuple) else (out, None)
+            opt.zero_grad(set_to_none=True)
+            l.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            tot_loss += l.detach() * len(y)
+            if logits is not None:
+                correct += (logits.detach().argmax(1) == y).sum()
+                have_logits = True
+            seen += len(y)
+            bar.update(1)
+        row = {"epoch": epoch, "train_loss": float(tot_loss) / seen,
+               "train_acc": float(correct) / seen if have_logits else float("nan"),
+               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+        row["images_per_s"] = seen / row["seconds"]
+        if val_batches is not None:
+            ev = evaluate(model, val_batches, device=device, amp=amp)
+            row.update(val_loss=ev["loss"], val_acc=ev["acc"])
+        history.append(row)
+        bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("train_loss", "train_acc", "val_acc")})
+        if on_epoch_end is not None and on_epoch_end(epoch, row, model):
+            break
+    bar.close()
+    model.eval()
+    return pd.DataFrame(history)
+
+
+def predict(model: nn.Module, data, *, batch_size: int = 256, device=None, batch_hook=None,
+            amp: bool | None = None, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels over ``data`` (on CPU). ``batch_hook(model, x, y) -> (x, y)`` is applied
+    to each batch first (e.g. an attack, which may need gradients: it runs outside ``no_grad``)."""
+    device = pick_device(device) if device is not None else model_device(model)
+    amp = device.type == "cuda" if amp is None else amp
+    was_training = model.training
+    model.eval()
+    batches = data if isinstance(data, Batches) else Batches(data, batch_size, device)
+    logits, labels = [], []
+    for x, y in tqdm(batches, desc="predict", disable=not progress, mininterval=1, leave=False):
+        if batch_hook is not None:
+            x, y = batch_hook(model, x, y)
+        with torch.no_grad(), _autocast(device, amp):
+            logits.append(model(x).float())
+        labels.append(y)
+    model.train(was_training)
+    return torch.cat(logits).cpu(), torch.cat(labels).cpu()
+
+
+def evaluate(model: nn.Module, data, **kw) -> dict:
+    """``{"acc", "loss", "n"}`` of ``model`` on ``data`` (eval mode; see :func:`predict` for ``kw``)."""
+    logits, y = predict(model, data, **kw)
+    return {"acc": (logits.argmax(1) == y).float().mean().item(),
+            "loss": F.cross_entropy(logits, y).item(), "n": len(y)}
