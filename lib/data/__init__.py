@@ -7,7 +7,7 @@ the layout expected.
 """
 from __future__ import annotations
 
-from .base import DatasetNotFoundError, ImageSet, to_imageset
+from .base import DatasetNotFoundError, ImageSet, shared_images, to_imageset
 from .splits import source_target_split, subset_classes, task_split, train_val_split
 from .synsigns import CLASSES as SYNSIGNS_CLASSES, generate, load_synsigns
 
@@ -29,11 +29,12 @@ def load(name: str = "synsigns", split: str = "train", profile: str = "smoke", *
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
     prof = PROFILES[profile]
+    progress = kw.pop("progress", False)
     if name == "synsigns":
         k = len(SYNSIGNS_CLASSES) if classes is None else len(list(classes))
         per = prof["per_class_train"] if split == "train" else prof["per_class_test"]
         return load_synsigns(split, n=n if n is not None else k * per, size=size or prof["size"],
-                             seed=seed, classes=classes, progress=kw.get("progress", False))
+                             seed=seed, classes=classes, progress=progress)
     from .real import load_real
     return load_real(name, split, root=root, size=size, **kw)
 
@@ -66,6 +67,6 @@ def real_status():
     return pd.DataFrame(rows)
 
 
-__all__ = ["real_status", "load", "PROFILES", "ImageSet", "DatasetNotFoundError", "to_imageset", "generate",
+__all__ = ["real_status", "shared_images", "load", "PROFILES", "ImageSet", "DatasetNotFoundError", "to_imageset", "generate",
            "load_synsigns", "SYNSIGNS_CLASSES", "task_split", "source_target_split",
            "subset_classes", "train_val_split"]

@@ -97,3 +97,9 @@ def to_imageset(ds: Dataset, name: str = "", classes: Sequence[str] | None = Non
         labels[i] = int(y)
     classes = list(classes if classes is not None else getattr(ds, "classes", [str(c) for c in range(int(labels.max()) + 1)]))
     return ImageSet(images, labels, classes, name=name)
+
+
+def shared_images(a: ImageSet, b: ImageSet) -> int:
+    """How many images of ``b`` also occur, byte for byte, in ``a`` (leakage between splits)."""
+    seen = {img.numpy().tobytes() for img in a.images}
+    return sum(img.numpy().tobytes() in seen for img in b.images)

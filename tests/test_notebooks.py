@@ -1,0 +1,52 @@
+"""Every notebook runs headless through papermill (as `make workbook` runs it) and writes its
+figures and tables; a second run of notebook 01 reuses the bases from the store."""
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from lib.workbook import notebooks, run_notebook
+
+pytestmark = pytest.mark.notebooks
+
+
+def _figures():
+    from pathlib import Path
+    return Path(os.environ["WORKBOOK_FIGURES"])
+
+
+def test_notebooks_are_ordered_stripped_and_parameterised():
+    names = [p.name for p in notebooks()]
+    assert names[:2] == ["00_datasets.ipynb", "01_pretrained_bases.ipynb"] and names == sorted(names)
+    for path in notebooks():
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert not any(c.get("outputs") or c.get("execution_count") for c in code), f"{path.name} has outputs"
+        params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(params) == 1 and "profile" in "".join(params[0]["source"]), path.name
+
+
+def test_00_datasets(tmp_path):
+    out = run_notebook(notebooks(["00"])[0], {"per_class": 10}, tmp_path)
+    assert out.exists()
+    for name in ("00_samples.png", "00_masks.png", "00_class_balance.png", "00_splits.png"):
+        assert (_figures() / name).stat().st_size > 5000, name
+    summary = pd.read_csv(_figures() / "00_datasets_summary.csv").iloc[0]
+    assert summary["classes"] >= 100 and bool(summary["deterministic"]) and summary["train_test_duplicates"] == 0
+
+
+def test_01_pretrained_bases_trains_then_reuses(tmp_path):
+    # the default smoke recipe: the notebook's own headline assert (bases >= 10x chance) must hold
+    nb = notebooks(["01"])[0]
+    run_notebook(nb, {}, tmp_path / "first")
+    first = pd.read_csv(_figures() / "01_bases.csv")
+    smoke = first[first["kind"] == "smoke base"]
+    assert list(smoke["base"]) == ["A", "B"] and (smoke["test_acc"] > 10 * smoke["chance"]).all()
+    assert not smoke["cached"].astype(bool).any()
+    assert (_figures() / "01_base_curves.png").exists() and (_figures() / "01_base_accuracy.png").exists()
+    run_notebook(nb, {}, tmp_path / "second")
+    second = pd.read_csv(_figures() / "01_bases.csv")
+    smoke2 = second[second["kind"] == "smoke base"]
+    assert smoke2["cached"].astype(bool).all()
+    assert list(smoke2["test_acc"]) == list(smoke["test_acc"])
