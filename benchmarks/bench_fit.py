@@ -35,7 +35,7 @@ def bare_loop(model, x, y, epochs, batch_size, lr, device, amp):
         torch.cuda.synchronize()
 
 
-def main(arch: str = "small_cnn", n: int = 2500, epochs: int = 2, batch_size: int = 128, repeats: int = 3) -> dict:
+def main(arch: str = "small_cnn", n: int = 2500, epochs: int = 2, batch_size: int = 128, repeats: int = 5) -> dict:
     device = pick_device()
     amp = device.type == "cuda"
     ds = D.load_synsigns("train", n=n)

@@ -10,6 +10,7 @@ GOAL_S = 10.0
 
 
 def main(n: int = 10_000, size: int = 32, repeats: int = 3) -> dict:
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     generate(256, size, seed=99)  # warm-up
     times = []
@@ -17,6 +18,7 @@ def main(n: int = 10_000, size: int = 32, repeats: int = 3) -> dict:
         t0 = time.perf_counter()
         generate(n, size, seed=r)
         times.append(time.perf_counter() - t0)
+    torch.set_num_threads(threads)
     best = min(times)
     res = {"images": n, "size": size, "threads": 1, "seconds_best": round(best, 3),
            "seconds_all": [round(t, 3) for t in times], "images_per_s": round(n / best),
