@@ -1,0 +1,85 @@
+"""Interactive explorers. Each widget is a thin ``ipywidgets`` shell over a plain function that
+tests call directly (``attack_panel``), so what a reader sees is what the tests check."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+
+from . import attacks
+from .train import model_device
+
+
+def attack_panel(model, x: torch.Tensor, y: torch.Tensor, *, eps: float = 8 / 255, alpha: float = 2 / 255,
+                 steps: int = 10, norm: str = "linf", classes=None, show: int = 8, magnify: float | None = None,
+                 seed: int = 0):
+    """Attack a batch with PGD and draw clean / adversarial / perturbation rows with predictions.
+
+    ``steps=1`` with ``alpha=eps`` is FGSM (no random start for one step); ``steps=0`` or
+    ``eps=0`` shows the clean batch. Returns ``(fig, stats)``
+    where ``stats`` holds ``clean_acc``, ``adv_acc``, ``asr`` (share of clean-correct images made
+    wrong), the largest perturbation norm and the settings. The perturbation row is magnified to
+    fill [0, 1] (``magnify`` overrides) and the factor is printed in the row title.
+    """
+    device = model_device(model)
+    x, y = x.to(device), y.to(device)
+    model.eval()
+    if steps <= 0 or eps == 0:
+        x_adv = x.clone()
+    else:
+        x_adv = attacks.pgd(model, x, y, eps, alpha, steps, norm=norm, random_start=steps > 1, seed=seed)
+    with torch.no_grad():
+        p_clean, p_adv = model(x).argmax(1), model(x_adv).argmax(1)
+    delta = (x_adv - x).detach()
+    dnorm = delta.flatten(1).abs().amax(1) if norm == "linf" else delta.flatten(1).norm(dim=1)
+    stats = {"eps": eps, "alpha": alpha, "steps": steps, "norm": norm,
+             "clean_acc": (p_clean == y).float().mean().item(), "adv_acc": (p_adv == y).float().mean().item(),
+             "asr": attacks.attack_success_rate(p_clean.cpu(), p_adv.cpu(), y.cpu()),
+             "max_perturbation": dnorm.max().item(), "n": len(y)}
+    k = min(show, len(y))
+    mag = magnify or (0.5 / max(delta[:k].abs().max().item(), 1e-12))
+    name = (lambda i: classes[i]) if classes is not None else str
+    fig, axes = plt.subplots(3, k, figsize=(1.5 * k, 5.2), squeeze=False)
+    for i in range(k):
+        rows = [(x[i], f"{name(int(p_clean[i]))}", p_clean[i] == y[i]),
+                (x_adv[i], f"{name(int(p_adv[i]))}", p_adv[i] == y[i]),
+                ((delta[i] * mag + 0.5).clamp(0, 1), "", None)]
+        for r, (img, title, ok) in enumerate(rows):
+            ax = axes[r, i]
+            ax.imshow(img.permute(1, 2, 0).float().cpu().numpy(), interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if title:
+                ax.set_title(title.replace("/", "\n"), fontsize=7, color="green" if ok else "red")
+    axes[0, 0].set_ylabel("clean")
+    axes[1, 0].set_ylabel("adversarial")
+    axes[2, 0].set_ylabel(f"δ × {mag:.0f}")
+    fig.suptitle(f"{norm} PGD-{steps}, eps={eps * 255:.1f}/255, step={alpha * 255:.2f}/255: "
+                 f"accuracy {stats['clean_acc']:.0%} → {stats['adv_acc']:.0%} on {len(y)} images")
+    fig.tight_layout()
+    return fig, stats
+
+
+def attack_explorer(model, x: torch.Tensor, y: torch.Tensor, classes=None, show: int = 8):
+    """Sliders for L-inf eps, step size and steps over :func:`attack_panel`."""
+    import ipywidgets as W
+    from IPython.display import display
+
+    out = W.Output()
+
+    def redraw(eps255, alpha255, steps):
+        with out:
+            out.clear_output(wait=True)
+            fig, _ = attack_panel(model, x, y, eps=eps255 / 255, alpha=alpha255 / 255, steps=steps,
+                                  classes=classes, show=show)
+            plt.show(fig)
+            plt.close(fig)
+
+    controls = W.interactive(
+        redraw,
+        eps255=W.FloatSlider(value=8, min=0, max=32, step=0.5, description="eps ×1/255"),
+        alpha255=W.FloatSlider(value=2, min=0.25, max=16, step=0.25, description="step ×1/255"),
+        steps=W.IntSlider(value=10, min=0, max=50, description="steps"),
+        continuous_update=False,
+    )
+    box = W.VBox([controls, out])
+    display(box)
+    return box

@@ -1,0 +1,164 @@
+"""Robustness reports: the expected rows, the sanity checks pass on a real model and fail on bad tables."""
+import pandas as pd
+import pytest
+import torch
+import torch.nn as nn
+
+from lib import data as D
+from lib.models import build
+from lib.robustness import CHECKS, default_alpha, eps_sweep, robustness_report, sanity_checks
+from lib.train import evaluate, fit
+
+CLASSES = [0, 21, 42, 63, 84]
+EPS_LIST = (2 / 255, 8 / 255)
+PGD_STEPS = (7, 10, 20, 40)
+N = 100
+
+
+@pytest.fixture(scope="module")
+def model_and_data():
+    tr = D.subset_classes(D.load_synsigns("train", n=5 * 60, classes=CLASSES), CLASSES)
+    te = D.subset_classes(D.load_synsigns("test", n=5 * 30, classes=CLASSES), CLASSES)
+    torch.manual_seed(0)
+    model = build("small_cnn", 5, width=8)
+    fit(model, tr, epochs=6, lr=0.1, batch_size=32, progress=False)
+    return model, te
+
+
+@pytest.fixture(scope="module")
+def report(model_and_data):
+    model, te = model_and_data
+    return robustness_report(model, te, eps_list=EPS_LIST, pgd_steps=PGD_STEPS, apgd_steps=25, n=N, progress=False)
+
+
+def test_report_has_the_expected_rows(report):
+    table, checks = report
+    got = sorted(zip(table.attack, table.eps.round(8), table.steps))
+    expected = [("clean", 0.0, 0), ("pgd", 0.5, 20)]
+    for eps in (0.0, *EPS_LIST):
+        expected += [("fgsm", eps, 1), ("apgd", eps, 25), ("apgd_t", eps, 25)]
+        expected += [("pgd", eps, k) for k in PGD_STEPS]
+        if eps > 0:
+            expected.append(("worst", eps, 0))
+    assert got == sorted((a, round(e, 8), k) for a, e, k in expected)
+    assert (table.n == N).all() and table.acc.between(0, 1).all()
+    assert (table.acc == table.correct / table.n).all()
+    pgd = table[(table.attack == "pgd") & (table.eps > 0)]
+    assert all(r.alpha == pytest.approx(2.5 * r.eps / r.steps) for r in pgd.itertuples())  # the stated rule
+    assert set(table.label) >= {"clean", "FGSM", "PGD-7", "PGD-40", "APGD-CE", "APGD-T (DLR)", "worst case"}
+    assert list(checks.check) == list(CHECKS)
+
+
+def test_eps_zero_rows_equal_clean_accuracy_exactly(report, model_and_data):
+    table, _ = report
+    model, te = model_and_data
+    clean = table[table.attack == "clean"].iloc[0]
+    assert clean.acc == pytest.approx(evaluate(model, te.subset(range(N)))["acc"], abs=1e-6)
+    zero = table[(table.eps == 0) & (table.attack != "clean")]
+    assert len(zero) == 7 and (zero.correct == clean.correct).all() and (zero.acc == clean.acc).all()
+
+
+def test_all_sanity_checks_pass_on_a_trained_model(report):
+    table, checks = report
+    with pd.option_context("display.width", 200, "display.max_colwidth", 90):
+        print("\n", table[["label", "eps_255", "steps", "acc"]].to_string(), "\n", checks.to_string())
+    assert checks.passed.all(), checks[~checks.passed].to_string()
+    clean = table[table.attack == "clean"].acc.item()
+    at8 = table[(table.attack == "pgd") & (table.eps == 8 / 255) & (table.steps == 40)].acc.item()
+    assert at8 < clean - 0.2  # the attacks do bite on a standard model
+    worst = table[(table.attack == "worst")].set_index("eps").acc
+    attacked = table[(table.eps > 0) & (table.eps < 0.5) & (table.attack != "worst")]
+    assert all(worst[e] <= g.acc.min() for e, g in attacked.groupby("eps"))
+
+
+# ----------------------------------------------------------------------------- each check can fail
+def fake_table(n=100):
+    """A table that passes every check: clean 0.8, accuracy falling with eps and steps, APGD
+    below PGD below FGSM, zero at eps 0.5."""
+    rows = [("clean", 0.0, 0, 0.80)]
+    for eps, base in ((0.0, 0.80), (2 / 255, 0.50), (8 / 255, 0.20)):
+        rows.append(("fgsm", eps, 1, base))
+        for i, k in enumerate((7, 10, 20)):
+            rows.append(("pgd", eps, k, base if eps == 0 else base - 0.05 - 0.01 * i))
+        rows.append(("apgd", eps, 100, base if eps == 0 else base - 0.08))
+    rows.append(("pgd", 0.5, 20, 0.0))
+    return pd.DataFrame([{"attack": a, "eps": e, "steps": k, "acc": acc, "n": n, "norm": "linf"}
+                         for a, e, k, acc in rows])
+
+
+def _set(t, attack, eps, steps, acc):
+    sel = (t.attack == attack) & (t.eps == eps) & (t.steps == steps)
+    assert sel.sum() == 1
+    t.loc[sel, "acc"] = acc
+    return t
+
+
+BREAKERS = {
+    "eps=0 equals clean": lambda t: _set(t, "pgd", 0.0, 10, 0.79),                # one image off at eps 0
+    "non-increasing in eps": lambda t: _set(t, "fgsm", 8 / 255, 1, 0.60),         # more eps, higher accuracy
+    "non-increasing in steps": lambda t: _set(t, "pgd", 8 / 255, 20, 0.16),       # PGD-20 above PGD-10 (0.14)
+    "large eps -> ~0": lambda t: _set(t, "pgd", 0.5, 20, 0.30),                   # gradient masking's signature
+    "PGD <= FGSM": lambda t: _set(_set(_set(t, "pgd", 2 / 255, 7, 0.58), "pgd", 2 / 255, 10, 0.57),
+                                  "pgd", 2 / 255, 20, 0.56),                     # PGD weaker than FGSM (0.50)
+    "APGD <= PGD": lambda t: _set(t, "apgd", 8 / 255, 100, 0.19),                 # APGD above PGD-20 (0.13)
+}
+
+
+def test_the_fake_table_passes_every_check():
+    checks = sanity_checks(fake_table())
+    assert checks.passed.all(), checks.to_string()
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_each_check_fails_on_a_table_that_violates_it(check):
+    assert set(BREAKERS) == set(CHECKS)
+    checks = sanity_checks(BREAKERS[check](fake_table())).set_index("check")
+    assert not checks.loc[check, "passed"], checks.loc[check, "detail"]
+    assert checks.passed.sum() >= len(CHECKS) - 2  # the violation is caught where it belongs
+    print(f"\n{check}: {checks.loc[check, 'detail']}")
+
+
+def test_tolerance_is_one_image():
+    t = _set(fake_table(n=100), "pgd", 8 / 255, 20, 0.14 + 0.01)   # one image above PGD-10: within slack
+    assert sanity_checks(t).set_index("check").loc["non-increasing in steps", "passed"]
+    t = _set(fake_table(n=100), "pgd", 8 / 255, 20, 0.14 + 0.02)   # two images: a violation
+    assert not sanity_checks(t).set_index("check").loc["non-increasing in steps", "passed"]
+    assert sanity_checks(t, slack=0.05).passed.all()
+
+
+def test_missing_rows_fail_rather_than_pass_silently():
+    t = fake_table()
+    checks = sanity_checks(t[t.eps < 0.5]).set_index("check")
+    assert not checks.loc["large eps -> ~0", "passed"] and "nothing to check" in checks.loc["large eps -> ~0", "detail"]
+    checks = sanity_checks(t[(t.attack != "apgd")]).set_index("check")
+    assert not checks.loc["APGD <= PGD", "passed"]
+
+
+class Quantize(nn.Module):
+    """Rounds pixels to 4 levels: zero gradient almost everywhere (gradient masking)."""
+
+    def forward(self, x):
+        return torch.round(x * 3) / 3
+
+
+def test_a_gradient_masked_model_fails_the_large_eps_check(model_and_data):
+    model, te = model_and_data
+    masked = nn.Sequential(Quantize(), model).eval()
+    table, checks = robustness_report(masked, te, eps_list=(8 / 255,), pgd_steps=(10,), apgd=False, n=50,
+                                      progress=False)
+    checks = checks.set_index("check")
+    big = table[table.eps == 0.5].acc.item()
+    print(f"\nquantised input: clean {table.acc[0]:.2f}, PGD-20 at eps 0.5: {big:.2f}")
+    assert not checks.loc["large eps -> ~0", "passed"]
+
+
+def test_eps_sweep(model_and_data):
+    model, te = model_and_data
+    grid = [0, 1 / 255, 4 / 255, 16 / 255]
+    sweep = eps_sweep(model, te, grid, steps=5, n=60)
+    assert list(sweep.eps) == pytest.approx(grid) and (sweep.n == 60).all() and (sweep.steps == 5).all()
+    assert sweep.acc.iloc[0] == pytest.approx(evaluate(model, te.subset(range(60)))["acc"])
+    assert sweep.acc.diff().iloc[1:].le(1 / 60 + 1e-9).all() and sweep.acc.iloc[-1] < sweep.acc.iloc[0]
+    assert sweep.alpha.iloc[2] == pytest.approx(default_alpha(4 / 255, 5))
+    fg = eps_sweep(model, te, grid, attack="fgsm", n=60)
+    assert (fg.steps == 1).all() and fg.acc.iloc[-1] < fg.acc.iloc[0]
