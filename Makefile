@@ -11,11 +11,13 @@ export MPLBACKEND ?= Agg
 
 venv: $(READY)
 
-$(READY): requirements.txt
+$(READY): requirements.txt requirements-test.txt
 	@echo "[venv] creating $(VENV) with $(PYTHON) (torch comes from the local wheel cache when present)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	@# test-only reference implementations, without their (conflicting, unused) pins
+	$(PY) -m pip install --quiet --no-deps -r requirements-test.txt
 	@# make `import lib` work from any folder (notebook kernels run in notebooks/)
 	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'workbook.pth').write_text(str(pathlib.Path.cwd()) + '\n')"
 	touch $(READY)

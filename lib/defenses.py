@@ -380,7 +380,10 @@ def robust_study_data(cfg: dict) -> tuple[ImageSet, ImageSet]:
 def robust_study_model(method: str, cfg: dict, store=None, *, progress: bool = True):
     """A small CNN trained on :func:`robust_study_data` with ``method`` (see :data:`METHODS`)
     through :func:`adversarial_train`, cached in the store under the method and the recipe.
-    Validation (checkpoint selection) uses a held-out 10% of the training set, never the test set.
+    Validation (checkpoint selection) uses a held-out 10% of the training set, never the test set;
+    adversarially trained models keep their best-robust epoch (Rice et al.), the standard model its
+    last epoch (selecting a standard model on robust accuracy would pick a weak early epoch and
+    flatter the baseline's robustness).
     Returns ``(model, meta)`` with the history (incl. ``val_robust_acc`` and ``selected``)."""
     from .data import train_val_split
     from .models import build
@@ -390,13 +393,14 @@ def robust_study_model(method: str, cfg: dict, store=None, *, progress: bool = T
     cfg = {**STUDY_RECIPE, **cfg}
     train, _ = robust_study_data(cfg)
     fit_set, val = train_val_split(train, 0.1, seed=cfg["seed"])
+    select = "last" if method == "standard" else "best_robust"
 
     def train_fn(model):
         hist = adversarial_train(model, fit_set, val, method, eps=cfg["eps"], epochs=cfg["epochs"], lr=cfg["lr"],
                                  batch_size=cfg["batch_size"], seed=cfg["seed"], augment=random_translate(2),
-                                 progress=progress)
+                                 select=select, progress=progress)
         return {"method": method, "recipe": cfg, "history": hist.to_dict("records"),
                 "selected_epoch": hist.attrs.get("selected_epoch"), "stopped_epoch": hist.attrs.get("stopped_epoch")}
 
-    return (store or Store()).model(f"robust_{method}", {"method": method, **cfg},
+    return (store or Store()).model(f"robust_{method}", {"method": method, "select": select, **cfg},
                                     lambda: build("small_cnn", train.num_classes, width=cfg["width"]), train_fn)

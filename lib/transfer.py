@@ -646,29 +646,30 @@ def _channel_loss_increase(model: Classifier, x, y, stage: str, budget: int = 1 
 def delta_channel_attention(pretrained: Classifier, train, *, stages: Sequence[str] | None = None,
                             epochs: int = SMOKE_DEFAULTS["delta"]["attention_epochs"], lr: float = 0.1,
                             batches: int = SMOKE_DEFAULTS["delta"]["attention_batches"],
-                            batch_size: int = 32, temperature: float = 5.0, seed: int = 0,
+                            attention_batch_size: int = 32, temperature: float = 5.0, seed: int = 0,
                             progress: bool = False, **fit_kw) -> dict[str, torch.Tensor]:
-    """DELTA's supervised channel attention (Li et al. 2019, sec. 3.2, as in the authors' code):
+    """DELTA's supervised channel attention (Li et al. 2019; procedure of tllib's implementation):
 
     1. train a new head on the frozen pretrained body (:func:`linear_probe`, ``epochs``);
-    2. for ``batches`` training batches of ``batch_size``, measure for every channel ``c`` of every
-       stage the loss increase when ``c`` is removed (its output zeroed), averaged over batches;
+    2. for ``batches`` training batches of ``attention_batch_size``, measure for every channel
+       ``c`` of every stage the loss increase when ``c`` is removed, averaged over batches;
     3. per stage, standardise the increases (z-score) and take ``softmax(z / temperature)``.
 
-    Returns ``{stage: weights}`` (CPU tensors summing to 1 over the stage's channels). The paper
-    removes a conv filter; here the stage's output channel is zeroed, which is the same for a
-    stage ending in a conv and its natural analogue for residual/dense stages.
+    Returns ``{stage: weights}`` (CPU tensors summing to 1 over the stage's channels). DELTA
+    removes a channel by zeroing its conv filter; here the stage's output channel is zeroed,
+    which is the same for a stage ending in that conv and the natural analogue for stages ending
+    in BatchNorm/ReLU, a residual addition or a concatenation.
     tllib's defaults: 10 head epochs, batch 32, 10 batches, temperature 5 (the authors' training
     script applies the same z-score and ``softmax(./5)`` to precomputed weights). Cost: one
     forward of the rest of the network per channel and batch (channels are ablated in chunks of
     about 16M activations).
     """
     stages = list(pretrained.stages if stages is None else stages)
-    probe, _ = linear_probe(pretrained, train, epochs=epochs, lr=lr, seed=seed, progress=progress,
-                            desc="DELTA attention head", **fit_kw)
+    kw = {"desc": "DELTA attention head", **fit_kw}
+    probe, _ = linear_probe(pretrained, train, epochs=epochs, lr=lr, seed=seed, progress=progress, **kw)
     probe.eval()
     device = next(probe.parameters()).device
-    loader = Batches(train, batch_size, device, shuffle=True, seed=seed + 1)
+    loader = Batches(train, attention_batch_size, device, shuffle=True, seed=seed + 1)
     sums = {s: None for s in stages}
     seen = 0
     for x, y in loader:
@@ -739,9 +740,10 @@ def delta(pretrained: Classifier, train, *, alpha: float = SMOKE_DEFAULTS["delta
     (tllib's implementation): 10 head epochs, 10 batches of 32, temperature 5. Smoke defaults:
     ``alpha = beta = 0.01``, ``epochs=8``, ``lr=0.01``, ``batch_size=64`` (the penalty is a sum
     over the batch: at batch 128 and lr 0.02 it diverged in the first epoch on the smoke
-    setting), 3 attention epochs, 4 attention batches; weight decay stays at ``fit``'s default 5e-4 unless given (pass
-    ``weight_decay=0`` to match the paper). The history gains ``feat_reg`` (epoch mean of
-    ``Omega'``) and ``head_sq``; the model's ``delta_attention`` attribute holds the weights used.
+    setting), 3 attention epochs, 4 attention batches; weight decay stays at ``fit``'s default
+    5e-4 unless given (pass ``weight_decay=0`` to match the paper). The history gains
+    ``feat_reg`` (epoch mean of ``Omega'``) and ``head_sq``; the model's ``delta_attention``
+    attribute holds the weights used.
     """
     stages = list(pretrained.stages if stages is None else stages)
     device = pick_device(fit_kw.get("device"))

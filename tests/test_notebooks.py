@@ -19,6 +19,7 @@ def _figures():
 def test_notebooks_are_ordered_stripped_and_parameterised():
     names = [p.name for p in notebooks()]
     assert names[:2] == ["00_datasets.ipynb", "01_pretrained_bases.ipynb"] and names == sorted(names)
+    assert "03_adversarial_training.ipynb" in names
     for path in notebooks():
         nb = json.loads(path.read_text())
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -50,3 +51,14 @@ def test_01_pretrained_bases_trains_then_reuses(tmp_path):
     smoke2 = second[second["kind"] == "smoke base"]
     assert smoke2["cached"].astype(bool).all()
     assert list(smoke2["test_acc"]) == list(smoke["test_acc"])
+
+
+def test_03_adversarial_training(tmp_path):
+    # default smoke parameters: the notebook asserts its sanity checks and the PGD-AT gain itself
+    run_notebook(notebooks(["03"])[0], {}, tmp_path)
+    checks = pd.read_csv(_figures() / "03_sanity_checks.csv")
+    assert checks["passed"].astype(bool).all()
+    report = pd.read_csv(_figures() / "03_robustness_report.csv")
+    assert set(report["method"]) == {"standard", "pgd_at", "fgsm_rs", "trades"}
+    for name in ("03_training_curves.png", "03_pgd_steps_bars.png", "03_eps_sweep.png", "03_examples_pgd_at.png"):
+        assert (_figures() / name).stat().st_size > 5000, name

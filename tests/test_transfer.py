@@ -192,7 +192,7 @@ def test_delta_keeps_features_closer_to_the_teacher(setting):
 
 def test_delta_channel_attention(setting):
     A, tr = setting["A"], setting["train"]
-    att = T.delta_channel_attention(A, tr, epochs=1, batches=2, batch_size=16)
+    att = T.delta_channel_attention(A, tr, epochs=1, batches=2, attention_batch_size=16, **FAST)
     assert list(att) == A.stages
     for s, w in att.items():
         assert w.shape == (A.blocks[s].conv.out_channels,) and w.sum().item() == pytest.approx(1, abs=1e-5)
