@@ -3,6 +3,7 @@
 slower than torchattacks' PGD. Measured side by side, medians of interleaved repeats, for
 small_cnn and resnet20 on batches of 128 images at 32 px. On CUDA all three run under bf16
 autocast (channels-last model and batch)."""
+import os
 import time
 
 import torch
@@ -65,12 +66,16 @@ def bench_arch(arch, device, amp, batch_size, steps, repeats, eps=8 / 255, alpha
         for k, fn in runs.items():
             times[k].append(_with_frozen(flags, k, lambda: timed(fn, device, amp)))
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}  # the least disturbed run: a check on shared machines
     res = {"arch": arch, "seconds_median": {k: round(v, 4) for k, v in med.items()},
+           "seconds_min": {k: round(v, 4) for k, v in best.items()},
            "seconds_all": {k: [round(t, 4) for t in v] for k, v in times.items()},
-           "ours_vs_passes": round(med["ours"] / med["passes"], 3)}
+           "ours_vs_passes": round(med["ours"] / med["passes"], 3),
+           "ours_vs_passes_min": round(best["ours"] / best["passes"], 3)}
     res["meets_goal_vs_passes"] = res["ours_vs_passes"] <= GOAL_VS_PASSES
     if "torchattacks" in med:
         res["ours_vs_torchattacks"] = round(med["ours"] / med["torchattacks"], 3)
+        res["ours_vs_torchattacks_min"] = round(best["ours"] / best["torchattacks"], 3)
         res["meets_goal_vs_torchattacks"] = res["ours_vs_torchattacks"] <= GOAL_VS_TORCHATTACKS
     return res
 
@@ -86,14 +91,23 @@ def _with_frozen(flags, kind, fn):
             p.requires_grad_(flag)
 
 
+def _loadavg():
+    """1-minute load average (other processes on the machine make CPU timings noisy)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def main(archs=("small_cnn", "resnet20"), batch_size: int = 128, steps: int = 10, repeats: int = 5) -> dict:
     device = pick_device()
     amp = device.type == "cuda"
     results = [bench_arch(a, device, amp, batch_size, steps, repeats) for a in archs]
-    res = {"device": str(device), "amp_bf16": amp, "batch_size": batch_size, "image_size": 32, "steps": steps,
+    res = {"device": str(device), "amp_bf16": amp, "load_average_before": _loadavg(), "batch_size": batch_size, "image_size": 32, "steps": steps,
            "repeats": repeats, "torchattacks": getattr(torchattacks, "__version__", None),
            "goal_vs_passes": GOAL_VS_PASSES, "goal_vs_torchattacks": GOAL_VS_TORCHATTACKS, "results": results,
            "meets_goal": all(r["meets_goal_vs_passes"] and r.get("meets_goal_vs_torchattacks", True) for r in results)}
+    res["load_average_after"] = _loadavg()
     save(f"pgd_{device.type}", res)
     return res
 

@@ -1,0 +1,41 @@
+"""The function behind the attack explorer: what the sliders show is what is measured."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from lib import data as D  # noqa: E402
+from lib.models import build  # noqa: E402
+from lib.train import fit  # noqa: E402
+from lib.widgets import attack_panel  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained():
+    classes = [0, 21, 42, 63, 84]
+    tr = D.subset_classes(D.load_synsigns("train", n=300, classes=classes), classes)
+    te = D.subset_classes(D.load_synsigns("test", n=40, classes=classes), classes)
+    model = build("small_cnn", 5, width=8)
+    fit(model, tr, epochs=5, lr=0.1, batch_size=32, progress=False)
+    return model, te.float_images(), te.labels, te.classes
+
+
+def test_eps_zero_shows_clean_accuracy(trained):
+    model, x, y, classes = trained
+    fig, stats = attack_panel(model, x, y, eps=0, steps=10, classes=classes)
+    assert stats["adv_acc"] == stats["clean_acc"] and stats["max_perturbation"] == 0
+    assert len(fig.axes) == 3 * 8
+    plt.close(fig)
+
+
+def test_accuracy_falls_with_eps_and_perturbation_stays_in_budget(trained):
+    model, x, y, classes = trained
+    accs = []
+    for eps in (1 / 255, 8 / 255, 64 / 255):
+        fig, stats = attack_panel(model, x, y, eps=eps, alpha=eps / 4, steps=10, classes=classes)
+        plt.close(fig)
+        assert stats["max_perturbation"] <= eps + 1e-6
+        accs.append(stats["adv_acc"])
+    assert stats["clean_acc"] > 0.5
+    assert accs[0] >= accs[1] >= accs[2] and accs[2] <= 0.1
