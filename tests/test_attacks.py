@@ -283,6 +283,18 @@ def test_targeted_pgd_reaches_the_target(model, batch):
         assert (model(x_adv).argmax(1) == target).float().mean() >= 0.85
 
 
+def test_apgd_toward_an_explicit_target(model, batch):
+    # apgd's y is the true label; y_target (with targeted=True) names the class to reach.
+    x, y = batch[0][:32], batch[1][:32]
+    target = (y + 2) % 5
+    for loss in ("ce", "dlr"):
+        x_adv = A.apgd(model, x, y, 32 / 255, steps=20, loss=loss, targeted=True, y_target=target)
+        with torch.no_grad():
+            assert (model(x_adv).argmax(1) == target).float().mean() >= 0.85
+    with pytest.raises(ValueError, match="targeted=False"):
+        A.apgd(model, x, y, 16 / 255, steps=2, y_target=target)
+
+
 @pytest.mark.parametrize("name", ["fgsm", "pgd_linf", "pgd_l2", "apgd_ce", "apgd_t"])
 def test_accuracy_does_not_increase_with_eps(model, batch, name):
     x, y = batch
