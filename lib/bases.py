@@ -38,15 +38,20 @@ def halves(cfg: dict) -> dict[str, list[int]]:
     return {"A": a, "B": b}
 
 
+def class_data(classes, per_class_train: int, per_class_test: int, *, size: int = 32, seed: int = 0,
+               tag: str = "") -> tuple[D.ImageSet, D.ImageSet]:
+    """synsigns train and test sets of ``classes``, relabelled to ``0..len(classes)-1``."""
+    sets = []
+    for split, per in (("train", per_class_train), ("test", per_class_test)):
+        ds = D.load_synsigns(split, n=len(classes) * per, size=size, seed=seed, classes=classes)
+        sets.append(D.subset_classes(ds, classes, name=f"synsigns-{tag}-{split}"))
+    return sets[0], sets[1]
+
+
 def half_data(half: str, cfg: dict) -> tuple[D.ImageSet, D.ImageSet]:
     """Train and test sets of one half, relabelled to ``0..len(half)-1``."""
-    classes = halves(cfg)[half]
-    k = len(classes)
-    sets = []
-    for split, per in (("train", cfg["per_class_train"]), ("test", cfg["per_class_test"])):
-        ds = D.load_synsigns(split, n=k * per, size=cfg["size"], seed=cfg["data_seed"], classes=classes)
-        sets.append(D.subset_classes(ds, classes, name=f"synsigns-{half}-{split}"))
-    return sets[0], sets[1]
+    return class_data(halves(cfg)[half], cfg["per_class_train"], cfg["per_class_test"], size=cfg["size"],
+                      seed=cfg["data_seed"], tag=half)
 
 
 def build_base(cfg: dict, num_classes: int):

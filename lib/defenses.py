@@ -366,15 +366,11 @@ def robust_study_data(cfg: dict) -> tuple[ImageSet, ImageSet]:
     """Train/test sets of notebook 03's task: the first ``n_classes`` classes of the synsigns
     source half A (the half base A is trained on), relabelled ``0..n_classes-1``."""
     from . import bases
-    from .data import load_synsigns, subset_classes
 
     cfg = {**STUDY_RECIPE, **cfg}
     classes = bases.halves(bases.recipe(split_seed=cfg["split_seed"]))["A"][:cfg["n_classes"]]
-    out = []
-    for split, per in (("train", cfg["per_class_train"]), ("test", cfg["per_class_test"])):
-        ds = load_synsigns(split, n=len(classes) * per, seed=cfg["data_seed"], classes=classes)
-        out.append(subset_classes(ds, classes, name=f"synsigns-A{len(classes)}-{split}"))
-    return out[0], out[1]
+    return bases.class_data(classes, cfg["per_class_train"], cfg["per_class_test"], seed=cfg["data_seed"],
+                            tag=f"A{len(classes)}")
 
 
 def robust_study_model(method: str, cfg: dict, store=None, *, progress: bool = True):
