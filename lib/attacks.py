@@ -1,4 +1,5 @@
-"""White-box evasion attacks: FGSM, least-likely FGSM, PGD (L-inf, L2), APGD / APGD-T, transfer.
+"""Evasion attacks: FGSM, least-likely FGSM, PGD (L-inf, L2), APGD / APGD-T, a feature-space
+attack on a pretrained layer, transfer evaluation.
 
 Conventions shared by every attack here
 ---------------------------------------
@@ -40,7 +41,7 @@ from torch import Tensor
 
 NORMS = ("linf", "l2")
 LOSSES = ("ce", "dlr")
-ATTACKS = ("fgsm", "ll_fgsm", "pgd", "apgd", "apgd_t")
+ATTACKS = ("fgsm", "ll_fgsm", "pgd", "apgd", "apgd_t", "feature")
 
 # Added to the L2 norm of a gradient before dividing by it (guards all-zero gradients). Read at
 # call time, so a test can set it to the value that reproduces another implementation exactly.
@@ -281,27 +282,108 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, alpha: float, steps:
     is the target class and each step goes down its cross-entropy.
     """
     _check(eps, norm, loss)
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
     with attack_mode(model):
         x0, y = _prepare(model, x, y)
-        if eps == 0:
-            return x0.clone()
-        objective = _objective(loss, y, targeted)
-        if random_start:
-            x_adv = (x0 + _random_delta(x0, eps, norm, _generator(seed, x0.device))).clamp_(0.0, 1.0)
+        return _pgd_loop(model, x0, _objective(loss, y, targeted), eps, alpha, steps, norm, random_start, seed)
+
+
+def _pgd_loop(model: nn.Module, x0: Tensor, objective, eps: float, alpha: float, steps: int, norm: str,
+              random_start: bool, seed: int | None) -> Tensor:
+    """PGD's iterations on a prepared ``x0`` (inside :func:`attack_mode`), maximising the per-sample
+    ``objective(model(x))``; shared by :func:`pgd` and :func:`feature_attack`."""
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if eps == 0:
+        return x0.clone()
+    if random_start:
+        x_adv = (x0 + _random_delta(x0, eps, norm, _generator(seed, x0.device))).clamp_(0.0, 1.0)
+    else:
+        x_adv = x0.clone()
+    for _ in range(steps):
+        _, _, g = _value_and_grad(model, x_adv, objective)
+        if norm == "linf":
+            # _project's arithmetic, in place on fresh tensors (fewer passes over memory; the
+            # same floating-point operations, so results match torchattacks' PGD bit for bit)
+            delta = torch.add(x_adv, g.sign_(), alpha=alpha).sub_(x0).clamp_(-eps, eps)
+            x_adv = delta.add_(x0).clamp_(0.0, 1.0)
         else:
-            x_adv = x0.clone()
-        for _ in range(steps):
-            _, _, g = _value_and_grad(model, x_adv, objective)
-            if norm == "linf":
-                # _project's arithmetic, in place on fresh tensors (fewer passes over memory; the
-                # same floating-point operations, so results match torchattacks' PGD bit for bit)
-                delta = torch.add(x_adv, g.sign_(), alpha=alpha).sub_(x0).clamp_(-eps, eps)
-                x_adv = delta.add_(x0).clamp_(0.0, 1.0)
-            else:
-                x_adv = _project(x0, x_adv + alpha * _normalized_l2(g), eps, norm)
-        return x_adv.detach()
+            x_adv = _project(x0, x_adv + alpha * _normalized_l2(g), eps, norm)
+    return x_adv.detach()
+
+
+# --------------------------------------------------------------------------------------------
+# Feature-space attack on a pretrained layer
+# --------------------------------------------------------------------------------------------
+class _Penultimate(nn.Module):
+    """``model.penultimate`` as a module's forward (so the PGD loop can differentiate it)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.penultimate(x)
+
+
+class _Callable(nn.Module):
+    """A feature function of a model as a module's forward."""
+
+    def __init__(self, model: nn.Module, fn: Callable[[Tensor], Tensor]):
+        super().__init__()
+        self.model, self.fn = model, fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+
+def feature_attack_loss(features: Tensor, neuron: int = 0, target: float = 1000.0,
+                        rest_weight: float = 0.1) -> Tensor:
+    """Per-sample distance of a feature vector ``(N, D)`` from the attack's target ``t``, with
+    ``t[neuron] = target`` and every other entry 0:
+    ``(f[neuron] - target)^2 + rest_weight * mean_{j != neuron} f[j]^2`` (float32, shape ``(N,)``).
+
+    This is the task-agnostic objective of the Renofeation evaluation (its ``myloss``, after
+    Rezaei & Liu 2020): the attacker knows only the pretrained feature extractor, not the
+    student's head or task, and drives the penultimate features to an extreme, unnatural point.
+    :func:`feature_attack` minimises it.
+    """
+    f = features.float().flatten(1)
+    if not 0 <= neuron < f.shape[1]:
+        raise ValueError(f"neuron {neuron} is outside the {f.shape[1]} features")
+    rest = torch.cat([f[:, :neuron], f[:, neuron + 1:]], dim=1)
+    far = (f[:, neuron] - target) ** 2
+    return far + rest_weight * rest.pow(2).mean(1) if rest.shape[1] else far
+
+
+def feature_attack(model: nn.Module, x: Tensor, eps: float, alpha: float, steps: int, *, neuron: int = 0,
+                   target: float = 1000.0, rest_weight: float = 0.1, norm: str = "linf",
+                   random_start: bool = True, seed: int | None = None, features: Callable | None = None) -> Tensor:
+    """PGD in pixel space on a pretrained model's *features* (no labels, no head needed).
+
+    Each step goes down :func:`feature_attack_loss` of ``features(x)`` - by default the
+    penultimate vector (``model.penultimate``, the pooled features ``head.fc`` reads) - pushing
+    feature ``neuron`` toward ``target`` and the rest toward zero, with the projections,
+    clamping, random start and eval-mode handling of :func:`pgd`. It is the transfer attack of
+    the Renofeation study: crafted on the pretrained model alone and sent to every student
+    fine-tuned from it, whatever its task.
+
+    The seed evaluation (Renofeation ``eval_robustness.py``, advertorch ``LinfPGDAttack``) uses
+    ``neuron=0``, ``target=1000``, ``rest_weight=0.1``, 40 steps of 0.01 within eps 0.1 with a
+    random start - in the ImageNet-*normalised* input space, i.e. about 5.7/255 (eps) and
+    0.57/255 (step) in pixels; pass pixel units here (``eps=0.1 * 0.226``, ``alpha=0.01 * 0.226``
+    reproduce it). ``target=1000`` lies far beyond any natural activation, so the objective is in
+    effect "maximise one neuron while keeping the others small".
+    ``features``: any ``x -> (N, ...)`` callable of the model to attack instead of the
+    penultimate layer (e.g. ``lambda x: model.features(x, ["conv3"])["conv3"]``).
+    """
+    _check(eps, norm)
+    if features is None and not hasattr(model, "penultimate"):
+        raise TypeError(f"{type(model).__name__} has no penultimate(); pass features=...")
+    feat_model = _Penultimate(model) if features is None else _Callable(model, features)
+    with attack_mode(model):
+        x0 = _prepare(model, x)
+        objective = lambda f: -feature_attack_loss(f, neuron, target, rest_weight)
+        return _pgd_loop(feat_model, x0, objective, eps, alpha, steps, norm, random_start, seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,8 +682,49 @@ def transfer_eval(source: nn.Module, target: nn.Module, data, attack: Callable, 
             "source_clean_acc": acc(r["src_clean"]), "source_adv_acc": acc(r["src_adv"])}
 
 
-_FUNCTIONS = {"fgsm": fgsm, "ll_fgsm": ll_fgsm, "pgd": pgd, "apgd": apgd,
+def with_own_labels(attack: Callable) -> Callable[[nn.Module, Tensor, Tensor | None], Tensor]:
+    """``attack(model, x, y)`` run with the model's own clean predictions as labels, ``y`` ignored.
+
+    For a source model whose classes are not the data's (a pretrained teacher's head over its
+    source task, attacked with images of the target task): untargeted PGD then pushes each image
+    away from whatever the teacher sees in it."""
+
+    def own(model: nn.Module, x: Tensor, y: Tensor | None = None) -> Tensor:
+        with attack_mode(model):
+            x0 = _prepare(model, x)
+            with torch.no_grad():
+                pred = model(x0).float().argmax(1)
+        return attack(model, x0, pred)
+
+    own.attack = attack
+    own.__name__ = f"{getattr(attack, 'name', getattr(attack, '__name__', 'attack'))}_own_labels"
+    return own
+
+
+def craft(source: nn.Module, data, attack: Callable, *, batch_size: int = 256,
+          progress: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """Adversarial versions of every image of ``data``, crafted on ``source`` with
+    ``attack(source, x, y)``: returns ``(x, x_adv, y)`` on the CPU, in ``data``'s order, so
+    one crafted set can be sent to many target models (``data`` as in :func:`transfer_eval`)."""
+    from tqdm.auto import tqdm
+
+    from .train import Batches
+
+    xs, advs, ys = [], [], []
+    with _saved_modes(source):
+        for x, y in tqdm(Batches(data, batch_size, _model_device(source)), desc="craft",
+                         disable=not progress, mininterval=1, leave=False):
+            advs.append(attack(source, x, y).cpu())
+            xs.append(x.cpu())
+            ys.append(y.cpu())
+    return torch.cat(xs), torch.cat(advs), torch.cat(ys)
+
+
+_FUNCTIONS = {"fgsm": fgsm, "ll_fgsm": ll_fgsm, "pgd": pgd, "apgd": apgd, "feature": feature_attack,
               "apgd_t": functools.partial(apgd, loss="dlr", targeted=True)}
+
+
+_LABEL_FREE = ("ll_fgsm", "feature")  # attacks that take no labels: called as fn(model, x, ...)
 
 
 class AttackFn:
@@ -613,7 +736,7 @@ class AttackFn:
         self._fn = _FUNCTIONS[name]
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        if self.name == "ll_fgsm":  # the least-likely class replaces the label
+        if self.name in _LABEL_FREE:  # the least-likely class / the feature target replaces the label
             return self._fn(model, x, **self.params)
         return self._fn(model, x, y, **self.params)
 
@@ -626,13 +749,13 @@ def attack_fn(name: str, **params) -> AttackFn:
     """An attack by name with its parameters bound, called as ``attack(model, x, y)``.
 
     Names: ``fgsm``, ``ll_fgsm`` (ignores ``y``), ``pgd``, ``apgd``, ``apgd_t`` (:func:`apgd` with
-    ``loss="dlr", targeted=True``). E.g. ``attack_fn("pgd", eps=8/255, alpha=2/255, steps=10)``.
+    ``loss="dlr", targeted=True``), ``feature`` (:func:`feature_attack`, ignores ``y``). E.g. ``attack_fn("pgd", eps=8/255, alpha=2/255, steps=10)``.
     Missing or unknown parameters raise TypeError here, not at the first call.
     """
     if name not in _FUNCTIONS:
         raise ValueError(f"unknown attack {name!r}; choose from {ATTACKS}")
     fn = _FUNCTIONS[name]
-    placeholders = (None, None) if name == "ll_fgsm" else (None, None, None)
+    placeholders = (None, None) if name in _LABEL_FREE else (None, None, None)
     try:
         inspect.signature(fn).bind(*placeholders, **params)
     except TypeError as err:
@@ -651,6 +774,6 @@ def as_batch_hook(attack: Callable) -> Callable[[nn.Module, Tensor, Tensor], tup
     return hook
 
 
-__all__ = ["fgsm", "ll_fgsm", "pgd", "apgd", "dlr_loss", "autoattack_eval", "attack_success_rate",
-           "transfer_eval", "attack_fn", "as_batch_hook", "attack_mode", "AttackFn", "NORMS", "LOSSES",
+__all__ = ["fgsm", "ll_fgsm", "pgd", "apgd", "feature_attack", "feature_attack_loss", "dlr_loss", "autoattack_eval", "attack_success_rate",
+           "transfer_eval", "craft", "with_own_labels", "attack_fn", "as_batch_hook", "attack_mode", "AttackFn", "NORMS", "LOSSES",
            "ATTACKS"]

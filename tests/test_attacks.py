@@ -93,6 +93,10 @@ ATTACKS = {
     "apgd_l2": ("l2", lambda m, x, y, e: A.apgd(m, x, y, e, norm="l2", steps=5)),
     "apgd_dlr": ("linf", lambda m, x, y, e: A.apgd(m, x, y, e, steps=5, loss="dlr", restarts=2)),
     "apgd_t": ("linf", lambda m, x, y, e: A.apgd(m, x, y, e, steps=5, loss="dlr", targeted=True, n_target_classes=2)),
+    "feature": ("linf", lambda m, x, y, e: A.feature_attack(m, x, e, e / 4, 5, seed=0)),
+    "feature_l2": ("l2", lambda m, x, y, e: A.feature_attack(m, x, e, e / 4, 5, norm="l2", seed=0)),
+    "pgd_own_labels": ("linf", lambda m, x, y, e: A.with_own_labels(A.attack_fn("pgd", eps=e, alpha=e / 4, steps=5,
+                                                                                 seed=0))(m, x, y)),
 }
 EPS = {"linf": 8 / 255, "l2": 0.5}
 
@@ -485,3 +489,84 @@ def test_autoattack_eval(model, batch):
     assert r["robust_acc"] == r["acc_after"]["apgd_t"] <= r["acc_after"]["apgd_ce"] <= r["clean_acc"]
     assert r["robust_acc"] == pytest.approx(acc(model, r["x_adv"], y))
     assert linf(r["x_adv"] - x).max() <= 4 / 255 + 1e-6
+
+
+# ------------------------------------------------------------------ feature-space attack
+class _ChannelMeans(torch.nn.Module):
+    """A 'model' whose penultimate features are the per-channel means of the image."""
+
+    def penultimate(self, x):
+        return x.mean((2, 3))
+
+    def forward(self, x):
+        return self.penultimate(x)
+
+
+def test_feature_attack_loss_definition():
+    f = torch.tensor([[3.0, 1.0, 2.0], [0.0, 0.0, 0.0]])
+    got = A.feature_attack_loss(f, neuron=0, target=10.0, rest_weight=0.1)
+    want = torch.tensor([(3 - 10) ** 2 + 0.1 * (1 + 4) / 2, 100.0])
+    assert torch.allclose(got, want)
+    got1 = A.feature_attack_loss(f, neuron=2, target=10.0, rest_weight=1.0)
+    assert torch.allclose(got1, torch.tensor([(2 - 10) ** 2 + (9 + 1) / 2, 100.0]))
+    with pytest.raises(ValueError, match="outside"):
+        A.feature_attack_loss(f, neuron=3)
+
+
+def test_feature_attack_reaches_the_analytic_optimum():
+    """With features = channel means, the best L-inf move toward (1000, 0, 0) raises every pixel
+    of channel 0 by eps and lowers channels 1, 2 by eps (clamped to [0, 1])."""
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 8, 8) * 0.8 + 0.1
+    eps = 0.05
+    x_adv = A.feature_attack(_ChannelMeans(), x, eps, eps / 4, 20, seed=0)
+    want = x.clone()
+    want[:, 0] = (x[:, 0] + eps).clamp(0, 1)
+    want[:, 1:] = (x[:, 1:] - eps).clamp(0, 1)
+    assert torch.allclose(x_adv, want, atol=1e-6)
+    # neuron 1 pushed up instead
+    x_adv1 = A.feature_attack(_ChannelMeans(), x, eps, eps / 4, 20, neuron=1, seed=0)
+    assert torch.allclose(x_adv1[:, 1], (x[:, 1] + eps).clamp(0, 1), atol=1e-6)
+    assert torch.allclose(x_adv1[:, 0], (x[:, 0] - eps).clamp(0, 1), atol=1e-6)
+
+
+def test_feature_attack_moves_a_trained_models_features(model, batch):
+    """On a trained CNN the attack lowers the feature loss far below clean images and below random
+    noise of the same budget, and the penultimate vector changes a lot; an explicit ``features``
+    callable attacks an intermediate block instead."""
+    x = batch[0][:64]
+    eps = 8 / 255
+    loss = lambda z: A.feature_attack_loss(model.penultimate(z)).mean().item()
+    x_adv = A.feature_attack(model, x, eps, eps / 8, 20, seed=0)
+    noise = (x + eps * torch.sign(torch.randn_like(x))).clamp(0, 1)
+    with torch.no_grad():
+        clean, rand, adv = loss(x), loss(noise), loss(x_adv)
+        f0, f1 = model.penultimate(x)[:, 0], model.penultimate(x_adv)[:, 0]
+        f_rand = model.penultimate(noise)[:, 0]
+    assert adv < rand and adv < clean  # (f0 - 1000)^2 dominates: the loss itself moves little
+    assert (f1 > f0).float().mean() > 0.95 and f1.mean() > 2 * f0.mean() + 0.1
+    assert f1.mean() - f0.mean() > 5 * (f_rand.mean() - f0.mean()).abs()
+    mid = lambda z: model.features(z, ["conv2"])["conv2"].mean((2, 3))
+    x_mid = A.feature_attack(model, x, eps, eps / 8, 10, seed=0, features=mid)
+    with torch.no_grad():
+        assert (mid(x_mid)[:, 0] > mid(x)[:, 0]).float().mean() > 0.95
+    assert A.attack_fn("feature", eps=eps, alpha=eps / 8, steps=2, seed=0)(model, x, None).shape == x.shape
+
+
+def test_with_own_labels_is_pgd_on_the_models_predictions(model, batch):
+    x, _ = batch
+    x = x[:32]
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    pgd = A.attack_fn("pgd", eps=4 / 255, alpha=1 / 255, steps=3, seed=0)
+    wrong_labels = (pred + 1) % 5
+    assert torch.equal(A.with_own_labels(pgd)(model, x, wrong_labels), pgd(model, x, pred))
+
+
+def test_craft_keeps_order_and_matches_a_direct_call(model, sets):
+    te = sets[1]
+    pgd = A.attack_fn("pgd", eps=4 / 255, alpha=1 / 255, steps=2, random_start=False)
+    x, x_adv, y = A.craft(model, te, pgd, batch_size=37)
+    assert torch.equal(y, te.labels.long()) and torch.equal(x, te.images.float() / 255)
+    assert torch.allclose(x_adv[:37], pgd(model, x[:37], y[:37]))
+    assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 4 / 255 + 1e-6
