@@ -88,3 +88,54 @@ def training_curves(histories: dict[str, pd.DataFrame], metrics=("train_acc", "v
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+ANB_STYLE = {"AnB": ("tab:red", "o"), "AnB+": ("tab:red", "^"), "BnB": ("tab:blue", "o"),
+             "BnB+": ("tab:blue", "^")}
+
+
+def anb_figure(table: pd.DataFrame, base_b_acc: float | None = None, attacks=(), title: str | None = None):
+    """Yosinski et al.'s block-transfer figure: test accuracy against the number ``n`` of copied
+    blocks, one series per variant (AnB/AnB+ red, BnB/BnB+ blue; circles: copied blocks frozen,
+    triangles: fine-tuned), base B as the reference at ``n = 0``. Each name in ``attacks``
+    (a column ``<name>_acc`` of the :func:`lib.transfer.anb_sweep` table) adds a panel with the
+    same series on those adversarial images."""
+    panels = [("test_acc", "natural test images")] + [(f"{a}_acc", f"adversarial: {a}, crafted on base A")
+                                                      for a in attacks]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), sharey=True, squeeze=False)
+    for ax, (col, label) in zip(axes[0], panels):
+        for variant, part in table.groupby("variant", sort=False):
+            colour, marker = ANB_STYLE.get(variant, (None, "o"))
+            part = part.sort_values("n")
+            ax.plot(part["n"], part[col], marker=marker, color=colour, label=variant,
+                    linestyle="-" if variant.startswith("A") else "--", alpha=0.9)
+        if base_b_acc is not None and col == "test_acc":
+            ax.scatter([0], [base_b_acc], color="black", marker="s", zorder=5, label="base B")
+        ax.set_xlabel("n (blocks copied from the source base)")
+        ax.set_title(label, fontsize=10)
+        ax.set_xticks(sorted(set(table["n"]) | ({0} if base_b_acc is not None else set())))
+    axes[0, 0].set_ylabel("top-1 accuracy on task B")
+    axes[0, 0].legend(fontsize=8, loc="lower left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def method_bars(table: pd.DataFrame, metrics: dict[str, str], title: str | None = None):
+    """A grouped seaborn bar chart: one group per ``method`` (rows of ``table``), one bar per
+    column in ``metrics`` (column -> legend label), values in [0, 1] written on the bars."""
+    long = table.melt(id_vars="method", value_vars=list(metrics), var_name="metric", value_name="value")
+    long["metric"] = long["metric"].map(metrics)
+    fig, ax = plt.subplots(figsize=(1.3 * len(table) + 2.5, 3.8))
+    sns.barplot(long, x="method", y="value", hue="metric", ax=ax)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.2f", fontsize=7, padding=1)
+    ax.set_ylim(0, 1.08)
+    ax.set_xlabel("")
+    ax.set_ylabel("rate")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(metrics))
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

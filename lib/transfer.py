@@ -81,10 +81,11 @@ from .train import Batches, evaluate, fit, freeze, pick_device, random_translate
 
 __all__ = [
     "ANB_VARIANTS", "PAPER_DEFAULTS", "SMOKE_DEFAULTS", "TRANSFER_METHODS", "NoisyStudent",
-    "anb", "anb_model", "anb_sweep", "copy_for_target", "data_fingerprint", "delta",
+    "anb", "anb_model", "anb_sweep", "attack_table", "copy_for_target", "data_fingerprint", "delta",
     "delta_channel_attention", "delta_penalty", "fine_tune", "fresh_like", "l2_sp",
     "l2_sp_penalty", "linear_probe", "model_fingerprint", "param_distance", "renofeation",
-    "retrain",
+    "retrain", "study", "full_kw", "transfer_model", "headline_check", "headline_paragraph",
+    "SEED_HEADLINE", "FULL_TARGETS", "FULL_ARCHS",
 ]
 
 ANB_VARIANTS = ("AnB", "AnB+", "BnB", "BnB+")
@@ -467,7 +468,9 @@ def anb_model(base_a: Classifier, base_b: Classifier, train, variant: str, n: in
 
 def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequence[int] | None = None,
               epochs: int = SMOKE_DEFAULTS["anb"]["epochs"], variants: Sequence[str] = ANB_VARIANTS,
-              progress: bool = True, store: Store | None = None, **fit_kw) -> pd.DataFrame:
+              progress: bool = True, store: Store | None = None,
+              transfer_attacks: Mapping[str, Callable] | None = None, attack_n: int | None = None,
+              **fit_kw) -> pd.DataFrame:
     """The AnB table: one row per ``variant`` x ``n`` (``ns`` default ``1..N``, N = number of
     blocks) with the clean ``test_acc`` of each model on ``test``.
 
@@ -479,6 +482,12 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
     Every row is itself a store result keyed by the model's config plus the test data, so a
     second call with the same arguments trains and evaluates nothing. ``fit_kw`` as in
     :func:`anb_model` (``lr``, ``seed``, ``translate``, ``cache_tag``, fit options).
+
+    ``transfer_attacks`` (name -> ``attack(base_a, x, y)``): adversarial test sets crafted *once*
+    on base A over the first ``attack_n`` test images (all by default) and evaluated on every
+    transferred model, adding a column ``<name>_acc`` per attack (accuracy on the crafted images)
+    and ``attack_n``. Base A's head is over the source classes, so an attack that needs labels
+    should take base A's own predictions (:func:`lib.attacks.with_own_labels`).
     """
     store = store or Store()
     names = base_a.block_names
@@ -488,6 +497,11 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
     prints = {"base_a": model_fingerprint(base_a), "base_b": model_fingerprint(base_b),
               "train": data_fingerprint(train), "test": data_fingerprint(test)}
     fit_cfg = _fit_config({k: v for k, v in fit_kw.items() if k != "cache_tag"}, fit_kw.get("cache_tag"))
+    crafted = {}
+    for name, attack in (transfer_attacks or {}).items():
+        from .attacks import craft
+        _, x_adv, y = craft(base_a, _head_of(test, attack_n), attack, progress=progress)
+        crafted[name] = (x_adv, y)
     rows = []
     for variant in variants:
         src_letter, plus = _variant(variant)
@@ -506,11 +520,18 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
             cfg = {"version": VERSION, "method": "anb_eval", "variant": variant, "n": n, **prints,
                    "epochs": epochs, "fit": fit_cfg}
             res = store.result("anb_eval", cfg, compute)
-            rows.append({"variant": variant, "n": n, "source": src_letter, "frozen": not plus and n > 0,
-                         "block": names[n - 1] if n else "", **res, "epochs": epochs,
-                         "cached": not trained["flag"]})
+            row = {"variant": variant, "n": n, "source": src_letter, "frozen": not plus and n > 0,
+                   "block": names[n - 1] if n else "", **res, "epochs": epochs, "cached": not trained["flag"]}
+            if crafted:
+                model, _ = anb_model(base_a, base_b, train, variant, n, epochs=epochs, store=store,
+                                     progress=progress, **fit_kw)  # from the store: trained above
+                for name, (x_adv, y) in crafted.items():
+                    row[f"{name}_acc"] = _accuracy_and_pred(model, x_adv, y)[0]
+                row["attack_n"] = len(y)
+            rows.append(row)
     cols = ["variant", "n", "source", "frozen", "block", "test_acc", "train_acc", "train_loss",
             "epochs", "train_seconds", "model_key", "cached"]
+    cols += [f"{name}_acc" for name in crafted] + (["attack_n"] if crafted else [])
     return pd.DataFrame(rows)[cols]
 
 
@@ -984,3 +1005,250 @@ TRANSFER_METHODS: dict[str, Callable[..., tuple[Classifier, pd.DataFrame]]] = {
     "retrain": retrain,
     "renofeation": renofeation,
 }
+
+
+# ============================================================================================
+# Cached students and the transfer-attack table
+# ============================================================================================
+def transfer_model(method: str, pretrained: Classifier, train, *, seed: int = 0, store: Store | None = None,
+                   progress: bool = True, retrain: bool = False, cache_tag: str | None = None,
+                   **kw) -> tuple[Classifier, dict]:
+    """``TRANSFER_METHODS[method](pretrained, train, **kw)``, trained once and then loaded from the
+    store. Returns ``(model, meta)``; ``meta`` holds the per-epoch ``history`` (records),
+    ``cached`` and the store ``key``.
+
+    The key hashes the method, the pretrained weights (:func:`model_fingerprint`; for ``retrain``
+    only the architecture matters, but the template is pinned the same way), the training data
+    (:func:`data_fingerprint`) and every keyword (functions only with a ``cache_tag``), so a
+    change of any of them trains a new model.
+    """
+    if method not in TRANSFER_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(TRANSFER_METHODS)}")
+    store = store or Store()
+    k = num_classes_of(train)
+    cfg = {"version": VERSION, "method": method, "pretrained": model_fingerprint(pretrained),
+           "arch": pretrained.arch, "num_classes": k, "train": data_fingerprint(train),
+           "seed": seed, "kw": _fit_config(kw, cache_tag)}
+
+    def build_fn():
+        return fresh_like(pretrained, k)
+
+    def train_fn(model):
+        trained, hist = TRANSFER_METHODS[method](pretrained, train, seed=seed, progress=progress, **kw)
+        model.load_state_dict(trained.state_dict())
+        if method == "linear_probe":
+            freeze(model.blocks)
+            freeze(model.normalize)
+        return {"method": method, "history": hist.to_dict("records")}
+
+    model, meta = store.model(f"transfer_{method}", cfg, build_fn, train_fn, retrain=retrain)
+    meta["key"] = store.key(f"transfer_{method}", cfg)
+    return model.eval(), meta
+
+
+def _head_of(data, n: int | None):
+    """The first ``n`` examples of ``data`` (all when ``n`` is None)."""
+    if n is None:
+        return data
+    if isinstance(data, ImageSet):
+        return (data.images[:n], data.labels[:n])
+    if isinstance(data, (tuple, list)):
+        return (data[0][:n], data[1][:n])
+    return torch.utils.data.Subset(data, range(min(n, len(data))))
+
+
+def _accuracy_and_pred(model: Classifier, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256):
+    from .train import predict
+
+    logits, _ = predict(model, (x, y), batch_size=batch_size)
+    pred = logits.argmax(1)
+    return (pred == y).float().mean().item(), pred
+
+
+def attack_table(teacher: Classifier, students: Mapping[str, Classifier], test, *,
+                 transfer_attacks: Mapping[str, Callable], whitebox: Callable | None = None,
+                 n: int | None = None, batch_size: int = 256, progress: bool = True) -> pd.DataFrame:
+    """Clean accuracy, transfer-attack success and white-box robustness of every student.
+
+    Each attack of ``transfer_attacks`` (name -> ``attack(teacher, x, y)``, e.g.
+    :func:`lib.attacks.feature_attack` bound with :func:`lib.attacks.attack_fn`) is crafted *once*
+    on ``teacher`` over the first ``n`` test images (:func:`lib.attacks.craft`) and the same
+    adversarial images are sent to every student. ``whitebox`` (``attack(student, x, y)``, e.g.
+    PGD) attacks each student itself.
+
+    One row per student: ``method``, ``clean_acc``; per transfer attack ``<name>_acc`` (accuracy
+    on the transferred images) and ``<name>_asr`` (attack success rate: the share of the
+    student's clean-correct images that the adversarial versions make wrong,
+    :func:`lib.attacks.attack_success_rate`, as in the seed's evaluation); ``whitebox_acc`` and
+    ``whitebox_asr``; ``n``.
+    """
+    from tqdm.auto import tqdm
+
+    from .attacks import attack_success_rate, craft
+    from .train import Batches
+
+    test = _head_of(test, n)
+    crafted = {}
+    for name, attack in transfer_attacks.items():
+        x, x_adv, y = craft(teacher, test, attack, batch_size=batch_size, progress=progress)
+        crafted[name] = x_adv
+    if not transfer_attacks:
+        batches = Batches(test, batch_size, torch.device("cpu"))
+        xs, ys = zip(*batches)
+        x, y = torch.cat(xs), torch.cat(ys)
+    rows = []
+    for method, student in tqdm(students.items(), desc="students", disable=not progress, leave=False):
+        clean_acc, clean_pred = _accuracy_and_pred(student, x, y, batch_size)
+        row = {"method": method, "clean_acc": clean_acc}
+        for name, x_adv in crafted.items():
+            acc, pred = _accuracy_and_pred(student, x_adv, y, batch_size)
+            row[f"{name}_acc"] = acc
+            row[f"{name}_asr"] = attack_success_rate(clean_pred, pred, y)
+        if whitebox is not None:
+            _, x_wb, _ = craft(student, (x, y), whitebox, batch_size=batch_size)
+            acc, pred = _accuracy_and_pred(student, x_wb, y, batch_size)
+            row["whitebox_acc"] = acc
+            row["whitebox_asr"] = attack_success_rate(clean_pred, pred, y)
+        row["n"] = len(y)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ============================================================================================
+# The study of notebook 02: teacher, base B and target data per profile
+# ============================================================================================
+FULL_TARGETS = ("cub200", "flowers102", "stanford_dogs", "stanford40", "mit67", "gtsrb")
+FULL_ARCHS = ("resnet18", "resnet50", "resnet101", "mobilenet_v2")
+
+
+def study(profile: str = "smoke", *, arch: str = "resnet18", dataset: str = "cub200",
+          anb_dataset: str | None = None, root=None, anb_root=None, store: Store | None = None,
+          progress: bool = True, base_b_kw: dict | None = None) -> dict:
+    """Teacher, base B and target data of notebook 02 for a profile.
+
+    ``smoke``: the bases of notebook 01 (from the store, trained if absent): the teacher is base
+    A (source half of the synsigns classes); the target task is the *other* half (disjoint
+    classes, as in Yosinski et al. and as ImageNet -> CUB-200 in the Renofeation study), which
+    also serves the AnB sweep, with base B as its reference.
+
+    ``full``: the teacher is torchvision's ImageNet ``arch`` (local weights, or
+    :class:`lib.models.PretrainedWeightsMissing`); the fine-tuning target is the real
+    ``dataset`` (one of :data:`FULL_TARGETS`, its shipped layout under ``data/`` or ``root``) at
+    224 px with training augmentation; the AnB target is ``anb_dataset`` (default ImageNet-R,
+    200 classes, its seeded 80/20 split) whose base B is ``arch`` re-trained from scratch on it
+    (:func:`transfer_model` ``"retrain"``, cached; ``base_b_kw`` its options).
+
+    Returns ``{"teacher", "train", "test", "base_b", "base_b_acc", "anb_train", "anb_test",
+    "target"}`` (``target``: one sentence naming the target task).
+    """
+    from .bases import base_model, half_data, imagenet_base, recipe
+    from .data.real import load_real
+
+    store = store or Store()
+    if profile == "smoke":
+        cfg = recipe()
+        teacher, _ = base_model("A", store, progress=progress)
+        base_b, meta_b = base_model("B", store, progress=progress)
+        train, test = half_data("B", cfg)
+        return {"teacher": teacher.eval(), "train": train, "test": test, "base_b": base_b.eval(),
+                "base_b_acc": meta_b["test_acc"], "anb_train": train, "anb_test": test,
+                "target": f"synsigns half B: {train.num_classes} classes disjoint from base A's "
+                          f"{teacher.num_classes}, {len(train)} train / {len(test)} test images at {train.size} px"}
+    if profile != "full":
+        raise ValueError(f"profile must be 'smoke' or 'full', got {profile!r}")
+    if dataset not in FULL_TARGETS:
+        raise ValueError(f"dataset must be one of {FULL_TARGETS}, got {dataset!r}")
+    teacher = imagenet_base(arch).eval()
+    train = load_real(dataset, "train", root=root, size=224, train_augment=True)
+    test = load_real(dataset, "test", root=root, size=224)
+    anb_dataset = anb_dataset or "imagenet_r"
+    kw = {"label_space": "imagenet_r"} if anb_dataset == "imagenet_r" else {}
+    anb_train = load_real(anb_dataset, "train", root=anb_root, size=224, train_augment=True, **kw)
+    anb_test = load_real(anb_dataset, "test", root=anb_root, size=224, **kw)
+    base_b, _ = transfer_model("retrain", teacher, anb_train, store=store, progress=progress, **(base_b_kw or {}))
+    return {"teacher": teacher, "train": train, "test": test, "base_b": base_b,
+            "base_b_acc": evaluate(base_b, anb_test)["acc"], "anb_train": anb_train, "anb_test": anb_test,
+            "target": f"{dataset} ({len(train.classes)} classes, {len(train)} train / {len(test)} test "
+                      f"images at 224 px) from ImageNet {arch}; AnB on {anb_dataset}"}
+
+
+def full_kw(method: str, n_train: int) -> dict:
+    """Keyword arguments for ``method`` at the seed's settings (:data:`PAPER_DEFAULTS`), its
+    iteration budgets turned into epochs over ``n_train`` images (the full profile of notebook 02).
+    The step schedules of L2-SP/DELTA are approximated by cosine decay; ranges take their upper
+    end for the learning rate and momentum."""
+    p = PAPER_DEFAULTS[method]
+    epochs = lambda it, bs=64: max(1, round(it * bs / n_train))
+    if method in ("fine_tune", "linear_probe"):
+        return {"epochs": epochs(p["iterations"]), "lr": 0.01, "batch_size": 64, "schedule": "cosine",
+                "momentum": 0.9, "weight_decay": 1e-4 if method == "fine_tune" else 0.0}
+    if method in ("l2_sp", "delta"):
+        kw = {"epochs": epochs(p["iterations"]), "lr": p["lr"], "batch_size": 64, "schedule": "cosine",
+              "momentum": p["momentum"], "weight_decay": 0.0, "alpha": p["alpha"], "beta": p["beta"]}
+        if method == "delta":
+            kw.update(attention_epochs=p["attention_epochs"], attention_batches=p["attention_batches"])
+        return kw
+    if method == "retrain":
+        return {"epochs": epochs(p["iterations"]), "lr": p["lr"], "batch_size": 64, "schedule": "cosine",
+                "momentum": p["momentum"], "weight_decay": p["weight_decay"]}
+    if method == "renofeation":
+        return {"epochs_distill": epochs(p["distill_iterations"]), "epochs_swa": epochs(p["swa_iterations"]),
+                "lr": p["lr"], "swa_lr": p["swa_lr"], "batch_size": 64, "schedule": "cosine",
+                "momentum": p["momentum"], "weight_decay": p["weight_decay"], "feat_weight": 5.0,
+                "dropout": p["dropout"], "beta": p["beta_head_l2"],
+                "swa_every": max(1, round(p["swa_freq_iterations"] * 64 / n_train))}
+    raise ValueError(f"unknown method {method!r}")
+
+
+# The Renofeation paper's headline (ResNet-18 from ImageNet, task-agnostic feature attack).
+SEED_HEADLINE = {"fine_tune": 0.743, "renofeation": 0.069}
+
+
+def headline_check(table: pd.DataFrame, *, asr_ratio: float = 0.5, asr_gap: float = 0.10,
+                   clean_margin: float = 0.10, column: str = "feature_asr",
+                   methods: Sequence[str] = ("retrain", "renofeation"), reference: str = "fine_tune") -> pd.DataFrame:
+    """The seed's claim on an :func:`attack_table`: each of ``methods`` has a transfer-attack
+    success rate (``column``) at most ``asr_ratio`` times the ``reference``'s (fine-tuning) and at
+    least ``asr_gap`` below it, at clean accuracy no more than ``clean_margin`` below the
+    reference's. One row per method with the numbers and ``passed``."""
+    r = table.set_index("method")
+    ref = r.loc[reference]
+    rows = []
+    for m in methods:
+        s = r.loc[m]
+        rows.append({"method": m, column: s[column], f"{reference}_asr": ref[column],
+                     "ratio": s[column] / ref[column] if ref[column] > 0 else float("nan"),
+                     "gap": ref[column] - s[column], "clean_acc": s["clean_acc"],
+                     f"{reference}_clean": ref["clean_acc"],
+                     "passed": bool(s[column] <= asr_ratio * ref[column] and ref[column] - s[column] >= asr_gap
+                                    and s["clean_acc"] >= ref["clean_acc"] - clean_margin)})
+    return pd.DataFrame(rows)
+
+
+def headline_paragraph(table: pd.DataFrame, target: str, note: str = "") -> str:
+    """A Markdown paragraph comparing an :func:`attack_table` with the seed's headline
+    (:data:`SEED_HEADLINE`); ``note`` is inserted after the numbers (e.g. why absolute rates
+    differ in a small setting)."""
+    r = table.set_index("method")
+    pct = lambda m, c="feature_asr": f"{r.loc[m, c]:.1%}" if m in r.index else "n/a"
+    ft, rn = SEED_HEADLINE["fine_tune"], SEED_HEADLINE["renofeation"]
+    text = (f"The seed reports, for ImageNet ResNet-18 fine-tuned to its target datasets, a feature-attack "
+            f"success rate of **{ft:.1%}** for fine-tuning against **{rn:.1%}** for Renofeation (about "
+            f"{ft / rn:.0f}x lower) at similar clean accuracy. Here ({target}) fine-tuning is attacked with "
+            f"success **{pct('fine_tune')}**, re-training **{pct('retrain')}** and Renofeation "
+            f"**{pct('renofeation')}**")
+    if {"fine_tune", "renofeation"} <= set(r.index) and r.loc["renofeation", "feature_asr"] > 0:
+        text += f" ({r.loc['fine_tune', 'feature_asr'] / r.loc['renofeation', 'feature_asr']:.1f}x lower)"
+    text += (f", at clean accuracies of {pct('fine_tune', 'clean_acc')}, {pct('retrain', 'clean_acc')} and "
+             f"{pct('renofeation', 'clean_acc')}. ")
+    if note:
+        text += note.strip() + " "
+    kept = [m for m in ("linear_probe", "l2_sp", "delta") if m in r.index]
+    if kept:
+        text += ("Methods that keep the teacher's weights or stay close to them inherit its weakness ("
+                 + ", ".join(f"{m.replace('_', ' ')} {pct(m)}" for m in kept) + "). ")
+    if "whitebox_acc" in r:
+        text += (f"White-box PGD against each student leaves {r['whitebox_acc'].min():.1%} to "
+                 f"{r['whitebox_acc'].max():.1%} accuracy: **low transfer-attack success is not robustness**; "
+                 f"it means that the public teacher is no longer a good surrogate for attacking the student.")
+    return text

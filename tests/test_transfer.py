@@ -286,3 +286,101 @@ def test_pretrained_model_is_never_modified(setting, name):
     assert A.training and not any(getattr(m, "_workbook_frozen", False) for m in A.modules())
     assert model is not A and model.num_classes == len(TARGET) and len(hist) >= 1
     A.eval()
+
+
+# ------------------------------------------------------------- cached students and attack table
+def test_transfer_model_trains_once_then_loads(setting, tmp_path, monkeypatch):
+    A, tr, te = setting["A"], setting["train"], setting["test"]
+    store = Store(tmp_path / "store")
+    m1, meta1 = T.transfer_model("linear_probe", A, tr, store=store, epochs=1, **FAST)
+    assert not meta1["cached"] and meta1["history"] and m1.num_classes == len(TARGET)
+    assert not any(p.requires_grad for p in m1.blocks.parameters())  # a probe's body stays frozen
+    calls = []
+    real_fit = T.fit
+    monkeypatch.setattr(T, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    m2, meta2 = T.transfer_model("linear_probe", A, tr, store=store, epochs=1, **FAST)
+    assert calls == [] and meta2["cached"] and meta2["key"] == meta1["key"]
+    assert _same(m1.state_dict(), m2.state_dict())
+    # any change of method options, seed or pretrained weights is a new model
+    _, meta3 = T.transfer_model("linear_probe", A, tr, store=store, epochs=1, seed=1, **FAST)
+    assert not meta3["cached"] and meta3["key"] != meta1["key"]
+    with pytest.raises(ValueError, match="unknown method"):
+        T.transfer_model("finetune", A, tr, store=store)
+
+
+def test_attack_table_crafts_once_and_counts_success_per_student(setting):
+    """The fine-tuned copy shares the teacher's body, a re-trained model shares nothing; the teacher's
+    own images are crafted once and ASR is counted over each student's clean-correct images."""
+    from lib import attacks as Att
+
+    A, tr, te = setting["A"], setting["train"], setting["test"]
+    ft, _ = T.fine_tune(A, tr, epochs=2, lr=0.05, **FAST)
+    rt, _ = T.retrain(A, tr, epochs=2, lr=0.1, **FAST)
+    calls = []
+    feat = Att.attack_fn("feature", eps=8 / 255, alpha=1 / 255, steps=5, seed=0)
+
+    def counting(model, x, y):
+        calls.append(len(x))
+        return feat(model, x, y)
+
+    wb = Att.attack_fn("pgd", eps=8 / 255, alpha=2 / 255, steps=5, seed=0)
+    table = T.attack_table(A, {"fine_tune": ft, "retrain": rt}, te, transfer_attacks={"feature": counting},
+                           whitebox=wb, n=40, batch_size=16, progress=False)
+    assert sum(calls) == 40  # crafted once for both students, on the first n images
+    assert list(table["method"]) == ["fine_tune", "retrain"] and (table["n"] == 40).all()
+    x, y = te.float_images()[:40], te.labels[:40].long()
+    x_adv = feat(A, x, y)
+    for row in table.itertuples():
+        model = ft if row.method == "fine_tune" else rt
+        with torch.no_grad():
+            clean, adv = model(x).argmax(1), model(x_adv).argmax(1)
+        assert row.clean_acc == pytest.approx((clean == y).float().mean().item())
+        assert row.feature_acc == pytest.approx((adv == y).float().mean().item())
+        assert row.feature_asr == pytest.approx(Att.attack_success_rate(clean, adv, y))
+        assert row.whitebox_acc <= row.clean_acc and row.whitebox_asr >= row.feature_asr - 1e-9
+
+
+def test_anb_sweep_with_attacks_crafted_on_base_a(setting, tmp_path):
+    from lib import attacks as Att
+
+    A, B, tr, te = setting["A"], setting["B"], setting["train"], setting["test"]
+    store = Store(tmp_path / "store")
+    atk = {"fgsm": Att.with_own_labels(Att.attack_fn("fgsm", eps=8 / 255))}
+    table = T.anb_sweep(A, B, tr, te, ns=[1, 4], epochs=1, variants=("AnB", "BnB"), store=store,
+                        progress=False, batch_size=32, transfer_attacks=atk, attack_n=30)
+    assert (table["attack_n"] == 30).all() and table["fgsm_acc"].between(0, 1).all()
+    # AnB at n = N is a linear probe on A's frozen body: FGSM crafted on A must hurt it
+    model, _ = T.anb_model(A, B, tr, "AnB", 4, epochs=1, store=store, progress=False, batch_size=32)
+    _, x_adv, y = Att.craft(A, (te.images[:30], te.labels[:30]), atk["fgsm"])
+    with torch.no_grad():
+        acc = (model.eval()(x_adv).argmax(1) == y).float().mean().item()
+    assert float(table.query("variant == 'AnB' and n == 4")["fgsm_acc"].iloc[0]) == pytest.approx(acc)
+
+
+def test_headline_check_and_paragraph():
+    import pandas as pd
+
+    table = pd.DataFrame({"method": ["fine_tune", "linear_probe", "retrain", "renofeation"],
+                          "clean_acc": [0.74, 0.70, 0.70, 0.68], "feature_asr": [0.33, 0.34, 0.11, 0.11],
+                          "whitebox_acc": [0.02, 0.02, 0.02, 0.07]})
+    checks = T.headline_check(table)
+    assert checks["passed"].all() and checks["ratio"].round(3).tolist() == [0.333, 0.333]
+    # each condition can fail on its own
+    assert not T.headline_check(table.assign(feature_asr=[0.33, 0.3, 0.2, 0.11]))["passed"].iloc[0]  # ratio
+    assert not T.headline_check(table.assign(feature_asr=[0.12, 0.1, 0.05, 0.05]))["passed"].any()  # gap
+    assert not T.headline_check(table.assign(clean_acc=[0.74, 0.7, 0.6, 0.68]))["passed"].iloc[0]  # clean
+    text = T.headline_paragraph(table, "a test", note="A note.")
+    assert "74.3%" in text and "6.9%" in text and "33.0%" in text and "3.0x lower" in text
+    assert "A note." in text and "linear probe 34.0%" in text and "2.0% to 7.0%" in text
+
+
+def test_full_kw_uses_the_seed_budgets():
+    kw = T.full_kw("renofeation", 6400)
+    assert kw["epochs_distill"] == 900 and kw["epochs_swa"] == 300 and kw["swa_every"] == 5
+    assert kw["lr"] == 0.01 and kw["swa_lr"] == 0.005 and kw["weight_decay"] == 5e-3
+    assert T.full_kw("fine_tune", 6400)["epochs"] == 300 and T.full_kw("l2_sp", 6400)["epochs"] == 90
+    for m in T.TRANSFER_METHODS:  # every keyword is one the method accepts
+        import inspect
+        sig = inspect.signature(T.TRANSFER_METHODS[m])
+        fit_params = set(inspect.signature(T.fit).parameters)
+        assert set(T.full_kw(m, 1000)) <= set(sig.parameters) | fit_params, m
