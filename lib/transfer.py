@@ -84,7 +84,7 @@ __all__ = [
     "anb", "anb_model", "anb_sweep", "attack_table", "copy_for_target", "data_fingerprint", "delta",
     "delta_channel_attention", "delta_penalty", "fine_tune", "fresh_like", "l2_sp",
     "l2_sp_penalty", "linear_probe", "model_fingerprint", "param_distance", "renofeation",
-    "retrain", "study", "full_kw", "transfer_model", "headline_check", "headline_paragraph",
+    "retrain", "study", "first_images", "full_kw", "transfer_model", "headline_check", "headline_paragraph",
     "SEED_HEADLINE", "FULL_TARGETS", "FULL_ARCHS",
 ]
 
@@ -506,12 +506,12 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
     for variant in variants:
         src_letter, plus = _variant(variant)
         for n in ns:
-            trained = {"flag": False}
+            trained = {"flag": False, "model": None}
 
             def compute(variant=variant, n=n):
                 model, meta = anb_model(base_a, base_b, train, variant, n, epochs=epochs, store=store,
                                         progress=progress, **fit_kw)
-                trained["flag"] = not meta.get("cached", False)
+                trained["flag"], trained["model"] = not meta.get("cached", False), model
                 last = meta["history"][-1] if meta.get("history") else {}
                 return {"model_key": meta["key"], "test_acc": evaluate(model, test)["acc"],
                         "train_acc": last.get("train_acc"), "train_loss": last.get("train_loss"),
@@ -523,8 +523,8 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
             row = {"variant": variant, "n": n, "source": src_letter, "frozen": not plus and n > 0,
                    "block": names[n - 1] if n else "", **res, "epochs": epochs, "cached": not trained["flag"]}
             if crafted:
-                model, _ = anb_model(base_a, base_b, train, variant, n, epochs=epochs, store=store,
-                                     progress=progress, **fit_kw)  # from the store: trained above
+                model = trained["model"] or anb_model(base_a, base_b, train, variant, n, epochs=epochs,
+                                                      store=store, progress=progress, **fit_kw)[0]
                 for name, (x_adv, y) in crafted.items():
                     row[f"{name}_acc"] = _accuracy_and_pred(model, x_adv, y)[0]
                 row["attack_n"] = len(y)
@@ -1055,6 +1055,16 @@ def _head_of(data, n: int | None):
     if isinstance(data, (tuple, list)):
         return (data[0][:n], data[1][:n])
     return torch.utils.data.Subset(data, range(min(n, len(data))))
+
+
+def first_images(data, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` images of ``data`` as float [0, 1] tensors and their labels (CPU)."""
+    xs, ys, got = [], [], 0
+    for x, y in Batches(_head_of(data, n), min(n, 256), torch.device("cpu")):
+        xs.append(x)
+        ys.append(y)
+        got += len(y)
+    return torch.cat(xs)[:n], torch.cat(ys)[:n]
 
 
 def _accuracy_and_pred(model: Classifier, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256):

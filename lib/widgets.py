@@ -83,3 +83,76 @@ def attack_explorer(model, x: torch.Tensor, y: torch.Tensor, classes=None, show:
     box = W.VBox([controls, out])
     display(box)
     return box
+
+
+def transfer_panel(teacher, students: dict, x: torch.Tensor, y: torch.Tensor, *, eps: float = 6 / 255,
+                   steps: int = 20, alpha: float | None = None, classes=None, show: int = 6, seed: int = 0):
+    """The feature attack (:func:`lib.attacks.feature_attack`) crafted on ``teacher`` and sent to
+    every student: a bar per student (clean accuracy, accuracy on the crafted images, attack
+    success rate) and a row of clean / crafted images with the first student's predictions.
+    Returns ``(fig, table)``; ``table`` is a DataFrame with one row per student."""
+    import pandas as pd
+
+    device = model_device(teacher)
+    x, y = x.to(device), y.to(device)
+    alpha = eps / 10 if alpha is None else alpha
+    if steps <= 0 or eps == 0:
+        x_adv = x.clone()
+    else:
+        x_adv = attacks.feature_attack(teacher, x, eps, alpha, steps, seed=seed)
+    rows, preds = [], {}
+    for name, s in students.items():
+        s.eval()
+        with torch.no_grad():
+            pc, pa = s(x.to(model_device(s))).argmax(1).cpu(), s(x_adv.to(model_device(s))).argmax(1).cpu()
+        preds[name] = pa
+        rows.append({"method": name, "clean_acc": (pc == y.cpu()).float().mean().item(),
+                     "adv_acc": (pa == y.cpu()).float().mean().item(),
+                     "asr": attacks.attack_success_rate(pc, pa, y.cpu())})
+    table = pd.DataFrame(rows)
+    k = min(show, len(y))
+    fig = plt.figure(figsize=(max(8, 1.3 * k + 4), 4.6))
+    grid = fig.add_gridspec(2, k + 4)
+    ax = fig.add_subplot(grid[:, :4])
+    ax.barh(table["method"], table["asr"], color="tab:red")
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("attack success rate")
+    first = next(iter(students))
+    name = (lambda i: classes[i]) if classes is not None else str
+    for i in range(k):
+        for r, (img, lab) in enumerate(((x[i], int(y[i])), (x_adv[i], int(preds[first][i])))):
+            a = fig.add_subplot(grid[r, 4 + i])
+            a.imshow(img.permute(1, 2, 0).float().cpu().numpy(), interpolation="nearest")
+            a.set_xticks([]), a.set_yticks([])
+            a.set_title(name(lab).replace("/", "\n"), fontsize=7,
+                        color="black" if r == 0 else ("green" if lab == int(y[i]) else "red"))
+    fig.suptitle(f"feature attack on the teacher, eps={eps * 255:.1f}/255, {steps} steps; "
+                 f"images: true class (top), {first} on the crafted image (bottom)", fontsize=9)
+    fig.tight_layout()
+    return fig, table
+
+
+def transfer_explorer(teacher, students: dict, x: torch.Tensor, y: torch.Tensor, classes=None, show: int = 6):
+    """Sliders for the feature attack's eps and steps over :func:`transfer_panel`."""
+    import ipywidgets as W
+    from IPython.display import display
+
+    out = W.Output()
+
+    def redraw(eps255, steps):
+        with out:
+            out.clear_output(wait=True)
+            fig, _ = transfer_panel(teacher, students, x, y, eps=eps255 / 255, steps=steps, classes=classes, show=show)
+            plt.show(fig)
+            plt.close(fig)
+
+    controls = W.interactive(
+        redraw,
+        eps255=W.FloatSlider(value=6, min=0, max=32, step=0.5, description="eps ×1/255"),
+        steps=W.IntSlider(value=20, min=0, max=60, description="steps"),
+        continuous_update=False,
+    )
+    box = W.VBox([controls, out])
+    display(box)
+    return box

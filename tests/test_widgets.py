@@ -39,3 +39,25 @@ def test_accuracy_falls_with_eps_and_perturbation_stays_in_budget(trained):
         accs.append(stats["adv_acc"])
     assert stats["clean_acc"] > 0.5
     assert accs[0] >= accs[1] >= accs[2] and accs[2] <= 0.1
+
+
+def test_transfer_panel_feature_attack_hits_a_copy_more_than_an_independent_model(trained):
+    """The fine-tuned stand-in (the teacher itself) is hit harder than an independently trained model;
+    eps 0 changes nothing."""
+    import torch
+
+    from lib.widgets import transfer_panel
+
+    model, x, y, classes = trained
+    torch.manual_seed(5)
+    other = build("small_cnn", 5, width=8)
+    tr = D.subset_classes(D.load_synsigns("train", n=300, classes=[0, 21, 42, 63, 84]), [0, 21, 42, 63, 84])
+    fit(other, tr, epochs=5, lr=0.1, batch_size=32, progress=False, seed=5)
+    fig, table = transfer_panel(model, {"copy": model, "independent": other}, x, y, eps=0, classes=classes)
+    plt.close(fig)
+    assert (table["asr"] == 0).all() and (table["adv_acc"] == table["clean_acc"]).all()
+    fig, table = transfer_panel(model, {"copy": model, "independent": other}, x, y, eps=16 / 255, steps=20,
+                                classes=classes)
+    plt.close(fig)
+    t = table.set_index("method")
+    assert t.loc["copy", "asr"] > t.loc["independent", "asr"]
