@@ -384,3 +384,45 @@ def test_full_kw_uses_the_seed_budgets():
         sig = inspect.signature(T.TRANSFER_METHODS[m])
         fit_params = set(inspect.signature(T.fit).parameters)
         assert set(T.full_kw(m, 1000)) <= set(sig.parameters) | fit_params, m
+
+
+# ------------------------------------------------------------------- full profile, end to end
+def test_full_profile_runs_on_the_real_layouts(tmp_path, monkeypatch):
+    """study("full") with an ImageNet ResNet-18 from the torch hub cache (random weights written in
+    torchvision's format), CUB-200 and ImageNet-R in their shipped layouts (tiny fixtures): base B,
+    a fine-tuned and a Renofeation student, an AnB model and the attack table, at 224 px."""
+    import torchvision
+
+    from lib import attacks as Att
+    from lib.data.real import IMAGENET_R_WNIDS
+    from lib.models import pretrained_path
+    from real_fixtures import write_cub200, write_imagenet_r
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    path = pretrained_path("resnet18")
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    cub, _ = write_cub200(tmp_path / "cub", per_class=4)
+    inr = write_imagenet_r(tmp_path / "inr", IMAGENET_R_WNIDS[:2], per_class=5)
+    store = Store(tmp_path / "store")
+    few = dict(epochs=1, batch_size=4, progress=False)
+
+    s = T.study("full", arch="resnet18", dataset="cub200", root=cub, anb_root=inr, store=store, progress=False,
+                base_b_kw={"epochs": 1, "batch_size": 4})
+    assert s["teacher"].num_classes == 1000 and s["base_b"].num_classes == 200
+    assert len(s["train"]) == 6 and len(s["test"]) == 6 and "cub200" in s["target"]
+    ft, _ = T.transfer_model("fine_tune", s["teacher"], s["train"], store=store, **few)
+    rn, meta = T.transfer_model("renofeation", s["teacher"], s["train"], store=store, epochs_distill=1,
+                                epochs_swa=1, batch_size=4, progress=False)
+    assert ft.num_classes == rn.num_classes == 3 and meta["history"]
+    anb = T.anb_sweep(s["teacher"], s["base_b"], s["anb_train"], s["anb_test"], ns=[4], variants=("AnB",),
+                      store=store, **few)
+    assert anb["test_acc"].between(0, 1).all()
+    table = T.attack_table(s["teacher"], {"fine_tune": ft, "renofeation": rn}, s["test"],
+                           transfer_attacks={"feature": Att.attack_fn("feature", eps=4 / 255, alpha=1 / 255, steps=2)},
+                           whitebox=Att.attack_fn("pgd", eps=4 / 255, alpha=1 / 255, steps=2), n=3, batch_size=4,
+                           progress=False)
+    assert list(table["n"]) == [3, 3] and table["clean_acc"].between(0, 1).all()
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        T.study("full", dataset="cifar10")
