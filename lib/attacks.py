@@ -287,10 +287,11 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, alpha: float, steps:
         return _pgd_loop(model, x0, _objective(loss, y, targeted), eps, alpha, steps, norm, random_start, seed)
 
 
-def _pgd_loop(model: nn.Module, x0: Tensor, objective, eps: float, alpha: float, steps: int, norm: str,
+def _pgd_loop(model: Callable[[Tensor], Tensor], x0: Tensor, objective, eps: float, alpha: float, steps: int, norm: str,
               random_start: bool, seed: int | None) -> Tensor:
     """PGD's iterations on a prepared ``x0`` (inside :func:`attack_mode`), maximising the per-sample
-    ``objective(model(x))``; shared by :func:`pgd` and :func:`feature_attack`."""
+    ``objective(model(x))``; shared by :func:`pgd` and :func:`feature_attack` (whose ``model`` is
+    a feature function of the attacked model)."""
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     if eps == 0:
@@ -314,28 +315,6 @@ def _pgd_loop(model: nn.Module, x0: Tensor, objective, eps: float, alpha: float,
 # --------------------------------------------------------------------------------------------
 # Feature-space attack on a pretrained layer
 # --------------------------------------------------------------------------------------------
-class _Penultimate(nn.Module):
-    """``model.penultimate`` as a module's forward (so the PGD loop can differentiate it)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model.penultimate(x)
-
-
-class _Callable(nn.Module):
-    """A feature function of a model as a module's forward."""
-
-    def __init__(self, model: nn.Module, fn: Callable[[Tensor], Tensor]):
-        super().__init__()
-        self.model, self.fn = model, fn
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fn(x)
-
-
 def feature_attack_loss(features: Tensor, neuron: int = 0, target: float = 1000.0,
                         rest_weight: float = 0.1) -> Tensor:
     """Per-sample distance of a feature vector ``(N, D)`` from the attack's target ``t``, with
@@ -379,11 +358,10 @@ def feature_attack(model: nn.Module, x: Tensor, eps: float, alpha: float, steps:
     _check(eps, norm)
     if features is None and not hasattr(model, "penultimate"):
         raise TypeError(f"{type(model).__name__} has no penultimate(); pass features=...")
-    feat_model = _Penultimate(model) if features is None else _Callable(model, features)
     with attack_mode(model):
         x0 = _prepare(model, x)
         objective = lambda f: -feature_attack_loss(f, neuron, target, rest_weight)
-        return _pgd_loop(feat_model, x0, objective, eps, alpha, steps, norm, random_start, seed)
+        return _pgd_loop(features or model.penultimate, x0, objective, eps, alpha, steps, norm, random_start, seed)
 
 
 # --------------------------------------------------------------------------------------------

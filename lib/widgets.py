@@ -58,32 +58,37 @@ def attack_panel(model, x: torch.Tensor, y: torch.Tensor, *, eps: float = 8 / 25
     return fig, stats
 
 
-def attack_explorer(model, x: torch.Tensor, y: torch.Tensor, classes=None, show: int = 8):
-    """Sliders for L-inf eps, step size and steps over :func:`attack_panel`."""
+def _explorer(draw, **sliders):
+    """ipywidgets sliders (updated on release) redrawing ``draw(**values) -> (fig, ...)`` below them."""
     import ipywidgets as W
     from IPython.display import display
 
     out = W.Output()
 
-    def redraw(eps255, alpha255, steps):
+    def redraw(**values):
         with out:
             out.clear_output(wait=True)
-            fig, _ = attack_panel(model, x, y, eps=eps255 / 255, alpha=alpha255 / 255, steps=steps,
-                                  classes=classes, show=show)
-            plt.show(fig)
+            fig = draw(**values)[0]
+            display(fig)
             plt.close(fig)
 
-    controls = W.interactive(
-        redraw,
-        eps255=W.FloatSlider(value=8, min=0, max=32, step=0.5, description="eps ×1/255"),
-        alpha255=W.FloatSlider(value=2, min=0.25, max=16, step=0.25, description="step ×1/255"),
-        steps=W.IntSlider(value=10, min=0, max=50, description="steps"),
-        continuous_update=False,
-    )
-    box = W.VBox([controls, out])
+    for slider in sliders.values():
+        slider.continuous_update = False  # redraw on release, not at every step of a drag
+    box = W.VBox([W.interactive(redraw, **sliders), out])
     display(box)
     return box
 
+
+def attack_explorer(model, x: torch.Tensor, y: torch.Tensor, classes=None, show: int = 8):
+    """Sliders for L-inf eps, step size and steps over :func:`attack_panel`."""
+    import ipywidgets as W
+
+    return _explorer(
+        lambda eps255, alpha255, steps: attack_panel(model, x, y, eps=eps255 / 255, alpha=alpha255 / 255,
+                                                     steps=steps, classes=classes, show=show),
+        eps255=W.FloatSlider(value=8, min=0, max=32, step=0.5, description="eps ×1/255"),
+        alpha255=W.FloatSlider(value=2, min=0.25, max=16, step=0.25, description="step ×1/255"),
+        steps=W.IntSlider(value=10, min=0, max=50, description="steps"))
 
 def transfer_panel(teacher, students: dict, x: torch.Tensor, y: torch.Tensor, *, eps: float = 6 / 255,
                    steps: int = 20, alpha: float | None = None, classes=None, show: int = 6, seed: int = 0):
@@ -136,23 +141,9 @@ def transfer_panel(teacher, students: dict, x: torch.Tensor, y: torch.Tensor, *,
 def transfer_explorer(teacher, students: dict, x: torch.Tensor, y: torch.Tensor, classes=None, show: int = 6):
     """Sliders for the feature attack's eps and steps over :func:`transfer_panel`."""
     import ipywidgets as W
-    from IPython.display import display
 
-    out = W.Output()
-
-    def redraw(eps255, steps):
-        with out:
-            out.clear_output(wait=True)
-            fig, _ = transfer_panel(teacher, students, x, y, eps=eps255 / 255, steps=steps, classes=classes, show=show)
-            plt.show(fig)
-            plt.close(fig)
-
-    controls = W.interactive(
-        redraw,
+    return _explorer(
+        lambda eps255, steps: transfer_panel(teacher, students, x, y, eps=eps255 / 255, steps=steps,
+                                             classes=classes, show=show),
         eps255=W.FloatSlider(value=6, min=0, max=32, step=0.5, description="eps ×1/255"),
-        steps=W.IntSlider(value=20, min=0, max=60, description="steps"),
-        continuous_update=False,
-    )
-    box = W.VBox([controls, out])
-    display(box)
-    return box
+        steps=W.IntSlider(value=20, min=0, max=60, description="steps"))

@@ -61,3 +61,23 @@ def test_transfer_panel_feature_attack_hits_a_copy_more_than_an_independent_mode
     plt.close(fig)
     t = table.set_index("method")
     assert t.loc["copy", "asr"] > t.loc["independent", "asr"]
+
+
+def test_explorers_have_only_their_sliders_and_redraw(trained):
+    """The sliders update on release (no stray 'continuous_update' control) and a redraw at new
+    values draws without error outside a notebook too."""
+    import ipywidgets as W
+
+    from lib.widgets import attack_explorer, transfer_explorer
+
+    model, x, y, classes = trained
+    boxes = {"attack": attack_explorer(model, x[:8], y[:8], classes=classes),
+             "transfer": transfer_explorer(model, {"copy": model}, x[:8], y[:8], classes=classes)}
+    for name, box in boxes.items():
+        controls = box.children[0]
+        sliders = [c for c in controls.children if not isinstance(c, W.Output)]
+        assert all(isinstance(c, (W.FloatSlider, W.IntSlider)) and not c.continuous_update for c in sliders), name
+        controls.f(**{k: v / 2 if isinstance(v, float) else 2 for k, v in controls.kwargs.items()})
+    assert set(boxes["attack"].children[0].kwargs) == {"eps255", "alpha255", "steps"}
+    assert set(boxes["transfer"].children[0].kwargs) == {"eps255", "steps"}
+    plt.close("all")
