@@ -56,7 +56,7 @@ def half_data(half: str, cfg: dict) -> tuple[D.ImageSet, D.ImageSet]:
 
 def build_base(cfg: dict, num_classes: int):
     kw = {"width": cfg["width"]} if cfg["arch"] == "small_cnn" else {}
-    return build(cfg["arch"], num_classes, **kw)
+    return build(cfg["arch"], num_classes, seed=cfg["seed"], **kw)  # initial weights from the recipe's seed
 
 
 def base_model(half: str = "A", store: Store | None = None, *, progress: bool = True, retrain: bool = False,
@@ -79,7 +79,10 @@ def base_model(half: str = "A", store: Store | None = None, *, progress: bool = 
         return {"recipe": cfg, "half": half, "classes": halves(cfg)[half],
                 "history": hist.to_dict("records"), "test_acc": evaluate(model, test)["acc"]}
 
-    return store.model(f"base_{half}", {"half": half, **cfg}, lambda: build_base(cfg, train.num_classes), train_fn,
+    # "init": the initial weights are seeded (before, they came from the caller's RNG state, so
+    # base A differed between runs); the key changes so that no unseeded base is reused
+    return store.model(f"base_{half}", {"half": half, **cfg, "init": "seeded"},
+                       lambda: build_base(cfg, train.num_classes), train_fn,
                        retrain=retrain)
 
 

@@ -398,5 +398,7 @@ def robust_study_model(method: str, cfg: dict, store=None, *, progress: bool = T
         return {"method": method, "recipe": cfg, "history": hist.to_dict("records"),
                 "selected_epoch": hist.attrs.get("selected_epoch"), "stopped_epoch": hist.attrs.get("stopped_epoch")}
 
-    return (store or Store()).model(f"robust_{method}", {"method": method, "select": select, **cfg},
-                                    lambda: build("small_cnn", train.num_classes, width=cfg["width"]), train_fn)
+    # initial weights from the recipe's seed ("init" in the key: unseeded models are not reused)
+    return (store or Store()).model(f"robust_{method}", {"method": method, "select": select, **cfg, "init": "seeded"},
+                                    lambda: build("small_cnn", train.num_classes, width=cfg["width"], seed=cfg["seed"]),
+                                    train_fn)

@@ -403,8 +403,12 @@ def _is_wrapped(state: Mapping[str, Tensor]) -> bool:
 
 def build(arch: str, num_classes: int, pretrained: bool | str | Path = False, *,
           weights: str = "IMAGENET1K_V1", mean: Sequence[float] = IMAGENET_MEAN,
-          std: Sequence[float] = IMAGENET_STD, **kw) -> Classifier:
+          std: Sequence[float] = IMAGENET_STD, seed: int | None = None, **kw) -> Classifier:
     """Build ``arch`` (one of :data:`ARCHS`) as a :class:`Classifier` with ``num_classes`` outputs.
+
+    ``seed``: draw the random initial weights from ``torch.manual_seed(seed)`` inside a forked
+    RNG (the global RNG is left as it was); None uses the global RNG as it stands, so the weights
+    then depend on whatever the process drew before.
 
     ``pretrained``:
       * ``False``: random initialisation.
@@ -420,6 +424,10 @@ def build(arch: str, num_classes: int, pretrained: bool | str | Path = False, *,
     replaced by a fresh Linear otherwise. ``mean``/``std`` set the Normalize layer (a wrapped
     checkpoint's own buffers win). Extra ``kw`` go to :func:`small_cnn` (``width``, ``pools``, ...).
     """
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build(arch, num_classes, pretrained, weights=weights, mean=mean, std=std, **kw)
     arch = arch.lower()
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")

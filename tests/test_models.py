@@ -305,3 +305,20 @@ def test_shared_resnet20_accuracy_on_cifar10_jpegs():
     acc = (pred == y).float().mean().item()
     print(f"shared ResNet-20 accuracy on the CIFAR-10 JPEG test subset: {acc:.3f}")
     assert acc >= 0.75
+
+
+def test_seeded_build_is_reproducible_and_leaves_the_global_rng_alone():
+    """``build(..., seed=s)`` gives the same initial weights whatever the process drew before, and
+    does not move the global RNG; without a seed the weights follow the global RNG."""
+    torch.manual_seed(0)
+    a = M.build("small_cnn", 5, width=8, seed=3)
+    state = torch.random.get_rng_state()
+    torch.rand(100)  # the caller draws something in between
+    b = M.build("small_cnn", 5, width=8, seed=3)
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    c = M.build("small_cnn", 5, width=8, seed=4)
+    assert not torch.equal(a.blocks["conv1"].conv.weight, c.blocks["conv1"].conv.weight)
+    torch.set_rng_state(state)
+    before = torch.random.get_rng_state()
+    M.build("small_cnn", 5, width=8, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), before)
