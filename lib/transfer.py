@@ -75,10 +75,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
+from .attacks import attack_success_rate, craft
 from .data.base import ImageSet
+from .defenses import first_n
 from .models import Classifier, build
 from .store import Store
-from .train import Batches, evaluate, fit, freeze, pick_device, random_translate
+from .train import Batches, evaluate, fit, freeze, pick_device, predict, random_translate
 
 __all__ = [
     "ANB_VARIANTS", "PAPER_DEFAULTS", "SMOKE_DEFAULTS", "TRANSFER_METHODS", "NoisyStudent",
@@ -500,8 +502,7 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
     fit_cfg = _fit_config({k: v for k, v in fit_kw.items() if k != "cache_tag"}, fit_kw.get("cache_tag"))
     crafted = {}
     for name, attack in (transfer_attacks or {}).items():
-        from .attacks import craft
-        _, x_adv, y = craft(base_a, _head_of(test, attack_n), attack, progress=progress)
+        _, x_adv, y = craft(base_a, first_n(test, attack_n), attack, progress=progress)
         crafted[name] = (x_adv, y)
     rows = []
     for variant in variants:
@@ -822,8 +823,7 @@ def retrain(arch_or_template: Classifier | str, train, *, epochs: int = SMOKE_DE
     """
     k = num_classes_of(train)
     if isinstance(arch_or_template, str):
-        with _Seeded(seed, "fresh_like"):
-            model = build(arch_or_template, k)
+        model = build(arch_or_template, k, seed=_derived_seed(seed, "fresh_like"))
     else:
         model = fresh_like(arch_or_template, k, seed=seed)
     kw = _augment(train, translate, fit_kw)
@@ -1051,30 +1051,14 @@ def transfer_model(method: str, pretrained: Classifier, train, *, seed: int = 0,
     return model.eval(), meta
 
 
-def _head_of(data, n: int | None):
-    """The first ``n`` examples of ``data`` (all when ``n`` is None)."""
-    if n is None:
-        return data
-    if isinstance(data, ImageSet):
-        return (data.images[:n], data.labels[:n])
-    if isinstance(data, (tuple, list)):
-        return (data[0][:n], data[1][:n])
-    return torch.utils.data.Subset(data, range(min(n, len(data))))
-
-
-def first_images(data, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` images of ``data`` as float [0, 1] tensors and their labels (CPU)."""
-    xs, ys, got = [], [], 0
-    for x, y in Batches(_head_of(data, n), min(n, 256), torch.device("cpu")):
-        xs.append(x)
-        ys.append(y)
-        got += len(y)
-    return torch.cat(xs)[:n], torch.cat(ys)[:n]
+def first_images(data, n: int | None = None, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` images of ``data`` (all when None) as float [0, 1] tensors and their labels,
+    on the CPU."""
+    xs, ys = zip(*Batches(first_n(data, n), batch_size, torch.device("cpu")))
+    return torch.cat(xs), torch.cat(ys)
 
 
 def _accuracy_and_pred(model: Classifier, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256):
-    from .train import predict
-
     logits, _ = predict(model, (x, y), batch_size=batch_size)
     pred = logits.argmax(1)
     return (pred == y).float().mean().item(), pred
@@ -1099,18 +1083,9 @@ def attack_table(teacher: Classifier, students: Mapping[str, Classifier], test, 
     """
     from tqdm.auto import tqdm
 
-    from .attacks import attack_success_rate, craft
-    from .train import Batches
-
-    test = _head_of(test, n)
-    crafted = {}
-    for name, attack in transfer_attacks.items():
-        x, x_adv, y = craft(teacher, test, attack, batch_size=batch_size, progress=progress)
-        crafted[name] = x_adv
-    if not transfer_attacks:
-        batches = Batches(test, batch_size, torch.device("cpu"))
-        xs, ys = zip(*batches)
-        x, y = torch.cat(xs), torch.cat(ys)
+    x, y = first_images(test, n, batch_size)
+    crafted = {name: craft(teacher, (x, y), attack, batch_size=batch_size, progress=progress)[1]
+               for name, attack in transfer_attacks.items()}
     rows = []
     for method, student in tqdm(students.items(), desc="students", disable=not progress, leave=False):
         clean_acc, clean_pred = _accuracy_and_pred(student, x, y, batch_size)
