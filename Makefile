@@ -7,7 +7,7 @@ READY  := $(VENV)/.ready
 export OMP_NUM_THREADS ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: venv workbook test lab bench clean-runs
+.PHONY: venv workbook test lint lab bench clean-runs
 
 venv: $(READY)
 
@@ -26,7 +26,11 @@ workbook: $(READY)
 	$(PY) -m lib.workbook $(ARGS)
 
 test: $(READY)
+	$(VENV)/bin/ruff check lib tests benchmarks
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(READY)
+	$(VENV)/bin/ruff check lib tests benchmarks
 
 lab: $(READY)
 	$(VENV)/bin/jupyter lab notebooks/

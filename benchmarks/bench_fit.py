@@ -5,8 +5,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from common import save
+
 from lib import data as D
 from lib.models import build
 from lib.train import fit, pick_device
@@ -40,7 +40,8 @@ def main(arch: str = "small_cnn", n: int = 2500, epochs: int = 2, batch_size: in
     amp = device.type == "cuda"
     ds = D.load_synsigns("train", n=n)
     x, y = ds.float_images().to(device), ds.labels.to(device)
-    make = lambda: build(arch, ds.num_classes).to(device, memory_format=torch.channels_last if amp else torch.contiguous_format)
+    fmt = torch.channels_last if amp else torch.contiguous_format
+    make = lambda: build(arch, ds.num_classes).to(device, memory_format=fmt)
     images = epochs * (n // batch_size) * batch_size
     bare, ours = [], []
     bare_loop(make(), x, y, 1, batch_size, 0.05, device, amp)  # warm-up (allocator, kernels)

@@ -8,8 +8,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from common import save
+
 from lib.attacks import pgd
 from lib.models import build
 from lib.train import pick_device
@@ -103,7 +103,8 @@ def main(archs=("small_cnn", "resnet20"), batch_size: int = 128, steps: int = 10
     device = pick_device()
     amp = device.type == "cuda"
     results = [bench_arch(a, device, amp, batch_size, steps, repeats) for a in archs]
-    res = {"device": str(device), "amp_bf16": amp, "load_average_before": _loadavg(), "batch_size": batch_size, "image_size": 32, "steps": steps,
+    res = {"device": str(device), "amp_bf16": amp, "load_average_before": _loadavg(), "batch_size": batch_size,
+           "image_size": 32, "steps": steps,
            "repeats": repeats, "torchattacks": getattr(torchattacks, "__version__", None),
            "goal_vs_passes": GOAL_VS_PASSES, "goal_vs_torchattacks": GOAL_VS_TORCHATTACKS, "results": results,
            "meets_goal": all(r["meets_goal_vs_passes"] and r.get("meets_goal_vs_torchattacks", True) for r in results)}

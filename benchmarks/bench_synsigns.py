@@ -2,8 +2,8 @@
 import time
 
 import torch
-
 from common import save
+
 from lib.data.synsigns import generate
 
 GOAL_S = 10.0

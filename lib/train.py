@@ -7,6 +7,11 @@
 - Hooks: ``batch_hook(model, x, y) -> (x, y)`` replaces each training batch after augmentation
   (adversarial training is this loop with an attack as the hook); ``loss(model, x, y)`` replaces
   the cross-entropy objective (distillation, TRADES, L2-SP) and may return ``(loss, logits)``.
+  A ``loss`` may also return ``(loss, logits, extras)``: ``extras`` (name -> scalar tensor) are
+  averaged over the epoch into the history row without a device sync per batch.
+- Weight edits: ``after_backward(model)`` runs between ``backward`` and the optimiser step (mask
+  or edit gradients), ``after_step(model)`` after it (re-apply masks, clamp weights);
+  :class:`FixedWeights` uses both to keep masked weights bit-identical.
 - Modules marked with :func:`freeze` keep ``requires_grad=False`` and stay in eval mode (their
   BatchNorm statistics do not drift) while the rest of the model trains.
 """
@@ -23,10 +28,12 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data.base import ImageSet
+from .data.datalike import check_datalike, tensor_pair
+from .metrics import accuracy
+from .models.classifier import freeze, train_mode  # noqa: F401  (re-exported: lib.train.freeze)
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -48,23 +55,6 @@ def model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def freeze(module: nn.Module, frozen: bool = True) -> nn.Module:
-    """Freeze (or unfreeze) a module: no gradients, and eval mode kept during ``fit``."""
-    for p in module.parameters():
-        p.requires_grad_(not frozen)
-    for m in module.modules():
-        m._workbook_frozen = frozen
-    return module
-
-
-def train_mode(model: nn.Module) -> None:
-    """``model.train()`` except for modules marked by :func:`freeze`, which stay in eval mode."""
-    model.train()
-    for m in model.modules():
-        if getattr(m, "_workbook_frozen", False):
-            m.eval()
-
-
 # ----------------------------------------------------------------------------- data on device
 class Batches:
     """Batches of float images in [0,1] and labels, on ``device``.
@@ -75,22 +65,21 @@ class Batches:
 
     def __init__(self, data, batch_size: int, device: torch.device, shuffle: bool = False,
                  seed: int = 0, drop_last: bool = False, num_workers: int | None = None):
-        self.batch_size, self.device, self.shuffle, self.seed, self.drop_last = batch_size, device, shuffle, seed, drop_last
+        self.batch_size, self.device, self.shuffle = batch_size, device, shuffle
+        self.seed, self.drop_last = seed, drop_last
         self.epoch = 0
         self.loader = None
-        if isinstance(data, ImageSet):
-            data = (data.images, data.labels)
-        if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-            x, y = data
+        check_datalike(data)
+        pair = tensor_pair(data)
+        if pair is not None:
+            x, y = pair
             self.x, self.y = self._to_device(x), y.to(device, non_blocking=True).long()
-        elif isinstance(data, Dataset):
+        else:
             workers = num_workers if num_workers is not None else min(4, max(0, (torch.get_num_threads() or 1) - 1))
             g = torch.Generator().manual_seed(seed)
             self.loader = DataLoader(data, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                                      num_workers=workers, pin_memory=device.type == "cuda", generator=g,
                                      persistent_workers=workers > 0)
-        else:
-            raise TypeError(f"expected an ImageSet, an (images, labels) tensor pair or a Dataset, got {type(data).__name__}")
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cuda":
@@ -151,6 +140,15 @@ def _cross_entropy(model, x, y):
     return F.cross_entropy(logits, y), logits
 
 
+def _unpack(out) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """A loss's return value as ``(loss, logits or None, extras)``."""
+    if not isinstance(out, tuple):
+        return out, None, {}
+    if len(out) == 2:
+        return out[0], out[1], {}
+    return out[0], out[1], dict(out[2])
+
+
 def _optimizer(name: str, params, lr, momentum, weight_decay):
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
@@ -184,12 +182,18 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         batch_hook: Callable | None = None, loss: Callable | None = None,
         on_epoch_end: Callable[[int, dict, nn.Module], bool | None] | None = None,
+        after_backward: Callable[[nn.Module], None] | None = None,
+        after_step: Callable[[nn.Module], None] | None = None,
         device=None, amp: bool | None = None, channels_last: bool | None = None,
         seed: int = 0, progress: bool = True, desc: str = "fit") -> pd.DataFrame:
     """Train ``model`` in place and return its history (one row per epoch).
 
     ``params``: parameters or param groups to optimise (default: every parameter that requires
-    grad). ``val``: data evaluated after each epoch. ``on_epoch_end(epoch, row, model)`` may
+    grad). ``val``: data evaluated after each epoch. ``loss(model, x, y)`` returns the loss,
+    ``(loss, logits)`` or ``(loss, logits, extras)``; each extra (a scalar) gets an epoch-mean
+    column in the history. ``after_backward(model)`` runs after ``backward`` and before the
+    optimiser step; ``after_step(model)`` right after the step (both once per batch).
+    ``on_epoch_end(epoch, row, model)`` may add entries to ``row`` (the history row) and may
     return ``True`` to stop early (e.g. catastrophic-overfitting checks). ``amp`` and
     ``channels_last`` default to on for CUDA, off for CPU.
     """
@@ -217,6 +221,7 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
         tot_loss = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         seen, have_logits = 0, False
+        extra_sums: dict[str, torch.Tensor] = {}
         for x, y in batches:
             if augment is not None:
                 x = augment(x)
@@ -227,10 +232,17 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device, amp):
                 out = loss_fn(model, x, y)
-            l, logits = out if isinstance(out, tuple) else (out, None)
+            l, logits, extras = _unpack(out)
             opt.zero_grad(set_to_none=True)
             l.backward()
+            if after_backward is not None:
+                after_backward(model)
             opt.step()
+            if after_step is not None:
+                after_step(model)
+            for k, v in extras.items():
+                v = v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+                extra_sums[k] = extra_sums[k] + v if k in extra_sums else v
             if sched is not None:
                 sched.step()
             tot_loss += l.detach() * len(y)
@@ -243,6 +255,7 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
                "train_acc": float(correct) / seen if have_logits else float("nan"),
                "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         row["images_per_s"] = seen / row["seconds"]
+        row.update({k: float(v) / len(batches) for k, v in extra_sums.items()})
         if val_batches is not None:
             ev = evaluate(model, val_batches, device=device, amp=amp)
             row.update(val_loss=ev["loss"], val_acc=ev["acc"])
@@ -253,6 +266,44 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
     bar.close()
     model.eval()
     return pd.DataFrame(history)
+
+
+class FixedWeights:
+    """Keep the entries of parameters selected by boolean masks bit-identical through :func:`fit`
+    (PackNet/CPG: weights owned by earlier tasks), whatever the optimiser does.
+
+    ``masks``: parameter name -> bool tensor of its shape, ``True`` = held fixed. Pass
+    ``after_backward=fw.after_backward, after_step=fw.after_step``: the first zeroes the fixed
+    entries' gradients (so they do not feed momentum), the second writes their saved values back
+    (momentum and weight decay would otherwise still move them). Values are captured when the
+    object is made; :meth:`capture` takes them again.
+    """
+
+    def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor]):
+        params = dict(model.named_parameters())
+        unknown = sorted(set(masks) - set(params))
+        if unknown:
+            raise KeyError(f"masks name unknown parameters {unknown}")
+        self.masks = {k: m.to(params[k].device, torch.bool) for k, m in masks.items()}
+        self.capture(model)
+
+    def capture(self, model: nn.Module) -> None:
+        params = dict(model.named_parameters())
+        self.values = {k: params[k].detach().clone() for k in self.masks}
+
+    def after_backward(self, model: nn.Module) -> None:
+        params = dict(model.named_parameters())
+        for k, m in self.masks.items():
+            g = params[k].grad
+            if g is not None:
+                g.masked_fill_(m.to(g.device), 0)
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module) -> None:
+        params = dict(model.named_parameters())
+        for k, m in self.masks.items():
+            p = params[k]
+            p.copy_(torch.where(m.to(p.device), self.values[k].to(p.device), p))
 
 
 def predict(model: nn.Module, data, *, batch_size: int = 256, device=None, batch_hook=None,
@@ -278,5 +329,5 @@ def predict(model: nn.Module, data, *, batch_size: int = 256, device=None, batch
 def evaluate(model: nn.Module, data, **kw) -> dict:
     """``{"acc", "loss", "n"}`` of ``model`` on ``data`` (eval mode; see :func:`predict` for ``kw``)."""
     logits, y = predict(model, data, **kw)
-    return {"acc": (logits.argmax(1) == y).float().mean().item(),
+    return {"acc": accuracy(logits, y),
             "loss": F.cross_entropy(logits, y).item(), "n": len(y)}

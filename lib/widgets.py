@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from . import attacks
+from .evaluate import transfer_scores
+from .metrics import accuracy, attack_success_rate
 from .train import model_device
 
 
@@ -32,8 +34,8 @@ def attack_panel(model, x: torch.Tensor, y: torch.Tensor, *, eps: float = 8 / 25
     delta = (x_adv - x).detach()
     dnorm = delta.flatten(1).abs().amax(1) if norm == "linf" else delta.flatten(1).norm(dim=1)
     stats = {"eps": eps, "alpha": alpha, "steps": steps, "norm": norm,
-             "clean_acc": (p_clean == y).float().mean().item(), "adv_acc": (p_adv == y).float().mean().item(),
-             "asr": attacks.attack_success_rate(p_clean.cpu(), p_adv.cpu(), y.cpu()),
+             "clean_acc": accuracy(p_clean, y), "adv_acc": accuracy(p_adv, y),
+             "asr": attack_success_rate(p_clean.cpu(), p_adv.cpu(), y.cpu()),
              "max_perturbation": dnorm.max().item(), "n": len(y)}
     k = min(show, len(y))
     mag = magnify or (0.5 / max(delta[:k].abs().max().item(), 1e-12))
@@ -107,13 +109,11 @@ def transfer_panel(teacher, students: dict, x: torch.Tensor, y: torch.Tensor, *,
         x_adv = attacks.feature_attack(teacher, x, eps, alpha, steps, seed=seed)
     rows, preds = [], {}
     for name, s in students.items():
-        s.eval()
+        scores = transfer_scores(s, x.cpu(), y.cpu(), {"adv": x_adv.cpu()})
+        rows.append({"method": name, "clean_acc": scores["clean_acc"], "adv_acc": scores["adv_acc"],
+                     "asr": scores["adv_asr"]})
         with torch.no_grad():
-            pc, pa = s(x.to(model_device(s))).argmax(1).cpu(), s(x_adv.to(model_device(s))).argmax(1).cpu()
-        preds[name] = pa
-        rows.append({"method": name, "clean_acc": (pc == y.cpu()).float().mean().item(),
-                     "adv_acc": (pa == y.cpu()).float().mean().item(),
-                     "asr": attacks.attack_success_rate(pc, pa, y.cpu())})
+            preds[name] = s.eval()(x_adv.to(model_device(s))).argmax(1).cpu()
     table = pd.DataFrame(rows)
     k = min(show, len(y))
     fig = plt.figure(figsize=(max(8, 1.3 * k + 4), 4.6))

@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{i}/{len(todo)}] {nb.name} FAILED after {time.perf_counter() - t0:.0f}s; "
                   f"executed copy with the error: {Path(args.out) / nb.name}\n{err}", file=sys.stderr)
             return 1
-        print(f"[{i}/{len(todo)}] {nb.name} done in {time.perf_counter() - t0:.0f}s -> {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}",
+        shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+        print(f"[{i}/{len(todo)}] {nb.name} done in {time.perf_counter() - t0:.0f}s -> {shown}",
               flush=True)
     print(f"workbook done in {time.perf_counter() - total:.0f}s; figures and tables in {figures_dir()}")
     return 0

@@ -15,6 +15,10 @@ import torch.nn as nn
 
 from lib import attacks as A
 from lib import data as D
+from lib import evaluate as E
+from lib import metrics
+from lib import robustness as R
+from lib.attacks import auto_pgd
 from lib.models import build
 from lib.train import fit, predict
 
@@ -23,7 +27,8 @@ try:
 except ImportError:  # the cross-checks skip; everything else runs
     torchattacks = None
 
-needs_torchattacks = pytest.mark.skipif(torchattacks is None, reason="torchattacks not installed (requirements-test.txt)")
+needs_torchattacks = pytest.mark.skipif(torchattacks is None,
+                                        reason="torchattacks not installed (requirements-test.txt)")
 CLASSES = [0, 21, 42, 63, 84]  # differ in shape, colours and glyph
 # Seed of the trained models. The assertions were checked for seeds 0-7 (clean accuracy ranges
 # from about 60% to 87% across them); set ATTACK_TEST_SEED to repeat that sweep.
@@ -135,7 +140,7 @@ def test_pgd_l2_matches_torchattacks(model, batch, monkeypatch):
     # needs N * 1e-10 added to our norm: g / (||g|| + N*1e-10) == (g/N) / (||g/N|| + 1e-10). With
     # our default 1e-12 the steps of near-zero-gradient (confidently right) images would differ.
     x, y = batch[0][:64], batch[1][:64]
-    monkeypatch.setattr(A, "_L2_DIV", len(x) * 1e-10)
+    monkeypatch.setattr(A.core, "_L2_DIV", len(x) * 1e-10)
     ref = torchattacks.PGDL2(model, eps=0.5, alpha=0.1, steps=7, random_start=False)
     ours = A.pgd(model, x, y, 0.5, 0.1, 7, norm="l2", random_start=False)
     assert (ours - ref(x, y)).abs().max().item() <= 1e-6
@@ -240,15 +245,15 @@ def test_apgd_ce_on_a_linear_model_is_sound_but_can_miss(norm):
 
 
 def test_apgd_checkpoints_and_step_size_rule():
-    assert A._apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
-    assert A._apgd_checkpoints(10) == [3, 5, 6, 7, 8, 9, 10]  # ceil(p_j * 10), duplicates merged
+    assert auto_pgd._apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert auto_pgd._apgd_checkpoints(10) == [3, 5, 6, 7, 8, 9, 10]  # ceil(p_j * 10), duplicates merged
     n_inc = torch.tensor([16, 17, 17, 20])  # rises in the 22 steps since the last checkpoint
     f_max = torch.tensor([1.0, 1.0, 1.0, 2.0])
     f_last = torch.tensor([0.5, 1.0, 1.0, 2.0])
     reduced_last = torch.tensor([False, False, True, True])
     # 16 < 0.75 * 22 = 16.5 -> halve; 17 rises but no better point and not halved last time -> halve;
     # same but halved last time -> keep; plenty of rises -> keep
-    assert A._apgd_reduce(n_inc, 22, 0.75, f_max, f_last, reduced_last).tolist() == [True, True, False, False]
+    assert auto_pgd._apgd_reduce(n_inc, 22, 0.75, f_max, f_last, reduced_last).tolist() == [True, True, False, False]
 
 
 # ------------------------------------------------------------------ strength
@@ -429,18 +434,18 @@ def test_attack_success_rate_semantics():
     y = torch.tensor([0, 1, 1, 3])
     clean = torch.tensor([0, 1, 2, 3])  # image 2 is wrong already: not counted
     adv = torch.tensor([1, 1, 0, 3])  # image 0 flipped, 1 and 3 held
-    assert A.attack_success_rate(clean, adv, y) == pytest.approx(1 / 3)
+    assert metrics.attack_success_rate(clean, adv, y) == pytest.approx(1 / 3)
     logits = torch.nn.functional.one_hot(adv, 4).float()  # logits work as predictions too
-    assert A.attack_success_rate(clean, logits, y) == pytest.approx(1 / 3)
-    assert math.isnan(A.attack_success_rate(torch.tensor([1, 0]), torch.tensor([1, 0]), torch.tensor([0, 1])))
-    assert A.attack_success_rate(clean, clean, y) == 0.0
+    assert metrics.attack_success_rate(clean, logits, y) == pytest.approx(1 / 3)
+    assert math.isnan(metrics.attack_success_rate(torch.tensor([1, 0]), torch.tensor([1, 0]), torch.tensor([0, 1])))
+    assert metrics.attack_success_rate(clean, clean, y) == 0.0
 
 
 def test_transfer_eval(model, other_model, sets, batch):
     _, te = sets
     attack = A.attack_fn("pgd", eps=16 / 255, alpha=4 / 255, steps=10, seed=0)
-    white = A.transfer_eval(model, model, te, attack, batch_size=64)
-    transfer = A.transfer_eval(model, other_model, te, attack, batch_size=64)
+    white = E.transfer_eval(model, model, te, attack, batch_size=64)
+    transfer = E.transfer_eval(model, other_model, te, attack, batch_size=64)
     for r in (white, transfer):
         assert set(r) == {"clean_acc", "adv_acc", "asr", "n", "source_clean_acc", "source_adv_acc"}
         assert r["n"] == len(te) and 0 <= r["asr"] <= 1
@@ -450,7 +455,7 @@ def test_transfer_eval(model, other_model, sets, batch):
     assert transfer["asr"] <= white["asr"]  # transfer is weaker than white-box here
     # an (x, y) pair batched the same way gives the same result (the seeded random start is drawn
     # per batch, so another batch size would give other starts)
-    assert A.transfer_eval(model, other_model, batch, attack, batch_size=64) == transfer
+    assert E.transfer_eval(model, other_model, batch, attack, batch_size=64) == transfer
 
 
 def test_attack_fn_and_batch_hook(model, sets, batch):
@@ -483,8 +488,8 @@ def test_autoattack_eval(model, batch):
         import autoattack  # noqa: F401
     except ImportError:
         with pytest.raises(ImportError, match="autoattack"):
-            A.autoattack_eval(model, x, y, 4 / 255, "linf", evaluator="autoattack")
-    r = A.autoattack_eval(model, x, y, 4 / 255, "linf", steps=10, n_target_classes=4, batch_size=40)
+            R.autoattack_eval(model, x, y, 4 / 255, "linf", evaluator="autoattack")
+    r = R.autoattack_eval(model, x, y, 4 / 255, "linf", steps=10, n_target_classes=4, batch_size=40)
     assert r["clean_acc"] == pytest.approx(acc(model, x, y))
     assert r["robust_acc"] == r["acc_after"]["apgd_t"] <= r["acc_after"]["apgd_ce"] <= r["clean_acc"]
     assert r["robust_acc"] == pytest.approx(acc(model, r["x_adv"], y))
@@ -566,7 +571,7 @@ def test_with_own_labels_is_pgd_on_the_models_predictions(model, batch):
 def test_craft_keeps_order_and_matches_a_direct_call(model, sets):
     te = sets[1]
     pgd = A.attack_fn("pgd", eps=4 / 255, alpha=1 / 255, steps=2, random_start=False)
-    x, x_adv, y = A.craft(model, te, pgd, batch_size=37)
+    x, x_adv, y = E.craft(model, te, pgd, batch_size=37)
     assert torch.equal(y, te.labels.long()) and torch.equal(x, te.images.float() / 255)
     assert torch.allclose(x_adv[:37], pgd(model, x[:37], y[:37]))
     assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 4 / 255 + 1e-6

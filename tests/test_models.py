@@ -207,7 +207,8 @@ def test_pretrained_from_the_hub_cache(tmp_path, monkeypatch):
         assert torch.equal(model.blocks["f0"][0].weight, tv.features[0][0].weight)
         assert torch.equal(model.blocks["f18"][1].running_var, tv.features[18][1].running_var)
         assert model.head.fc.out_features == 7
-        torch.testing.assert_close(model.penultimate(x), torch.flatten(F.adaptive_avg_pool2d(tv.features(x_norm), 1), 1))
+        torch.testing.assert_close(model.penultimate(x),
+                                   torch.flatten(F.adaptive_avg_pool2d(tv.features(x_norm), 1), 1))
 
 
 def test_densenet_old_style_keys_are_remapped(tmp_path, built):
@@ -223,7 +224,7 @@ def test_densenet_old_style_keys_are_remapped(tmp_path, built):
         key = (key.replace("blocks.stem.", "features.").replace("blocks.denseblock4.block.", "features.denseblock4.")
                .replace("blocks.denseblock4.norm5.", "features.norm5.").replace("blocks.", "features.")
                .replace("head.fc.", "classifier."))
-        if not key.startswith("normalize."):
+        if not key.startswith(("normalize.", "_extra_state")):  # the wrapper's own state
             raw[re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", key)] = value
     assert "features.denseblock2.denselayer3.norm.1.running_mean" in raw
     path = tmp_path / "densenet-old.pth"
@@ -287,11 +288,12 @@ def test_shared_resnet20_accuracy_on_cifar10_jpegs():
 
     raw = torch.load(weights, map_location="cpu", weights_only=True)["state_dict"]
     model = M.load_cifar_resnet20(weights).eval()  # strict: every checkpoint key has a home
-    # Every tensor of the model but Normalize's buffers and BN's step counters (which this old
-    # checkpoint predates) comes from the file.
+    # Every tensor of the model but Normalize's buffers, BN's step counters (which this old
+    # checkpoint predates) and the wrapper's frozen flags comes from the file.
     expected = {"module." + re.sub(r"^blocks\.layer(\d)_(\d+)\.", r"layer\1.\2.", k)
                 .replace("blocks.stem.", "").replace("head.fc.", "linear.")
-                for k in model.state_dict() if not k.startswith("normalize.") and "num_batches" not in k}
+                for k in model.state_dict()
+                if not k.startswith(("normalize.", "_extra_state")) and "num_batches" not in k}
     assert set(raw) == expected
     assert torch.equal(model.blocks["layer3_2"].bn2.running_var, raw["module.layer3.2.bn2.running_var"])
 
@@ -322,3 +324,58 @@ def test_seeded_build_is_reproducible_and_leaves_the_global_rng_alone():
     before = torch.random.get_rng_state()
     M.build("small_cnn", 5, width=8, seed=3)
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+# ------------------------------------------------------------------ walk, build args, saved state
+def test_walk_is_the_forward_pass_in_pieces():
+    torch.manual_seed(0)
+    model = M.build("resnet20", 10).eval()
+    x = torch.rand(2, 3, 32, 32)
+    names = model.block_names
+    h = model.walk(x, stop="layer2_0")
+    assert torch.allclose(model.head(model.walk(h, start=names[names.index("layer2_0") + 1])), model(x))
+    seen = []
+    model.walk(x, each=lambda n, h: seen.append(n))
+    assert seen == names
+    feats = model.features(x, ["layer1_2"], logits=False)
+    assert list(feats) == ["layer1_2"] and torch.equal(feats["layer1_2"], model.walk(x, stop="layer1_2"))
+    with pytest.raises(KeyError, match="unknown block"):
+        model.walk(x, stop="nope")
+
+
+def test_fresh_like_rebuilds_from_build_args():
+    model = M.build("small_cnn", 5, width=8, pools=2, dropout=0.2, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    assert model.build_args["width"] == 8 and model.build_args["pools"] == 2
+    fresh = M.fresh_like(model, 3, seed=1)
+    assert fresh.num_classes == 3 and fresh.head.dropout.p == 0.2
+    assert torch.equal(fresh.normalize.mean, model.normalize.mean)
+    assert {k: v.shape for k, v in fresh.state_dict().items() if not k.startswith(("head.fc", "_extra"))} == \
+           {k: v.shape for k, v in model.state_dict().items() if not k.startswith(("head.fc", "_extra"))}
+    again = M.fresh_like(model, 3, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), again.state_dict().values()))
+    other = M.fresh_like(model, 3, seed=2)
+    assert not torch.equal(other.blocks["conv1"].conv.weight, fresh.blocks["conv1"].conv.weight)
+
+
+def test_frozen_flags_heads_and_masks_are_saved_state(tmp_path):
+    from lib.store import load_weights, save_weights
+
+    model = M.build("small_cnn", 4, width=8, seed=0)
+    M.freeze(model.blocks["conv1"])
+    model.add_head("task2", 3)
+    owner = torch.randint(0, 3, model.blocks["conv2"].conv.weight.shape)
+    model.set_mask("blocks.conv2.conv.weight", owner)
+    path = save_weights(model, tmp_path / "m.safetensors")
+    loaded = M.build("small_cnn", 4, width=8)
+    load_weights(loaded, path)
+    assert not any(p.requires_grad for p in loaded.blocks["conv1"].parameters())
+    assert all(p.requires_grad for p in loaded.blocks["conv2"].parameters())
+    assert M.is_frozen(loaded.blocks["conv1"].bn) and not M.is_frozen(loaded.blocks["conv2"])
+    assert torch.equal(loaded.get_mask("blocks.conv2.conv.weight"), owner)
+    x = torch.rand(2, 3, 32, 32)
+    model.eval(), loaded.eval()
+    assert loaded(x, head="task2").shape == (2, 3) and torch.equal(loaded(x, head="task2"), model(x, head="task2"))
+    loaded.active_head = "task2"
+    assert loaded.num_classes == 3 and torch.equal(loaded(x), model(x, head="task2"))
+    with pytest.raises(ValueError, match="shape"):
+        model.set_mask("blocks.conv2.conv.weight", torch.zeros(3))

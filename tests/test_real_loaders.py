@@ -4,13 +4,20 @@ the errors for missing or malformed datasets. Nothing here downloads."""
 from __future__ import annotations
 
 import pytest
+import real_fixtures as F
 import torch
 import torchvision.transforms as T
 
-import real_fixtures as F
 from lib.data import DatasetNotFoundError
-from lib.data.real import (IMAGENET1K_WNIDS, IMAGENET_R_TO_IMAGENET1K, IMAGENET_R_WNIDS,
-                           REAL_DATASETS, cifar100_superclass_tasks, image_folder, load_real)
+from lib.data.real import (
+    IMAGENET1K_WNIDS,
+    IMAGENET_R_TO_IMAGENET1K,
+    IMAGENET_R_WNIDS,
+    REAL_DATASETS,
+    cifar100_superclass_tasks,
+    image_folder,
+    load_real,
+)
 from lib.paths import shared_dir
 
 

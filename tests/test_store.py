@@ -373,3 +373,153 @@ def test_corrupt_or_truncated_files_raise_naming_the_file(tmp_path):
         with pytest.raises(CorruptArtifactError) as info:
             store.load_result(name, CONFIG)
         assert str(result_path) in str(info.value)
+
+
+# ----------------------------------------------------------------------------- code versions
+
+TRAIN_V1 = '''
+"""Training code, first version."""
+import math
+
+
+class Trainer:
+    """Holds a learning rate."""
+
+    def step(self, x):
+        """One step."""
+        return x - 0.1 * math.tanh(x)
+
+
+def fit(net, epochs=2):
+    """Train ``net`` for ``epochs`` epochs."""
+    for _ in range(epochs):
+        net = Trainer().step(net)
+    return net
+'''
+
+# The same code: other docstrings, comments, blank lines, quotes and line breaks.
+TRAIN_V1_PROSE = """
+# a comment at the top
+import math
+class Trainer:
+    '''Holds a learning rate (reworded).'''
+    def step(self, x):
+        # a comment in a method
+        return (x
+                - 0.1 * math.tanh(x))
+
+
+def fit(net, epochs = 2):
+    '''Another docstring.
+
+    With more lines.
+    '''
+
+    for _ in range( epochs ):  # loop
+        net = Trainer().step(net)
+
+    return net
+"""
+
+# A code change in fit (0.1 -> 0.2 inside step, and epochs default 2 -> 3).
+TRAIN_V2 = TRAIN_V1.replace("0.1 * math", "0.2 * math").replace("epochs=2", "epochs=3")
+
+
+def load_module(tmp_path, monkeypatch, name: str, source: str):
+    """Import ``source`` as module ``name`` from a real file (``inspect.getsource`` needs one)."""
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # getsource of a class looks its module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_code_version_ignores_prose_and_sees_code_changes(tmp_path, monkeypatch):
+    from lib.store import code_version
+
+    v1 = load_module(tmp_path, monkeypatch, "train_v1", TRAIN_V1)
+    prose = load_module(tmp_path, monkeypatch, "train_v1_prose", TRAIN_V1_PROSE)
+    v2 = load_module(tmp_path, monkeypatch, "train_v2", TRAIN_V2)
+
+    version = code_version(v1.fit, v1.Trainer)
+    assert len(version) == 12 and int(version, 16) >= 0
+    assert code_version(v1.fit, v1.Trainer) == version  # stable across calls
+    assert code_version(v1) == code_version(prose)  # a module: its docstring is prose too
+    assert code_version(v1.fit) == code_version(prose.fit)  # a function
+    assert code_version(v1.Trainer) == code_version(prose.Trainer)  # a class
+    assert code_version(v1.Trainer.step) == code_version(prose.Trainer.step)  # an indented method
+    assert code_version(prose.fit, prose.Trainer) == version
+
+    assert code_version(v2.fit) != code_version(v1.fit)  # default changed
+    assert code_version(v2.Trainer) != code_version(v1.Trainer)  # constant changed in a method
+    assert code_version(v2.Trainer.step) != code_version(v1.Trainer.step)
+    assert code_version(v2) != code_version(v1)
+    assert code_version(v1.Trainer, v1.fit) != version  # order matters
+    assert code_version(v1.fit) != version  # so does what is included
+
+    assert code_version("v2") == code_version("v2") != code_version("v3")  # manual tags
+    assert code_version("v2") != code_version(v1.fit)
+    with pytest.raises(TypeError):
+        code_version(42)
+
+
+def test_store_model_and_result_with_code_key_on_code_version(tmp_path, monkeypatch):
+    from lib.store import code_version
+
+    v1 = load_module(tmp_path, monkeypatch, "fit_v1", TRAIN_V1)
+    prose = load_module(tmp_path, monkeypatch, "fit_v1_prose", TRAIN_V1_PROSE)
+    v2 = load_module(tmp_path, monkeypatch, "fit_v2", TRAIN_V2)
+    store = Store(tmp_path / "store")
+    config = dict(CONFIG)
+    calls = []
+
+    def train(net):
+        calls.append(1)
+
+    _, meta = store.model("base", config, conv_bn, train, code=(v1.fit, v1.Trainer))
+    assert meta["cached"] is False and calls == [1]
+    assert config == CONFIG  # the caller's dict is not changed
+    key_v1 = store.key("base", {**CONFIG, "code": code_version(v1.fit, v1.Trainer)})
+    assert files(tmp_path / "store" / "models") == [f"{key_v1}.safetensors"]
+    assert key_v1 != store.key("base", CONFIG)
+    with safetensors.safe_open(str(tmp_path / "store" / "models" / f"{key_v1}.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["config"])["code"] == code_version(v1.fit, v1.Trainer)
+
+    # docstrings/comments/formatting edited: same key, loaded
+    _, meta = store.model("base", config, conv_bn, train, code=[prose.fit, prose.Trainer])
+    assert meta["cached"] is True and calls == [1]
+
+    # code edited: new key, trained again; the old artifact stays
+    _, meta = store.model("base", config, conv_bn, train, code=(v2.fit, v2.Trainer))
+    assert meta["cached"] is False and calls == [1, 1]
+    key_v2 = store.key("base", {**CONFIG, "code": code_version(v2.fit, v2.Trainer)})
+    assert files(tmp_path / "store" / "models") == sorted(
+        [f"{key_v1}.safetensors", f"{key_v2}.safetensors"]
+    )
+
+    # a string tag and a single object work too; no code= keeps the plain key
+    _, meta = store.model("base", config, conv_bn, train, code="manual-1")
+    assert meta["cached"] is False and store.has_model("base", {**CONFIG, "code": code_version("manual-1")})
+    _, meta = store.model("base", config, conv_bn, train, code="manual-1")
+    assert meta["cached"] is True
+    _, meta = store.model("base", config, conv_bn, train, code=v1.fit)
+    assert meta["cached"] is False and store.has_model("base", {**CONFIG, "code": code_version(v1.fit)})
+    assert not store.has_model("base", CONFIG)
+    with pytest.raises(ValueError, match="code"):
+        store.model("base", {**CONFIG, "code": "x"}, conv_bn, train, code="y")
+
+    computed = []
+
+    def compute():
+        computed.append(1)
+        return {"n": len(computed)}
+
+    assert store.result("r", config, compute, code=(v1.fit,)) == {"n": 1}
+    assert store.result("r", config, compute, code=(prose.fit,)) == {"n": 1}  # loaded
+    assert store.result("r", config, compute, code=(v2.fit,)) == {"n": 2}  # recomputed
+    assert store.has_result("r", {**CONFIG, "code": code_version(v1.fit)})
+    assert not store.has_result("r", CONFIG) and config == CONFIG

@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
@@ -129,3 +128,58 @@ def test_too_small_dataset_is_a_clear_error(five_classes):
     tr, _ = five_classes
     with pytest.raises(ValueError, match="fewer than one batch"):
         fit(small(), tr.subset(range(10)), epochs=1, batch_size=32, progress=False)
+
+
+# ------------------------------------------------------------------ weight hooks and loss extras
+def test_masked_weights_stay_bit_identical_under_momentum_and_weight_decay(five_classes):
+    from lib.train import FixedWeights
+
+    tr, _ = five_classes
+    model = small()
+    w = model.blocks["conv2"].conv.weight
+    mask = torch.zeros_like(w, dtype=torch.bool)
+    mask[: w.shape[0] // 2] = True  # the first half of the filters belong to an "earlier task"
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    fixed = FixedWeights(model, {"blocks.conv2.conv.weight": mask})
+    fit(model, tr, epochs=2, lr=0.1, momentum=0.9, weight_decay=5e-3, batch_size=32, progress=False,
+        after_backward=fixed.after_backward, after_step=fixed.after_step)
+    after = dict(model.named_parameters())
+    assert torch.equal(after["blocks.conv2.conv.weight"][mask], before["blocks.conv2.conv.weight"][mask])
+    assert not torch.equal(after["blocks.conv2.conv.weight"][~mask], before["blocks.conv2.conv.weight"][~mask])
+    assert not torch.equal(after["blocks.conv1.conv.weight"], before["blocks.conv1.conv.weight"])
+    # without the hooks, momentum and weight decay move every weight
+    free = small()
+    ref = free.blocks["conv2"].conv.weight.detach().clone()
+    fit(free, tr, epochs=1, lr=0.1, momentum=0.9, weight_decay=5e-3, batch_size=32, progress=False)
+    assert not torch.equal(free.blocks["conv2"].conv.weight[mask], ref[mask])
+
+
+def test_hooks_run_once_per_batch_in_order(five_classes):
+    tr, _ = five_classes
+    model = small()
+    events = []
+
+    def after_backward(m):
+        assert m.blocks["conv1"].conv.weight.grad is not None
+        events.append("b")
+
+    fit(model, tr, epochs=1, lr=0.1, batch_size=100, progress=False, after_backward=after_backward,
+        after_step=lambda m: events.append("s"))
+    assert events == ["b", "s"] * (len(tr) // 100)
+
+
+def test_loss_extras_are_epoch_means_in_the_history(five_classes):
+    tr, _ = five_classes
+    model = small()
+    seen = []
+
+    def loss(m, x, y):
+        logits = m(x)
+        v = torch.tensor(float(len(seen)))  # 0, 1, 2, ... per batch
+        seen.append(v)
+        return F.cross_entropy(logits, y), logits, {"counter": v, "const": 2.0}
+
+    hist = fit(model, tr, epochs=2, lr=0.1, batch_size=100, progress=False, loss=loss)
+    per_epoch = len(tr) // 100
+    assert hist["counter"].tolist() == pytest.approx([(per_epoch - 1) / 2, per_epoch + (per_epoch - 1) / 2])
+    assert hist["const"].tolist() == [2.0, 2.0]

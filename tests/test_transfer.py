@@ -13,10 +13,16 @@ import torch
 import torch.nn.functional as F
 
 from lib import data as D
+from lib import train as train_module
 from lib import transfer as T
+from lib.evaluate import attack_table, craft
+from lib.metrics import attack_success_rate
 from lib.models import build
 from lib.store import Store
+from lib.studies import transfer as ST
 from lib.train import fit
+from lib.transfer.anb import _anb_build
+from lib.transfer.delta import _channel_loss_increase
 
 SOURCE = [0, 21, 42, 63, 84]
 TARGET = [7, 30, 53, 96]
@@ -38,6 +44,18 @@ def setting():
     base_b = build("small_cnn", len(TARGET), width=8)
     fit(base_b, tr, epochs=2, lr=0.1, **FAST)
     return {"A": base_a, "B": base_b, "train": tr, "test": te}
+
+
+def _count_fit(monkeypatch) -> list:
+    """Count the calls of ``fit`` from every transfer method's module (each imports it)."""
+    import sys
+
+    calls = []
+    real_fit = train_module.fit
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("lib.transfer.") and getattr(mod, "fit", None) is real_fit:
+            monkeypatch.setattr(mod, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    return calls
 
 
 def _state(model):
@@ -78,7 +96,7 @@ def test_anb_plus_trains_copied_blocks(setting):
 
 def test_anb_n0_is_scratch_and_n_all_copies_whole_body(setting):
     A, B, tr = setting["A"], setting["B"], setting["train"]
-    scratch = T._anb_build(A, B, 0, tr, plus=False, seed=3)
+    scratch = _anb_build(A, B, 0, tr, plus=False, seed=3)
     fresh = T.fresh_like(A, len(TARGET), seed=3)
     assert {k: v.shape for k, v in scratch.state_dict().items()} == \
            {k: v.shape for k, v in fresh.state_dict().items()}
@@ -110,9 +128,7 @@ def test_anb_sweep_rows_and_store_reuse(setting, tmp_path, monkeypatch):
     assert set(table.loc[table.n == 4, "block"]) == {"conv4"}
     assert table.loc[table.n == 0, "model_key"].nunique() == 1
 
-    calls = []
-    real_fit = T.fit
-    monkeypatch.setattr(T, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    calls = _count_fit(monkeypatch)
     again = T.anb_sweep(A, B, tr, te, ns=[0, 1, 4], epochs=1, store=store, progress=False, batch_size=32)
     assert calls == [] and again["cached"].all()
     assert again["test_acc"].tolist() == table["test_acc"].tolist()
@@ -200,7 +216,7 @@ def test_delta_channel_attention(setting):
     # the chunked channel ablation equals zeroing one channel by hand
     probe = T.copy_for_target(A, len(TARGET)).eval()
     x, y = tr.float_images(slice(0, 8)), tr.labels[:8]
-    inc = T._channel_loss_increase(probe, x, y, "conv2", budget=3 * 8 * 16 * 16 * 16)  # 3 channels a chunk
+    inc = _channel_loss_increase(probe, x, y, "conv2", budget=3 * 8 * 16 * 16 * 16)  # 3 channels a chunk
     zero_5 = lambda m, i, o: o.index_fill(1, torch.tensor([5]), 0.0)  # noqa: E731
     hook = probe.blocks["conv2"].register_forward_hook(zero_5)
     with torch.no_grad():
@@ -250,7 +266,7 @@ def test_noisy_student_dropout_only_in_train_mode(setting):
 
 
 def test_renofeation_distills_then_averages_snapshots_and_recomputes_bn(setting):
-    A, tr, te = setting["A"], setting["train"], setting["test"]
+    A, tr = setting["A"], setting["train"]
     snaps = []
     model, hist = T.renofeation(A, tr, epochs_distill=4, epochs_swa=3, lr=0.1, swa_lr=0.05,
                                 on_swa_update=lambda k, m: snaps.append(_state(m)), **FAST)
@@ -290,14 +306,12 @@ def test_pretrained_model_is_never_modified(setting, name):
 
 # ------------------------------------------------------------- cached students and attack table
 def test_transfer_model_trains_once_then_loads(setting, tmp_path, monkeypatch):
-    A, tr, te = setting["A"], setting["train"], setting["test"]
+    A, tr = setting["A"], setting["train"]
     store = Store(tmp_path / "store")
     m1, meta1 = T.transfer_model("linear_probe", A, tr, store=store, epochs=1, **FAST)
     assert not meta1["cached"] and meta1["history"] and m1.num_classes == len(TARGET)
     assert not any(p.requires_grad for p in m1.blocks.parameters())  # a probe's body stays frozen
-    calls = []
-    real_fit = T.fit
-    monkeypatch.setattr(T, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    calls = _count_fit(monkeypatch)
     m2, meta2 = T.transfer_model("linear_probe", A, tr, store=store, epochs=1, **FAST)
     assert calls == [] and meta2["cached"] and meta2["key"] == meta1["key"]
     assert _same(m1.state_dict(), m2.state_dict())
@@ -324,7 +338,7 @@ def test_attack_table_crafts_once_and_counts_success_per_student(setting):
         return feat(model, x, y)
 
     wb = Att.attack_fn("pgd", eps=8 / 255, alpha=2 / 255, steps=5, seed=0)
-    table = T.attack_table(A, {"fine_tune": ft, "retrain": rt}, te, transfer_attacks={"feature": counting},
+    table = attack_table(A, {"fine_tune": ft, "retrain": rt}, te, transfer_attacks={"feature": counting},
                            whitebox=wb, n=40, batch_size=16, progress=False)
     assert sum(calls) == 40  # crafted once for both students, on the first n images
     assert list(table["method"]) == ["fine_tune", "retrain"] and (table["n"] == 40).all()
@@ -336,7 +350,7 @@ def test_attack_table_crafts_once_and_counts_success_per_student(setting):
             clean, adv = model(x).argmax(1), model(x_adv).argmax(1)
         assert row.clean_acc == pytest.approx((clean == y).float().mean().item())
         assert row.feature_acc == pytest.approx((adv == y).float().mean().item())
-        assert row.feature_asr == pytest.approx(Att.attack_success_rate(clean, adv, y))
+        assert row.feature_asr == pytest.approx(attack_success_rate(clean, adv, y))
         assert row.whitebox_acc <= row.clean_acc and row.whitebox_asr >= row.feature_asr - 1e-9
 
 
@@ -351,7 +365,7 @@ def test_anb_sweep_with_attacks_crafted_on_base_a(setting, tmp_path):
     assert (table["attack_n"] == 30).all() and table["fgsm_acc"].between(0, 1).all()
     # AnB at n = N is a linear probe on A's frozen body: FGSM crafted on A must hurt it
     model, _ = T.anb_model(A, B, tr, "AnB", 4, epochs=1, store=store, progress=False, batch_size=32)
-    _, x_adv, y = Att.craft(A, (te.images[:30], te.labels[:30]), atk["fgsm"])
+    _, x_adv, y = craft(A, (te.images[:30], te.labels[:30]), atk["fgsm"])
     with torch.no_grad():
         acc = (model.eval()(x_adv).argmax(1) == y).float().mean().item()
     assert float(table.query("variant == 'AnB' and n == 4")["fgsm_acc"].iloc[0]) == pytest.approx(acc)
@@ -363,27 +377,27 @@ def test_headline_check_and_paragraph():
     table = pd.DataFrame({"method": ["fine_tune", "linear_probe", "retrain", "renofeation"],
                           "clean_acc": [0.74, 0.70, 0.70, 0.68], "feature_asr": [0.33, 0.34, 0.11, 0.11],
                           "whitebox_acc": [0.02, 0.02, 0.02, 0.07]})
-    checks = T.headline_check(table)
+    checks = ST.headline_check(table)
     assert checks["passed"].all() and checks["ratio"].round(3).tolist() == [0.333, 0.333]
     # each condition can fail on its own
-    assert not T.headline_check(table.assign(feature_asr=[0.33, 0.3, 0.2, 0.11]))["passed"].iloc[0]  # ratio
-    assert not T.headline_check(table.assign(feature_asr=[0.12, 0.1, 0.05, 0.05]))["passed"].any()  # gap
-    assert not T.headline_check(table.assign(clean_acc=[0.74, 0.7, 0.6, 0.68]))["passed"].iloc[0]  # clean
-    text = T.headline_paragraph(table, "a test", note="A note.")
+    assert not ST.headline_check(table.assign(feature_asr=[0.33, 0.3, 0.2, 0.11]))["passed"].iloc[0]  # ratio
+    assert not ST.headline_check(table.assign(feature_asr=[0.12, 0.1, 0.05, 0.05]))["passed"].any()  # gap
+    assert not ST.headline_check(table.assign(clean_acc=[0.74, 0.7, 0.6, 0.68]))["passed"].iloc[0]  # clean
+    text = ST.headline_paragraph(table, "a test", note="A note.")
     assert "74.3%" in text and "6.9%" in text and "33.0%" in text and "3.0x lower" in text
     assert "A note." in text and "linear probe 34.0%" in text and "2.0% to 7.0%" in text
 
 
 def test_full_kw_uses_the_seed_budgets():
-    kw = T.full_kw("renofeation", 6400)
+    kw = ST.full_kw("renofeation", 6400)
     assert kw["epochs_distill"] == 900 and kw["epochs_swa"] == 300 and kw["swa_every"] == 5
     assert kw["lr"] == 0.01 and kw["swa_lr"] == 0.005 and kw["weight_decay"] == 5e-3
-    assert T.full_kw("fine_tune", 6400)["epochs"] == 300 and T.full_kw("l2_sp", 6400)["epochs"] == 90
+    assert ST.full_kw("fine_tune", 6400)["epochs"] == 300 and ST.full_kw("l2_sp", 6400)["epochs"] == 90
     for m in T.TRANSFER_METHODS:  # every keyword is one the method accepts
         import inspect
         sig = inspect.signature(T.TRANSFER_METHODS[m])
-        fit_params = set(inspect.signature(T.fit).parameters)
-        assert set(T.full_kw(m, 1000)) <= set(sig.parameters) | fit_params, m
+        fit_params = set(inspect.signature(train_module.fit).parameters)
+        assert set(ST.full_kw(m, 1000)) <= set(sig.parameters) | fit_params, m
 
 
 # ------------------------------------------------------------------- full profile, end to end
@@ -392,11 +406,11 @@ def test_full_profile_runs_on_the_real_layouts(tmp_path, monkeypatch):
     torchvision's format), CUB-200 and ImageNet-R in their shipped layouts (tiny fixtures): base B,
     a fine-tuned and a Renofeation student, an AnB model and the attack table, at 224 px."""
     import torchvision
+    from real_fixtures import write_cub200, write_imagenet_r
 
     from lib import attacks as Att
     from lib.data.real import IMAGENET_R_WNIDS
     from lib.models import pretrained_path
-    from real_fixtures import write_cub200, write_imagenet_r
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     path = pretrained_path("resnet18")
@@ -408,7 +422,7 @@ def test_full_profile_runs_on_the_real_layouts(tmp_path, monkeypatch):
     store = Store(tmp_path / "store")
     few = dict(epochs=1, batch_size=4, progress=False)
 
-    s = T.study("full", arch="resnet18", dataset="cub200", root=cub, anb_root=inr, store=store, progress=False,
+    s = ST.study("full", arch="resnet18", dataset="cub200", root=cub, anb_root=inr, store=store, progress=False,
                 base_b_kw={"epochs": 1, "batch_size": 4})
     assert s["teacher"].num_classes == 1000 and s["base_b"].num_classes == 200
     assert len(s["train"]) == 6 and len(s["test"]) == 6 and "cub200" in s["target"]
@@ -419,10 +433,10 @@ def test_full_profile_runs_on_the_real_layouts(tmp_path, monkeypatch):
     anb = T.anb_sweep(s["teacher"], s["base_b"], s["anb_train"], s["anb_test"], ns=[4], variants=("AnB",),
                       store=store, **few)
     assert anb["test_acc"].between(0, 1).all()
-    table = T.attack_table(s["teacher"], {"fine_tune": ft, "renofeation": rn}, s["test"],
+    table = attack_table(s["teacher"], {"fine_tune": ft, "renofeation": rn}, s["test"],
                            transfer_attacks={"feature": Att.attack_fn("feature", eps=4 / 255, alpha=1 / 255, steps=2)},
                            whitebox=Att.attack_fn("pgd", eps=4 / 255, alpha=1 / 255, steps=2), n=3, batch_size=4,
                            progress=False)
     assert list(table["n"]) == [3, 3] and table["clean_acc"].between(0, 1).all()
     with pytest.raises(ValueError, match="dataset must be one of"):
-        T.study("full", dataset="cifar10")
+        ST.study("full", dataset="cifar10")

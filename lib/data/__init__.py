@@ -8,8 +8,10 @@ the layout expected.
 from __future__ import annotations
 
 from .base import DatasetNotFoundError, ImageSet, shared_images, to_imageset
+from .datalike import check_datalike, data_fingerprint, first_n, num_classes_of, tensor_pair
 from .splits import source_target_split, subset_classes, task_split, train_val_split
-from .synsigns import CLASSES as SYNSIGNS_CLASSES, generate, load_synsigns
+from .synsigns import CLASSES as SYNSIGNS_CLASSES
+from .synsigns import generate, load_synsigns
 
 # default sizes per profile: smoke keeps every notebook in minutes on a 2-core CPU
 PROFILES = {
@@ -67,6 +69,8 @@ def real_status():
     return pd.DataFrame(rows)
 
 
-__all__ = ["real_status", "shared_images", "load", "PROFILES", "ImageSet", "DatasetNotFoundError", "to_imageset", "generate",
+__all__ = ["real_status", "shared_images", "load", "PROFILES", "ImageSet", "DatasetNotFoundError", "to_imageset",
+           "generate",
            "load_synsigns", "SYNSIGNS_CLASSES", "task_split", "source_target_split",
-           "subset_classes", "train_val_split"]
+           "subset_classes", "train_val_split", "check_datalike", "data_fingerprint", "first_n", "num_classes_of",
+           "tensor_pair"]

@@ -95,7 +95,8 @@ def to_imageset(ds: Dataset, name: str = "", classes: Sequence[str] | None = Non
         x, y = ds[i]
         images[i] = (x.clamp(0, 1) * 255).round().to(torch.uint8)
         labels[i] = int(y)
-    classes = list(classes if classes is not None else getattr(ds, "classes", [str(c) for c in range(int(labels.max()) + 1)]))
+    default = [str(c) for c in range(int(labels.max()) + 1)]
+    classes = list(classes if classes is not None else getattr(ds, "classes", default))
     return ImageSet(images, labels, classes, name=name)
 
 

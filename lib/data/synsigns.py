@@ -157,7 +157,8 @@ def _render_chunk(g, labels, size, *, background=True, return_background=False):
         border_c[idx], fill_c[idx], glyph_c[idx] = torch.tensor(bc), torch.tensor(fc), torch.tensor(gc)
 
     # colour jitter per image (paint fading, white balance)
-    jit = lambda c: (c * (0.8 + 0.35 * torch.rand(b, 1, generator=g)) + 0.08 * torch.randn(b, 3, generator=g)).clamp(0, 1)
+    jit = lambda c: (c * (0.8 + 0.35 * torch.rand(b, 1, generator=g))
+                     + 0.08 * torch.randn(b, 3, generator=g)).clamp(0, 1)
     border_c, fill_c, glyph_c = jit(border_c), jit(fill_c), jit(glyph_c)
 
     px = 2.0 / (size * r)  # one pixel in sign units, for anti-aliasing

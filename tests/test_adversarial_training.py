@@ -7,9 +7,18 @@ import torch
 import torch.nn.functional as F
 
 from lib import data as D
+from lib.adversarial_training import (
+    METHODS,
+    RobustCheckpoint,
+    adversarial_train,
+    fgsm_rs,
+    ll_fgsm_mix,
+    ll_fgsm_per_image,
+    pgd_at,
+    pgd_val_attack,
+    trades,
+)
 from lib.attacks import as_batch_hook, ll_fgsm
-from lib.defenses import (METHODS, RobustCheckpoint, adversarial_train, fgsm_rs, ll_fgsm_mix, ll_fgsm_per_image,
-                          pgd_at, pgd_val_attack, trades)
 from lib.models import build
 from lib.train import evaluate, fit
 
@@ -69,7 +78,8 @@ def test_hooks_return_images_in_the_eps_ball_and_unit_range(make, five_classes, 
 
 
 def test_hook_defaults_follow_the_papers():
-    assert pgd_at().config == {"method": "pgd_at", "eps": EPS, "alpha": pytest.approx(2 / 255), "steps": 7, "norm": "linf"}
+    assert pgd_at().config == {"method": "pgd_at", "eps": EPS, "alpha": pytest.approx(2 / 255), "steps": 7,
+                               "norm": "linf"}
     assert fgsm_rs().config["alpha"] == pytest.approx(10 / 255)  # Wong et al.: alpha = 1.25 eps
     assert fgsm_rs(eps=4 / 255).config["alpha"] == pytest.approx(5 / 255)
     t = trades()

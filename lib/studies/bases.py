@@ -1,4 +1,4 @@
-"""The pretrained bases of notebook 01, asked for by every later notebook through the store.
+"""Study of notebook 01: the pretrained bases, asked for by every later notebook through the store.
 
 Smoke profile: the embedded ``synsigns`` classes are split into two disjoint random halves
 (Yosinski et al. 2014): **A** (the source task) and **B** (the target task). Base A is trained
@@ -10,26 +10,32 @@ from the local torch cache.
 """
 from __future__ import annotations
 
-from . import data as D
-from .models import build
-from .store import Store
-from .train import evaluate, fit, random_translate
+import sys
 
-# The recipe of the smoke-profile bases (a 2-core CPU trains one in about a minute).
-SMOKE_RECIPE = {
-    "dataset": "synsigns", "arch": "small_cnn", "width": 32, "size": 32,
-    "per_class_train": 50, "per_class_test": 20, "split_seed": 0, "data_seed": 0,
-    "epochs": 12, "lr": 0.1, "batch_size": 128, "weight_decay": 5e-4, "translate": 3, "seed": 0,
-}
+from .. import data as D
+from .. import train as _train
+from ..metrics import accuracy
+from ..models import archs, build, classifier
+from ..store import Store
+from ..train import evaluate, fit, random_translate
+from . import recipe as _recipe
+
 IMAGENET_ARCHS = ("resnet18", "resnet50", "resnet101", "mobilenet_v2", "densenet121")
+RECIPE = {
+    # synsigns halves, small CNN: a 2-core CPU trains one base in about a minute
+    "smoke": {"dataset": "synsigns", "arch": "small_cnn", "width": 32, "size": 32,
+              "per_class_train": 50, "per_class_test": 20, "split_seed": 0, "data_seed": 0,
+              "epochs": 12, "lr": 0.1, "batch_size": 128, "weight_decay": 5e-4, "translate": 3, "seed": 0,
+              "min_over_chance": 10},
+    # torchvision's ImageNet models from the local torch cache
+    "full": {"archs": list(IMAGENET_ARCHS), "min_over_chance": 10},
+}
+_UNKEYED = ("min_over_chance",)  # recipe entries that do not change a base's weights
 
 
 def recipe(**overrides) -> dict:
-    """The smoke recipe with ``overrides`` applied (unknown keys are an error, not ignored)."""
-    unknown = set(overrides) - set(SMOKE_RECIPE)
-    if unknown:
-        raise KeyError(f"unknown recipe keys {sorted(unknown)}; known: {sorted(SMOKE_RECIPE)}")
-    return {**SMOKE_RECIPE, **overrides}
+    """The smoke recipe of the bases with ``overrides`` applied (unknown keys are an error)."""
+    return _recipe(RECIPE, "smoke", **overrides)
 
 
 def halves(cfg: dict) -> dict[str, list[int]]:
@@ -74,16 +80,17 @@ def base_model(half: str = "A", store: Store | None = None, *, progress: bool = 
 
     def train_fn(model):
         hist = fit(model, train, val=test, epochs=cfg["epochs"], lr=cfg["lr"], batch_size=cfg["batch_size"],
-                   weight_decay=cfg["weight_decay"], augment=random_translate(cfg["translate"]) if cfg["translate"] else None,
+                   weight_decay=cfg["weight_decay"],
+                   augment=random_translate(cfg["translate"]) if cfg["translate"] else None,
                    seed=cfg["seed"], progress=progress, desc=f"base {half}")
         return {"recipe": cfg, "half": half, "classes": halves(cfg)[half],
                 "history": hist.to_dict("records"), "test_acc": evaluate(model, test)["acc"]}
 
     # "init": the initial weights are seeded (before, they came from the caller's RNG state, so
     # base A differed between runs); the key changes so that no unseeded base is reused
-    return store.model(f"base_{half}", {"half": half, **cfg, "init": "seeded"},
-                       lambda: build_base(cfg, train.num_classes), train_fn,
-                       retrain=retrain)
+    key = {"half": half, **{k: v for k, v in cfg.items() if k not in _UNKEYED}, "init": "seeded"}
+    return store.model(f"base_{half}", key, lambda: build_base(cfg, train.num_classes), train_fn,
+                       retrain=retrain, code=CODE)
 
 
 def imagenet_base(arch: str, num_classes: int = 1000):
@@ -99,22 +106,22 @@ def imagenet_r_accuracy(model, root=None, batch_size: int = 128, progress: bool 
     restricted to the 200 ImageNet-R classes (Hendrycks et al. 2021)."""
     import torch
 
-    from .data.real import IMAGENET_R_TO_IMAGENET1K, load_real
-    from .train import predict
+    from ..data.real import IMAGENET_R_TO_IMAGENET1K, load_real
+    from ..train import predict
 
     ds = load_real("imagenet_r", "test", root=root, size=224, label_space="imagenet_r")
     logits, y = predict(model, ds, batch_size=batch_size, progress=progress)
     pred = logits[:, torch.as_tensor(IMAGENET_R_TO_IMAGENET1K)].argmax(1)
-    return (pred == y).float().mean().item()
+    return accuracy(pred, y)
 
 
 def shared_resnet20_check() -> dict | None:
     """The team's real CIFAR-10 ResNet-20 (``../shared/weights``) through our ``resnet20`` builder,
     evaluated on the real CIFAR-10 JPEG subset; ``None`` when ``../shared`` is absent."""
-    from .data import to_imageset
-    from .data.real import load_real
-    from .models import load_cifar_resnet20
-    from .paths import shared_dir
+    from ..data import to_imageset
+    from ..data.real import load_real
+    from ..models import load_cifar_resnet20
+    from ..paths import shared_dir
 
     shared = shared_dir()
     weights = shared / "weights/resnet20-cifar10/resnet20-12fca82f.th" if shared else None
@@ -126,3 +133,7 @@ def shared_resnet20_check() -> dict | None:
     return {"base": "shared resnet20 (CIFAR-10)", "arch": "resnet20", "classes": 10,
             "params": sum(p.numel() for p in model.parameters()), "test_acc": evaluate(model, test)["acc"],
             "chance": 0.1, "data": "real CIFAR-10 JPEG subset (1,000 test images)"}
+
+
+# the code behind the cached bases: a change to any of these retrains them
+CODE = (sys.modules[__name__], _train, classifier, archs)

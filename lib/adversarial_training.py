@@ -38,14 +38,15 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import Dataset, Subset
 
-from .attacks import as_batch_hook, attack_fn, ll_fgsm
-from .data.base import ImageSet
+from .attacks import as_batch_hook, attack_fn, attack_mode, ll_fgsm
+from .attacks.projected import _pgd_loop
+from .data import first_n
+from .metrics import accuracy
 from .train import Batches, fit, model_device, predict
 
 __all__ = ["pgd_at", "fgsm_rs", "trades", "TradesLoss", "ll_fgsm_mix", "LLFGSMMixLoss", "RobustCheckpoint",
-           "adversarial_train", "pgd_val_attack", "METHODS", "first_n", "ll_fgsm_per_image"]
+           "adversarial_train", "pgd_val_attack", "METHODS", "ll_fgsm_per_image"]
 
 
 # ----------------------------------------------------------------------------- batch hooks
@@ -91,26 +92,19 @@ class TradesLoss:
         self.last: dict = {}
 
     def perturb(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """The inner maximisation: ``x_adv`` in the eps-ball and [0, 1]. The model runs in eval
-        mode; every submodule's mode is restored afterwards; no parameter ``.grad`` is written."""
-        modes = [(m, m.training) for m in model.modules()]
-        model.eval()
-        try:
-            x = x.detach()
+        """The inner maximisation: ``x_adv`` in the eps-ball and [0, 1], through the PGD loop of
+        :mod:`lib.attacks` (eval mode, every submodule's mode restored, no parameter ``.grad``)."""
+        with attack_mode(model):
+            x0 = x.detach()
             with torch.no_grad():
-                p_clean = F.softmax(model(x).float(), dim=1)
-            x_adv = (x + 0.001 * torch.randn_like(x)).clamp(0, 1)
-            for _ in range(self.steps):
-                x_adv.requires_grad_(True)
-                with torch.enable_grad():
-                    kl = F.kl_div(F.log_softmax(model(x_adv).float(), dim=1), p_clean, reduction="sum")
-                grad, = torch.autograd.grad(kl, [x_adv])
-                x_adv = x_adv.detach() + self.alpha * grad.sign()
-                x_adv = torch.min(torch.max(x_adv, x - self.eps), x + self.eps).clamp(0, 1)
-        finally:
-            for m, training in modes:
-                m.training = training
-        return x_adv.detach()
+                p_clean = F.softmax(model(x0).float(), dim=1)
+
+            def kl(z):  # per-sample KL(p(x) || p(x')), summed over classes
+                return F.kl_div(F.log_softmax(z.float(), dim=1), p_clean, reduction="none").sum(1)
+
+            start = (x0 + 0.001 * torch.randn_like(x0)).clamp(0, 1)
+            return _pgd_loop(model, x0, kl, self.eps, self.alpha, self.steps, "linf", random_start=False,
+                             seed=None, start=start)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         x_adv = self.perturb(model, x)
@@ -196,20 +190,6 @@ def ll_fgsm_mix(eps_max: float = 16 / 255, adv_fraction: float = 0.5, adv_weight
 
 
 # ----------------------------------------------------------------------------- checkpoint callback
-def first_n(data, n: int | None):
-    """The first ``n`` items of ``data`` (``ImageSet``, ``(x, y)`` tensor pair or ``Dataset``);
-    all of it when ``n`` is None or not smaller."""
-    if n is None:
-        return data
-    if isinstance(data, ImageSet):
-        return data if n >= len(data) else data.subset(range(n))
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        return (data[0][:n], data[1][:n])
-    if isinstance(data, Dataset):
-        return data if n >= len(data) else Subset(data, range(n))
-    raise TypeError(f"expected an ImageSet, an (images, labels) pair or a Dataset, got {type(data).__name__}")
-
-
 def pgd_val_attack(eps: float = 8 / 255, steps: int = 10, norm: str = "linf", seed: int = 0) -> Callable:
     """PGD-``steps`` with ``alpha = 2.5 eps / steps`` and a seeded random start: the per-epoch
     robust-validation attack (Rice et al. 2020 use PGD-10)."""
@@ -253,7 +233,7 @@ class RobustCheckpoint:
         if self._batches is None or self._batches.device != device:
             self._batches = Batches(self.val, self.batch_size, device)
         logits, y = predict(model, self._batches, batch_hook=as_batch_hook(self.attack))
-        return (logits.argmax(1) == y).float().mean().item()
+        return accuracy(logits, y)
 
     def update(self, epoch: int, row: dict, model: nn.Module, acc: float) -> bool:
         """Record ``acc`` for ``epoch``; snapshot the model if it is the best; ``True`` = stop."""
@@ -355,50 +335,3 @@ def adversarial_train(model: nn.Module, train, val, method: str = "pgd_at", *, e
     hist.attrs.update(selected_epoch=chosen, stopped_epoch=ckpt.stopped_epoch if ckpt else None,
                       early_stop_drop=early_stop_drop, config=copy.deepcopy(cfg), eps=eps)
     return hist
-
-
-# ----------------------------------------------------------------------------- notebook 03's study
-STUDY_RECIPE = {"n_classes": 10, "per_class_train": 100, "per_class_test": 40, "width": 16, "epochs": 10,
-                "eps": 8 / 255, "lr": 0.1, "batch_size": 128, "seed": 0, "split_seed": 0, "data_seed": 0}
-
-
-def robust_study_data(cfg: dict) -> tuple[ImageSet, ImageSet]:
-    """Train/test sets of notebook 03's task: the first ``n_classes`` classes of the synsigns
-    source half A (the half base A is trained on), relabelled ``0..n_classes-1``."""
-    from . import bases
-
-    cfg = {**STUDY_RECIPE, **cfg}
-    classes = bases.halves(bases.recipe(split_seed=cfg["split_seed"]))["A"][:cfg["n_classes"]]
-    return bases.class_data(classes, cfg["per_class_train"], cfg["per_class_test"], seed=cfg["data_seed"],
-                            tag=f"A{len(classes)}")
-
-
-def robust_study_model(method: str, cfg: dict, store=None, *, progress: bool = True):
-    """A small CNN trained on :func:`robust_study_data` with ``method`` (see :data:`METHODS`)
-    through :func:`adversarial_train`, cached in the store under the method and the recipe.
-    Validation (checkpoint selection) uses a held-out 10% of the training set, never the test set;
-    adversarially trained models keep their best-robust epoch (Rice et al.), the standard model its
-    last epoch (selecting a standard model on robust accuracy would pick a weak early epoch and
-    flatter the baseline's robustness).
-    Returns ``(model, meta)`` with the history (incl. ``val_robust_acc`` and ``selected``)."""
-    from .data import train_val_split
-    from .models import build
-    from .store import Store
-    from .train import random_translate
-
-    cfg = {**STUDY_RECIPE, **cfg}
-    train, _ = robust_study_data(cfg)
-    fit_set, val = train_val_split(train, 0.1, seed=cfg["seed"])
-    select = "last" if method == "standard" else "best_robust"
-
-    def train_fn(model):
-        hist = adversarial_train(model, fit_set, val, method, eps=cfg["eps"], epochs=cfg["epochs"], lr=cfg["lr"],
-                                 batch_size=cfg["batch_size"], seed=cfg["seed"], augment=random_translate(2),
-                                 select=select, progress=progress)
-        return {"method": method, "recipe": cfg, "history": hist.to_dict("records"),
-                "selected_epoch": hist.attrs.get("selected_epoch"), "stopped_epoch": hist.attrs.get("stopped_epoch")}
-
-    # initial weights from the recipe's seed ("init" in the key: unseeded models are not reused)
-    return (store or Store()).model(f"robust_{method}", {"method": method, "select": select, **cfg, "init": "seeded"},
-                                    lambda: build("small_cnn", train.num_classes, width=cfg["width"], seed=cfg["seed"]),
-                                    train_fn)

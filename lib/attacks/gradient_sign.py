@@ -1,0 +1,38 @@
+"""FGSM (Goodfellow et al. 2015) and least-likely-class FGSM (Kurakin et al. 2017): one signed
+gradient step (conventions in :mod:`lib.attacks.core`)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from .core import (_check, _objective, _prepare, _value_and_grad, attack_mode)
+
+
+# --------------------------------------------------------------------------------------------
+# FGSM family
+# --------------------------------------------------------------------------------------------
+def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, targeted: bool = False) -> Tensor:
+    """Fast Gradient Sign Method (Goodfellow et al. 2015): ``clip(x + eps * sign(grad CE))``.
+
+    ``targeted=True``: ``y`` is the target class and the step goes *down* its cross-entropy.
+    """
+    _check(eps)
+    with attack_mode(model):
+        x0, y = _prepare(model, x, y)
+        if eps == 0:
+            return x0.clone()
+        _, _, g = _value_and_grad(model, x0, _objective("ce", y, targeted))
+        return (x0 + eps * g.sign()).clamp_(0.0, 1.0).detach()
+
+
+def ll_fgsm(model: nn.Module, x: Tensor, eps: float) -> Tensor:
+    """Least-likely-class FGSM ("step l.l.", Kurakin et al. 2017, "Adversarial machine learning at
+    scale"): ``clip(x - eps * sign(grad_x CE(f(x), y_LL)))`` with ``y_LL`` the class the model
+    finds least likely on the clean ``x``. Needs no labels."""
+    _check(eps)
+    with attack_mode(model):
+        x0 = _prepare(model, x)
+        with torch.no_grad():
+            y_ll = model(x0).float().argmin(dim=1)
+        return fgsm(model, x0, y_ll, eps, targeted=True)

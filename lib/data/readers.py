@@ -1,0 +1,338 @@
+"""The per-dataset readers behind :func:`lib.data.real.load_real`, and what they build on.
+
+A reader is ``(root, split, transform, size, **kw) -> Dataset``: it parses one dataset's
+on-disk layout (index files, CSVs, .mat files, folder names) under ``root`` and returns a
+dataset whose items are ``(transform(PIL RGB image), int label)`` with ``.classes`` and
+``.targets``. A missing or malformed file raises :class:`_Missing` (path and problem), which
+``load_real`` turns into the user-facing :class:`~lib.data.base.DatasetNotFoundError`; readers
+never build user-facing messages themselves. Held here: the file-backed datasets
+(:class:`ImageFiles`, :class:`GTSRBImages`, torchvision's CIFAR-100 / Flowers-102 with presence
+checks instead of md5s), the small path/index helpers, and one reader per dataset.
+
+Kept apart from :mod:`lib.data.real` (the registry ``REAL_DATASETS``, the transforms and the
+entry points), which re-exports every name here.
+"""
+from __future__ import annotations
+
+import csv
+import pickle
+import zlib
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torchvision.datasets as tvd
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .class_ids import _R_INDEX, GTSRB_CLASSES, IMAGENET1K_WNIDS, IMAGENET_R_TO_IMAGENET1K, IMAGENET_R_WNIDS
+
+IMAGE_EXTENSIONS = tvd.folder.IMG_EXTENSIONS
+
+
+class _Missing(Exception):
+    """Raised by the readers; :func:`load_real` turns it into a :class:`DatasetNotFoundError`."""
+
+    def __init__(self, path: Path, problem: str = ""):
+        super().__init__(str(path))
+        self.path, self.problem = Path(path), problem
+
+
+# ----------------------------------------------------------------------------------------------
+# file-backed datasets
+# ----------------------------------------------------------------------------------------------
+class ImageFiles(Dataset):
+    """Images read from files with PIL (as RGB) and passed through ``transform``.
+
+    ``files[i]`` has label ``targets[i]``; ``classes[label]`` is its class name.
+    """
+
+    def __init__(self, files: Sequence[Path], targets: Sequence[int], classes: Sequence[str],
+                 transform: Callable, name: str = "", root: Path | None = None):
+        if len(files) != len(targets):
+            raise ValueError("files and targets differ in length")
+        self.files = [Path(f) for f in files]
+        self.targets = [int(t) for t in targets]
+        self.classes = list(classes)
+        self.transform, self.name, self.root = transform, name, root
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        with Image.open(self.files[i]) as im:
+            return self.transform(im.convert("RGB")), self.targets[i]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name}: {len(self)} images, {len(self.classes)} classes, root={self.root})"
+
+
+class GTSRBImages(ImageFiles):
+    """GTSRB images with their sign's region of interest.
+
+    ``rois``: float ``(N, 4)`` boxes ``x1, y1, x2, y2`` in pixels of the loaded ``size x size``
+    image (the CSV's ``Roi.*`` times ``size/Width`` and ``size/Height``). They describe the
+    evaluation view; random crops of ``train_augment`` move the sign.
+    """
+
+    def __init__(self, files, targets, csv_boxes, transform, size: int, root=None):
+        super().__init__(files, targets, GTSRB_CLASSES, transform, "gtsrb", root)
+        b = torch.tensor(csv_boxes, dtype=torch.float32).reshape(-1, 6)  # W, H, X1, Y1, X2, Y2
+        self.size = size
+        self.rois = b[:, 2:] * (size / b[:, [0, 1, 0, 1]])
+
+    def roi_masks(self, idx=None) -> torch.Tensor:
+        """Bool ``(n, size, size)`` masks: the pixels whose centre lies inside the ROI."""
+        r = self.rois if idx is None else self.rois[torch.as_tensor(idx)].reshape(-1, 4)
+        c = torch.arange(self.size, dtype=torch.float32) + 0.5
+        cols = (c >= r[:, 0:1]) & (c <= r[:, 2:3])
+        rows = (c >= r[:, 1:2]) & (c <= r[:, 3:4])
+        return rows[:, :, None] & cols[:, None, :]
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+def _locate(root: Path, inner: str, required: Sequence[str] = ()) -> Path:
+    """The dataset folder: ``root/inner`` (or ``root`` itself when it is named ``inner``),
+    holding every path in ``required``."""
+    base = root if not inner or root.name == inner else root / inner
+    if not base.is_dir():
+        raise _Missing(base, "folder not found")
+    for r in required:
+        if not (base / r).exists():
+            raise _Missing(base / r, "required file or folder not found")
+    return base
+
+
+def _first_file(*candidates: Path) -> Path:
+    """The first of ``candidates`` that exists (the error names the first one)."""
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise _Missing(candidates[0], "index file not found")
+
+
+def _lines(path: Path) -> list[str]:
+    """Non-empty stripped lines of a text index file."""
+    if not path.is_file():
+        raise _Missing(path, "index file not found")
+    return [s.strip() for s in path.read_text().splitlines() if s.strip()]
+
+
+def _id_table(path: Path) -> dict[str, str]:
+    """``<id> <value>`` lines (CUB's index files) as ``{id: value}`` in file order."""
+    return dict(s.split(maxsplit=1) for s in _lines(path))
+
+
+def _check_files(files: Sequence[Path], where: Path) -> None:
+    if not files:
+        raise _Missing(where, "no images found")
+    for f in files:
+        if not f.is_file():
+            raise _Missing(f, "an image listed in the index is missing")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
+
+
+# ----------------------------------------------------------------------------------------------
+# readers: (root, split, transform, size, **kw) -> Dataset
+# ----------------------------------------------------------------------------------------------
+class CIFAR100(tvd.CIFAR100):
+    """torchvision's CIFAR-100 with ``label="fine"`` (100 classes) or ``"coarse"`` (20
+    superclasses). ``fine_classes`` / ``coarse_classes`` keep both name lists."""
+
+    def __init__(self, root, train: bool, transform=None, label: str = "fine"):
+        super().__init__(str(root), train=train, transform=transform)
+        if label == "coarse":
+            name = "train" if train else "test"
+            self.targets = list(_unpickle(Path(root) / self.base_folder / name)["coarse_labels"])
+            self.classes = list(self.coarse_classes)
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    def _check_integrity(self) -> bool:
+        return True  # load_real checked that the files are there; md5s would reject re-packs
+
+    def _load_meta(self) -> None:
+        meta = _unpickle(Path(self.root) / self.base_folder / self.meta["filename"])
+        self.classes = self.fine_classes = list(meta["fine_label_names"])
+        self.coarse_classes = list(meta["coarse_label_names"])
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+
+def _cifar100(root, split, tf, size, label: str = "fine"):
+    if label not in ("fine", "coarse"):
+        raise ValueError(f"label must be 'fine' or 'coarse', got {label!r}")
+    base = _locate(root, "cifar-100-python", (split, "meta"))
+    return CIFAR100(base.parent, train=split == "train", transform=tf, label=label)
+
+
+
+class Flowers102(tvd.Flowers102):
+    """torchvision's Oxford Flowers-102 reader (``classes`` are its 102 names), plus ``targets``."""
+
+    def _check_integrity(self) -> bool:
+        return True  # load_real checked that the files are there; md5s would reject re-packs
+
+    @property
+    def targets(self) -> list[int]:
+        return list(self._labels)
+
+
+def _flowers102(root, split, tf, size):
+    base = _locate(root, "flowers-102", ("jpg", "imagelabels.mat", "setid.mat"))
+    ds = Flowers102(str(base.parent), split=split, transform=tf)
+    _check_files(ds._image_files, base / "jpg")
+    return ds
+
+
+def _gtsrb_rows(csv_path: Path) -> list[dict]:
+    with open(csv_path, newline="") as f:
+        return list(csv.DictReader(f, delimiter=";", skipinitialspace=True))
+
+
+def _gtsrb(root, split, tf, size):
+    base = root if root.name == "GTSRB" else root / "GTSRB"
+    if not base.is_dir():
+        raise _Missing(base, "folder not found")
+    samples = []  # (path, row)
+    if split == "train":
+        images = next((d for d in (base / "Final_Training" / "Images", base / "Training") if d.is_dir()), None)
+        if images is None:
+            raise _Missing(base / "Final_Training" / "Images", "folder not found")
+        for d in sorted(p for p in images.iterdir() if p.is_dir()):
+            csv_path = d / f"GT-{d.name}.csv"
+            if not csv_path.is_file():
+                raise _Missing(csv_path, "per-class annotation file not found")
+            samples += [(d / r["Filename"], r) for r in _gtsrb_rows(csv_path)]
+        where = images
+    else:
+        where = base / "Final_Test" / "Images"
+        csv_path = _first_file(base / "Final_Test" / "GT-final_test.csv", base / "GT-final_test.csv",
+                               base.parent / "GT-final_test.csv")
+        samples = [(where / r["Filename"], r) for r in _gtsrb_rows(csv_path)]
+    _check_files([p for p, _ in samples], where)
+    keys = ("Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2")
+    try:
+        targets = [int(r["ClassId"]) for _, r in samples]
+        boxes = [[float(r[k]) for k in keys] for _, r in samples]
+    except (KeyError, TypeError, ValueError) as e:
+        raise _Missing(where, f"annotation CSV lacks a column or value ({e!r}); expected "
+                       "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId") from None
+    return GTSRBImages([p for p, _ in samples], targets, boxes, tf, size, root)
+
+
+def _cub200(root, split, tf, size):
+    """Class names as in ``classes.txt`` (``001.Black_footed_Albatross``); ``.boxes`` holds
+    ``bounding_boxes.txt`` (x, y, width, height in original pixels) when it is there."""
+    index = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
+    base = _locate(root, "CUB_200_2011", ("images", *index))
+    paths, labels, is_train, names = (_id_table(base / f) for f in index)
+    keep = [i for i in paths if is_train[i] == ("1" if split == "train" else "0")]
+    files = [base / "images" / paths[i] for i in keep]
+    _check_files(files, base / "images")
+    classes = [names[k] for k in sorted(names, key=int)]
+    ds = ImageFiles(files, [int(labels[i]) - 1 for i in keep], classes, tf, "cub200", root)
+    ds.boxes = None
+    if (base / "bounding_boxes.txt").is_file():
+        bb = _id_table(base / "bounding_boxes.txt")
+        ds.boxes = torch.tensor([[float(v) for v in bb[i].split()] for i in keep]).reshape(-1, 4)
+    return ds
+
+
+def _stanford_dogs(root, split, tf, size):
+    """Labels from ``lists/<split>_list.mat`` (1-based); label ``k`` is the k-th ``Images/``
+    folder in sorted (wnid) order, named by its breed (``n02085620-Chihuahua`` -> ``Chihuahua``)."""
+    from scipy.io import loadmat
+
+    base = _locate(root, "", ("Images",))
+    mat_path = _first_file(base / "lists" / f"{split}_list.mat", base / f"{split}_list.mat")
+    m = loadmat(mat_path)
+    if "file_list" not in m or "labels" not in m:
+        raise _Missing(mat_path, "the .mat file lacks the keys file_list and labels")
+    rel = [str(np.ravel(x)[0]) for x in np.ravel(m["file_list"])]
+    targets = (np.ravel(m["labels"]).astype(int) - 1).tolist()
+    folders = sorted(d.name for d in (base / "Images").iterdir() if d.is_dir())
+    files = [base / "Images" / r for r in rel]
+    _check_files(files, base / "Images")
+    for r, t in zip(rel, targets):
+        if not 0 <= t < len(folders) or Path(r).parts[0] != folders[t]:
+            raise _Missing(mat_path, f"label {t + 1} of {r} does not match the sorted Images/ folders")
+    return ImageFiles(files, targets, [f.split("-", 1)[-1] for f in folders], tf, "stanford_dogs", root)
+
+
+def _stanford40(root, split, tf, size):
+    """Classes in ``actions.txt`` order (a header line ``action_name ...`` is skipped)."""
+    base = _locate(root, "", ("JPEGImages", "ImageSplits"))
+    actions = [s.split()[0] for s in _lines(base / "ImageSplits" / "actions.txt")]
+    actions = actions[1:] if actions and actions[0] == "action_name" else actions
+    files, targets = [], []
+    for k, a in enumerate(actions):
+        names = _lines(base / "ImageSplits" / f"{a}_{split}.txt")
+        files += [base / "JPEGImages" / n for n in names]
+        targets += [k] * len(names)
+    _check_files(files, base / "JPEGImages")
+    return ImageFiles(files, targets, actions, tf, "stanford40", root)
+
+
+def _mit67(root, split, tf, size):
+    """Classes: the sorted ``Images/`` category folders; the index lines are ``<category>/<file>``."""
+    index = "TrainImages.txt" if split == "train" else "TestImages.txt"
+    base = _locate(root, "", ("Images", index))
+    classes = sorted(d.name for d in (base / "Images").iterdir() if d.is_dir())
+    label = {c: k for k, c in enumerate(classes)}
+    rel = _lines(base / index)
+    files = [base / "Images" / r for r in rel]
+    _check_files(files, base / "Images")
+    return ImageFiles(files, [label[Path(r).parts[0]] for r in rel], classes, tf, "mit67", root)
+
+
+def _imagenet_r(root, split, tf, size, label_space: str = "imagenet_r", seed: int = 0,
+                test_fraction: float = 0.2):
+    """``label_space="imagenet_r"``: labels 0..199 (position in ``IMAGENET_R_WNIDS``);
+    ``"imagenet1k"``: ImageNet-1k indices (``classes`` are then the 1000 ImageNet-1k wnids).
+    Labels are fixed by the wnid, so a copy with only some folders keeps them. Split: per wnid
+    folder, the sorted files are shuffled with a seed from ``(seed, wnid)`` and
+    ``round(test_fraction * n)`` of them (at least 1 and at most n-1 when n >= 2) go to test."""
+    if label_space not in ("imagenet_r", "imagenet1k"):
+        raise ValueError(f"label_space must be 'imagenet_r' or 'imagenet1k', got {label_space!r}")
+    base = _locate(root, "imagenet-r")
+    folders = sorted(d for d in base.iterdir() if d.is_dir())
+    unknown = [d.name for d in folders if d.name not in _R_INDEX]
+    if unknown:
+        raise _Missing(base, f"folders that are not ImageNet-R wnids: {unknown[:5]}")
+    files, targets = [], []
+    for d in folders:
+        imgs = _image_files(d)
+        if split != "all":
+            n = len(imgs)
+            n_test = min(max(round(test_fraction * n), 1), n - 1) if n >= 2 else 0
+            g = torch.Generator().manual_seed(zlib.crc32(f"{seed}/{d.name}".encode()))
+            test = set(torch.randperm(n, generator=g)[:n_test].tolist())
+            imgs = [p for i, p in enumerate(imgs) if (i in test) == (split == "test")]
+        k = _R_INDEX[d.name]
+        files += imgs
+        targets += [k if label_space == "imagenet_r" else IMAGENET_R_TO_IMAGENET1K[k]] * len(imgs)
+    _check_files(files, base)
+    classes = IMAGENET_R_WNIDS if label_space == "imagenet_r" else IMAGENET1K_WNIDS
+    return ImageFiles(files, targets, classes, tf, "imagenet_r", root)
+
+
+def _image_folder(name: str):
+    def read(root, split, tf, size):
+        folder = root / split
+        if not folder.is_dir():
+            raise _Missing(folder, "split folder not found")
+        try:
+            return tvd.ImageFolder(str(folder), transform=tf)
+        except FileNotFoundError as e:  # no class folder, or a class folder without images
+            raise _Missing(folder, str(e)) from None
+    return read

@@ -1,0 +1,308 @@
+"""The artifact cache: trained models and computed results, keyed by name + config hash.
+
+A notebook asks the store for what it needs and computes it only when absent::
+
+    store = Store()
+    net, meta = store.model("base-cnn", config, build=lambda: make_cnn(**config),
+                            train=lambda net: fit(net, data, **config), code=(fit, make_cnn))
+    table = store.result("pgd-sweep", config, compute=lambda: sweep(net, data))
+
+Layout under the root (``lib.paths.store_dir()`` unless given)::
+
+    models/<name>-<hash>.safetensors     weights + one JSON ``meta`` + the config, one file
+    results/<name>-<hash>.json           dicts, lists, scalars
+    results/<name>-<hash>.csv            pandas DataFrames (first line: a ``#`` JSON header)
+
+Guarantees:
+
+* **Keys.** ``<name>-<hash>`` where the hash is the first 12 hex digits of the SHA-256 of the
+  config as sorted-key JSON. Change any config value and the key changes; the key does not
+  see code changes by itself, so either bump a ``version`` entry in the config when the code
+  that trains an artifact changes meaningfully, or pass ``code=`` to :meth:`Store.model` /
+  :meth:`Store.result`, which adds ``"code": code_version(...)`` (a hash of that code without
+  its docstrings, comments and formatting) to the config used for the key.
+* **Atomic writes.** Every artifact is written to a temporary file in the same folder,
+  flushed and fsynced, then renamed over the final name with ``os.replace``. A final file is
+  only ever created by that rename, so a run killed mid-write leaves the previous artifact
+  (or nothing) in place, never a half-written file under a name the store trusts. Leftover
+  temporary files (``.<final>.<host>.<pid>.<tag>.tmp``) are never read and are removed by the
+  next write into the same folder once their writer is gone.
+* **No pickles.** Weights are safetensors; results are JSON or CSV.
+* **Integrity.** Each artifact carries a SHA-256 of its content, checked on load; a truncated
+  or corrupted file raises :class:`CorruptArtifactError` naming the file instead of returning
+  garbage.
+
+The package: this file holds :class:`Store` (keys, models, results, listing); ``keys`` the
+config hashing and :func:`code_version`; ``files`` atomic writes, safetensors weights and
+:class:`CorruptArtifactError`; ``tables`` the DataFrame text format. Every public name (and
+``_HOST`` and ``os``, which tests read and patch) is importable from ``lib.store``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os  # noqa: F401  (re-exported: tests patch ``lib.store.os.replace``, the global ``os`` module)
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from lib.paths import store_dir
+from lib.store.files import (
+    _HOST,  # noqa: F401  (re-exported for tests)
+    FORMAT,
+    CorruptArtifactError,
+    _atomic_write,
+    _write_text,
+    clean_stale_temps,
+    load_weights,
+    save_weights,
+)
+from lib.store.keys import HASH_LENGTH, _canonical_json, _json_digest, _to_json, code_version, config_hash
+from lib.store.tables import _dataframe_from_text, _dataframe_text
+
+__all__ = [
+    "CorruptArtifactError",
+    "Store",
+    "clean_stale_temps",
+    "code_version",
+    "config_hash",
+    "load_weights",
+    "save_weights",
+]
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _with_code(config: dict, code) -> dict:
+    """``config`` plus ``"code": code_version(...)`` of ``code`` (a new dict), or ``config``
+    itself when ``code`` is None. ``code`` is a tuple/list of modules, classes and functions,
+    one such object, or a string tag."""
+    if code is None:
+        return config
+    if "code" in config:
+        raise ValueError("config already has a 'code' entry; drop it or do not pass code=")
+    objects = tuple(code) if isinstance(code, (tuple, list)) else (code,)
+    return {**config, "code": code_version(*objects)}
+
+
+class Store:
+    """The artifact cache rooted at ``root`` (default ``lib.paths.store_dir()``)."""
+
+    def __init__(self, root=None):
+        self.root = Path(root).expanduser() if root is not None else store_dir()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    # keys and paths
+
+    def key(self, name: str, config: dict) -> str:
+        """``<name>-<config_hash(config)>``; ``name`` may use letters, digits, ``_ . -``."""
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(
+                f"artifact name {name!r} must match [A-Za-z0-9_.-]+ and not start with '.' or '-'"
+            )
+        return f"{name}-{config_hash(config)}"
+
+    def model_path(self, name: str, config: dict) -> Path:
+        return self.models_dir / f"{self.key(name, config)}.safetensors"
+
+    def _header(self, name: str, config: dict) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "name": name,
+            "hash": config_hash(config),
+            "config": _to_json(config),
+            "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    # models
+
+    def has_model(self, name: str, config: dict) -> bool:
+        return self.model_path(name, config).is_file()
+
+    def save_model(self, name: str, config: dict, model: nn.Module, meta: dict | None = None) -> Path:
+        """Store the weights with ``meta`` and the config in one safetensors file (one rename)."""
+        header = self._header(name, config)
+        metadata = {k: v if isinstance(v, str) else _canonical_json(v) for k, v in header.items()}
+        metadata["meta"] = json.dumps(_to_json(meta or {}, strict=False), sort_keys=True)
+        return save_weights(model, self.model_path(name, config), metadata)
+
+    def load_model(self, name: str, config: dict, model: nn.Module) -> dict:
+        """Load the stored weights into ``model`` in place and return the stored meta."""
+        path = self.model_path(name, config)
+        if not path.is_file():
+            raise KeyError(f"no model {self.key(name, config)!r} in {self.models_dir}")
+        metadata = load_weights(model, path)
+        if metadata.get("hash", config_hash(config)) != config_hash(config):
+            raise CorruptArtifactError(
+                f"{path} was saved for config hash {metadata['hash']}, not {config_hash(config)}"
+            )
+        try:
+            return json.loads(metadata.get("meta", "{}"))
+        except json.JSONDecodeError as error:
+            raise CorruptArtifactError(f"{path} holds unreadable meta: {error}") from error
+
+    def model(
+        self,
+        name: str,
+        config: dict,
+        build: Callable[[], nn.Module],
+        train: Callable[[nn.Module], dict | None],
+        *,
+        retrain: bool = False,
+        code=None,
+    ) -> tuple[nn.Module, dict]:
+        """The model for ``(name, config)``: loaded if stored, else built, trained and saved.
+
+        ``build()`` makes the untrained model; ``train(model)`` trains it in place and may
+        return a JSON-able meta dict (history, accuracy, ...). ``train_seconds`` is added to
+        the meta unless ``train`` set it. The returned meta has ``cached`` True when loaded.
+
+        ``code`` (optional): the code that makes the model, as a tuple/list of modules, classes
+        or functions (or one of them, or a string tag). The key is then that of
+        ``{**config, "code": code_version(*code)}`` (``config`` itself is not changed), so an
+        edit of that code retrains while an edit of its docstrings or comments does not; the
+        stored header's config shows the ``code`` entry. ``config`` must not have a ``code``
+        key of its own then. To reach the same artifact with ``has_model``/``load_model``,
+        pass them that extended config.
+        """
+        config = _with_code(config, code)
+        key = self.key(name, config)
+        net = build()
+        if not retrain and self.has_model(name, config):
+            meta = self.load_model(name, config, net)
+            print(f"[store] loaded model {key} from {self.models_dir}")
+            return net, {**meta, "cached": True}
+        start = time.perf_counter()
+        meta = dict(train(net) or {})
+        seconds = time.perf_counter() - start
+        meta.pop("cached", None)
+        meta.setdefault("train_seconds", round(seconds, 3))
+        meta = _to_json(meta, strict=False)
+        path = self.save_model(name, config, net, meta)
+        print(f"[store] trained model {key} in {seconds:.1f}s, saved to {path}")
+        return net, {**meta, "cached": False}
+
+    # results
+
+    def _result_paths(self, name: str, config: dict) -> list[Path]:
+        key = self.key(name, config)
+        return [self.results_dir / f"{key}.{ext}" for ext in ("json", "csv")]
+
+    def _result_path(self, name: str, config: dict) -> Path | None:
+        """The newest stored file for this result, or None."""
+        found = [p for p in self._result_paths(name, config) if p.is_file()]
+        return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+    def has_result(self, name: str, config: dict) -> bool:
+        return self._result_path(name, config) is not None
+
+    def save_result(self, name: str, config: dict, obj) -> Path:
+        """Store ``obj``: a DataFrame as CSV (dtypes kept in a header line), anything JSON-able
+        (dict, list, numbers, strings; tuples become lists) as JSON. One atomic file."""
+        import pandas as pd
+
+        header = self._header(name, config)
+        json_path, csv_path = self._result_paths(name, config)
+        if isinstance(obj, pd.DataFrame):
+            path, text = csv_path, _dataframe_text(obj, header)
+        else:
+            value = _to_json(obj, strict=True)
+            document = {**header, "sha256": _json_digest(value), "value": value}
+            path, text = json_path, json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+        _atomic_write(path, _write_text(text))
+        for other in (json_path, csv_path):
+            if other != path:
+                other.unlink(missing_ok=True)
+        return path
+
+    def load_result(self, name: str, config: dict):
+        """The stored result (DataFrame or JSON value); KeyError if absent."""
+        path = self._result_path(name, config)
+        if path is None:
+            raise KeyError(f"no result {self.key(name, config)!r} in {self.results_dir}")
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise CorruptArtifactError(f"{path} is not UTF-8 text; delete it to recompute") from error
+        if path.suffix == ".csv":
+            return _dataframe_from_text(text, path)
+        try:
+            document = json.loads(text)
+            value, expected = document["value"], document["sha256"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise CorruptArtifactError(
+                f"{path} is not a readable store result ({error}); delete it to recompute"
+            ) from error
+        if _json_digest(value) != expected:
+            raise CorruptArtifactError(f"{path} fails its checksum; delete it to recompute")
+        return value
+
+    def result(
+        self,
+        name: str,
+        config: dict,
+        compute: Callable[[], Any],
+        *,
+        recompute: bool = False,
+        code=None,
+    ):
+        """The result for ``(name, config)``: loaded if stored, else computed and saved.
+
+        Always returns the stored form (what a later cached call returns), so the first run
+        and every rerun see the same types.
+
+        ``code`` (optional): as for :meth:`model`; the key is that of ``{**config, "code":
+        code_version(*code)}``, so editing the code that computes the result recomputes it.
+        """
+        config = _with_code(config, code)
+        key = self.key(name, config)
+        if not recompute and self.has_result(name, config):
+            print(f"[store] loaded result {key} from {self.results_dir}")
+            return self.load_result(name, config)
+        start = time.perf_counter()
+        path = self.save_result(name, config, compute())
+        print(f"[store] computed result {key} in {time.perf_counter() - start:.1f}s, saved to {path}")
+        return self.load_result(name, config)
+
+    # listing
+
+    def entries(self):
+        """One row per stored artifact: name, hash, kind (model/result), format, bytes, modified, path."""
+        import pandas as pd
+
+        rows = []
+        for kind, folder, suffixes in (
+            ("model", self.models_dir, (".safetensors",)),
+            ("result", self.results_dir, (".json", ".csv")),
+        ):
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                if path.name.startswith(".") or path.suffix not in suffixes or not path.is_file():
+                    continue
+                name, _, digest = path.stem.rpartition("-")
+                if not name or not re.fullmatch(f"[0-9a-f]{{{HASH_LENGTH}}}", digest):
+                    continue
+                stat = path.stat()
+                rows.append({
+                    "name": name, "hash": digest, "kind": kind, "format": path.suffix[1:],
+                    "bytes": stat.st_size, "modified": pd.Timestamp(stat.st_mtime, unit="s"),
+                    "path": str(path),
+                })
+        columns = ["name", "hash", "kind", "format", "bytes", "modified", "path"]
+        table = pd.DataFrame(rows, columns=columns)
+        return table.sort_values(["kind", "name", "modified"], ignore_index=True)

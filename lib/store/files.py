@@ -1,0 +1,244 @@
+"""Files the store trusts: atomic writes and checksummed safetensors weights.
+
+Every artifact reaches its final name only through :func:`_atomic_write` (temp file in the same
+folder, fsync, ``os.replace``), so a final file is never half-written; temp files left by killed
+writers are recognised by their name and removed by :func:`clean_stale_temps`. Weights are
+plain safetensors files (no pickles) whose header carries a SHA-256 of the tensors, checked by
+:func:`load_weights`; anything unreadable raises :class:`CorruptArtifactError`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import socket
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from lib.store.keys import _canonical_json
+
+FORMAT = "workbook-store/1"
+STALE_TEMP_SECONDS = 6 * 3600  # a temp file this old is stale whoever wrote it
+_RESERVED = ("__format__", "__sha256__", "__aliases__")  # our keys in safetensors metadata
+
+
+class CorruptArtifactError(RuntimeError):
+    """A stored file exists but cannot be trusted (truncated, corrupted or not ours)."""
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+_TEMP = re.compile(r"^\.(?P<final>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.(?P<tag>[0-9a-f]+)\.tmp$")
+_IN_FLIGHT: set[Path] = set()  # temp files this process is writing right now
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_stale_temp(path: Path) -> bool:
+    """Whether ``path`` is a temp file of ours whose writer can no longer finish it."""
+    match = _TEMP.match(path.name)
+    if not match:
+        return False
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age > STALE_TEMP_SECONDS:
+        return True
+    if match["host"] != _HOST:  # another machine on a shared disk: only age can tell
+        return False
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return path not in _IN_FLIGHT
+    return not _pid_alive(pid)
+
+
+def clean_stale_temps(folder: Path) -> list[Path]:
+    """Delete temp files in ``folder`` left by writers that died; returns what was removed."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        if _is_stale_temp(path):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); silently skipped where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(final: Path, write: Callable[[Path], None]) -> Path:
+    """Create ``final`` by ``write(temp)`` in the same folder, fsync, then ``os.replace``.
+
+    If anything fails (or the process is interrupted) before the rename, ``final`` is untouched
+    and the temp file is removed; if the process is killed, the temp file is left behind under
+    a name no reader trusts and the next write into the folder removes it.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(final.parent)
+    temp = final.parent / f".{final.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    _IN_FLIGHT.add(temp)
+    try:
+        write(temp)
+        with open(temp, "rb+") as f:
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, final)  # looked up at call time: tests simulate a failed rename
+    except BaseException:
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the next write cleans it up
+        raise
+    finally:
+        _IN_FLIGHT.discard(temp)
+    _fsync_dir(final.parent)
+    return final
+
+
+def _write_text(text: str) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+
+    return write
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def _tensors_for_saving(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
+    """CPU, contiguous tensors safetensors accepts, plus ``{alias: kept_name}`` for tied ones.
+
+    A name that is the very same view of the same storage as an earlier one (tied weights) is
+    stored once and recorded as an alias; other tensors that share memory are cloned.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    views: dict[tuple, str] = {}
+    storages: set[int] = set()
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach()
+        if tensor.numel():
+            view = (
+                tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(),
+                tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype,
+            )
+            if view in views:
+                aliases[name] = views[view]
+                continue
+            views[view] = name
+        tensor = tensor.to("cpu").contiguous()
+        if tensor.numel():
+            if tensor.untyped_storage().data_ptr() in storages:
+                tensor = tensor.clone()
+            storages.add(tensor.untyped_storage().data_ptr())
+        tensors[name] = tensor
+    return tensors, aliases
+
+
+def _digest_tensors(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and raw bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        digest.update(_canonical_json([name, str(tensor.dtype), list(tensor.shape)]).encode())
+        if tensor.numel():
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def save_weights(model: nn.Module, path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``model.state_dict()`` (parameters and buffers) to ``path`` as safetensors, atomically.
+
+    Tied tensors are stored once (as ``safetensors.torch.save_model`` does) and non-contiguous
+    ones packed. ``metadata`` (str -> str) goes into the file header together with a checksum.
+    """
+    metadata = dict(metadata or {})
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"metadata must map str to str; got {key!r}: {type(value).__name__}")
+        if key in _RESERVED:
+            raise ValueError(f"metadata key {key!r} is reserved by the store")
+    tensors, aliases = _tensors_for_saving(model.state_dict())
+    header = {
+        **metadata,
+        "__format__": FORMAT,
+        "__sha256__": _digest_tensors(tensors),
+        "__aliases__": _canonical_json(aliases),
+    }
+    # Looked up at call time so tests can simulate a crash inside the serialiser.
+    return _atomic_write(
+        Path(path), lambda temp: safetensors.torch.save_file(tensors, str(temp), metadata=header)
+    )
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors (on CPU) and header metadata of ``path``; checksum verified when present."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    try:
+        with safetensors.safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as error:  # safetensors raises its own error types for bad headers
+        raise CorruptArtifactError(
+            f"{path} is not a readable safetensors file ({type(error).__name__}: {error}); "
+            "it was probably truncated or corrupted - delete it to recompute"
+        ) from error
+    expected = metadata.get("__sha256__")
+    if expected is not None and _digest_tensors(tensors) != expected:
+        raise CorruptArtifactError(
+            f"{path} fails its checksum (the weights were corrupted after writing); "
+            "delete it to recompute"
+        )
+    return tensors, metadata
+
+
+def load_weights(model: nn.Module, path, strict: bool = True) -> dict[str, str]:
+    """Load weights from ``path`` into ``model`` in place; return the file's user metadata.
+
+    Tensors are read on the CPU and copied by ``load_state_dict`` onto whatever device the
+    model's parameters are on. Raises :class:`CorruptArtifactError` for an unreadable file.
+    """
+    path = Path(path)
+    tensors, metadata = _read_safetensors(path)
+    aliases = json.loads(metadata.get("__aliases__", "{}"))
+    for alias, kept in aliases.items():
+        if kept in tensors:
+            tensors[alias] = tensors[kept]
+    try:
+        model.load_state_dict(tensors, strict=strict)
+    except RuntimeError as error:
+        raise RuntimeError(f"cannot load {path} into {type(model).__name__}: {error}") from error
+    return {k: v for k, v in metadata.items() if k not in _RESERVED}

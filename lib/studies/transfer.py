@@ -1,0 +1,214 @@
+"""Study of notebook 02: how much of a public base's vulnerability does a transferred model inherit?
+
+Recipe (:data:`RECIPE`): the smoke profile transfers base A (notebook 01, synsigns half A) to the
+other half of the classes; the full profile fine-tunes an ImageNet ``arch`` to a real target
+dataset at 224 px at the seed's budgets. ``method_kw`` holds each method's settings; the full
+profile's come from the seeds' code, as iteration budgets that :func:`full_kw` turns into epochs:
+
+- fine-tuning: Renofeation ``train.py`` from a pretrained start as run by scripts/DELTA.sh (the
+  repository has no separate fine-tuning script): 30,000 iterations at batch 64, lr 5e-3..1e-2
+  (upper end taken) cosine, momentum 0..0.9, weight decay 0..1e-4;
+- linear probe: no script in the seed's repository; fine-tuning's budget;
+- L2-SP and DELTA: the DELTA authors' code (``--reg_type l2_sp`` / ``att_fea_map``): alpha = beta =
+  0.01, lr 0.01, batch 64, momentum 0.9, 9,000 iterations, lr x0.1 after 2/3 (approximated by
+  cosine decay), no weight decay; DELTA's attention as tllib's: 10 head epochs, 10 batches;
+- re-training: scripts/Re-training.sh: 90,000 iterations at batch 64, lr 0.01 cosine, weight
+  decay 5e-3, momentum 0.9;
+- Renofeation: scripts/Renofeation.sh: 90,000 distillation + 30,000 SWA iterations at batch 64,
+  lr 0.01 cosine then 5e-3 constant, weight decay 5e-3, momentum 0.9, feature weight 5 (1 for
+  CUB-200), dropout 0.1, head L2 0.01, averaging every 500 iterations from the start.
+
+Smoke budgets are short (2,500 training images on a 2-core CPU). DELTA runs at batch 64 (its
+penalty is a sum over the batch: at batch 128 and lr 0.02 it diverged in the first epoch), and
+Renofeation at 16 + 4 epochs with lr 0.2 (the seed gives it 4x fine-tuning's iterations; at
+10 + 4 the student stayed close to the teacher); tuning history is in the notebook's prose.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+
+from ..data.real import load_real
+from ..store import Store
+from ..train import evaluate
+from ..transfer import transfer_model
+from . import recipe as _recipe
+from .bases import base_model, half_data, imagenet_base
+from .bases import recipe as bases_recipe
+
+FULL_TARGETS = ("cub200", "flowers102", "stanford_dogs", "stanford40", "mit67", "gtsrb")
+FULL_ARCHS = ("resnet18", "resnet50", "resnet101", "mobilenet_v2")
+METHODS = ["fine_tune", "linear_probe", "l2_sp", "delta", "retrain", "renofeation"]
+
+_COMMON = {
+    "methods": METHODS,
+    "anb_ns": None,                 # blocks copied (None: 1..N)
+    "anb_eps": 8 / 255,             # FGSM / PGD crafted on base A for the AnB figure
+    "feature_eps": 0.1 * 0.226,     # the seed's eps 0.1 in ImageNet-normalised units ~ 5.8/255
+    "feature_steps": 40,            # the seed: 40 steps of 0.01 (normalised) ~ eps / 10
+    "pgd_steps": 10,                # teacher-head PGD and white-box PGD on each student
+    "n_attack": 500,                # test images attacked (the same ones for every model)
+    "sweep_eps": [2 / 255, 4 / 255, 8 / 255, 16 / 255],
+    "n_sweep": 200,
+    # the headline: re-training and Renofeation at most asr_ratio x fine-tuning's feature-attack
+    # success and asr_gap below it, with clean accuracy at most clean_margin below fine-tuning's
+    "asr_ratio": 0.5, "asr_gap": 0.10, "clean_margin": 0.10,
+    "seed": 0,
+}
+RECIPE = {
+    "smoke": {**_COMMON, "anb_epochs": 4, "anb_lr": 0.1, "method_kw": {
+        "fine_tune": {"epochs": 8, "lr": 0.02},
+        "linear_probe": {"epochs": 8, "lr": 0.1},
+        "l2_sp": {"epochs": 8, "lr": 0.02, "alpha": 0.01, "beta": 0.01},
+        "delta": {"epochs": 8, "lr": 0.01, "batch_size": 64, "alpha": 0.01, "beta": 0.01,
+                  "attention_epochs": 3, "attention_batches": 4},
+        "retrain": {"epochs": 12, "lr": 0.1},
+        "renofeation": {"epochs_distill": 16, "epochs_swa": 4, "lr": 0.2, "swa_lr": 0.1,
+                        "feat_weight": 5.0, "dropout": 0.1, "beta": 0.01},
+    }},
+    "full": {**_COMMON, "arch": "resnet18", "dataset": "cub200", "anb_epochs": 4, "anb_lr": 0.01, "method_kw": {
+        "fine_tune": {"iterations": 30000, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "momentum": 0.9,
+                      "weight_decay": 1e-4},
+        "linear_probe": {"iterations": 30000, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "momentum": 0.9,
+                         "weight_decay": 0.0},
+        "l2_sp": {"iterations": 9000, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "momentum": 0.9,
+                  "weight_decay": 0.0, "alpha": 0.01, "beta": 0.01},
+        "delta": {"iterations": 9000, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "momentum": 0.9,
+                  "weight_decay": 0.0, "alpha": 0.01, "beta": 0.01, "attention_epochs": 10, "attention_batches": 10},
+        "retrain": {"iterations": 90000, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "momentum": 0.9,
+                    "weight_decay": 5e-3},
+        "renofeation": {"distill_iterations": 90000, "swa_iterations": 30000, "batch_size": 64, "lr": 0.01,
+                        "swa_lr": 0.005, "schedule": "cosine", "momentum": 0.9, "weight_decay": 5e-3,
+                        "feat_weight": 5.0, "dropout": 0.1, "beta": 0.01, "swa_freq_iterations": 500},
+    }},
+}
+# The Renofeation paper's headline (ResNet-18 from ImageNet, task-agnostic feature attack).
+SEED_HEADLINE = {"fine_tune": 0.743, "renofeation": 0.069}
+
+
+def recipe(profile: str = "smoke", **overrides) -> dict:
+    """Notebook 02's recipe for ``profile`` with ``overrides`` (``None`` keeps the recipe's)."""
+    return _recipe(RECIPE, profile, **overrides)
+
+
+def method_kw(method: str, cfg: dict, n_train: int) -> dict:
+    """The keyword arguments of ``method`` under recipe ``cfg`` (full: :func:`full_kw`)."""
+    return full_kw(method, n_train) if "arch" in cfg else dict(cfg["method_kw"][method])
+
+
+def study(profile: str = "smoke", *, arch: str = "resnet18", dataset: str = "cub200",
+          anb_dataset: str | None = None, root=None, anb_root=None, store: Store | None = None,
+          progress: bool = True, base_b_kw: dict | None = None) -> dict:
+    """Teacher, base B and target data of notebook 02 for a profile.
+
+    ``smoke``: the bases of notebook 01 (from the store, trained if absent): the teacher is base
+    A (source half of the synsigns classes); the target task is the *other* half (disjoint
+    classes, as in Yosinski et al. and as ImageNet -> CUB-200 in the Renofeation study), which
+    also serves the AnB sweep, with base B as its reference.
+
+    ``full``: the teacher is torchvision's ImageNet ``arch`` (local weights, or
+    :class:`lib.models.PretrainedWeightsMissing`); the fine-tuning target is the real
+    ``dataset`` (one of :data:`FULL_TARGETS`, its shipped layout under ``data/`` or ``root``) at
+    224 px with training augmentation; the AnB target is ``anb_dataset`` (default ImageNet-R,
+    200 classes, its seeded 80/20 split) whose base B is ``arch`` re-trained from scratch on it
+    (:func:`transfer_model` ``"retrain"``, cached; ``base_b_kw`` its options, default the seed's
+    re-training budget :func:`full_kw`).
+
+    Returns ``{"teacher", "train", "test", "base_b", "base_b_acc", "anb_train", "anb_test",
+    "target"}`` (``target``: one sentence naming the target task).
+    """
+
+    store = store or Store()
+    if profile == "smoke":
+        cfg = bases_recipe()
+        teacher, _ = base_model("A", store, progress=progress)
+        base_b, meta_b = base_model("B", store, progress=progress)
+        train, test = half_data("B", cfg)
+        return {"teacher": teacher.eval(), "train": train, "test": test, "base_b": base_b.eval(),
+                "base_b_acc": meta_b["test_acc"], "anb_train": train, "anb_test": test,
+                "target": f"synsigns half B: {train.num_classes} classes disjoint from base A's "
+                          f"{teacher.num_classes}, {len(train)} train / {len(test)} test images at {train.size} px"}
+    if profile != "full":
+        raise ValueError(f"profile must be 'smoke' or 'full', got {profile!r}")
+    if dataset not in FULL_TARGETS:
+        raise ValueError(f"dataset must be one of {FULL_TARGETS}, got {dataset!r}")
+    teacher = imagenet_base(arch).eval()
+    train = load_real(dataset, "train", root=root, size=224, train_augment=True)
+    test = load_real(dataset, "test", root=root, size=224)
+    anb_dataset = anb_dataset or "imagenet_r"
+    space = {"label_space": "imagenet_r"} if anb_dataset == "imagenet_r" else {}
+    anb_train = load_real(anb_dataset, "train", root=anb_root, size=224, train_augment=True, **space)
+    anb_test = load_real(anb_dataset, "test", root=anb_root, size=224, **space)
+    kw = full_kw("retrain", len(anb_train)) if base_b_kw is None else base_b_kw
+    base_b, _ = transfer_model("retrain", teacher, anb_train, store=store, progress=progress, **kw)
+    return {"teacher": teacher, "train": train, "test": test, "base_b": base_b,
+            "base_b_acc": evaluate(base_b, anb_test)["acc"], "anb_train": anb_train, "anb_test": anb_test,
+            "target": f"{dataset} ({len(train.classes)} classes, {len(train)} train / {len(test)} test "
+                      f"images at 224 px) from ImageNet {arch}; AnB on {anb_dataset}"}
+
+
+def full_kw(method: str, n_train: int) -> dict:
+    """Keyword arguments for ``method`` at the seed's settings (``RECIPE["full"]["method_kw"]``),
+    its iteration budgets turned into epochs over ``n_train`` images at its batch size."""
+    p = dict(RECIPE["full"]["method_kw"][method])
+    bs = p["batch_size"]
+
+    def epochs(it):
+        return max(1, round(it * bs / n_train))
+
+    for key, out in (("iterations", "epochs"), ("distill_iterations", "epochs_distill"),
+                     ("swa_iterations", "epochs_swa"), ("swa_freq_iterations", "swa_every")):
+        if key in p:
+            p[out] = epochs(p.pop(key))
+    return p
+
+
+def headline_check(table: pd.DataFrame, *, asr_ratio: float = 0.5, asr_gap: float = 0.10,
+                   clean_margin: float = 0.10, column: str = "feature_asr",
+                   methods: Sequence[str] = ("retrain", "renofeation"), reference: str = "fine_tune") -> pd.DataFrame:
+    """The seed's claim on an :func:`attack_table`: each of ``methods`` has a transfer-attack
+    success rate (``column``) at most ``asr_ratio`` times the ``reference``'s (fine-tuning) and at
+    least ``asr_gap`` below it, at clean accuracy no more than ``clean_margin`` below the
+    reference's. One row per method with the numbers and ``passed``."""
+    r = table.set_index("method")
+    ref = r.loc[reference]
+    rows = []
+    for m in methods:
+        s = r.loc[m]
+        rows.append({"method": m, column: s[column], f"{reference}_asr": ref[column],
+                     "ratio": s[column] / ref[column] if ref[column] > 0 else float("nan"),
+                     "gap": ref[column] - s[column], "clean_acc": s["clean_acc"],
+                     f"{reference}_clean": ref["clean_acc"],
+                     "passed": bool(s[column] <= asr_ratio * ref[column] and ref[column] - s[column] >= asr_gap
+                                    and s["clean_acc"] >= ref["clean_acc"] - clean_margin)})
+    return pd.DataFrame(rows)
+
+
+def headline_paragraph(table: pd.DataFrame, target: str, note: str = "") -> str:
+    """A Markdown paragraph comparing an :func:`attack_table` with the seed's headline
+    (:data:`SEED_HEADLINE`); ``note`` is inserted after the numbers (e.g. why absolute rates
+    differ in a small setting)."""
+    r = table.set_index("method")
+    pct = lambda m, c="feature_asr": f"{r.loc[m, c]:.1%}" if m in r.index else "n/a"
+    ft, rn = SEED_HEADLINE["fine_tune"], SEED_HEADLINE["renofeation"]
+    text = (f"The seed reports, for ImageNet ResNet-18 fine-tuned to its target datasets, a feature-attack "
+            f"success rate of **{ft:.1%}** for fine-tuning against **{rn:.1%}** for Renofeation (about "
+            f"{ft / rn:.0f}x lower) at similar clean accuracy. Here ({target}) fine-tuning is attacked with "
+            f"success **{pct('fine_tune')}**, re-training **{pct('retrain')}** and Renofeation "
+            f"**{pct('renofeation')}**")
+    if {"fine_tune", "renofeation"} <= set(r.index) and r.loc["renofeation", "feature_asr"] > 0:
+        text += f" ({r.loc['fine_tune', 'feature_asr'] / r.loc['renofeation', 'feature_asr']:.1f}x lower)"
+    text += (f", at clean accuracies of {pct('fine_tune', 'clean_acc')}, {pct('retrain', 'clean_acc')} and "
+             f"{pct('renofeation', 'clean_acc')}. ")
+    if note:
+        text += note.strip() + " "
+    kept = [m for m in ("linear_probe", "l2_sp", "delta") if m in r.index]
+    if kept:
+        text += ("Methods that keep the teacher's weights or stay close to them inherit its weakness ("
+                 + ", ".join(f"{m.replace('_', ' ')} {pct(m)}" for m in kept) + "). ")
+    if "whitebox_acc" in r:
+        text += (f"White-box PGD against each student leaves {r['whitebox_acc'].min():.1%} to "
+                 f"{r['whitebox_acc'].max():.1%} accuracy: **low transfer-attack success is not robustness**; "
+                 f"it means that the public teacher is no longer a good surrogate for attacking the student.")
+    return text
