@@ -12,7 +12,7 @@ catastrophic-overfitting checks are an ``on_epoch_end`` callback (:class:`Robust
 | ``trades`` | loss | ``beta = 6``; 7 steps of ``alpha = eps / 4`` maximising the KL from ``x + 0.001 N(0, 1)``, eval mode | Zhang et al. 2019, "Theoretically principled trade-off between robustness and accuracy", ICML (CIFAR-10: eps 0.031, 10 steps of 0.007, 1/lambda = beta = 6) |
 | ``ll_fgsm_mix`` | loss | half of each batch replaced by least-likely-class FGSM, eps per image ~ N(0, eps_max / 2) truncated to [0, eps_max], ``eps_max = 2 eps`` (16/255), lambda = 0.3 | Kurakin, Goodfellow & Bengio 2017, "Adversarial machine learning at scale", ICLR (ImageNet: eps ~ TN(0, 8) on [0, 16] (/255), 16 of 32 images, lambda = 0.3) |
 | ``standard`` | -- | cross-entropy on clean images | the baseline |
-| selection | callback | PGD-10 (``alpha = 2.5 eps / 10``, seeded start) on the first ``val_n = 256`` val images after each epoch; the best epoch's weights restored | Rice, Wong & Kolter 2020, "Overfitting in adversarially robust deep learning", ICML (PGD-10 on held-out data, keep the best checkpoint) |
+| selection | callback | PGD-10 (``alpha = 2.5 eps / 10``, seeded start) on ``val_n = 256`` val images (stratified by class) after each epoch; the best epoch's weights restored | Rice, Wong & Kolter 2020, "Overfitting in adversarially robust deep learning", ICML (PGD-10 on held-out data, keep the best checkpoint) |
 
 Step sizes default to the paper's *ratio* to eps (``None`` = the rule in the table), so the
 defaults reproduce the papers at eps = 8/255 and scale with any other budget. Epochs, learning
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from .attacks import as_batch_hook, attack_fn, attack_mode, ll_fgsm
 from .attacks.projected import _pgd_loop
-from .data import first_n
+from .data import labels_of, stratified_subset
 from .metrics import accuracy
 from .train import Batches, fit, model_device, predict
 
@@ -200,7 +200,7 @@ class RobustCheckpoint:
     """``on_epoch_end`` callback for :func:`lib.train.fit`: robust validation, best checkpoint,
     catastrophic-overfitting stop.
 
-    Each epoch it measures accuracy under ``attack`` (an ``attack_fn``) on the first ``n`` images
+    Each epoch it measures accuracy under ``attack`` (an ``attack_fn``) on ``n`` images
     of ``val`` (the same images every epoch), writes it to the history row as
     ``row["val_robust_acc"]`` and keeps a CPU copy of the state dict (parameters and BatchNorm
     buffers) of the best epoch so far; :meth:`restore` loads it back (robust overfitting: Rice,
@@ -217,7 +217,7 @@ class RobustCheckpoint:
 
     def __init__(self, val, attack: Callable, n: int | None = 512, *, early_stop_drop: float | None = None,
                  batch_size: int = 256):
-        self.val = first_n(val, n)
+        self.val = stratified_subset(val, n)
         self.attack, self.n, self.early_stop_drop, self.batch_size = attack, n, early_stop_drop, batch_size
         self.best_acc = -math.inf
         self.best_clean = -math.inf
@@ -269,7 +269,7 @@ _HOOKS = ("pgd_at", "fgsm_rs")
 def adversarial_train(model: nn.Module, train, val, method: str = "pgd_at", *, eps: float = 8 / 255,
                       epochs: int = 10, select: str = "best_robust", val_attack: Callable | None = None,
                       val_n: int | None = 256, early_stop_drop: float | None | str = "auto", progress: bool = True,
-                      **kw) -> pd.DataFrame:
+                      track_robust: bool | None = None, keep_last: dict | None = None, **kw) -> pd.DataFrame:
     """Train ``model`` in place with ``method`` through :func:`lib.train.fit`; return the history.
 
     ``method``: ``"pgd_at"`` | ``"fgsm_rs"`` (batch hooks), ``"trades"`` | ``"ll_fgsm_mix"``
@@ -281,13 +281,20 @@ def adversarial_train(model: nn.Module, train, val, method: str = "pgd_at", *, e
     budget of the validation attack.
 
     Each epoch a :class:`RobustCheckpoint` measures ``val_attack`` (default PGD-10 at ``eps``, see
-    :func:`pgd_val_attack`) on the first ``val_n`` images of ``val``; ``early_stop_drop`` (``"auto"``:
+    :func:`pgd_val_attack`) on ``val_n`` images of ``val`` (stratified by class); ``early_stop_drop`` (``"auto"``:
     0.2 for ``fgsm_rs``, None (off) otherwise) stops on catastrophic overfitting. ``select="best_robust"``
     restores the epoch with the best robust validation accuracy (Rice et al. 2020), ``"last"``
-    keeps the final weights. The history has ``val_robust_acc``, ``method`` and a boolean
-    ``selected`` column marking the epoch whose weights the model now holds
-    (``history.attrs`` holds ``selected_epoch``, ``stopped_epoch``, ``early_stop_drop``, ``eps`` and
-    the method's ``config``).
+    keeps the final weights. ``track_robust`` (default: only when selection or early stopping
+    needs it) measures the robust validation accuracy each epoch anyway (it costs a PGD-10 pass
+    over ``val_n`` images per epoch). ``keep_last``: a dict that receives the last epoch's state
+    dict (CPU, under ``"state"``) before the selected epoch's weights are restored (Rice et al.
+    report both). The history has ``val_robust_acc`` (when measured), ``method`` and a boolean
+    ``selected`` column marking the epoch whose weights the model now holds (``history.attrs``
+    holds ``selected_epoch``, ``stopped_epoch``, ``early_stop_drop``, ``eps``, the method's
+    ``config`` and ``val_n``). For the batch-hook methods (PGD-AT, FGSM-RS) the training accuracy
+    is measured on the adversarial batches and named ``train_adv_acc``; for ``ll_fgsm_mix`` on
+    the half-adversarial batches, ``train_mixed_acc``; TRADES and standard training report clean
+    ``train_acc``.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
@@ -309,11 +316,13 @@ def adversarial_train(model: nn.Module, train, val, method: str = "pgd_at", *, e
     if early_stop_drop == "auto":
         early_stop_drop = 0.2 if method == "fgsm_rs" else None
 
+    if track_robust is None:
+        track_robust = select == "best_robust" or early_stop_drop is not None
     ckpt = None
-    if val is not None:
+    if val is not None and track_robust:
         ckpt = RobustCheckpoint(val, val_attack or pgd_val_attack(eps), n=val_n, early_stop_drop=early_stop_drop)
     elif select == "best_robust":
-        raise ValueError("select='best_robust' needs validation data (val)")
+        raise ValueError("select='best_robust' needs validation data (val) and track_robust")
 
     def on_epoch_end(epoch, row, m):
         stop = bool(ckpt(epoch, row, m)) if ckpt is not None else False
@@ -323,6 +332,9 @@ def adversarial_train(model: nn.Module, train, val, method: str = "pgd_at", *, e
 
     hist = fit(model, train, val=val, epochs=epochs, on_epoch_end=on_epoch_end, progress=progress,
                desc=fit_kw.pop("desc", method), **fit_kw)
+    if keep_last is not None:
+        keep_last["state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        keep_last["epoch"] = int(hist["epoch"].iloc[-1])
     if select == "best_robust":
         ckpt.restore(model)
         chosen = ckpt.best_epoch
@@ -331,7 +343,10 @@ def adversarial_train(model: nn.Module, train, val, method: str = "pgd_at", *, e
     model.eval()
     hist["method"] = method
     hist["selected"] = hist["epoch"] == chosen
+    if method in _HOOKS or method == "ll_fgsm_mix":
+        hist = hist.rename(columns={"train_acc": "train_adv_acc" if method in _HOOKS else "train_mixed_acc"})
     cfg = getattr(fit_kw.get("batch_hook") or fit_kw.get("loss"), "config", {"method": method})
     hist.attrs.update(selected_epoch=chosen, stopped_epoch=ckpt.stopped_epoch if ckpt else None,
-                      early_stop_drop=early_stop_drop, config=copy.deepcopy(cfg), eps=eps)
+                      early_stop_drop=early_stop_drop, config=copy.deepcopy(cfg), eps=eps,
+                      val_n=len(labels_of(ckpt.val)) if ckpt is not None else 0)
     return hist

@@ -5,7 +5,8 @@ adversarial set is crafted *once* on the source (a public pretrained base, a tea
 fixed set of test images, and every target model is scored on the very same images, so models
 compare image for image and nothing is crafted twice. :func:`craft` makes the set,
 :func:`transfer_scores` scores one model on it, :func:`attack_table` does both for a dict of
-students (plus a white-box attack on each). ``transfer_eval`` is the one-source, one-target case.
+students (plus a white-box attack on each) on a stratified subset (:func:`eval_images`).
+``transfer_eval`` is the one-source, one-target case.
 """
 from __future__ import annotations
 
@@ -18,15 +19,16 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .attacks.core import _model_device, _saved_modes
-from .data import first_n
+from .data import stratified_subset
 from .metrics import accuracy, attack_success_rate
 from .train import Batches, predict
 
 
-def first_images(data, n: int | None = None, batch_size: int = 256) -> tuple[Tensor, Tensor]:
-    """The first ``n`` images of ``data`` (all when None) as float [0, 1] tensors and their labels,
-    on the CPU."""
-    xs, ys = zip(*Batches(first_n(data, n), batch_size, torch.device("cpu")))
+def eval_images(data, n: int | None = None, seed: int = 0, batch_size: int = 256) -> tuple[Tensor, Tensor]:
+    """``n`` images of ``data`` (all when None) with every class in proportion
+    (:func:`lib.data.stratified_subset`, the same ones for a given ``seed``) as float [0, 1]
+    tensors and their labels, on the CPU."""
+    xs, ys = zip(*Batches(stratified_subset(data, n, seed), batch_size, torch.device("cpu")))
     return torch.cat(xs), torch.cat(ys)
 
 
@@ -78,18 +80,19 @@ def transfer_eval(source: nn.Module, target: nn.Module, data, attack: Callable, 
 
 def attack_table(teacher: nn.Module, students: Mapping[str, nn.Module], test, *,
                  transfer_attacks: Mapping[str, Callable], whitebox: Callable | None = None,
-                 n: int | None = None, batch_size: int = 256, progress: bool = True) -> pd.DataFrame:
+                 n: int | None = None, seed: int = 0, batch_size: int = 256, progress: bool = True) -> pd.DataFrame:
     """Clean accuracy, transfer-attack success and white-box robustness of every student.
 
     Each attack of ``transfer_attacks`` (name -> ``attack(teacher, x, y)``, e.g.
     :func:`lib.attacks.feature_attack` bound with :func:`lib.attacks.attack_fn`) is crafted *once*
-    on ``teacher`` over the first ``n`` test images and the same adversarial images are sent to
-    every student. ``whitebox`` (``attack(student, x, y)``, e.g. PGD) attacks each student itself.
+    on ``teacher`` over ``n`` test images (:func:`eval_images`: every class in proportion, the
+    same images for a given ``seed``) and the same adversarial images are sent to every student.
+    ``whitebox`` (``attack(student, x, y)``, e.g. PGD) attacks each student itself.
 
     One row per student: ``method``, ``clean_acc``; per transfer attack ``<name>_acc`` and
     ``<name>_asr``; ``whitebox_acc`` and ``whitebox_asr``; ``n``.
     """
-    x, y = first_images(test, n, batch_size)
+    x, y = eval_images(test, n, seed, batch_size)
     crafted = {name: craft(teacher, (x, y), attack, batch_size=batch_size, progress=progress)[1]
                for name, attack in transfer_attacks.items()}
     rows = []

@@ -1,6 +1,7 @@
 """Robustness reports that check themselves ("On Evaluating Adversarial Robustness", Carlini et al. 2019).
 
-:func:`robustness_report` runs a ladder of attacks on one fixed subset (the first ``n`` images,
+:func:`robustness_report` runs a ladder of attacks on one fixed subset (``n`` images with every
+class in proportion, :func:`lib.data.stratified_subset`,
 the same for every attack, so numbers are comparable image for image) and returns a tidy table
 plus the sanity checks of :func:`sanity_checks`:
 
@@ -18,7 +19,8 @@ the radius, so the walk can cross the ball and reach its boundary from the rando
 The checks (each a row ``check, passed, detail``; tolerance ``slack``, default one image, 1/n):
 
 =============================  ===========================================================
-``eps=0 equals clean``         every attack at eps = 0 gives exactly the clean accuracy
+``eps=0 equals clean``         every attack at eps = 0 (its iterations run; PGD with the step
+                               size of the largest eps) gives exactly the clean accuracy
 ``non-increasing in eps``      per attack (and steps), accuracy never rises with eps (+ slack)
 ``non-increasing in steps``    per eps, PGD accuracy never rises with more steps (+ slack)
 ``large eps -> ~0``            accuracy at the largest eps (>= 0.25) is <= 0.05
@@ -45,7 +47,7 @@ from tqdm.auto import tqdm
 from .attacks import apgd as _apgd
 from .attacks import as_batch_hook, attack_fn
 from .attacks.core import _check, _model_device, _saved_modes, attack_mode
-from .data import first_n
+from .data import stratified_subset
 from .train import Batches, model_device, predict
 
 __all__ = ["robustness_report", "sanity_checks", "eps_sweep", "make_attack", "default_alpha", "autoattack_eval",
@@ -101,14 +103,14 @@ def robustness_report(model: nn.Module, data, *, eps_list: Sequence[float] = (2 
     Returns ``(table, checks)``. ``table``: one row per evaluation with ``attack`` (``clean``,
     ``fgsm``, ``pgd``, ``apgd``, ``apgd_t``, ``worst``), ``label`` (e.g. ``PGD-20``), ``eps``,
     ``eps_255``, ``steps``, ``alpha``, ``norm``, ``acc``, ``correct``, ``n``, ``seconds``.
-    ``checks``: :func:`sanity_checks` of the table. All attacks see the first ``n`` images of
-    ``data`` (all when None) in the same batches; ``alpha`` None = ``2.5 eps / steps``;
+    ``checks``: :func:`sanity_checks` of the table. All attacks see ``n`` images (stratified by
+    class, seeded with ``seed``) of ``data`` (all when None) in the same batches; ``alpha`` None = ``2.5 eps / steps``;
     ``large_eps`` None = 0.5 (L-inf) or half the image's L2 diameter (L2); FGSM (an L-inf
     attack) is skipped for ``norm="l2"``. Attack randomness is seeded with ``seed``.
     """
     device = model_device(model)
     model.eval()
-    subset = first_n(data, n)
+    subset = stratified_subset(data, n, seed)
     batches = Batches(subset, batch_size, device)
     x0, _ = next(iter(batches))
     if large_eps is None:
@@ -119,8 +121,11 @@ def robustness_report(model: nn.Module, data, *, eps_list: Sequence[float] = (2 
     for eps in (0.0, *eps_list):
         if norm == "linf":
             jobs.append(("fgsm", eps, 1, eps))
+        # at eps 0, PGD takes the steps of the largest budget, so the check "eps=0 equals clean"
+        # runs real steps that the projection must undo (a projection bug then shows)
+        step_eps = eps or max(eps_list, default=0.0)
         for k in pgd_steps:
-            jobs.append(("pgd", eps, k, default_alpha(eps, k) if alpha is None else alpha))
+            jobs.append(("pgd", eps, k, default_alpha(step_eps, k) if alpha is None else alpha))
         if apgd:
             jobs.append(("apgd", eps, apgd_steps, None))
             jobs.append(("apgd_t", eps, apgd_steps, None))
@@ -262,11 +267,11 @@ def eps_sweep(model: nn.Module, data, eps_grid: Sequence[float], attack: str = "
               *, alpha: float | None = None, norm: str = "linf", batch_size: int = 256, seed: int = 0,
               progress: bool = False) -> pd.DataFrame:
     """Accuracy under ``attack`` (``fgsm | pgd | apgd | apgd_t``) for each eps of ``eps_grid`` on
-    the first ``n`` images: columns ``attack, label, eps, eps_255, steps, alpha, norm, acc, correct, n,
-    seconds`` (``alpha`` None = ``2.5 eps / steps`` for PGD)."""
+    ``n`` images (stratified by class, seeded): columns ``attack, label, eps, eps_255, steps,
+    alpha, norm, acc, correct, n, seconds`` (``alpha`` None = ``2.5 eps / steps`` for PGD)."""
     device = model_device(model)
     model.eval()
-    batches = Batches(first_n(data, n), batch_size, device)
+    batches = Batches(stratified_subset(data, n, seed), batch_size, device)
     torch.manual_seed(seed)
     rows = []
     for eps in tqdm(list(eps_grid), desc=f"{attack} sweep", disable=not progress, leave=False):

@@ -254,7 +254,7 @@ def test_select_best_robust_keeps_the_selected_epochs_weights(five_classes):
     sel = hist[hist["selected"]]
     assert len(sel) == 1 and sel["val_robust_acc"].item() == hist["val_robust_acc"].max()
     assert hist.attrs["selected_epoch"] == sel["epoch"].item()
-    acc = evaluate(model, val.subset(range(60)), batch_hook=as_batch_hook(attack))["acc"]
+    acc = evaluate(model, D.stratified_subset(val, 60), batch_hook=as_batch_hook(attack))["acc"]
     assert acc == pytest.approx(sel["val_robust_acc"].item())
 
 

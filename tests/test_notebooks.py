@@ -63,6 +63,9 @@ def test_02_transfer_finetune(tmp_path):
     assert set(table["method"]) == {"fine_tune", "linear_probe", "l2_sp", "delta", "retrain", "renofeation"}
     assert {"clean_acc", "feature_asr", "teacher_pgd_asr", "whitebox_acc"} <= set(table.columns)
     assert pd.read_csv(_figures() / "02_headline_check.csv")["passed"].astype(bool).all()
+    attacked = pd.read_csv(_figures() / "02_attacked_images.csv")  # every class of the target, in proportion
+    assert len(attacked) == 50 and attacked["images"].sum() == table["n"].iloc[0]
+    assert attacked["images"].max() - attacked["images"].min() <= 1
     for name in ("02_anb.png", "02_transfer_attacks.png", "02_feature_attack_eps.png"):
         assert (_figures() / name).stat().st_size > 5000, name
 
@@ -74,5 +77,11 @@ def test_03_adversarial_training(tmp_path):
     assert checks["passed"].astype(bool).all()
     report = pd.read_csv(_figures() / "03_robustness_report.csv")
     assert set(report["method"]) == {"standard", "pgd_at", "fgsm_rs", "trades"}
+    attacked = pd.read_csv(_figures() / "03_attacked_images.csv")
+    assert len(attacked) == 10 and attacked["images"].sum() == report["n"].iloc[0]
+    best_last = pd.read_csv(_figures() / "03_best_and_last.csv")
+    assert set(best_last["method"]) == {"pgd_at", "fgsm_rs", "trades"}
+    assert (best_last["selected_epoch"] <= best_last["last_epoch"]).all() and (best_last["val_n"] == 300).all()
+    assert (best_last["val_low"] <= best_last["val_robust_selected"]).all()
     for name in ("03_training_curves.png", "03_pgd_steps_bars.png", "03_eps_sweep.png", "03_examples_pgd_at.png"):
         assert (_figures() / name).stat().st_size > 5000, name

@@ -53,7 +53,7 @@ def test_eps_zero_rows_equal_clean_accuracy_exactly(report, model_and_data):
     table, _ = report
     model, te = model_and_data
     clean = table[table.attack == "clean"].iloc[0]
-    assert clean.acc == pytest.approx(evaluate(model, te.subset(range(N)))["acc"], abs=1e-6)
+    assert clean.acc == pytest.approx(evaluate(model, D.stratified_subset(te, N, 0))["acc"], abs=1e-6)
     zero = table[(table.eps == 0) & (table.attack != "clean")]
     assert len(zero) == 7 and (zero.correct == clean.correct).all() and (zero.acc == clean.acc).all()
 
@@ -157,7 +157,7 @@ def test_eps_sweep(model_and_data):
     grid = [0, 1 / 255, 4 / 255, 16 / 255]
     sweep = eps_sweep(model, te, grid, steps=5, n=60)
     assert list(sweep.eps) == pytest.approx(grid) and (sweep.n == 60).all() and (sweep.steps == 5).all()
-    assert sweep.acc.iloc[0] == pytest.approx(evaluate(model, te.subset(range(60)))["acc"])
+    assert sweep.acc.iloc[0] == pytest.approx(evaluate(model, D.stratified_subset(te, 60, 0))["acc"])
     assert sweep.acc.diff().iloc[1:].le(1 / 60 + 1e-9).all() and sweep.acc.iloc[-1] < sweep.acc.iloc[0]
     assert sweep.alpha.iloc[2] == pytest.approx(default_alpha(4 / 255, 5))
     fg = eps_sweep(model, te, grid, attack="fgsm", n=60)

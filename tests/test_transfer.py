@@ -340,10 +340,11 @@ def test_attack_table_crafts_once_and_counts_success_per_student(setting):
     wb = Att.attack_fn("pgd", eps=8 / 255, alpha=2 / 255, steps=5, seed=0)
     table = attack_table(A, {"fine_tune": ft, "retrain": rt}, te, transfer_attacks={"feature": counting},
                            whitebox=wb, n=40, batch_size=16, progress=False)
-    assert sum(calls) == 40  # crafted once for both students, on the first n images
+    assert sum(calls) == 40  # crafted once for both students, on n images stratified by class
     assert list(table["method"]) == ["fine_tune", "retrain"] and (table["n"] == 40).all()
-    x, y = te.float_images()[:40], te.labels[:40].long()
-    x_adv = feat(A, x, y)
+    sub = D.stratified_subset(te, 40)
+    x, y = sub.float_images(), sub.labels.long()
+    x_adv = torch.cat([feat(A, x[i:i + 16], y[i:i + 16]) for i in range(0, 40, 16)])  # as crafted: batches of 16
     for row in table.itertuples():
         model = ft if row.method == "fine_tune" else rt
         with torch.no_grad():
@@ -365,7 +366,8 @@ def test_anb_sweep_with_attacks_crafted_on_base_a(setting, tmp_path):
     assert (table["attack_n"] == 30).all() and table["fgsm_acc"].between(0, 1).all()
     # AnB at n = N is a linear probe on A's frozen body: FGSM crafted on A must hurt it
     model, _ = T.anb_model(A, B, tr, "AnB", 4, epochs=1, store=store, progress=False, batch_size=32)
-    _, x_adv, y = craft(A, (te.images[:30], te.labels[:30]), atk["fgsm"])
+    sub = D.stratified_subset(te, 30)
+    _, x_adv, y = craft(A, (sub.images, sub.labels), atk["fgsm"])
     with torch.no_grad():
         acc = (model.eval()(x_adv).argmax(1) == y).float().mean().item()
     assert float(table.query("variant == 'AnB' and n == 4")["fgsm_acc"].iloc[0]) == pytest.approx(acc)

@@ -120,7 +120,8 @@ def _apgd_run(model: nn.Module, x0: Tensor, objective, success, eps: float, norm
 
 def apgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, norm: str = "linf", steps: int = 100,
          loss: str = "ce", targeted: bool = False, n_target_classes: int = 9, restarts: int = 1,
-         rho: float = 0.75, seed: int | None = 0, y_target: Tensor | None = None) -> Tensor:
+         rho: float = 0.75, seed: int | None = 0, y_target: Tensor | None = None,
+         zero_shortcut: bool = False) -> Tensor:
     """Auto-PGD (Croce & Hein 2020): step-size-free PGD with momentum, checkpoints that halve the
     step size, and restarts from the best point (see :func:`_apgd_run`). ``y`` is the *true*
     label here, also when ``targeted``.
@@ -137,7 +138,9 @@ def apgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, norm: str = "lin
     evaluations. Returns the per-sample worst case: samples already fooled by ``x`` are returned
     unchanged; for the others the best adversarial point found (highest objective among fooling
     iterates), else the point of highest objective. ``seed`` seeds a private generator for the
-    random starting points (None: global RNG).
+    random starting points (None: global RNG). At ``eps = 0`` the iterations still run (the
+    sanity check "eps 0 equals clean accuracy" then exercises them); ``zero_shortcut=True``
+    returns ``x`` at once instead.
     """
     _check(eps, norm, loss)
     if steps < 1 or restarts < 1:
@@ -146,7 +149,7 @@ def apgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, norm: str = "lin
         raise ValueError(f"rho must be in (0, 1], got {rho}")
     with attack_mode(model):
         x0, y = _prepare(model, x, y)
-        if eps == 0:
+        if eps == 0 and zero_shortcut:
             return x0.clone()
         with torch.no_grad():
             logits = model(x0).float()

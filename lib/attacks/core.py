@@ -207,6 +207,14 @@ def _project(x0: Tensor, x_new: Tensor, eps: float, norm: str) -> Tensor:
     return (x0 + delta).clamp_(0.0, 1.0)
 
 
+def _linf_step(x_adv: Tensor, g: Tensor, x0: Tensor, alpha: float, eps: float) -> Tensor:
+    """One L-inf PGD step ``x + alpha sign(g)``, projected onto the eps-ball around ``x0`` and into
+    [0, 1]: :func:`_project`'s arithmetic in place on fresh tensors (fewer passes over memory; the
+    same floating-point operations as torchattacks' PGD, so results match it bit for bit)."""
+    delta = torch.add(x_adv, g.sign(), alpha=alpha).sub_(x0).clamp_(-eps, eps)  # g may be a broadcast view
+    return delta.add_(x0).clamp_(0.0, 1.0)
+
+
 def _normalized_l2(g: Tensor) -> Tensor:
     return g / _bcast(_l2(g) + _L2_DIV, g)
 

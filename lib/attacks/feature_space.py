@@ -36,7 +36,8 @@ def feature_attack_loss(features: Tensor, neuron: int = 0, target: float = 1000.
 
 def feature_attack(model: nn.Module, x: Tensor, eps: float, alpha: float, steps: int, *, neuron: int = 0,
                    target: float = 1000.0, rest_weight: float = 0.1, norm: str = "linf",
-                   random_start: bool = True, seed: int | None = None, features: Callable | None = None) -> Tensor:
+                   random_start: bool = True, seed: int | None = None, features: Callable | None = None,
+                   zero_shortcut: bool = False) -> Tensor:
     """PGD in pixel space on a pretrained model's *features* (no labels, no head needed).
 
     Each step goes down :func:`feature_attack_loss` of ``features(x)`` - by default the
@@ -61,4 +62,5 @@ def feature_attack(model: nn.Module, x: Tensor, eps: float, alpha: float, steps:
     with attack_mode(model):
         x0 = _prepare(model, x)
         objective = lambda f: -feature_attack_loss(f, neuron, target, rest_weight)
-        return _pgd_loop(features or model.penultimate, x0, objective, eps, alpha, steps, norm, random_start, seed)
+        return _pgd_loop(features or model.penultimate, x0, objective, eps, alpha, steps, norm, random_start, seed,
+                         zero_shortcut=zero_shortcut)

@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .core import (_bcast, _check, _generator, _normalized_l2, _objective, _prepare, _project, _value_and_grad,
-                   attack_mode)
+from .core import (_bcast, _check, _generator, _linf_step, _normalized_l2, _objective, _prepare, _project,
+                   _value_and_grad, attack_mode)
 
 
 # --------------------------------------------------------------------------------------------
@@ -34,7 +34,8 @@ def _random_delta(x: Tensor, eps: float, norm: str, gen: torch.Generator | None)
 
 
 def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, alpha: float, steps: int, norm: str = "linf",
-        random_start: bool = True, targeted: bool = False, *, loss: str = "ce", seed: int | None = None) -> Tensor:
+        random_start: bool = True, targeted: bool = False, *, loss: str = "ce", seed: int | None = None,
+        zero_shortcut: bool = False) -> Tensor:
     """Projected gradient descent (Madry et al. 2018), returning the last iterate.
 
     ``steps`` gradient steps of size ``alpha`` from ``x`` or, with ``random_start``, from a point
@@ -43,22 +44,26 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, alpha: float, steps:
     each step the perturbation is clipped (L-inf) or rescaled (L2) onto the ball and the image
     clamped to [0, 1]. ``loss``: ``"ce"`` or ``"dlr"`` (untargeted only). ``targeted=True``: ``y``
     is the target class and each step goes down its cross-entropy.
+    At ``eps = 0`` the iterations still run (so the "eps 0 equals clean accuracy" sanity check
+    exercises projection and clamping); ``zero_shortcut=True`` returns ``x`` at once instead.
     """
     _check(eps, norm, loss)
     with attack_mode(model):
         x0, y = _prepare(model, x, y)
-        return _pgd_loop(model, x0, _objective(loss, y, targeted), eps, alpha, steps, norm, random_start, seed)
+        return _pgd_loop(model, x0, _objective(loss, y, targeted), eps, alpha, steps, norm, random_start, seed,
+                         zero_shortcut=zero_shortcut)
 
 
 def _pgd_loop(model: Callable[[Tensor], Tensor], x0: Tensor, objective, eps: float, alpha: float, steps: int, norm: str,
-              random_start: bool, seed: int | None, start: Tensor | None = None) -> Tensor:
+              random_start: bool, seed: int | None, start: Tensor | None = None,
+              zero_shortcut: bool = False) -> Tensor:
     """PGD's iterations on a prepared ``x0`` (inside :func:`attack_mode`), maximising the per-sample
     ``objective(model(x))``; shared by :func:`pgd` and :func:`feature_attack` (whose ``model`` is
     a feature function of the attacked model). ``start``: the first iterate (projected onto the
     ball), overriding ``random_start`` (TRADES starts from ``x + 0.001 N(0, 1)``)."""
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    if eps == 0:
+    if eps == 0 and zero_shortcut:
         return x0.clone()
     if start is not None:
         x_adv = _project(x0, start.detach().clone(), eps, norm)
@@ -69,10 +74,7 @@ def _pgd_loop(model: Callable[[Tensor], Tensor], x0: Tensor, objective, eps: flo
     for _ in range(steps):
         _, _, g = _value_and_grad(model, x_adv, objective)
         if norm == "linf":
-            # _project's arithmetic, in place on fresh tensors (fewer passes over memory; the
-            # same floating-point operations, so results match torchattacks' PGD bit for bit)
-            delta = torch.add(x_adv, g.sign_(), alpha=alpha).sub_(x0).clamp_(-eps, eps)
-            x_adv = delta.add_(x0).clamp_(0.0, 1.0)
+            x_adv = _linf_step(x_adv, g, x0, alpha, eps)
         else:
             x_adv = _project(x0, x_adv + alpha * _normalized_l2(g), eps, norm)
     return x_adv.detach()

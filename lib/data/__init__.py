@@ -8,7 +8,8 @@ the layout expected.
 from __future__ import annotations
 
 from .base import DatasetNotFoundError, ImageSet, shared_images, to_imageset
-from .datalike import check_datalike, data_fingerprint, first_n, num_classes_of, tensor_pair
+from .datalike import (check_datalike, class_counts, data_fingerprint, labels_of, num_classes_of,
+                       stratified_order, stratified_subset, tensor_pair)
 from .splits import source_target_split, subset_classes, task_split, train_val_split
 from .synsigns import CLASSES as SYNSIGNS_CLASSES
 from .synsigns import generate, load_synsigns
@@ -72,5 +73,5 @@ def real_status():
 __all__ = ["real_status", "shared_images", "load", "PROFILES", "ImageSet", "DatasetNotFoundError", "to_imageset",
            "generate",
            "load_synsigns", "SYNSIGNS_CLASSES", "task_split", "source_target_split",
-           "subset_classes", "train_val_split", "check_datalike", "data_fingerprint", "first_n", "num_classes_of",
-           "tensor_pair"]
+           "subset_classes", "train_val_split", "check_datalike", "data_fingerprint", "num_classes_of",
+           "tensor_pair", "labels_of", "stratified_order", "stratified_subset", "class_counts"]

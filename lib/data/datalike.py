@@ -3,8 +3,15 @@
 A *data-like* value is one of: an :class:`~lib.data.ImageSet` (in memory, uint8), an
 ``(images, labels)`` pair of tensors, or any torch ``Dataset`` of ``(float image, label)`` items
 (the file-backed real loaders). Training, evaluation, attacks and the store all ask the same
-questions of it: is it in memory, how many classes, its first ``n`` items, a fingerprint of its
-content. The answers live here so that the check is written once.
+questions of it: is it in memory, its labels, how many classes, a fingerprint of its
+content, a subset that keeps every class in proportion. The answers live here so that the
+check is written once.
+
+Evaluation and selection subsets are *stratified*: real datasets are often stored in class order
+(an ImageFolder's first 500 of 1,000 CIFAR-10 test images are classes 0-4 only), so "the first n"
+silently drops classes. :func:`stratified_subset` takes a seeded shuffle within each class and
+interleaves the classes, so any prefix holds every class in proportion; the same ``(n, seed)``
+always gives the same images, for every model and attack of a study.
 """
 from __future__ import annotations
 
@@ -33,18 +40,58 @@ def check_datalike(data) -> None:
                         f"got {type(data).__name__}")
 
 
-def first_n(data, n: int | None):
-    """The first ``n`` items of ``data`` (same kind as ``data``); all of it when ``n`` is None or
-    not smaller."""
-    check_datalike(data)
-    if n is None or n >= len(data if not isinstance(data, (tuple, list)) else data[1]):
-        return data
-    if isinstance(data, ImageSet):
-        return data.subset(range(n))
+def labels_of(data) -> torch.Tensor:
+    """The labels of every item (int64, CPU), without reading images where the data set records
+    them (``ImageSet``, tensor pairs, ``.targets`` of the real loaders and torchvision, ``Subset``);
+    otherwise by reading each item."""
     pair = tensor_pair(data)
     if pair is not None:
-        return (pair[0][:n], pair[1][:n])
-    return Subset(data, range(n))
+        return torch.as_tensor(pair[1]).long().cpu()
+    if isinstance(data, Subset):
+        return labels_of(data.dataset)[torch.as_tensor(list(data.indices), dtype=torch.long)]
+    targets = getattr(data, "targets", None)
+    if targets is not None:
+        return torch.as_tensor(list(targets) if not isinstance(targets, torch.Tensor) else targets).long()
+    return torch.tensor([int(data[i][1]) for i in range(len(data))], dtype=torch.long)
+
+
+def _take(data, idx: torch.Tensor):
+    """The items of ``data`` at ``idx`` (same kind as ``data``)."""
+    if isinstance(data, ImageSet):
+        return data.subset(idx)
+    pair = tensor_pair(data)
+    if pair is not None:
+        return (pair[0][idx], pair[1][idx])
+    return Subset(data, idx.tolist())
+
+
+def stratified_order(labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """An order of the indices ``0..N-1`` whose every prefix holds each class in proportion to its
+    share of ``labels``: within each class a seeded shuffle; then item ``r`` of class ``c`` (of
+    ``n_c``) is placed at ``(r + 0.5) / n_c`` (ties broken by class)."""
+    g = torch.Generator().manual_seed(int(seed))
+    keys = torch.empty(len(labels), dtype=torch.float64)
+    for c in labels.unique():
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        keys[idx] = (torch.arange(len(idx), dtype=torch.float64) + 0.5) / len(idx)
+    # sort by position, then by class: exact ties between classes keep a fixed class order
+    return torch.as_tensor(sorted(range(len(labels)), key=lambda i: (float(keys[i]), int(labels[i]))))
+
+
+def stratified_subset(data, n: int | None, seed: int = 0):
+    """``n`` items of ``data`` (same kind) with every class in proportion (see
+    :func:`stratified_order`), in that order; all of ``data`` in stratified order when ``n`` is
+    None or not smaller. Use it for every evaluation and model-selection subset."""
+    check_datalike(data)
+    order = stratified_order(labels_of(data), seed)
+    return _take(data, order if n is None else order[:n])
+
+
+def class_counts(data) -> dict[int, int]:
+    """``{label: number of items}`` of ``data``, for stating what an evaluation saw."""
+    labels, counts = labels_of(data).unique(return_counts=True)
+    return {int(k): int(v) for k, v in zip(labels, counts)}
 
 
 def num_classes_of(data) -> int:

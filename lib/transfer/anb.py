@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import train as _train
 from ..data import data_fingerprint, num_classes_of
-from ..evaluate import craft, first_images, transfer_scores
+from ..evaluate import craft, eval_images, transfer_scores
 from ..models import Classifier, archs, classifier, freeze, fresh_like, model_fingerprint
 from ..store import Store, code_version
 from ..train import evaluate, fit
@@ -145,7 +145,7 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
     :func:`anb_model` (``lr``, ``seed``, ``translate``, ``cache_tag``, fit options).
 
     ``transfer_attacks`` (name -> ``attack(base_a, x, y)``): adversarial test sets crafted *once*
-    on base A over the first ``attack_n`` test images (all by default) and evaluated on every
+    on base A over ``attack_n`` test images (stratified by class; all by default) and evaluated on every
     transferred model, adding a column ``<name>_acc`` per attack (accuracy on the crafted images)
     and ``attack_n``. Base A's head is over the source classes, so an attack that needs labels
     should take base A's own predictions (:func:`lib.attacks.with_own_labels`).
@@ -159,7 +159,7 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
               "train": data_fingerprint(train), "test": data_fingerprint(test)}
     fit_cfg = fit_config({k: v for k, v in fit_kw.items() if k != "cache_tag"}, fit_kw.get("cache_tag"))
     if transfer_attacks:
-        x, y = first_images(test, attack_n)
+        x, y = eval_images(test, attack_n)
         crafted = {name: craft(base_a, (x, y), attack, progress=progress)[1]
                    for name, attack in transfer_attacks.items()}
     else:
