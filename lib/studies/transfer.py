@@ -95,7 +95,7 @@ def method_kw(method: str, cfg: dict, n_train: int) -> dict:
     return full_kw(method, n_train) if "arch" in cfg else dict(cfg["method_kw"][method])
 
 
-def study(profile: str = "smoke", *, arch: str = "resnet18", dataset: str = "cub200",
+def study(profile: str = "smoke", *, arch: str | None = None, dataset: str | None = None,
           anb_dataset: str | None = None, root=None, anb_root=None, store: Store | None = None,
           progress: bool = True, base_b_kw: dict | None = None) -> dict:
     """Teacher, base B and target data of notebook 02 for a profile.
@@ -105,7 +105,7 @@ def study(profile: str = "smoke", *, arch: str = "resnet18", dataset: str = "cub
     classes, as in Yosinski et al. and as ImageNet -> CUB-200 in the Renofeation study), which
     also serves the AnB sweep, with base B as its reference.
 
-    ``full``: the teacher is torchvision's ImageNet ``arch`` (local weights, or
+    ``full``: the teacher is torchvision's ImageNet ``arch`` (default the recipe's; local weights, or
     :class:`lib.models.PretrainedWeightsMissing`); the fine-tuning target is the real
     ``dataset`` (one of :data:`FULL_TARGETS`, its shipped layout under ``data/`` or ``root``) at
     224 px with training augmentation; the AnB target is ``anb_dataset`` (default ImageNet-R,
@@ -129,6 +129,7 @@ def study(profile: str = "smoke", *, arch: str = "resnet18", dataset: str = "cub
                           f"{teacher.num_classes}, {len(train)} train / {len(test)} test images at {train.size} px"}
     if profile != "full":
         raise ValueError(f"profile must be 'smoke' or 'full', got {profile!r}")
+    arch, dataset = arch or RECIPE["full"]["arch"], dataset or RECIPE["full"]["dataset"]
     if dataset not in FULL_TARGETS:
         raise ValueError(f"dataset must be one of {FULL_TARGETS}, got {dataset!r}")
     teacher = imagenet_base(arch).eval()
