@@ -163,8 +163,7 @@ def attack_success_rate(clean_pred: ArrayLike, adv_pred: ArrayLike, y: ArrayLike
     is clean-correct. Predictions may be labels ``(N,)`` or logits ``(N, C)``.
 
     Why: robust accuracy mixes the clean error in; the success rate isolates what the attack
-    does. Moved unchanged from ``lib.attacks.attack_success_rate`` (to be re-exported there); the
-    only addition is that mismatched lengths raise ``ValueError``.
+    does (the definition of the Renofeation evaluation); mismatched lengths raise ``ValueError``.
     """
     clean, y_ = _pair(clean_pred, y)
     adv, _ = _pair(adv_pred, y)

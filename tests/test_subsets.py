@@ -46,6 +46,9 @@ def test_stratified_subset_of_every_kind_of_data_keeps_every_class(tmp_path):
     assert torch.equal(a.images, b.images)
     assert not torch.equal(a.images, D.stratified_subset(ds, 50, seed=2).images)
     assert D.class_counts(D.stratified_subset(ds, None)) == D.class_counts(ds)
+    # a subset of a file-backed set is keyed by which items it holds, and knows its classes
+    s0, s1 = D.stratified_subset(folder, 9, seed=0), D.stratified_subset(folder, 9, seed=1)
+    assert D.data_fingerprint(s0) != D.data_fingerprint(s1) and D.num_classes_of(s0) == len(folder.classes)
     # unbalanced classes stay in proportion
     y = torch.cat([torch.zeros(90), torch.ones(10)]).long()
     assert D.class_counts(D.stratified_subset((torch.rand(100, 3, 2, 2), y), 20)) == {0: 18, 1: 2}

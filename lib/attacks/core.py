@@ -20,7 +20,7 @@ Conventions shared by every attack here
 - Inputs are moved to the model's device; ``x`` is never modified; results are detached.
 - Under CUDA a caller may wrap an attack in ``torch.autocast("cuda", torch.bfloat16)``: the
   forward pass then runs in bf16, while losses, the iterates and all norms stay in float32.
-- Attacks are silent; only :func:`transfer_eval` has a progress bar (``progress=True``).
+- Attacks are silent; progress bars belong to the callers that loop over data (:mod:`lib.evaluate`).
 
 APGD (Croce & Hein, ICML 2020, "Reliable evaluation of adversarial robustness with an ensemble
 of diverse parameter-free attacks", Algorithm 1 and Sec. 3) is written from the paper; the

@@ -61,7 +61,7 @@ def _take(data, idx: torch.Tensor):
         return data.subset(idx)
     pair = tensor_pair(data)
     if pair is not None:
-        return (pair[0][idx], pair[1][idx])
+        return (pair[0][idx], torch.as_tensor(pair[1])[idx])
     return Subset(data, idx.tolist())
 
 
@@ -99,6 +99,8 @@ def num_classes_of(data) -> int:
     or ``max(label) + 1`` of an ``(images, labels)`` pair)."""
     if isinstance(data, ImageSet):
         return data.num_classes
+    if isinstance(data, Subset):
+        return num_classes_of(data.dataset)
     pair = tensor_pair(data)
     if pair is not None and isinstance(pair[1], torch.Tensor):
         return int(pair[1].max()) + 1
@@ -116,7 +118,10 @@ def data_fingerprint(data) -> str:
     file-backed datasets (not hashed image by image) the type, ``name``/``root`` and length."""
     h = hashlib.sha256()
     pair = tensor_pair(data)
-    if pair is not None:
+    if isinstance(data, Subset):  # which items of which data set
+        h.update(f"subset|{data_fingerprint(data.dataset)}|".encode())
+        h.update(torch.as_tensor(list(data.indices), dtype=torch.int64).numpy().tobytes())
+    elif pair is not None:
         for t in pair:
             t = t.detach().cpu().contiguous()
             h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())

@@ -268,7 +268,9 @@ class Classifier(nn.Module):
                     self.add_head(name, value.shape[0])
             elif key.startswith("masks.") and key[len("masks."):] not in self.masks._buffers:
                 self.masks.register_buffer(key[len("masks."):], torch.empty_like(value, device=fc.weight.device))
-        if "_extra_state" not in state_dict:  # checkpoints from before frozen flags were saved
+        flags = state_dict.get("_extra_state")
+        if flags is None or (not strict and len(flags) != len(list(self.modules()))):
+            # checkpoints from before frozen flags were saved, or (non-strict) of another structure
             state_dict = {**state_dict, "_extra_state": self.get_extra_state()}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 

@@ -7,14 +7,11 @@ raises the evaluation budget (APGD steps, images attacked).
 """
 from __future__ import annotations
 
-import sys
-
-from .. import adversarial_training
+from .. import adversarial_training, attacks
 from .. import data as D
-from .. import train as _train
 from ..adversarial_training import adversarial_train
 from ..data import ImageSet
-from ..models import archs, build, classifier
+from ..models import build
 from ..store import Store, code_version
 from ..train import random_translate
 from . import bases
@@ -99,15 +96,18 @@ def robust_study_model(method: str, cfg: dict, store=None, *, progress: bool = T
         return meta
 
     if which == "last":
-        if not store.has_model(f"robust_{method}_last", last_key):
+        cached = store.has_model(f"robust_{method}_last", last_key)
+        if not cached:
             store.model(f"robust_{method}", key, build_fn, train_fn, retrain=True, code=CODE)
         model = build_fn()
-        return model.eval(), {**store.load_model(f"robust_{method}_last", last_key, model), "cached": True}
+        return model.eval(), {**store.load_model(f"robust_{method}_last", last_key, model), "cached": cached}
     return store.model(f"robust_{method}", key, build_fn, train_fn, code=CODE)
 
 
-# the code behind the cached robust models: a change to any of these retrains them
-CODE = (sys.modules[__name__], adversarial_training, _train, classifier, archs)
+# the code behind the cached robust models (the training functions, not the whole study module,
+# so that an evaluation setting or helper retrains nothing): a change to any of these retrains them
+CODE = (robust_study_model, robust_study_data, robust_val_data, _classes, bases.class_data, bases.halves,
+        *bases.TRAINING_CODE, adversarial_training, attacks.core, attacks.projected, attacks.gradient_sign)
 
 
 def best_and_last(models: dict, cfg: dict, test, *, store=None, progress: bool = False):

@@ -10,12 +10,12 @@ from the local torch cache.
 """
 from __future__ import annotations
 
-import sys
-
 from .. import data as D
 from .. import train as _train
 from ..metrics import accuracy
-from ..models import archs, build, classifier
+from .. import models
+from ..data import splits, synsigns
+from ..models import archs, build, classifier, copies
 from ..store import Store
 from ..train import evaluate, fit, random_translate
 from . import recipe as _recipe
@@ -135,5 +135,7 @@ def shared_resnet20_check() -> dict | None:
             "chance": 0.1, "data": "real CIFAR-10 JPEG subset (1,000 test images)"}
 
 
-# the code behind the cached bases: a change to any of these retrains them
-CODE = (sys.modules[__name__], _train, classifier, archs)
+# the code behind the cached bases (the training functions, not the whole study module, so that
+# editing a check or a figure helper retrains nothing): a change to any of these retrains them
+TRAINING_CODE = (_train, models, classifier, archs, copies, synsigns, splits)  # loop, models, data
+CODE = (base_model, build_base, half_data, class_data, halves, *TRAINING_CODE)

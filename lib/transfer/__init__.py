@@ -28,7 +28,9 @@ import pandas as pd
 
 from .. import train as _train
 from ..data import data_fingerprint, num_classes_of
-from ..models import Classifier, archs, classifier, copy_for_target, fresh_like, model_fingerprint, param_distance
+from .. import models
+from ..models import (Classifier, archs, classifier, copies, copy_for_target, fresh_like, model_fingerprint,
+                      param_distance)
 from ..store import Store, code_version
 from . import common
 from .anb import ANB_VARIANTS, anb, anb_model, anb_sweep
@@ -53,7 +55,7 @@ def method_code(method: str) -> tuple:
     loop and the model code): the store key carries :func:`lib.store.code_version` of these."""
     module = sys.modules[TRANSFER_METHODS[method].__module__]
     extra = (sys.modules[linear_probe.__module__],) if method == "delta" else ()
-    return (module, *extra, common, _train, classifier, archs)
+    return (module, *extra, common, _train, models, classifier, archs, copies)
 
 
 def transfer_model(method: str, pretrained: Classifier, train, *, seed: int = 0, store: Store | None = None,

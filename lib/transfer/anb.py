@@ -23,7 +23,8 @@ import pandas as pd
 from .. import train as _train
 from ..data import data_fingerprint, num_classes_of
 from ..evaluate import craft, eval_images, transfer_scores
-from ..models import Classifier, archs, classifier, freeze, fresh_like, model_fingerprint
+from .. import models
+from ..models import Classifier, archs, classifier, copies, freeze, fresh_like, model_fingerprint
 from ..store import Store, code_version
 from ..train import evaluate, fit
 from . import common
@@ -108,9 +109,11 @@ def anb_model(base_a: Classifier, base_b: Classifier, train, variant: str, n: in
            "num_classes": k, "train": data_fingerprint(train), "epochs": epochs, "lr": lr,
            "seed": seed, "translate": translate, "fit": fit_config(fit_kw, cache_tag)}
     if n == 0:
-        # the architecture must still be pinned when no weights are copied
+        # nothing is copied but the architecture, its build options and the normalisation
         cfg["template"] = {name: tuple(v.shape) for name, v in source.state_dict().items()
                            if not name.startswith("head.fc.")}
+        cfg["build_args"] = {k: v for k, v in (source.build_args or {}).items() if k != "num_classes"}
+        cfg["normalize"] = [source.normalize.mean.flatten().tolist(), source.normalize.std.flatten().tolist()]
     name = "anb_scratch" if n == 0 else f"anb_{variant.replace('+', '_plus')}"
 
     def build_fn():
@@ -198,4 +201,4 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
 
 
 # the code behind cached AnB models and results: a change to any of these retrains them
-CODE = (sys.modules[__name__], common, _train, classifier, archs)
+CODE = (sys.modules[__name__], common, _train, models, classifier, archs, copies)

@@ -183,6 +183,3 @@ def delta(pretrained: Classifier, train, *, alpha: float = 0.01,
     hist = fit(model, train, epochs=epochs, lr=lr, seed=seed, loss=loss, **kw)
     model.delta_attention = att
     return model, hist
-
-
-# ------------------------------------------------------------------------------------- retrain

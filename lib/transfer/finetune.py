@@ -106,6 +106,3 @@ def l2_sp(pretrained: Classifier, train, *, alpha: float = 0.01,
 
     kw.setdefault("desc", "L2-SP")
     return model, fit(model, train, epochs=epochs, lr=lr, seed=seed, loss=loss, on_epoch_end=on_epoch_end, **kw)
-
-
-# --------------------------------------------------------------------------------------- DELTA

@@ -28,6 +28,3 @@ def retrain(arch_or_template: Classifier | str, train, *, epochs: int, lr: float
     kw = with_augment(train, translate, fit_kw)
     kw.setdefault("desc", "re-train")
     return model, fit(model, train, epochs=epochs, lr=lr, seed=seed, **kw)
-
-
-# --------------------------------------------------------------------------------- renofeation
