@@ -276,7 +276,8 @@ class FixedWeights:
     ``after_backward=fw.after_backward, after_step=fw.after_step``: the first zeroes the fixed
     entries' gradients (so they do not feed momentum), the second writes their saved values back
     (momentum and weight decay would otherwise still move them). Values are captured when the
-    object is made; :meth:`capture` takes them again.
+    object is made; :meth:`capture` takes them again. The parameters are those of ``model`` when
+    the object is made (``model.to()`` keeps them; a rebuilt model needs a new object).
     """
 
     def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor]):
@@ -284,25 +285,23 @@ class FixedWeights:
         unknown = sorted(set(masks) - set(params))
         if unknown:
             raise KeyError(f"masks name unknown parameters {unknown}")
+        self.params = {k: params[k] for k in masks}  # looked up once, not per batch
         self.masks = {k: m.to(params[k].device, torch.bool) for k, m in masks.items()}
         self.capture(model)
 
     def capture(self, model: nn.Module) -> None:
-        params = dict(model.named_parameters())
-        self.values = {k: params[k].detach().clone() for k in self.masks}
+        self.values = {k: p.detach().clone() for k, p in self.params.items()}
 
     def after_backward(self, model: nn.Module) -> None:
-        params = dict(model.named_parameters())
         for k, m in self.masks.items():
-            g = params[k].grad
+            g = self.params[k].grad
             if g is not None:
                 g.masked_fill_(m.to(g.device), 0)
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
-        params = dict(model.named_parameters())
         for k, m in self.masks.items():
-            p = params[k]
+            p = self.params[k]
             p.copy_(torch.where(m.to(p.device), self.values[k].to(p.device), p))
 
 
