@@ -252,6 +252,17 @@ class RobustCheckpoint:
     def __call__(self, epoch: int, row: dict, model: nn.Module) -> bool:
         return self.update(epoch, row, model, self.measure(model))
 
+    def state_dict(self) -> dict:
+        """What :mod:`lib.checkpoints` saves so that a resumed training selects as an uninterrupted one."""
+        return {"best_acc": self.best_acc, "best_clean": self.best_clean, "best_epoch": self.best_epoch,
+                "best_state": self.best_state, "stopped_epoch": self.stopped_epoch,
+                "accs": [list(a) for a in self.accs]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_acc, self.best_clean, self.best_epoch = state["best_acc"], state["best_clean"], state["best_epoch"]
+        self.best_state, self.stopped_epoch = state["best_state"], state["stopped_epoch"]
+        self.accs = [(int(e), float(a)) for e, a in state["accs"]]
+
     def restore(self, model: nn.Module) -> nn.Module:
         """Load the best epoch's weights and buffers into ``model`` (bit-identical)."""
         if self.best_state is None:
@@ -329,6 +340,17 @@ def adversarial_train(model: nn.Module, train, val, method: str = "pgd_at", *, e
         if user_cb is not None:
             stop = bool(user_cb(epoch, row, m)) or stop
         return stop
+
+    if user_cb is None or hasattr(user_cb, "state_dict"):  # resumable (lib.checkpoints) when its parts are
+        on_epoch_end.state_dict = lambda: {"robust": ckpt.state_dict() if ckpt is not None else {},
+                                           "user": user_cb.state_dict() if user_cb is not None else {}}
+
+        def _load(state):
+            if ckpt is not None:
+                ckpt.load_state_dict(state["robust"])
+            if user_cb is not None:
+                user_cb.load_state_dict(state["user"])
+        on_epoch_end.load_state_dict = _load
 
     hist = fit(model, train, val=val, epochs=epochs, on_epoch_end=on_epoch_end, progress=progress,
                desc=fit_kw.pop("desc", method), **fit_kw)

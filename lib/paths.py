@@ -32,6 +32,12 @@ def figures_dir() -> Path:
     return _dir("WORKBOOK_FIGURES", ROOT / "figures")
 
 
+def tables_dir() -> Path:
+    """Tables the notebooks write (CSV + Markdown): ``WORKBOOK_TABLES``, else :func:`figures_dir`
+    (a workbook run puts them in its run folder's ``tables/``)."""
+    return _dir("WORKBOOK_TABLES", figures_dir()) if os.environ.get("WORKBOOK_TABLES") else figures_dir()
+
+
 def shared_dir() -> Path | None:
     """The team's ``../shared`` folder beside the checkout, or ``None`` in a user's clone."""
     path = Path(os.environ.get("WORKBOOK_SHARED", ROOT.parent / "shared"))

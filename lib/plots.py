@@ -1,6 +1,9 @@
 """Figures in one house style, saved to ``figures/`` as PNG (for the README) and SVG (for papers)."""
 from __future__ import annotations
 
+import json
+import os
+import re
 from pathlib import Path
 
 import matplotlib
@@ -9,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from .paths import figures_dir
+from .paths import figures_dir, tables_dir
 
 PALETTE = "colorblind"
 
@@ -21,24 +24,70 @@ def style() -> None:
                       "figure.autolayout": False})
 
 
-def save(fig: matplotlib.figure.Figure, name: str, formats=("png", "svg")) -> list[Path]:
-    """Save ``fig`` as ``figures/<name>.<fmt>`` and return the paths."""
+_N = re.compile(r"\bn\s*=\s*([\d,]+)|\(([\d,]+) (?:\w+ )?images\)|([\d,]+) (?:test |validation )?images")
+
+
+def _titles(fig) -> str:
+    parts = [fig._suptitle.get_text()] if getattr(fig, "_suptitle", None) is not None else []
+    titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    parts += titled if len(titled) <= 4 else []  # an image grid's per-image titles are not a caption
+    text = "; ".join(p.replace("\n", " ") for p in parts if p)
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
+def _n_from(text: str) -> str | None:
+    found = [next(g for g in m.groups() if g) for m in _N.finditer(text)]
+    return ", ".join(dict.fromkeys(found)) if found else None
+
+
+def _record(folder: Path, name: str, entry: dict) -> None:
+    """Add ``entry`` to ``folder/index.json`` (what ``lib.workbook`` turns into a run's index.md)."""
+    index = folder / "index.json"
+    try:
+        items = json.loads(index.read_text()) if index.is_file() else {}
+    except json.JSONDecodeError:
+        items = {}
+    items[name] = {**entry, "notebook": os.environ.get("WORKBOOK_NOTEBOOK", "")}
+    tmp = index.with_name(f".index.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(items, indent=1) + "\n")
+    os.replace(tmp, index)
+
+
+def save(fig: matplotlib.figure.Figure, name: str, formats=("png", "svg"), *, caption: str | None = None,
+         n=None) -> list[Path]:
+    """Save ``fig`` as ``figures/<name>.<fmt>`` and return the paths.
+
+    ``caption`` (default: the figure's titles) and ``n`` (default: read from them, e.g.
+    "n=200" or "(300 validation images)") go to the folder's ``index.json`` for the run's index."""
     out = []
     for fmt in formats:
         path = figures_dir() / f"{name}.{fmt}"
         fig.savefig(path, bbox_inches="tight")
         out.append(path)
+    caption = caption or _titles(fig)
+    _record(figures_dir(), name, {"kind": "figure", "files": [p.name for p in out], "caption": caption,
+                                  "n": str(n) if n is not None else _n_from(caption)})
     return out
 
 
-def save_table(df: pd.DataFrame, name: str) -> Path:
-    """Save a tidy table as ``figures/<name>.csv`` (and a Markdown copy for the README)."""
-    path = figures_dir() / f"{name}.csv"
+def save_table(df: pd.DataFrame, name: str, *, caption: str | None = None, n=None) -> Path:
+    """Save a tidy table as ``<tables>/<name>.csv`` (and a Markdown copy for the README);
+    ``caption``/``n`` (default: the ``n`` column's values) go to the run's index."""
+    folder = tables_dir()
+    path = folder / f"{name}.csv"
     df.to_csv(path, index=False)
+    files = [path.name]
     try:
-        (figures_dir() / f"{name}.md").write_text(df.to_markdown(index=False) + "\n")
+        (folder / f"{name}.md").write_text(df.to_markdown(index=False) + "\n")
+        files.append(f"{name}.md")
     except ImportError:  # tabulate is optional
         pass
+    if n is None and "n" in df.columns and len(df):
+        n = ", ".join(str(v) for v in dict.fromkeys(df["n"].dropna().astype(int).tolist()))
+    _record(folder, name, {"kind": "table", "files": files, "rows": len(df),
+                           "caption": caption or f"{len(df)} rows: {', '.join(map(str, df.columns[:8]))}"
+                                                 + (", ..." if len(df.columns) > 8 else ""),
+                           "n": str(n) if n is not None else None})
     return path
 
 

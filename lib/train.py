@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from . import checkpoints
 from .data.datalike import check_datalike, tensor_pair
 from .metrics import accuracy
 from .models.classifier import freeze, train_mode  # noqa: F401  (re-exported: lib.train.freeze)
@@ -215,7 +216,29 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
     history = []
     bar = tqdm(total=epochs * len(batches), desc=desc, disable=not progress, mininterval=0.5,
                dynamic_ncols=True, leave=True)
-    for epoch in range(1, epochs + 1):
+    # inside Store.model: save each epoch, resume a killed run (lib.checkpoints); a callback with
+    # state it cannot save makes this fit start over instead
+    ck = checkpoints.current_fit()
+    if ck is not None and on_epoch_end is not None and not hasattr(on_epoch_end, "state_dict"):
+        ck = None
+    first, stopped = 1, False
+    state = ck.load() if ck is not None else None
+    if state is not None and state["epochs"] == epochs and state["batches"] == len(batches):
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        if on_epoch_end is not None:
+            on_epoch_end.load_state_dict(state["callback"])
+        checkpoints.set_rng_state(state["rng"])
+        history, first, stopped = list(state["history"]), state["epoch"] + 1, state["stopped"]
+        batches.epoch = state["epoch"]
+        bar.update(state["epoch"] * len(batches))
+        ck.resumed_at(state["epoch"])
+        print(f"[checkpoint] {desc}: resumed after epoch {state['epoch']} of {epochs} from {ck.path}")
+    for epoch in range(first, epochs + 1):
+        if stopped:
+            break
         train_mode(model)
         t0 = time.perf_counter()
         tot_loss = torch.zeros((), device=device)
@@ -261,8 +284,13 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
             row.update(val_loss=ev["loss"], val_acc=ev["acc"])
         history.append(row)
         bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("train_loss", "train_acc", "val_acc")})
-        if on_epoch_end is not None and on_epoch_end(epoch, row, model):
-            break
+        stopped = bool(on_epoch_end is not None and on_epoch_end(epoch, row, model))
+        if ck is not None:
+            ck.save({"epoch": epoch, "epochs": epochs, "batches": len(batches), "stopped": stopped,
+                     "model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict() if sched is not None else {},
+                     "callback": on_epoch_end.state_dict() if on_epoch_end is not None else {},
+                     "history": history, "rng": checkpoints.rng_state()})
     bar.close()
     model.eval()
     return pd.DataFrame(history)

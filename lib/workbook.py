@@ -1,19 +1,39 @@
 """Run the workbook headless: every notebook in ``notebooks/`` in order, through papermill.
 
-``python -m lib.workbook`` (what ``make workbook`` calls) writes executed copies to ``runs/`` and
-the figures and tables the notebooks save to ``figures/``, printing one line per notebook.
-``-p key=value`` passes papermill parameters to every notebook (values parsed as Python
-literals when they can be), ``--only 01`` runs the notebooks whose name starts with ``01``.
+``python -m lib.workbook`` (what ``make workbook`` calls)::
+
+    python -m lib.workbook                          # smoke profile, every notebook
+    python -m lib.workbook -p base_epochs=20 --only 01 --only 02
+    python -m lib.workbook --config my_study.toml --name my-study
+    python -m lib.workbook --resume                 # continue the newest unfinished run
+    python -m lib.workbook --fresh                  # retrain every model (same as -p retrain=True)
+
+``-p key=value`` sets one run parameter (values are Python literals; ``8/255`` is a float);
+``--config`` reads them from a TOML, YAML or JSON file (``-p`` wins). Every name is checked
+against the study recipes before anything runs (:func:`lib.studies.check_params`): an unknown
+name or a value of the wrong type stops with one line. A parameter means one thing in every
+notebook, and a notebook that asks for an earlier notebook's model asks with this run's recipe.
+
+Each run writes ``runs/<profile>/<name>/`` (see :mod:`lib.runs`): executed notebooks, figures,
+tables, ``manifest.json`` and ``index.md``; a smoke run also copies its figures and tables to
+the top-level ``figures/`` (what the README shows). Cell progress and each notebook's output
+(training and attack progress bars) stream to the terminal; a summary of seconds per notebook
+ends the run.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import json
+import logging
 import os
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
 
+from . import runs
 from .paths import ROOT, figures_dir
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -25,9 +45,22 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return [p for p in found if not only or any(p.name.startswith(o) for o in only)]
 
 
+def parameter_names(path: Path) -> list[str]:
+    """The names assigned in a notebook's ``parameters`` cell."""
+    nb = json.loads(Path(path).read_text())
+    for cell in nb["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse("".join(cell["source"]))
+            return [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                    if isinstance(t, ast.Name)]
+    return []
+
+
 def run_notebook(path: Path, parameters: dict | None = None, out_dir: Path | None = None,
-                 timeout: int | None = None) -> Path:
-    """Execute one notebook with papermill; returns the path of the executed copy."""
+                 timeout: int | None = None, log_output: bool = False) -> Path:
+    """Execute one notebook with papermill; returns the path of the executed copy.
+
+    ``log_output``: stream cell progress and the cells' output to the terminal."""
     import papermill as pm
 
     out_dir = Path(out_dir or ROOT / "runs")
@@ -36,47 +69,194 @@ def run_notebook(path: Path, parameters: dict | None = None, out_dir: Path | Non
     # the kernel inherits this environment: make `import lib` work whatever the kernel's cwd
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name="python3",
-                        cwd=str(path.parent), progress_bar=False, execution_timeout=timeout)
+                        cwd=str(path.parent), progress_bar=log_output, log_output=log_output,
+                        execution_timeout=timeout)
     return out
 
 
 def _literal(value: str):
+    if re.fullmatch(r"\s*[\d.]+\s*/\s*[\d.]+\s*", value):  # 8/255: a budget in the units people write
+        num, den = value.split("/")
+        return float(num) / float(den)
     try:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return value
 
 
-def main(argv: list[str] | None = None) -> int:
+def read_config(path: str) -> dict:
+    """Run parameters from a TOML, YAML or JSON file (a flat table of name = value)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {p} does not exist")
+    if p.suffix == ".toml":
+        import tomllib
+        data = tomllib.loads(p.read_text())
+    elif p.suffix in (".yaml", ".yml"):
+        import yaml
+        data = yaml.safe_load(p.read_text()) or {}
+    elif p.suffix == ".json":
+        data = json.loads(p.read_text())
+    else:
+        raise ValueError(f"config file {p} must end in .toml, .yaml, .yml or .json")
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {p} must hold a table of name = value")
+    return data
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default="smoke", choices=["smoke", "full"])
+    ap.add_argument("--profile", default=None, choices=["smoke", "full"], help="default: smoke")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--config", default=None, metavar="FILE", help="TOML, YAML or JSON run parameters")
     ap.add_argument("--only", action="append", default=None, metavar="PREFIX")
+    ap.add_argument("--name", default=None, help="run folder name (default: a UTC timestamp)")
+    ap.add_argument("--resume", nargs="?", const="", default=None, metavar="NAME",
+                    help="continue a run (default: the newest unfinished one), skipping finished notebooks")
+    ap.add_argument("--fresh", action="store_true", help="retrain every model and recompute every result")
     ap.add_argument("--out", default=str(ROOT / "runs"))
-    args = ap.parse_args(argv)
-    params = {"profile": args.profile}
+    ap.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+    ap.add_argument("--quiet", action="store_true", help="one line per notebook instead of streamed output")
+    return ap
+
+
+def configure(args) -> tuple[str, dict]:
+    """The run's profile and validated parameters from ``--config`` and ``-p`` (or ConfigError)."""
+    from .studies import ConfigError, check_params
+
+    params = read_config(args.config) if args.config else {}
     for kv in args.param:
-        key, _, value = kv.partition("=")
-        params[key] = _literal(value)
-    todo = notebooks(args.only)
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise ConfigError(f"-p {kv!r} must be KEY=VALUE")
+        params[key.strip()] = _literal(value.strip())
+    if args.fresh:
+        params["retrain"] = True
+    profile = args.profile or params.get("profile", "smoke")
+    if profile not in ("smoke", "full"):
+        raise ConfigError(f"profile must be smoke or full, got {profile!r}")
+    return profile, check_params(params, profile)
+
+
+def _recipes(profile: str) -> dict:
+    from .studies import recipe, study_modules
+
+    out = {}
+    for number, module in study_modules().items():
+        table = module.RECIPE
+        out[number] = recipe(table, profile if profile in table else "smoke")
+    return out
+
+
+def _summary(rows: list[dict]) -> str:
+    width = max([len(r["name"]) for r in rows] + [8])
+    lines = [f"{'notebook':<{width}}  {'status':<12} {'seconds':>8}"]
+    lines += [f"{r['name']:<{width}}  {r['status']:<12} {r.get('seconds', 0):>8.0f}" for r in rows]
+    lines.append(f"{'total':<{width}}  {'':<12} {sum(r.get('seconds', 0) for r in rows):>8.0f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .studies import CONFIG_ENV, ConfigError
+
+    args = _parser().parse_args(argv)
+    out_root = Path(args.out)
+    try:
+        if args.resume is not None:
+            prof = args.profile or "smoke"
+            folder = (out_root / prof / args.resume) if args.resume else runs.latest_unfinished(out_root, prof)
+            if folder is None or not (folder / "manifest.json").is_file():
+                print(f"no unfinished {prof} run to resume under {out_root / prof}", file=sys.stderr)
+                return 2
+            manifest = json.loads((folder / "manifest.json").read_text())
+            profile, params = manifest["profile"], manifest["parameters"]
+            if args.param or args.config:
+                raise ConfigError("--resume continues a run with its own parameters; drop -p/--config")
+        else:
+            profile, params = configure(args)
+            manifest = None
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"workbook: {err}", file=sys.stderr)
+        return 2
+    todo = notebooks(args.only if manifest is None else manifest.get("only"))
     if not todo:
         print("no notebooks matched", file=sys.stderr)
         return 1
-    total = time.perf_counter()
-    for i, nb in enumerate(todo, 1):
-        t0 = time.perf_counter()
-        print(f"[{i}/{len(todo)}] {nb.name} ...", flush=True)
-        try:
-            out = run_notebook(nb, params, Path(args.out))
-        except Exception as err:  # papermill raises PapermillExecutionError with the cell's traceback
-            print(f"[{i}/{len(todo)}] {nb.name} FAILED after {time.perf_counter() - t0:.0f}s; "
-                  f"executed copy with the error: {Path(args.out) / nb.name}\n{err}", file=sys.stderr)
-            return 1
-        shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
-        print(f"[{i}/{len(todo)}] {nb.name} done in {time.perf_counter() - t0:.0f}s -> {shown}",
-              flush=True)
-    print(f"workbook done in {time.perf_counter() - total:.0f}s; figures and tables in {figures_dir()}")
-    return 0
+    top_figures = figures_dir()  # before the run points WORKBOOK_FIGURES at its own folder
+    if manifest is None:
+        folder = runs.new_run_dir(out_root, profile, args.name)
+        manifest = {"run": folder.name, "folder": str(folder), "profile": profile, "parameters": params,
+                    "only": args.only, "recipes": {}, "git": runs.git_info(), "packages": runs.packages(),
+                    "device": runs.device_info(), "started": runs.now(), "ended": None, "status": "running",
+                    "notebooks": [{"name": nb.name, "status": "pending"} for nb in todo], "store": []}
+    else:
+        manifest.update(status="running", resumed=manifest.get("resumed", []) + [runs.now()])
+    config = {"profile": profile, "params": params, "run": manifest["run"]}
+    saved_env = {k: os.environ.get(k) for k in (CONFIG_ENV, "WORKBOOK_FIGURES", "WORKBOOK_TABLES", "WORKBOOK_STORE_LOG",
+                                                 "WORKBOOK_RETRAIN", "WORKBOOK_NOTEBOOK")}
+    os.environ.update({CONFIG_ENV: json.dumps(config), "WORKBOOK_FIGURES": str(folder / "figures"),
+                       "WORKBOOK_TABLES": str(folder / "tables"), "WORKBOOK_STORE_LOG": str(folder / "store_log.jsonl"),
+                       "WORKBOOK_RETRAIN": "1" if params.get("retrain") else ""})
+    manifest["recipes"] = _recipes(profile)
+    if not args.quiet:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    shown = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
+    print(f"[workbook] {profile} run {manifest['run']} -> {shown}", flush=True)
+
+    def save_manifest():
+        manifest["store"] = runs.store_entries(folder)
+        runs.write_json(folder / "manifest.json", manifest)
+
+    save_manifest()
+    status, code = "done", 0
+    try:
+        for i, entry in enumerate(manifest["notebooks"], 1):
+            nb = NOTEBOOKS / entry["name"]
+            if entry["status"] == "done":
+                print(f"[{i}/{len(todo)}] {nb.name} done in an earlier attempt; skipped", flush=True)
+                continue
+            names = set(parameter_names(nb))
+            nb_params = {"profile": profile, **{k: v for k, v in params.items() if k in names}}
+            os.environ["WORKBOOK_NOTEBOOK"] = nb.name
+            entry.update(status="running", started=runs.now())
+            save_manifest()
+            t0 = time.perf_counter()
+            print(f"[{i}/{len(todo)}] {nb.name} ...", flush=True)
+            try:
+                run_notebook(nb, nb_params, folder, timeout=args.timeout, log_output=not args.quiet)
+            except Exception as err:  # papermill raises PapermillExecutionError with the cell's traceback
+                entry.update(status="failed", seconds=round(time.perf_counter() - t0, 1), error=str(err)[-2000:])
+                print(f"[{i}/{len(todo)}] {nb.name} FAILED after {entry['seconds']:.0f}s; executed copy with the "
+                      f"error: {folder / nb.name}\n{err}", file=sys.stderr)
+                status, code = "failed", 1
+                break
+            entry.update(status="done", seconds=round(time.perf_counter() - t0, 1), executed=nb.name)
+            save_manifest()
+            print(f"[{i}/{len(todo)}] {nb.name} done in {entry['seconds']:.0f}s", flush=True)
+    except KeyboardInterrupt:
+        for entry in manifest["notebooks"]:
+            if entry["status"] == "running":
+                entry["status"] = "interrupted"
+        status, code = "interrupted", 130
+        print(f"\n[workbook] interrupted; continue with: python -m lib.workbook --resume {manifest['run']}"
+              + (f" --profile {profile}" if profile != "smoke" else ""), file=sys.stderr)
+    finally:
+        manifest.update(status=status, ended=runs.now())
+        save_manifest()
+        runs.write_index(folder, manifest)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if profile == "smoke" and status == "done":  # the README shows the latest smoke run
+        for sub in ("figures", "tables"):
+            for f in (folder / sub).iterdir():
+                if f.is_file() and f.name != "index.json":
+                    shutil.copy2(f, top_figures / f.name)
+    print(_summary(manifest["notebooks"]))
+    print(f"[workbook] {status}; run folder {shown} (manifest.json, index.md)", flush=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -75,6 +75,37 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# set by ``python -m lib.workbook`` for a run: where the store logs what it hands out (the run's
+# manifest lists it), and whether this run retrains (``-p retrain=True``, ``--fresh``)
+LOG_ENV, RETRAIN_ENV = "WORKBOOK_STORE_LOG", "WORKBOOK_RETRAIN"
+
+
+def _log(action: str, kind: str, key: str, path: Path) -> None:
+    """Append one line to the run's store log (no-op outside a workbook run)."""
+    log = os.environ.get(LOG_ENV)
+    if not log:
+        return
+    line = {"action": action, "kind": kind, "key": key, "path": str(path),
+            "notebook": os.environ.get("WORKBOOK_NOTEBOOK", ""),
+            "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def run_log() -> list[dict]:
+    """The current run's store log (empty outside a workbook run)."""
+    log = os.environ.get(LOG_ENV)
+    if not log or not Path(log).is_file():
+        return []
+    return [json.loads(line) for line in Path(log).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _must_redo(key: str) -> bool:
+    """True when this run asked to retrain everything and ``key`` was not made earlier in the run
+    (notebook 02 then reuses the base that notebook 01 retrained a minute ago)."""
+    if os.environ.get(RETRAIN_ENV, "") not in ("1", "true", "True"):
+        return False
+    return not any(e["key"] == key and e["action"] in ("trained", "computed") for e in run_log())
 
 
 def _with_code(config: dict, code) -> dict:
@@ -182,18 +213,29 @@ class Store:
         config = _with_code(config, code)
         key = self.key(name, config)
         net = build()
+        retrain = retrain or _must_redo(key)
         if not retrain and self.has_model(name, config):
             meta = self.load_model(name, config, net)
             print(f"[store] loaded model {key} from {self.models_dir}")
+            _log("loaded", "model", key, self.model_path(name, config))
             return net, {**meta, "cached": True}
+        from lib import checkpoints  # epoch checkpoints of the fit calls inside train(): a killed run resumes
+
         start = time.perf_counter()
-        meta = dict(train(net) or {})
+        if retrain:
+            checkpoints.Scope(self.root / "checkpoints" / key).clear()  # start over, not from an old epoch
+        with checkpoints.scope(self.root / "checkpoints" / key) as ck:
+            meta = dict(train(net) or {})
+            if ck.resumed:
+                meta.setdefault("resumed_from_epoch", ck.resumed)
         seconds = time.perf_counter() - start
         meta.pop("cached", None)
         meta.setdefault("train_seconds", round(seconds, 3))
         meta = _to_json(meta, strict=False)
         path = self.save_model(name, config, net, meta)
+        ck.clear()
         print(f"[store] trained model {key} in {seconds:.1f}s, saved to {path}")
+        _log("trained", "model", key, path)
         return net, {**meta, "cached": False}
 
     # results
@@ -270,12 +312,14 @@ class Store:
         """
         config = _with_code(config, code)
         key = self.key(name, config)
-        if not recompute and self.has_result(name, config):
+        if not recompute and not _must_redo(key) and self.has_result(name, config):
             print(f"[store] loaded result {key} from {self.results_dir}")
+            _log("loaded", "result", key, self._result_path(name, config))
             return self.load_result(name, config)
         start = time.perf_counter()
         path = self.save_result(name, config, compute())
         print(f"[store] computed result {key} in {time.perf_counter() - start:.1f}s, saved to {path}")
+        _log("computed", "result", key, path)
         return self.load_result(name, config)
 
     # listing

@@ -27,6 +27,10 @@ _SMOKE = {"n_classes": 10, "per_class_train": 100, "per_class_test": 40, "width"
           "methods": ["standard", "pgd_at", "fgsm_rs", "trades"],
           "min_pgd_at_gain": 0.2}  # headline: PGD-AT gains at least this much PGD accuracy over standard
 RECIPE = {"smoke": _SMOKE, "full": {**_SMOKE, "apgd_steps": 100, "n_eval": 1000}}  # the paper's 100 APGD steps
+# notebook parameter -> recipe key (names unique in the workbook; see lib.studies.check_params)
+PARAMS = {f"adv_{k}": k for k in (
+    "n_classes", "per_class_train", "per_class_test", "width", "epochs", "eps", "eps_list", "pgd_steps",
+    "apgd_steps", "n_eval", "methods", "seed")}
 
 
 def recipe(profile: str = "smoke", **overrides) -> dict:

@@ -31,6 +31,10 @@ RECIPE = {
     "full": {"archs": list(IMAGENET_ARCHS), "min_over_chance": 10},
 }
 _UNKEYED = ("min_over_chance",)  # recipe entries that do not change a base's weights
+# notebook parameter -> recipe key (names unique in the workbook; see lib.studies.check_params)
+PARAMS = {"base_epochs": "epochs", "base_per_class_train": "per_class_train", "base_per_class_test": "per_class_test",
+          "base_width": "width", "base_lr": "lr", "base_seed": "seed", "base_min_over_chance": "min_over_chance",
+          "base_imagenet_archs": "archs"}
 
 
 def recipe(**overrides) -> dict:

@@ -83,6 +83,10 @@ RECIPE = {
 }
 # The Renofeation paper's headline (ResNet-18 from ImageNet, task-agnostic feature attack).
 SEED_HEADLINE = {"fine_tune": 0.743, "renofeation": 0.069}
+# notebook parameter -> recipe key (names unique in the workbook; see lib.studies.check_params)
+PARAMS = {f"transfer_{k}": k for k in (
+    "arch", "dataset", "anb_epochs", "anb_ns", "anb_eps", "feature_eps", "feature_steps", "pgd_steps", "n_attack",
+    "sweep_eps", "n_sweep", "methods", "asr_ratio", "asr_gap", "clean_margin", "seed")}
 
 
 def recipe(profile: str = "smoke", **overrides) -> dict:

@@ -1,0 +1,150 @@
+"""Run folders and their provenance: what ``python -m lib.workbook`` writes beside the notebooks.
+
+Each run gets ``runs/<profile>/<name>/`` (``name``: ``--name`` or a UTC timestamp; an existing
+folder is never reused except by ``--resume``) holding the executed notebooks, ``figures/``,
+``tables/``, ``store_log.jsonl`` (every model and result the store handed out, and whether it was
+loaded or made) and ``manifest.json``:
+
+``parameters``  the validated run parameters (``-p`` and ``--config``), ``recipes`` the resolved
+recipe of each notebook's study, ``git`` commit, branch and dirty flag, ``packages`` versions,
+``device``, ``started``/``ended`` (UTC), ``notebooks`` (name, status, seconds, executed copy) and
+``store`` (the log's entries). The manifest is rewritten after every notebook, so a killed run
+shows what finished. ``index.md`` lists every figure and table with its caption, n and the
+parameters behind it.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata as md
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from .paths import ROOT
+
+PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "captum", "safetensors", "papermill",
+            "matplotlib", "seaborn")
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_dir(out: Path, profile: str, name: str | None) -> Path:
+    """A fresh folder ``out/<profile>/<name or timestamp>``; never an existing one."""
+    base = Path(out) / profile
+    if name:
+        folder = base / name
+        if folder.exists():
+            raise FileExistsError(f"run folder {folder} exists; pick another --name or continue it with --resume {name}")
+    else:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        folder, k = base / stamp, 1
+        while folder.exists():
+            k += 1
+            folder = base / f"{stamp}-{k}"
+    (folder / "figures").mkdir(parents=True)
+    (folder / "tables").mkdir()
+    return folder
+
+
+def latest_unfinished(out: Path, profile: str) -> Path | None:
+    """The newest run folder of ``profile`` whose manifest does not say ``done``."""
+    runs = sorted((p for p in (Path(out) / profile).glob("*/manifest.json")), key=lambda p: p.stat().st_mtime)
+    for manifest in reversed(runs):
+        if json.loads(manifest.read_text()).get("status") != "done":
+            return manifest.parent
+    return None
+
+
+def git_info() -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD") or None, "branch": git("rev-parse", "--abbrev-ref", "HEAD") or None,
+            "dirty": bool(status), "changed": status.splitlines()[:50]}
+
+
+def packages() -> dict:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_info() -> dict:
+    import torch
+
+    info = {"platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cuda": torch.cuda.is_available()}
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+        info["cpu"] = model
+    except (OSError, StopIteration):
+        pass
+    if info["cuda"]:
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def store_entries(folder: Path) -> list[dict]:
+    log = folder / "store_log.jsonl"
+    if not log.is_file():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def write_index(folder: Path, manifest: dict) -> Path:
+    """``index.md``: per notebook, its parameters, then each figure and table with caption and n."""
+    items = {}
+    for sub in ("figures", "tables"):
+        index = folder / sub / "index.json"
+        if index.is_file():
+            for name, entry in json.loads(index.read_text()).items():
+                items[name] = {**entry, "folder": sub}
+    lines = [f"# Run {manifest['run']} ({manifest['profile']} profile)", "",
+             f"Commit `{(manifest['git'].get('commit') or 'unknown')[:12]}`"
+             + (" with uncommitted changes" if manifest["git"].get("dirty") else "")
+             + f", started {manifest['started']}, status **{manifest['status']}**. "
+             f"Run parameters: {_short(manifest['parameters']) if manifest['parameters'] else 'the recipes as they are'}.",
+             ""]
+    for nb in manifest["notebooks"]:
+        stem = nb["name"].removesuffix(".ipynb")
+        lines += [f"## {stem} ({nb['status']}, {nb.get('seconds', 0):.0f} s)", ""]
+        recipe = manifest["recipes"].get(stem[:2], {})
+        if recipe:
+            lines += ["Parameters: " + ", ".join(f"`{k}={_short(v)}`" for k, v in recipe.items()
+                                                 if not isinstance(v, dict)), ""]
+        mine = {k: v for k, v in items.items() if v.get("notebook") == nb["name"] or
+                (not v.get("notebook") and k.startswith(stem[:2]))}
+        if mine:
+            lines += ["| output | kind | caption | n |", "|---|---|---|---|"]
+            for name, e in sorted(mine.items()):
+                link = f"[{name}]({e['folder']}/{e['files'][0]})"
+                caption = (e.get("caption") or "").replace("|", "/")
+                lines.append(f"| {link} | {e['kind']} | {caption} | {e.get('n') or 'not stated'} |")
+            lines.append("")
+    path = folder / "index.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
