@@ -39,7 +39,8 @@ from torch import Tensor
 ArrayLike = Union[Tensor, np.ndarray, Sequence]
 
 __all__ = ["accuracy", "confusion_matrix", "per_class", "macro_f1", "attack_success_rate",
-           "binomial_interval", "accuracy_with_interval", "average_accuracy", "backward_transfer",
+           "binomial_interval", "accuracy_with_interval", "bootstrap_interval", "seed_interval",
+           "average_accuracy", "backward_transfer",
            "forgetting", "AccuracyMatrix"]
 
 
@@ -220,6 +221,42 @@ def accuracy_with_interval(pred: ArrayLike, y: ArrayLike, level: float = 0.95) -
     k = int((p == t).sum().item())
     low, high = binomial_interval(k, n, level)
     return {"acc": k / n if n else float("nan"), "low": low, "high": high, "n": n}
+
+
+def bootstrap_interval(values: ArrayLike, level: float = 0.95, n_resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean of ``values`` (e.g. one model's per-image 0/1
+    correctness, or a per-image difference between two models on the same images), through
+    :func:`scipy.stats.bootstrap`. Resamples the test images: the spread a new draw of the test
+    set would give one trained model. Degenerate values give ``(v, v)``."""
+    from scipy import stats
+
+    x = np.asarray(values.detach().cpu() if isinstance(values, Tensor) else values, dtype=float).ravel()
+    if x.size == 0:
+        raise ValueError("bootstrap_interval needs at least one value")
+    if np.all(x == x[0]):
+        return float(x[0]), float(x[0])
+    res = stats.bootstrap((x,), np.mean, confidence_level=level, n_resamples=n_resamples, method="percentile",
+                          rng=np.random.default_rng(seed), vectorized=True)
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def seed_interval(values: ArrayLike, level: float = 0.95) -> dict:
+    """``{"mean", "low", "high", "sd", "n"}`` over repeated runs (one value per seed): Student-t
+    interval of the mean, the spread a new training seed gives. One value: the interval is
+    ``nan`` (one run says nothing about the seed spread)."""
+    from scipy import stats
+
+    x = np.asarray(values.detach().cpu() if isinstance(values, Tensor) else values, dtype=float).ravel()
+    n = x.size
+    if n == 0:
+        raise ValueError("seed_interval needs at least one value")
+    mean = float(x.mean())
+    if n == 1:
+        return {"mean": mean, "low": float("nan"), "high": float("nan"), "sd": float("nan"), "n": 1}
+    sd = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return {"mean": mean, "low": mean - half, "high": mean + half, "sd": sd, "n": n}
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,7 +38,8 @@ def new_run_dir(out: Path, profile: str, name: str | None) -> Path:
     if name:
         folder = base / name
         if folder.exists():
-            raise FileExistsError(f"run folder {folder} exists; pick another --name or continue it with --resume {name}")
+            raise FileExistsError(f"run folder {folder} exists; pick another --name "
+                                  f"or continue it with --resume {name}")
     else:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         folder, k = base / stamp, 1
@@ -127,7 +128,7 @@ def write_index(folder: Path, manifest: dict) -> Path:
              f"Commit `{(manifest['git'].get('commit') or 'unknown')[:12]}`"
              + (" with uncommitted changes" if manifest["git"].get("dirty") else "")
              + f", started {manifest['started']}, status **{manifest['status']}**. "
-             f"Run parameters: {_short(manifest['parameters']) if manifest['parameters'] else 'the recipes as they are'}.",
+             f"Run parameters: {_short(manifest['parameters']) if manifest['parameters'] else 'the recipes'}.",
              ""]
     for nb in manifest["notebooks"]:
         stem = nb["name"].removesuffix(".ipynb")

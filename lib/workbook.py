@@ -184,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     top_figures = figures_dir()  # before the run points WORKBOOK_FIGURES at its own folder
     if manifest is None:
-        folder = runs.new_run_dir(out_root, profile, args.name)
+        try:
+            folder = runs.new_run_dir(out_root, profile, args.name)
+        except FileExistsError as err:
+            print(f"workbook: {err}", file=sys.stderr)
+            return 2
         manifest = {"run": folder.name, "folder": str(folder), "profile": profile, "parameters": params,
                     "only": args.only, "recipes": {}, "git": runs.git_info(), "packages": runs.packages(),
                     "device": runs.device_info(), "started": runs.now(), "ended": None, "status": "running",

@@ -225,3 +225,26 @@ def test_accuracy_matrix():
     one = M.AccuracyMatrix(1)
     one.record(0, 0, torch.tensor(0.6))
     assert one.summary()["average_accuracy"] == pytest.approx(0.6) and math.isnan(one.summary()["forgetting"])
+
+
+# ----------------------------------------------------------------------------- intervals
+def test_seed_interval_on_a_known_case():
+    from lib.metrics import seed_interval
+
+    r = seed_interval([1.0, 2.0, 3.0])  # mean 2, sd 1, t(0.975, 2) = 4.302653
+    assert r["mean"] == 2.0 and r["sd"] == 1.0 and r["n"] == 3
+    assert r["high"] - 2.0 == pytest.approx(4.302653 / 3 ** 0.5, abs=1e-6)
+    assert r["low"] == pytest.approx(4.0 - r["high"])
+    one = seed_interval([0.7])
+    assert one["mean"] == 0.7 and math.isnan(one["low"])  # one seed says nothing about the spread
+
+
+def test_bootstrap_interval_matches_the_binomial_on_correctness_vectors():
+    from lib.metrics import binomial_interval, bootstrap_interval
+
+    x = np.r_[np.ones(60), np.zeros(40)]
+    low, high = bootstrap_interval(x)
+    w_low, w_high = binomial_interval(60, 100)
+    assert low < 0.6 < high and abs(low - w_low) < 0.03 and abs(high - w_high) < 0.03
+    assert bootstrap_interval(np.ones(5)) == (1.0, 1.0)
+    assert bootstrap_interval(x, seed=3) == bootstrap_interval(x, seed=3)

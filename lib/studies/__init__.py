@@ -117,7 +117,8 @@ def check_params(params: dict, profile: str = "smoke") -> dict:
         default = table[profile][p.key]
         if not _type_ok(value, default):
             kind = type(default).__name__
-            raise ConfigError(f"{name} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind} like the recipe's {default!r}, "
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise ConfigError(f"{name} must be {article} {kind} like the recipe's {default!r}, "
                               f"got {value!r} ({type(value).__name__})")
         out[name] = float(value) if isinstance(default, float) and isinstance(value, int) else value
     return out

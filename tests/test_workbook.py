@@ -1,0 +1,164 @@
+"""The run configuration, run folders, manifest, index and resume of ``python -m lib.workbook``
+(on two tiny notebooks written here, so each run takes seconds), and the store's command line."""
+import json
+import os
+
+import nbformat
+import pandas as pd
+import pytest
+
+from lib import studies, workbook
+from lib.store import Store
+from lib.store.__main__ import main as store_main
+from lib.store.__main__ import parse_age
+from lib.studies import ConfigError, bases, check_params
+
+
+def _notebook(path, params: str, body: str):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
+@pytest.fixture
+def tiny_notebooks(tmp_path, monkeypatch):
+    """01 trains nothing but records the bases recipe it was given; 02 asks for the bases recipe
+    without any parameter of its own (as notebook 02 asks for base A) and fails when FAIL_02 is set."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _notebook(folder / "01_first.ipynb", 'profile = "smoke"\nbase_epochs = None',
+              "import pandas as pd\nfrom lib import plots\nfrom lib.studies import bases\n"
+              "cfg = bases.recipe(epochs=base_epochs)\n"
+              "plots.save_table(pd.DataFrame({'epochs': [cfg['epochs']], 'n': [7]}), '01_first', caption='first')")
+    _notebook(folder / "02_second.ipynb", 'profile = "smoke"',
+              "import os\nimport pandas as pd\nfrom lib import plots\nfrom lib.studies import bases\n"
+              "assert not os.environ.get('FAIL_02'), 'asked to fail'\n"
+              "plots.save_table(pd.DataFrame({'epochs': [bases.recipe()['epochs']]}), '02_second')")
+    monkeypatch.setattr(workbook, "NOTEBOOKS", folder)
+    monkeypatch.setattr(workbook, "figures_dir", lambda: tmp_path / "top_figures")
+    (tmp_path / "top_figures").mkdir()
+    return tmp_path
+
+
+def test_unknown_or_mistyped_parameter_stops_before_anything_runs(tmp_path, capsys):
+    assert workbook.main(["-p", "bogus=1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "bogus" in err and "base_epochs" in err and len(err.strip().splitlines()) == 1
+    assert workbook.main(["-p", "base_epochs=2.5", "--out", str(tmp_path)]) == 2
+    assert "base_epochs must be an int" in capsys.readouterr().err
+    assert workbook.main(["-p", "transfer_arch='resnet18'", "--out", str(tmp_path)]) == 2  # a full-profile knob
+    assert "full" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # no run folder was made
+
+
+def test_values_parse_as_people_write_them(tmp_path):
+    assert workbook._literal("8/255") == pytest.approx(8 / 255)
+    assert workbook._literal("[2, 4]") == [2, 4] and workbook._literal("fine_tune") == "fine_tune"
+    cfg = tmp_path / "study.toml"
+    cfg.write_text('base_epochs = 3\nadv_eps = 0.0314\nadv_methods = ["standard", "pgd_at"]\n')
+    args = workbook._parser().parse_args(["--config", str(cfg), "-p", "base_epochs=4"])
+    profile, params = workbook.configure(args)
+    assert profile == "smoke" and params == {"base_epochs": 4, "adv_eps": 0.0314, "adv_methods": ["standard", "pgd_at"]}
+    with pytest.raises(ConfigError, match="seeds"):
+        check_params({"seeds": 0})
+    assert check_params({"adv_eps": 1}) == {"adv_eps": 1.0}  # an int where the recipe has a float
+
+
+def test_every_notebook_parameter_is_a_study_parameter():
+    known = studies.parameters()
+    for path in workbook.notebooks():
+        names = set(workbook.parameter_names(path)) - {"profile"}
+        module = studies.study_modules().get(path.name[:2])
+        assert module is not None, f"{path.name} has no study module"
+        assert names == set(module.PARAMS), (path.name, names ^ set(module.PARAMS))
+        assert all(known[n].notebook == path.name[:2] for n in names)
+
+
+def test_run_configuration_reaches_every_recipe(monkeypatch):
+    monkeypatch.setenv(studies.CONFIG_ENV, json.dumps({"params": {"base_epochs": 3, "adv_epochs": 2}}))
+    assert bases.recipe()["epochs"] == 3  # what notebook 02 gets when it asks for base A
+    assert bases.recipe(epochs=5)["epochs"] == 5  # an explicit override still wins
+    from lib.studies import adversarial
+    assert adversarial.recipe()["epochs"] == 2
+    monkeypatch.delenv(studies.CONFIG_ENV)
+    assert bases.recipe()["epochs"] == bases.RECIPE["smoke"]["epochs"]
+
+
+@pytest.mark.notebooks
+def test_runs_get_their_own_folders_manifest_index_and_resume(tiny_notebooks, monkeypatch):
+    out = tiny_notebooks / "runs"
+    assert workbook.main(["-p", "base_epochs=3", "--out", str(out), "--name", "first", "--quiet"]) == 0
+    run = out / "smoke" / "first"
+    assert pd.read_csv(run / "tables" / "01_first.csv")["epochs"].item() == 3
+    assert pd.read_csv(run / "tables" / "02_second.csv")["epochs"].item() == 3  # the same bases recipe in 02
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "done" and manifest["parameters"] == {"base_epochs": 3}
+    assert manifest["recipes"]["01"]["epochs"] == 3
+    assert len(manifest["git"]["commit"]) == 40 and isinstance(manifest["git"]["dirty"], bool)
+    assert manifest["packages"]["torch"] and "cpu_count" in manifest["device"]
+    assert [nb["status"] for nb in manifest["notebooks"]] == ["done", "done"]
+    assert all(nb["seconds"] > 0 for nb in manifest["notebooks"]) and manifest["ended"] >= manifest["started"]
+    index = (run / "index.md").read_text()
+    assert "[01_first](tables/01_first.csv)" in index and "| first | 7 |" in index and "`epochs=3`" in index
+    assert (tiny_notebooks / "top_figures" / "01_first.csv").is_file()  # the latest smoke run's outputs
+    # a second run never reuses the first one's folder; the same --name is refused
+    assert workbook.main(["--out", str(out), "--quiet"]) == 0
+    assert len(list((out / "smoke").iterdir())) == 2
+    assert workbook.main(["--out", str(out), "--name", "first", "--quiet"]) == 2
+    # a failed run resumes where it stopped, with its own parameters
+    monkeypatch.setenv("FAIL_02", "1")
+    assert workbook.main(["-p", "base_epochs=2", "--out", str(out), "--name", "broken", "--quiet"]) == 1
+    failed = json.loads((out / "smoke" / "broken" / "manifest.json").read_text())
+    assert failed["status"] == "failed" and [nb["status"] for nb in failed["notebooks"]] == ["done", "failed"]
+    monkeypatch.delenv("FAIL_02")
+    before = (out / "smoke" / "broken" / "tables" / "01_first.csv").stat().st_mtime_ns
+    assert workbook.main(["--resume", "--out", str(out), "--quiet"]) == 0
+    resumed = json.loads((out / "smoke" / "broken" / "manifest.json").read_text())
+    assert resumed["status"] == "done" and len(resumed["resumed"]) == 1
+    assert (out / "smoke" / "broken" / "tables" / "01_first.csv").stat().st_mtime_ns == before  # 01 not rerun
+    assert pd.read_csv(out / "smoke" / "broken" / "tables" / "02_second.csv")["epochs"].item() == 2
+
+
+def test_retrain_redoes_each_artifact_once_per_run(tmp_path, monkeypatch):
+    import torch.nn as nn
+
+    store, calls = Store(tmp_path / "store"), []
+
+    def train(model):
+        calls.append(1)
+        nn.init.constant_(model.weight, float(len(calls)))
+
+    get = lambda: store.model("lin", {"a": 1}, lambda: nn.Linear(2, 2), train)
+    get()
+    assert get()[1]["cached"] and len(calls) == 1
+    monkeypatch.setenv("WORKBOOK_RETRAIN", "1")
+    monkeypatch.setenv("WORKBOOK_STORE_LOG", str(tmp_path / "log.jsonl"))
+    net, meta = get()
+    assert not meta["cached"] and len(calls) == 2 and float(net.weight.detach()[0, 0]) == 2.0
+    net, meta = get()  # a later notebook of the same run reuses what this run retrained
+    assert meta["cached"] and len(calls) == 2 and float(net.weight.detach()[0, 0]) == 2.0
+    assert store.result("r", {"b": 1}, lambda: {"v": len(calls)}) == {"v": 2}
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [e["action"] for e in log] == ["trained", "loaded", "computed"]
+
+
+def test_store_command_lists_and_cleans(tmp_path, capsys):
+    import torch.nn as nn
+
+    store = Store(tmp_path)
+    store.model("old_model", {"a": 1}, lambda: nn.Linear(2, 2), lambda m: None)
+    store.result("a_table", {"b": 2}, lambda: pd.DataFrame({"x": [1, 2]}))
+    old = store.model_path("old_model", {"a": 1})
+    os.utime(old, (old.stat().st_atime - 3 * 86400,) * 2)
+    assert store_main(["--root", str(tmp_path), "ls"]) == 0
+    listing = capsys.readouterr().out
+    assert "old_model-" in listing and "a_table-" in listing and "2 artifacts" in listing
+    assert store_main(["--root", str(tmp_path), "clean", "--older-than", "2d", "--dry-run"]) == 0
+    assert old.is_file() and "would delete model old_model" in capsys.readouterr().out
+    assert store_main(["--root", str(tmp_path), "clean", "--older-than", "2d"]) == 0
+    assert not old.is_file() and store.has_result("a_table", {"b": 2})
+    assert parse_age("12h") == 43200 and parse_age("90m") == 5400
+    assert store_main(["--root", str(tmp_path), "clean", "--older-than", "soon"]) == 2
