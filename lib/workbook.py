@@ -117,7 +117,27 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default=str(ROOT / "runs"))
     ap.add_argument("--timeout", type=int, default=None, help="seconds per cell")
     ap.add_argument("--quiet", action="store_true", help="one line per notebook instead of streamed output")
+    ap.add_argument("--list-params", action="store_true", help="print every parameter with its recipe values")
     return ap
+
+
+def list_params() -> str:
+    """Every run parameter: its notebook, the recipe key it sets and the smoke / full values."""
+    from .studies import RUN_PARAMS, parameters, study_modules
+
+    modules = study_modules()
+    lines = [f"{'parameter':<26} {'notebook':<8} {'smoke':<28} full"]
+    lines += [f"{name:<26} {'all':<8} {text}" for name, text in RUN_PARAMS.items()]
+    for p in parameters().values():
+        table = modules[p.notebook].RECIPE
+        show = lambda prof: _short(table[prof][p.key]) if p.key in table.get(prof, {}) else "-"
+        lines.append(f"{p.name:<26} {p.notebook:<8} {show('smoke'):<28} {show('full')}")
+    return "\n".join(lines)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 26 else text[:23] + "..."
 
 
 def configure(args) -> tuple[str, dict]:
@@ -160,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     from .studies import CONFIG_ENV, ConfigError
 
     args = _parser().parse_args(argv)
+    if args.list_params:
+        print(list_params())
+        return 0
     out_root = Path(args.out)
     try:
         if args.resume is not None:

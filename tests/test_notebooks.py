@@ -29,7 +29,7 @@ def test_notebooks_are_ordered_stripped_and_parameterised():
 
 
 def test_00_datasets(tmp_path):
-    out = run_notebook(notebooks(["00"])[0], {"per_class": 10}, tmp_path)
+    out = run_notebook(notebooks(["00"])[0], {"data_per_class": 10}, tmp_path)
     assert out.exists()
     for name in ("00_samples.png", "00_masks.png", "00_class_balance.png", "00_splits.png"):
         assert (_figures() / name).stat().st_size > 5000, name

@@ -70,7 +70,7 @@ def test_values_parse_as_people_write_them(tmp_path):
 def test_every_notebook_parameter_is_a_study_parameter():
     known = studies.parameters()
     for path in workbook.notebooks():
-        names = set(workbook.parameter_names(path)) - {"profile"}
+        names = set(workbook.parameter_names(path)) - set(studies.RUN_PARAMS)
         module = studies.study_modules().get(path.name[:2])
         assert module is not None, f"{path.name} has no study module"
         assert names == set(module.PARAMS), (path.name, names ^ set(module.PARAMS))

@@ -7,6 +7,8 @@ raises the evaluation budget (APGD steps, images attacked).
 """
 from __future__ import annotations
 
+import pandas as pd
+
 from .. import adversarial_training, attacks
 from .. import data as D
 from ..adversarial_training import adversarial_train
@@ -25,12 +27,13 @@ _SMOKE = {"n_classes": 10, "per_class_train": 100, "per_class_test": 40, "width"
           # evaluation: the same n_eval test images for every attack and model
           "eps_list": [2 / 255, 8 / 255], "pgd_steps": [7, 10, 20, 40], "apgd_steps": 25, "n_eval": 200,
           "methods": ["standard", "pgd_at", "fgsm_rs", "trades"],
-          "min_pgd_at_gain": 0.2}  # headline: PGD-AT gains at least this much PGD accuracy over standard
-RECIPE = {"smoke": _SMOKE, "full": {**_SMOKE, "apgd_steps": 100, "n_eval": 1000}}  # the paper's 100 APGD steps
+          "min_pgd_at_gain": 0.2,  # headline: PGD-AT gains at least this much PGD accuracy over standard
+          "seeds": 1}  # training seeds per method (seed, seed + 1, ...): intervals over seeds when > 1
+RECIPE = {"smoke": _SMOKE, "full": {**_SMOKE, "apgd_steps": 100, "n_eval": 1000, "seeds": 3}}  # paper: 100 APGD steps
 # notebook parameter -> recipe key (names unique in the workbook; see lib.studies.check_params)
 PARAMS = {f"adv_{k}": k for k in (
     "n_classes", "per_class_train", "per_class_test", "width", "epochs", "eps", "eps_list", "pgd_steps",
-    "apgd_steps", "n_eval", "methods", "seed")}
+    "apgd_steps", "n_eval", "methods", "seed", "min_pgd_at_gain")}
 
 
 def recipe(profile: str = "smoke", **overrides) -> dict:
@@ -143,4 +146,30 @@ def best_and_last(models: dict, cfg: dict, test, *, store=None, progress: bool =
             row[f"test_clean_{name}"], row[f"test_pgd20_{name}"] = r["acc"].tolist()
         row["n_eval"] = int(r["n"].iloc[0])
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compact_table(report: pd.DataFrame, eps_list, pgd_steps: int, level: float = 0.95) -> pd.DataFrame:
+    """Method x (clean, FGSM, PGD-``pgd_steps``, APGD-CE, APGD-T, worst case) x eps from a
+    :func:`lib.robustness.robustness_report` table with a ``seed`` column (one report per trained
+    seed): the mean accuracy with its ``level`` interval and n. One seed: Wilson interval over the
+    ``n`` test images (what a new draw of the test set would give this model); several seeds:
+    Student-t interval over the seeds (what retraining gives), ``n`` images each. Eps in /255."""
+    from ..metrics import binomial_interval, seed_interval
+
+    keep = report["attack"].isin(["clean", "fgsm", "pgd", "apgd", "apgd_t", "worst"])
+    keep &= (report["attack"] != "pgd") | (report["steps"] == pgd_steps)
+    keep &= report["eps"].isin([0.0, *eps_list])
+    keep &= (report["attack"] == "clean") | (report["eps"] > 0)
+    rows = []
+    for (method, label, eps255), g in report[keep].groupby(["method", "label", "eps_255"], sort=False):
+        seeds = g["seed"].nunique()
+        if seeds == 1:
+            low, high = binomial_interval(int(g["correct"].iloc[0]), int(g["n"].iloc[0]), level)
+            interval = "Wilson, test images"
+        else:
+            r = seed_interval(g.groupby("seed")["acc"].mean().to_numpy(), level)
+            low, high, interval = r["low"], r["high"], f"t, {seeds} seeds"
+        rows.append({"method": method, "attack": label, "eps_255": eps255, "acc": g["acc"].mean(), "low": low,
+                     "high": high, "n": int(g["n"].iloc[0]), "seeds": seeds, "interval": interval})
     return pd.DataFrame(rows)

@@ -52,6 +52,8 @@ _COMMON = {
     # the headline: re-training and Renofeation at most asr_ratio x fine-tuning's feature-attack
     # success and asr_gap below it, with clean accuracy at most clean_margin below fine-tuning's
     "asr_ratio": 0.5, "asr_gap": 0.10, "clean_margin": 0.10,
+    # the AnB claims (anb_check): differences in PGD accuracy under attacks crafted on base A
+    "anb_margin": 0.10,
     "seed": 0,
 }
 RECIPE = {
@@ -86,7 +88,7 @@ SEED_HEADLINE = {"fine_tune": 0.743, "renofeation": 0.069}
 # notebook parameter -> recipe key (names unique in the workbook; see lib.studies.check_params)
 PARAMS = {f"transfer_{k}": k for k in (
     "arch", "dataset", "anb_epochs", "anb_ns", "anb_eps", "feature_eps", "feature_steps", "pgd_steps", "n_attack",
-    "sweep_eps", "n_sweep", "methods", "asr_ratio", "asr_gap", "clean_margin", "seed")}
+    "sweep_eps", "n_sweep", "methods", "asr_ratio", "asr_gap", "clean_margin", "anb_margin", "seed")}
 
 
 def recipe(profile: str = "smoke", **overrides) -> dict:
@@ -214,4 +216,44 @@ def headline_paragraph(table: pd.DataFrame, target: str, note: str = "") -> str:
         text += (f"White-box PGD against each student leaves {r['whitebox_acc'].min():.1%} to "
                  f"{r['whitebox_acc'].max():.1%} accuracy: **low transfer-attack success is not robustness**; "
                  f"it means that the public teacher is no longer a good surrogate for attacking the student.")
+    return text
+
+
+def anb_check(anb: pd.DataFrame, *, margin: float = 0.10, column: str = "pgd_acc") -> pd.DataFrame:
+    """Notebook 02's AnB claims on an :func:`lib.transfer.anb_sweep` table, one row each with the
+    measured difference, the margin it must reach and ``passed`` (accuracies under the attack
+    ``column`` crafted on base A, on the same ``attack_n`` images for every model):
+
+    1. with the whole body copied, AnB is at least ``margin`` less accurate under the attack than
+       BnB (the same depth copied from base B, which shares nothing with A);
+    2. AnB+ (copied blocks fine-tuned on B) keeps at least ``margin / 2`` more than AnB;
+    3. copying more of A makes AnB more vulnerable: ``margin`` lower at the full depth than at n = 1.
+    """
+    last, first = anb["n"].max(), anb["n"].min()
+    v = lambda variant, n: float(anb.loc[(anb["variant"] == variant) & (anb["n"] == n), column].iloc[0])
+    claims = [
+        ("AnB less robust than BnB to attacks from base A (full depth)", v("BnB", last) - v("AnB", last), margin),
+        ("AnB+ keeps more than AnB (full depth)", v("AnB+", last) - v("AnB", last), margin / 2),
+        ("AnB more vulnerable with more blocks of A copied", v("AnB", first) - v("AnB", last), margin),
+    ]
+    n = int(anb["attack_n"].iloc[0]) if "attack_n" in anb else None
+    return pd.DataFrame([{"claim": c, "difference": d, "margin": m, "n": n, "passed": bool(d >= m)}
+                         for c, d, m in claims])
+
+
+def anb_paragraph(anb: pd.DataFrame, checks: pd.DataFrame, eps: float) -> str:
+    """The AnB result as a sentence generated from the numbers and :func:`anb_check`."""
+    last = anb["n"].max()
+    v = lambda variant, c: float(anb.loc[(anb["variant"] == variant) & (anb["n"] == last), c].iloc[0])
+    n = int(anb["attack_n"].iloc[0])
+    text = (f"At n = {last} (the whole body copied), AnB scores {v('AnB', 'test_acc'):.1%} on natural images and "
+            f"{v('AnB', 'pgd_acc'):.1%} under PGD (eps {eps * 255:.0f}/255) crafted on base A, while BnB (the same "
+            f"depth copied from base B, which shares nothing with A) keeps {v('BnB', 'pgd_acc'):.1%} and AnB+, whose "
+            f"copied blocks were trained on B, {v('AnB+', 'pgd_acc'):.1%} ({n} attacked test images each, about "
+            f"±{1.96 * (0.25 / n) ** 0.5:.0%} at most per accuracy). ")
+    if checks["passed"].all():
+        text += "Attacks made on the public base transfer best to models that keep the most of it unchanged."
+    else:
+        failed = "; ".join(checks.loc[~checks["passed"], "claim"])
+        text += f"**Not every AnB claim holds in this run** ({failed}); see the check table below."
     return text
