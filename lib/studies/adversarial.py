@@ -169,7 +169,7 @@ def compact_table(report: pd.DataFrame, eps_list, pgd_steps: int, level: float =
             interval = "Wilson, test images"
         else:
             r = seed_interval(g.groupby("seed")["acc"].mean().to_numpy(), level)
-            low, high, interval = r["low"], r["high"], f"t, {seeds} seeds"
+            low, high, interval = max(0.0, r["low"]), min(1.0, r["high"]), f"t, {seeds} seeds"  # clipped to [0, 1]
         rows.append({"method": method, "attack": label, "eps_255": eps255, "acc": g["acc"].mean(), "low": low,
                      "high": high, "n": int(g["n"].iloc[0]), "seeds": seeds, "interval": interval})
     return pd.DataFrame(rows)
