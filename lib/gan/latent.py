@@ -127,8 +127,8 @@ def unrestricted_batches(G, aux, classifier, y: Tensor, steps: int, *, batch_siz
     y = torch.as_tensor(y).long()
     parts = [unrestricted_attack(G, aux, classifier, y[i:i + batch_size], steps, seed=seed * 7919 + i, **kw)
              for i in range(0, len(y), batch_size)]
-    weights = torch.tensor([len(p.y) for p in parts], dtype=torch.float)
-    trace = sum(p.trace.set_index("step") * w for p, w in zip(parts, weights)) / weights.sum()
+    weights = [len(p.y) for p in parts]
+    trace = sum(p.trace.set_index("step") * w for p, w in zip(parts, weights)) / sum(weights)
     cat = lambda name: torch.cat([getattr(p, name) for p in parts])
     return UnrestrictedResult(**{k: cat(k) for k in ("images", "samples", "clean", "z", "z0", "y", "pred", "aux_pred",
                                                      "success")}, trace=trace.reset_index())

@@ -6,8 +6,9 @@ trained classifier's accuracy on them measures their quality; latent optimisatio
 unrestricted adversarial examples; four classifiers of the same architecture and budget are
 trained on clean data, with least-likely-class FGSM, with GAN samples and with unrestricted
 examples mixed into every batch (half of it, weight 0.3). The smoke profile uses five synsigns
-classes that differ in shape, colour scheme and glyph at 32 px, a GAN 16 channels wide and a
-small CNN, so that a 2-core CPU trains everything in minutes; the full profile is the study's
+classes that differ in shape, colour scheme and glyph at 16 px (a generator step at 32 px costs
+three times as much, too many for a few-minute CPU budget), a GAN 16 channels wide and a small CNN,
+so that a 2-core CPU trains everything in minutes; the full profile is the study's
 CIFAR-100 with DenseNet-BC (depth 100, growth 12) and the study's GAN (width 256, 100k steps).
 """
 from __future__ import annotations
@@ -35,11 +36,14 @@ METHODS = ("clean", "fgsm", "gan", "unrestricted")
 # diamond/green-white/arrow, octagon/orange-blue/bar (every factor differs between any two)
 SMOKE_CLASSES = [0, 25, 50, 75, 96]
 _SMOKE = {
-    "dataset": "synsigns", "classes": SMOKE_CLASSES, "size": 32, "per_class_train": 200, "per_class_test": 60,
+    "dataset": "synsigns", "classes": SMOKE_CLASSES, "size": 16, "per_class_train": 200, "per_class_test": 60,
     "data_seed": 0, "seed": 0,
     # AC-GAN (the study: z 256, width 256, 100k steps, batch 64; n_critic 5, Adam 2e-4 (0, 0.9))
-    "gan_z_dim": 64, "gan_width": 16, "gan_steps": 600, "gan_batch": 32, "gan_n_critic": 5, "gan_lr": 2e-4,
-    "gan_checkpoint_every": 100,
+    # smoke: 16 channels, an aux head without dropout (dropout 0.5 on 16 features stalls it), a 5x higher
+    # lr and the generator's aux weight 1 (not 0.1), so that the class conditioning is learnt in about a
+    # thousand steps on a CPU (README: the tuning runs)
+    "gan_z_dim": 64, "gan_width": 16, "gan_steps": 1000, "gan_batch": 32, "gan_n_critic": 5, "gan_lr": 1e-3,
+    "gan_dropout": 0.0, "gan_aux_weight_g": 1.0, "gan_checkpoint_every": 100,
     # classifiers: same architecture and budget for every training set
     "arch": "small_cnn", "clf_width": 16, "clf_epochs": 6, "clf_lr": 0.1, "clf_batch": 64, "translate": 2,
     # augmentation (the study: half of each batch, weight 0.3; LL-FGSM eps ~ U(1e-4, 0.1) on [-1, 1] images,
@@ -58,7 +62,8 @@ _SMOKE = {
     "min_aux_agree": 0.5,         # the aux classifier still says y for most of them
 }
 _FULL = {**_SMOKE, "dataset": "cifar100", "classes": None, "per_class_train": None, "per_class_test": None,
-         "gan_z_dim": 256, "gan_width": 256, "gan_steps": 100_000, "gan_batch": 64, "gan_checkpoint_every": 1000,
+         "size": 32, "gan_z_dim": 256, "gan_width": 256, "gan_steps": 100_000, "gan_batch": 64, "gan_lr": 2e-4,
+         "gan_dropout": 0.5, "gan_aux_weight_g": 0.1, "gan_checkpoint_every": 1000,
          "arch": "densenet_bc100", "clf_epochs": 100, "clf_batch": 64, "translate": 0, "aug_steps": 500,
          "attack_steps": 500, "per_class_samples": 10, "per_class_unrestricted": 2, "n_eval": 1000,
          "min_sample_acc": 0.5}
@@ -68,7 +73,7 @@ PARAMS = {"gan_classes": "classes", "gan_per_class_train": "per_class_train", "g
           "gan_attack_steps": "attack_steps", "gan_per_class_samples": "per_class_samples",
           "gan_per_class_unrestricted": "per_class_unrestricted", "gan_n_eval": "n_eval", "gan_seed": "seed"}
 GAN_KEYS = ("dataset", "classes", "size", "per_class_train", "data_seed", "seed", "gan_z_dim", "gan_width",
-            "gan_steps", "gan_batch", "gan_n_critic", "gan_lr")
+            "gan_steps", "gan_batch", "gan_n_critic", "gan_lr", "gan_dropout", "gan_aux_weight_g")
 CLF_KEYS = ("dataset", "classes", "size", "per_class_train", "data_seed", "seed", "arch", "clf_width",
             "clf_epochs", "clf_lr", "clf_batch", "translate", "adv_fraction", "adv_weight")
 
@@ -138,7 +143,7 @@ def gan_model(cfg: dict, store: Store | None = None, *, progress: bool = True, s
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg["seed"])
             return ACGANState(Generator(train.num_classes, cfg["gan_z_dim"], cfg["gan_width"], cfg["size"]),
-                              Critic(train.num_classes, cfg["gan_width"]))
+                              Critic(train.num_classes, cfg["gan_width"], cfg["gan_dropout"]))
 
     def save(state, history):
         store.save_model("gan_acgan_ckpt", ckpt_key, state, {"history": history})
@@ -150,7 +155,8 @@ def gan_model(cfg: dict, store: Store | None = None, *, progress: bool = True, s
             resumed = state.step
             print(f"[gan] resuming from the checkpoint at step {resumed}")
         hist = _gan.train_acgan(state, train, cfg["gan_steps"], n_critic=cfg["gan_n_critic"],
-                                batch_size=cfg["gan_batch"], lr=cfg["gan_lr"], seed=cfg["seed"], history=history,
+                                batch_size=cfg["gan_batch"], lr=cfg["gan_lr"], aux_weight_g=cfg["gan_aux_weight_g"],
+                                seed=cfg["seed"], history=history,
                                 checkpoint_every=cfg["gan_checkpoint_every"], save=save, stop_at=stop_at,
                                 progress=progress)
         if stop_at is not None and stop_at < cfg["gan_steps"]:
