@@ -1,5 +1,10 @@
-"""Notebook 07 runs headless (small parameters), writes its figures and tables, asserts its
-headline itself, and a second run loads the GAN and the four classifiers from the store."""
+"""Notebook 07 runs headless, writes its figures and tables, asserts its headline itself, and a
+second run loads the GAN and the four classifiers from the store.
+
+It runs the default smoke recipe: the GAN is the cost, and smaller budgets do not support the
+headline (measured: 400 generator steps with 100 images per class and 4 classifier epochs gave
+samples recognised at 66% [56%, 75%] and a GAN-augmented model 16 points below the clean one), so
+a smaller run would test a notebook whose claims fail. About 3 minutes on an idle 2-core CPU."""
 import os
 from pathlib import Path
 
@@ -10,8 +15,7 @@ from lib.workbook import notebooks, run_notebook
 
 pytestmark = pytest.mark.notebooks
 
-SMALL = {"gan_per_class_train": 100, "gan_clf_epochs": 4, "gan_aug_steps": 3, "gan_attack_steps": 40,
-         "gan_per_class_samples": 20, "gan_per_class_unrestricted": 6, "gan_n_eval": 100}
+SMALL: dict = {}  # the default smoke recipe (see the module docstring)
 
 
 def _figures() -> Path:
@@ -27,12 +31,12 @@ def test_07_unrestricted_gan_trains_then_reuses(tmp_path):
     assert list(table["method"]) == ["clean", "fgsm", "gan", "unrestricted"]
     for k in ("clean", "fgsm", "pgd", "gan_samples", "transfer", "whitebox"):
         assert ((table[f"{k}_low"] <= table[f"{k}_acc"]) & (table[f"{k}_acc"] <= table[f"{k}_high"])).all(), k
-    assert (table["clean_n"] == 5 * 60).all() and (table["pgd_n"] == 100).all() and (table["whitebox_n"] == 30).all()
+    assert (table["clean_n"] == 5 * 60).all() and (table["pgd_n"] == 300).all() and (table["whitebox_n"] == 50).all()
     assert pd.read_csv(_figures() / "07_headline_check.csv")["passed"].astype(bool).all()
     quality = pd.read_csv(_figures() / "07_sample_quality.csv")
-    assert len(quality) == 6 and quality["n"].iloc[-1] == 100
+    assert len(quality) == 6 and quality["n"].iloc[-1] == 200
     steps = pd.read_csv(_figures() / "07_attack_steps.csv")
-    assert list(steps["step"]) == list(range(41))
+    assert list(steps["step"]) == list(range(101))
     for name in ("07_gan_losses.png", "07_sample_grid.png", "07_attack_steps.png", "07_unrestricted_examples.png",
                  "07_augmentation.png"):
         assert (_figures() / name).stat().st_size > 5000, name
