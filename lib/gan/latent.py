@@ -80,7 +80,9 @@ def unrestricted_attack(G: nn.Module, aux: nn.Module, classifier: nn.Module, y: 
         raise ValueError(f"steps must be >= 1, got {steps}")
     y = check_labels(y, G.num_classes)
     device = next(G.parameters()).device
+    clf_device = next(classifier.parameters()).device  # the classifier may live elsewhere (e.g. inside fit)
     y = y.to(device)
+    y_clf = y.to(clf_device)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     if z0 is None:
         z0 = torch.randn(len(y), G.z_dim, generator=gen)
@@ -94,15 +96,15 @@ def unrestricted_attack(G: nn.Module, aux: nn.Module, classifier: nn.Module, y: 
         for t in range(steps + 1):
             x = G(z, y)
             x_t = (x + eps * torch.tanh(eta)).clamp(-1, 1)
-            logits = classifier(to_pixels(x_t))
+            logits = classifier(to_pixels(x_t).to(clf_device))
             with torch.no_grad():
-                pred, aux_pred = logits.argmax(1), aux(x_t).argmax(1)
+                pred, aux_pred = logits.argmax(1).to(device), aux(x_t).argmax(1)
                 ok = success(pred, aux_pred, y)
                 rows.append({"step": t, "acc": (pred == y).float().mean().item(),
                              "aux_agree": (aux_pred == y).float().mean().item(), "success": ok.float().mean().item()})
             if t == steps:
                 break
-            loss = (closest_wrong_class_loss(logits, y).mean()
+            loss = (closest_wrong_class_loss(logits, y_clf).mean().to(device)
                     + lambda_z * F.relu((z - z0) ** 2 - eps_z ** 2).mean()
                     + lambda_aux * F.cross_entropy(aux(x).float(), y))
             gz, geta = torch.autograd.grad(loss, (z, eta))

@@ -165,7 +165,7 @@ def gan_model(cfg: dict, store: Store | None = None, *, progress: bool = True, s
         return {"history": hist.to_dict("records"), "resumed_from": resumed, "classes": train.classes}
 
     state, meta = store.model("gan_acgan", key, build_fn, train_fn, code=GAN_CODE)
-    state.eval()
+    state.to(_train.pick_device()).eval()
     return state.G, AuxClassifier(state.D).eval(), meta
 
 
