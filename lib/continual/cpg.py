@@ -118,11 +118,14 @@ def cpg_task(model: TaskNet, train, val, num_classes: int, *, goal: float, epoch
              prune_epochs: int = 20, prune_lr: float = 1e-3, prune_frequency: int = 10, prune_ramp: float = 0.2,
              retrain_epochs: int = 30, retrain_lr: float = 1e-3, retrain_lr_mask: float = 1e-4,
              grow_factor: float = 1.5 ** 0.5, max_width: float = 1.5 ** 0.5, adversarial: dict | None = None,
-             val_attack: Callable | None = None, seed: int = 0, progress: bool = True, **fit_kw) -> dict:
+             val_attack: Callable | None = None, allow_acc_loss: float = 0.0, seed: int = 0, progress: bool = True,
+             **fit_kw) -> dict:
     """Learn one more task with CPG (CMAT with ``adversarial``); see the module docstring.
-    ``goal``: the accuracy to reach on ``val`` (under ``val_attack`` when given). Returns what
+    ``goal``: the accuracy to reach on ``val`` (under ``val_attack`` when given), less
+    ``allow_acc_loss`` (CPG's option of that name, 0 in its scripts). Returns what
     happened: task id, grows, width, the chosen sparsity, accuracies per phase, histories."""
     kw = dict(progress=progress, **fit_kw)
+    target = goal - allow_acc_loss
     short = {**kw, "schedule": None}  # the pruning and retraining runs: a constant lr
     before = _snapshot(model)
     grows, log = 0, {"phases": []}
@@ -144,7 +147,7 @@ def cpg_task(model: TaskNet, train, val, num_classes: int, *, goal: float, epoch
                         desc=f"cpg task {k}", **kw)
         acc = _evaluate(model, k, val, val_attack)
         log["phases"].append({"phase": "train", "width": model.width, "sparsity": 0.0, "val_acc": acc})
-        if acc >= goal or not can_grow():
+        if acc >= target or not can_grow():
             break
         _undo(model, k, before)
         model.grow(grow_factor)
@@ -158,14 +161,14 @@ def cpg_task(model: TaskNet, train, val, num_classes: int, *, goal: float, epoch
     s_prev = 0.0
     steps_per_epoch = max(1, len(train) // fit_kw.get("batch_size", 128))
     for s in sparsities:
-        if best[2] < goal:
+        if best[2] < target:
             break  # the unpruned task already misses its goal: nothing to compact
         ramp = _ramp(prune_epochs * steps_per_epoch, s_prev, s, prune_frequency, prune_ramp)
         task_fit(model, train, TaskHooks(model, k, prune=ramp), epochs=prune_epochs, lr=prune_lr,
                  adversarial=adversarial, seed=seed + 1, desc=f"cpg task {k} prune {s:.2f}", **short)
         acc_s = _evaluate(model, k, val, val_attack)
         log["phases"].append({"phase": "prune", "width": model.width, "sparsity": s, "val_acc": acc_s})
-        if acc_s < goal:
+        if acc_s < target:
             break
         best, s_prev = (s, _snapshot(model), acc_s), s
     model.load_state_dict(best[1])
