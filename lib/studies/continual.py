@@ -29,7 +29,7 @@ METHODS = ["independent", "independent_adv", "finetune", "packnet", "packnet_adv
 BASE = {"independent_adv": "independent", "packnet_adv": "packnet", "cmat": "cpg"}  # adversarial -> learner
 _SMOKE = {
     "dataset": "synsigns", "n_tasks": 4, "classes_per_task": 5, "task_seed": 0, "data_seed": 0,
-    "per_class_train": 80, "per_class_val": 20, "per_class_test": 20,
+    "per_class_train": 64, "per_class_val": 20, "per_class_test": 20,
     "cfg": [12, "M", 24, "M", 48, "M", 48], "fc": [], "seed": 0,
     "epochs": 6, "lr": 0.1, "batch_size": 64, "weight_decay": 5e-4, "translate": 2,
     "prune": 0.6, "retrain_epochs": 2, "retrain_lr": 0.01,                        # PackNet
@@ -39,11 +39,13 @@ _SMOKE = {
     # CPG's allow_acc_loss (0 in its scripts, with 500 validation images per task): here 100, whose
     # sampling error (about +-0.09 at 95%) would otherwise decide every compaction step
     "allow_acc_loss": 0.05,
-    "eps_train": 2 / 255, "train_steps": 3, "val_steps": 10,                        # PGD-AT (CMAT: PGD-7 at 2/255)
+    "eps_train": 2 / 255, "train_steps": 2, "val_steps": 10,                        # PGD-AT (CMAT: PGD-7 at 2/255)
     "methods": METHODS,
     # evaluation: n_eval test images per task (stratified), the same for every model and attack
-    "eps_list": [2 / 255, 4 / 255, 8 / 255], "pgd_steps": [7, 10, 20, 40], "apgd_steps": 10, "n_eval": 30,
-    "matrix_steps": 10,  # PGD steps of the adversarial accuracy matrix (at eps_train)
+    "eps_list": [2 / 255, 4 / 255, 8 / 255], "pgd_steps": [7, 10, 20, 40], "apgd_steps": 20, "n_eval": 25,
+    # the full robustness report (with sanity checks) runs on the continual learners' final models;
+    # every method gets PGD-matrix_steps at eps_train on the same images (the adversarial accuracy row)
+    "report_methods": ["packnet", "packnet_adv", "cpg", "cmat"], "matrix_steps": 20,
     "min_forgetting": 0.05,  # headline: sequential fine-tuning forgets at least this much
 }
 _FULL = {**_SMOKE, "dataset": "cifar100", "n_tasks": 20, "cfg": list(VGG16), "fc": list(VGG16_FC),
@@ -59,7 +61,8 @@ PARAMS = {"cl_n_tasks": "n_tasks", "cl_per_class_train": "per_class_train", "cl_
           "cl_prune_epochs": "prune_epochs", "cl_eps_train": "eps_train", "cl_train_steps": "train_steps",
           "cl_eps_list": "eps_list", "cl_pgd_steps": "pgd_steps", "cl_apgd_steps": "apgd_steps",
           "cl_n_eval": "n_eval", "cl_methods": "methods", "cl_seed": "seed"}
-_EVAL_KEYS = ("methods", "eps_list", "pgd_steps", "apgd_steps", "n_eval", "matrix_steps", "min_forgetting")
+_EVAL_KEYS = ("methods", "eps_list", "pgd_steps", "apgd_steps", "n_eval", "matrix_steps", "min_forgetting",
+              "report_methods")
 ANCHORS = {  # CPG README (clean VGG-16, CIFAR-100 20 tasks, mean accuracy); CMAT README bar chart (PGD-k, 2/255)
     "clean": {"packnet": 0.675, "cpg": 0.809},
     "adversarial": {"cmat": {7: 0.615, 10: 0.545, 20: 0.520}, "packnet_adv": {7: 0.561, 10: 0.514, 20: 0.490}},
@@ -262,18 +265,20 @@ def task_views(method: str, model) -> list:
 
 
 def evaluate_methods(runs: dict, cfg: dict, store: Store | None = None, progress: bool = False) -> dict:
-    """Per method and task: the robustness report of :func:`lib.robustness.robustness_report`
-    (clean, FGSM, PGD-k over ``pgd_steps`` x ``eps_list``, APGD-CE, APGD-T, worst case, sanity
-    checks) on ``n_eval`` test images, and precision / recall / F1 per class and macro-F1 over
-    the task's **whole** test set. Cached. Returns ``{"report", "checks", "f1"}`` DataFrames."""
+    """Per task of each method in ``report_methods``: the robustness report of
+    :func:`lib.robustness.robustness_report` (clean, FGSM, PGD-k over ``pgd_steps`` x
+    ``eps_list``, APGD-CE, APGD-T, worst case, sanity checks) on ``n_eval`` test images; per task
+    of every method: precision / recall / F1 per class and macro-F1 over the task's **whole**
+    test set. Cached. Returns ``{"report", "checks", "f1"}`` DataFrames."""
     store = store or Store()
     tasks = task_data(cfg)
+    attacked = {m: runs[m] for m in cfg["report_methods"] if m in runs}
     key = {**{k: cfg[k] for k in ("eps_list", "pgd_steps", "apgd_steps", "n_eval", "seed")},
-           "train": {m: _key(m, cfg) for m in runs}}
+           "train": {m: _key(m, cfg) for m in runs}, "attacked": sorted(attacked)}
 
     def reports():
         reps, chks = [], []
-        for method, model in runs.items():
+        for method, model in attacked.items():
             for j, (view, t) in enumerate(zip(task_views(method, model), tasks)):
                 rep, chk = robustness_report(view, t["test"], eps_list=cfg["eps_list"], pgd_steps=cfg["pgd_steps"],
                                              apgd_steps=cfg["apgd_steps"], n=cfg["n_eval"], seed=cfg["seed"],
