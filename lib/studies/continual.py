@@ -10,6 +10,7 @@ its attack tables.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import pandas as pd
@@ -131,20 +132,24 @@ def _cifar100_task(classes, cfg):
     return train, val, sets["test"]
 
 
-def _cifar10_shared_task(classes, cfg):
+@functools.lru_cache(maxsize=4)
+def _cifar10_shared_split(split: str):
+    """The shared CIFAR-10 JPEG subset's ``split``, decoded once per process (every task and
+    method reads it)."""
     from ..data import to_imageset
     from ..data.real import load_real
     from ..paths import shared_dir
 
     root = shared_dir() / "data/cifar10-jpg-subset"
-    sets = {}
-    for split in ("train", "test"):
-        ds = to_imageset(load_real("cifar10_folder", split, root=root, size=32), name=f"cifar10-{split}",
-                         progress=False)
-        sets[split] = D.subset_classes(ds, classes)
-    train, val = D.train_val_split(sets["train"], cfg["per_class_val"] / 500, seed=cfg["data_seed"])
+    return to_imageset(load_real("cifar10_folder", split, root=root, size=32), name=f"cifar10-{split}", progress=False)
+
+
+def _cifar10_shared_task(classes, cfg):
+    train = D.subset_classes(_cifar10_shared_split("train"), classes)
+    test = D.subset_classes(_cifar10_shared_split("test"), classes)
+    train, val = D.train_val_split(train, cfg["per_class_val"] / 500, seed=cfg["data_seed"])
     train = D.stratified_subset(train, cfg["per_class_train"] * len(classes), cfg["data_seed"])
-    test = D.stratified_subset(sets["test"], cfg["per_class_test"] * len(classes), cfg["data_seed"])
+    test = D.stratified_subset(test, cfg["per_class_test"] * len(classes), cfg["data_seed"])
     return train, val, test
 
 
@@ -250,8 +255,8 @@ def _independent_log(models, tasks, goals) -> dict:
 
 
 # the code behind the cached models: a change to any of these retrains them
-CODE = (task_data, task_classes, _cifar100_task, _cifar10_shared_task, adversarial, val_attack, build, _fit_kw,
-        _method_kw, continual.network, continual.ownership, continual.training, continual.packnet, continual.cpg,
+CODE = (task_data, task_classes, _cifar100_task, _cifar10_shared_task, _cifar10_shared_split, adversarial, val_attack,
+        build, _fit_kw, _method_kw, continual.network, continual.ownership, continual.training, continual.packnet, continual.cpg,
         continual.baselines, continual.sequence, adversarial_training, attacks.core, attacks.projected,
         bases.class_data, *bases.TRAINING_CODE)
 
