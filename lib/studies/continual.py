@@ -256,8 +256,8 @@ def _independent_log(models, tasks, goals) -> dict:
 
 # the code behind the cached models: a change to any of these retrains them
 CODE = (task_data, task_classes, _cifar100_task, _cifar10_shared_task, _cifar10_shared_split, adversarial, val_attack,
-        build, _fit_kw, _method_kw, continual.network, continual.ownership, continual.training, continual.packnet, continual.cpg,
-        continual.baselines, continual.sequence, adversarial_training, attacks.core, attacks.projected,
+        build, _fit_kw, _method_kw, continual.network, continual.ownership, continual.training, continual.packnet,
+        continual.cpg, continual.baselines, continual.sequence, adversarial_training, attacks.core, attacks.projected,
         bases.class_data, *bases.TRAINING_CODE)
 
 
