@@ -9,6 +9,7 @@ notebook                 module                     holds
 ``01_pretrained_bases``  :mod:`.bases`              bases A and B, ImageNet bases
 ``02_transfer_finetune`` :mod:`.transfer`           teacher, students, attacks, headline
 ``03_adversarial_...``   :mod:`.adversarial`        robust models, evaluation ladder, headline
+``04_continual_...``     :mod:`.continual`          task sequence, continual runs, attacks, headline
 ``07_unrestricted_gan``  :mod:`.unrestricted`       AC-GAN, unrestricted examples, augmentation
 =======================  =========================  =======================================
 
