@@ -9,6 +9,10 @@ notebook                 module                     holds
 ``01_pretrained_bases``  :mod:`.bases`              bases A and B, ImageNet bases
 ``02_transfer_finetune`` :mod:`.transfer`           teacher, students, attacks, headline
 ``03_adversarial_...``   :mod:`.adversarial`        robust models, evaluation ladder, headline
+``05_backdoor_poison``   :mod:`.backdoor`           backdoored / clean / label-flip teachers,
+                                                    students per method (cached for notebook 06);
+                         :mod:`.backdoor_report`    tables, findings, generated paragraphs;
+                         :mod:`.backdoor_data`      the real-image profiles' data
 =======================  =========================  =======================================
 
 Studies sit on top: they import methods and infrastructure, never the other way round.
