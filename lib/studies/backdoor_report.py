@@ -259,7 +259,7 @@ def example_grid(cfg: dict, n: int = 8, store=None):
     for name, model in models.items():
         logits, _ = predict(model, sub)
         pred = logits.argmax(1)
-        titles += [f"{name}: {int(p)}" if i == 0 else f"{int(p)} (true {int(y)})" for i, (p, y) in
+        titles += [f"{name}: {int(p)} (true {int(y)})" if i == 0 else f"{int(p)} (true {int(y)})" for i, (p, y) in
                    enumerate(zip(pred, sub.labels))]
         images.append(sub.images)
         masks.append(sub.info["trigger_mask"][:, 0])
@@ -310,7 +310,8 @@ def headline_paragraph(teachers: pd.DataFrame, transfer: pd.DataFrame, found: pd
                  f" than BackdoorBench's fine-tuning defence ({bb['fine_tuning']:.1%}), which fine-tunes the "
                  f"backdoored model itself. ")
         if fp is not None:
-            text += f"Fine-pruning leaves {fp['asr_bb']:.1%} (BackdoorBench: {bb['fine_pruning']:.1%}). "
+            text += (f"Fine-pruning leaves {fp['asr_bb']:.1%} (BackdoorBench: {bb['fine_pruning']:.1%}) at a clean "
+                     f"accuracy of {fp['clean_acc']:.1%} against fine-tuning's {ft['clean_acc']:.1%}. ")
     new = transfer[transfer["task"] == "new"]
     ftn = _pick(new, method="fine_tune", teacher="backdoor", update_ratio=0.0)
     ctn = _pick(new, method="fine_tune", teacher="clean")
@@ -359,8 +360,8 @@ def expectations_paragraph(transfer: pd.DataFrame, cfg: dict) -> str:
                  "conv weights may move, the more of the backdoor lives in the head, which the victim replaces. ")
     text += (f"mag (zeroing the smallest {cfg['mag_ratio']:.0%} of conv weights before fine-tuning) changes the "
              f"ASR by at most {effect * 100:.1f} points against plain fine-tuning at any update ratio: "
-             + ("the smallest weights carry no backdoor to remove, masked or not. " if effect < cfg["asr_margin"] / 2
-                else "it does remove part of the backdoor. "))
+             + ("zeroing the smallest weights does not remove the backdoor here, whether planting was masked or "
+                "not. " if effect < cfg["asr_margin"] / 2 else "it does remove part of the backdoor. "))
     if dv[hi] == dv[hi]:
         better = dv[hi] < mg[hi]
         text += (f"divmag leaves {dv[hi]:.1%} against mag's {mg[hi]:.1%} from the teacher planted at update ratio "
