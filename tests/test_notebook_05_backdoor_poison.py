@@ -1,5 +1,5 @@
 """Notebook 05 runs headless with small parameters, in a store of its own (base A trained here
-for 3 epochs, so notebook 01's test still finds the session store empty), and writes the tables
+for 6 epochs, so notebook 01's test still finds the session store empty), and writes the tables
 and figures it says; its own asserts (planted teacher fires, the recipe's findings) must hold."""
 import os
 from pathlib import Path
@@ -11,9 +11,12 @@ from lib.workbook import notebooks, run_notebook
 
 pytestmark = pytest.mark.notebooks
 
-SMALL = {"bd_per_class_train": 40, "bd_per_class_test": 20, "bd_base_epochs": 4, "bd_update_ratios": [0.0, 0.9],
-         "bd_rates": [0.05, 0.2], "bd_mag_ratios": [0.5], "bd_ratio_methods": ["fine_tune", "mag"],
-         "bd_flip_methods": ["fine_tune"], "bd_distill_epochs": 4, "bd_swa_epochs": 1, "bd_retrain_epochs": 6}
+# the smoke data (10 classes, 60 images each: planting needs its ~100 iterations), a shorter base A,
+# two update ratios, one extra poison rate, fewer methods at every ratio (Renofeation keeps the recipe's
+# epochs: at 4 + 1 it is under-trained, 44% clean, and the notebook's renofeation_removes check fails)
+SMALL = {"bd_per_class_test": 20, "bd_base_epochs": 6, "bd_update_ratios": [0.0, 0.9], "bd_rates": [0.05, 0.2],
+         "bd_mag_ratios": [0.5], "bd_ratio_methods": ["fine_tune"], "bd_flip_methods": ["fine_tune"],
+         "bd_retrain_epochs": 6}
 
 
 def test_05_backdoor_poison(tmp_path, monkeypatch):
