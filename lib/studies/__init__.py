@@ -10,6 +10,10 @@ notebook                 module                     holds
 ``02_transfer_finetune`` :mod:`.transfer`           teacher, students, attacks, headline
 ``03_adversarial_...``   :mod:`.adversarial`        robust models, evaluation ladder, headline
 ``04_continual_...``     :mod:`.continual`          task sequence, continual runs, attacks, headline
+``05_backdoor_poison``   :mod:`.backdoor`           backdoored / clean / label-flip teachers,
+                                                    students per method (cached for notebook 06);
+                         :mod:`.backdoor_report`    tables, findings, generated paragraphs;
+                         :mod:`.backdoor_data`      the real-image profiles' data
 ``07_unrestricted_gan``  :mod:`.unrestricted`       AC-GAN, unrestricted examples, augmentation
 =======================  =========================  =======================================
 
