@@ -18,7 +18,7 @@ from .common import body_named_params, head_params, sq, with_augment
 
 
 def fine_tune(pretrained: Classifier, train, *, epochs: int, lr: float = 0.01, seed: int = 0, translate="auto",
-              **fit_kw) -> tuple[Classifier, pd.DataFrame]:
+              head_lr_mult: float = 1.0, **fit_kw) -> tuple[Classifier, pd.DataFrame]:
     """Standard fine-tuning: a copy of ``pretrained`` with a new head, every layer trained.
 
     Default ``lr=0.01``: Renofeation's training script from a pretrained start (as run for its
@@ -26,11 +26,17 @@ def fine_tune(pretrained: Classifier, train, *, epochs: int, lr: float = 0.01, s
     iterations at batch 64, SGD lr 5e-3..1e-2 with cosine decay, weight decay 0..1e-4, plus a
     ``beta/2 ||w||^2`` (beta=0.01) penalty on the last layer (not added here). Other ``fit_kw``
     (``batch_size``, ``schedule``, ``weight_decay``, ...) go to :func:`lib.train.fit`; the
-    default augmentation is 3-px shifts for in-memory data.
+    default augmentation is 3-px shifts for in-memory data. ``head_lr_mult``: the new head's
+    learning rate as a multiple of ``lr`` (the Renofeation authors' backdoor scripts: 10).
     """
     model = copy_for_target(pretrained, num_classes_of(train), seed)
     kw = with_augment(train, translate, fit_kw)
     kw.setdefault("desc", "fine-tune")
+    if head_lr_mult != 1.0:
+        head = {id(p) for p in head_params(model)}
+        body = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
+        kw["params"] = [{"params": body, "lr": lr},
+                        {"params": [p for p in head_params(model) if p.requires_grad], "lr": lr * head_lr_mult}]
     return model, fit(model, train, epochs=epochs, lr=lr, seed=seed, **kw)
 
 
