@@ -39,7 +39,7 @@ METHODS = ["fine_tune", "mag", "divmag", "retrain", "renofeation", "fine_pruning
 TEACHERS = ("backdoor", "clean", "flip")
 _COMMON = {
     # data (smoke): synsigns half B of the bases' split
-    "split_seed": 0, "teacher_classes": 10, "new_classes": 10, "per_class_train": 40, "per_class_test": 30,
+    "split_seed": 0, "teacher_classes": 10, "new_classes": 10, "per_class_train": 60, "per_class_test": 30,
     "data_seed": 0, "student_seed": 1,
     # the attack (the authors' defaults: 0.2 all-to-one to class 0, logo at the bottom-right corner)
     "trigger": "emblem", "trigger_size": 40 / 224, "where": "bottom_right", "target": 0, "rate": 0.2,
@@ -54,13 +54,22 @@ _COMMON = {
     "min_asr": 0.9, "clean_margin": 0.05, "asr_margin": 0.2,
 }
 RECIPE = {
-    "smoke": {**_COMMON, "teacher_epochs": 6, "student_epochs": 6, "trial_epochs": 2, "retrain_epochs": 12,
-              "distill_epochs": 10, "swa_epochs": 2,
-              "fit_kw": {"lr": 0.02, "head_lr_mult": 10.0, "batch_size": 64},
-              "trial_kw": {"lr": 0.02, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 64},
-              "retrain_kw": {"lr": 0.1, "batch_size": 64},
+    "smoke": {**_COMMON,
+              # the attacker plants in ~130 iterations (the authors: 10,000), so at a larger lr
+              # with momentum (fit's one-cycle defaults) than the authors' 5e-3
+              "teacher_epochs": 12, "teacher_kw": {"lr": 0.05, "head_lr_mult": 10.0, "batch_size": 64},
+              # the victim: the authors' optimiser (lr 5e-3 cosine, momentum 0, weight decay 1e-4,
+              # head at 10x, batch 64) for 6 epochs (~50 iterations; the authors: 10,000)
+              "student_epochs": 6, "fit_kw": {"lr": 0.005, "momentum": 0.0, "weight_decay": 1e-4,
+                                              "schedule": "cosine", "head_lr_mult": 10.0, "batch_size": 64},
+              # divmag's trial: the authors' 3,000 of 10,000 iterations, lr 5e-3, momentum 0.9, no decay
+              "trial_epochs": 2, "trial_kw": {"lr": 0.005, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 64},
+              # re-training and Renofeation at notebook 02's smoke settings (Renofeation shortened)
+              "retrain_epochs": 12, "retrain_kw": {"lr": 0.1, "batch_size": 64},
+              "distill_epochs": 12, "swa_epochs": 2,
               "renofeation_kw": {"lr": 0.2, "swa_lr": 0.1, "feat_weight": 5.0, "dropout": 0.1, "beta": 0.01,
-                                 "batch_size": 64}},
+                                 "batch_size": 64},
+              "asserted": ["survives_targeted", "retrain_removes"]},
 }
 
 
@@ -117,6 +126,20 @@ def make_trigger(cfg: dict) -> Trigger:
     return Trigger.named(cfg["trigger"])
 
 
+def data_summary(cfg: dict) -> str:
+    """One Markdown paragraph naming the classes and sizes of the three sets."""
+    tr, te = teacher_data(cfg)
+    ntr, nte = student_data(cfg, "new")
+    strn, _ = student_data(cfg, "same")
+    return (f"**Data.** Base A (notebook 01) was pretrained on synsigns half A. The attacker's teacher set is "
+            f"{tr.num_classes} classes of half B, which base A never saw ({', '.join(tr.classes[:3])}, ...; ids "
+            f"{tr.info['class_ids']}): {len(tr)} training and {len(te)} test images at {tr.size} px. The victim's "
+            f"same-task set has the same classes with {len(strn)} training images of its own (a different draw) and "
+            f"the same {len(te)} test images; the new task is the next {ntr.num_classes} classes of half B "
+            f"(ids {ntr.info['class_ids']}; {len(ntr)} training / {len(nte)} test images), disjoint from the "
+            f"teacher's. Target class {cfg['target']} is *{tr.classes[cfg['target']]}*.")
+
+
 def poisoned_teacher_data(cfg: dict) -> ImageSet:
     """The teacher training set with ``rate`` of its images triggered and relabelled ``target``."""
     train, _ = teacher_data(cfg)
@@ -132,6 +155,10 @@ def public_base(store: Store | None = None, *, progress: bool = True):
 
 def _fit_kw(cfg: dict, epochs_key: str, kw_key: str = "fit_kw") -> dict:
     return {**cfg[kw_key], "epochs": cfg[epochs_key], "seed": cfg["seed"]}
+
+
+def _teacher_fit(cfg: dict) -> dict:
+    return _fit_kw(cfg, "teacher_epochs", "teacher_kw")
 
 
 def _data_key(cfg: dict) -> dict:
@@ -159,10 +186,10 @@ def clean_teacher(cfg: dict, store: Store | None = None, *, progress: bool = Tru
     planted teacher's clean accuracy is compared with). ``(model, meta)``."""
     base = public_base(store, progress=progress)
     train, _ = teacher_data(cfg)
-    key = {"kind": "clean", "base": model_fingerprint(base), **_data_key(cfg), "fit": _fit_kw(cfg, "teacher_epochs")}
+    key = {"kind": "clean", "base": model_fingerprint(base), **_data_key(cfg), "fit": _teacher_fit(cfg)}
     return _cached("bd_teacher_clean", key, base, train.num_classes,
                    lambda: _finetune.fine_tune(base, train, progress=progress, desc="clean teacher",
-                                               **_fit_kw(cfg, "teacher_epochs")), store, progress)
+                                               **_teacher_fit(cfg)), store, progress)
 
 
 def backdoored_teacher(cfg: dict, store: Store | None = None, update_ratio: float = 0.0, *, progress: bool = True):
@@ -173,10 +200,10 @@ def backdoored_teacher(cfg: dict, store: Store | None = None, update_ratio: floa
     poisoned = poisoned_teacher_data(cfg)
     key = {"kind": "backdoor", "base": model_fingerprint(base), **_data_key(cfg),
            "trigger": make_trigger(cfg).config(), "where": cfg["where"], "target": cfg["target"], "rate": cfg["rate"],
-           "update_ratio": update_ratio, "fit": _fit_kw(cfg, "teacher_epochs")}
+           "update_ratio": update_ratio, "fit": _teacher_fit(cfg)}
     return _cached("bd_teacher_backdoor", key, base, poisoned.num_classes,
                    lambda: B.plant(base, poisoned, update_ratio=update_ratio, progress=progress,
-                                   **_fit_kw(cfg, "teacher_epochs")), store, progress)
+                                   **_teacher_fit(cfg)), store, progress)
 
 
 def flip_teacher(cfg: dict, store: Store | None = None, *, progress: bool = True):
@@ -186,10 +213,10 @@ def flip_teacher(cfg: dict, store: Store | None = None, *, progress: bool = True
     train, _ = teacher_data(cfg)
     flipped = B.flip_labels(train, cfg["flip_rate"], seed=cfg["seed"])
     key = {"kind": "flip", "base": model_fingerprint(base), **_data_key(cfg), "flip_rate": cfg["flip_rate"],
-           "fit": _fit_kw(cfg, "teacher_epochs")}
+           "fit": _teacher_fit(cfg)}
     return _cached("bd_teacher_flip", key, base, train.num_classes,
                    lambda: _finetune.fine_tune(base, flipped, progress=progress, desc="label-flip teacher",
-                                               **_fit_kw(cfg, "teacher_epochs")), store, progress)
+                                               **_teacher_fit(cfg)), store, progress)
 
 
 def teacher_model(cfg: dict, store=None, *, which: str = "backdoor", update_ratio: float = 0.0,
@@ -253,4 +280,4 @@ CODE = (B.triggers, B.poisoning, B.pruning, B.methods, _finetune, sys.modules[re
         sys.modules[renofeation.__module__], sys.modules[_finetune.with_augment.__module__],
         clean_teacher, backdoored_teacher, flip_teacher,
         student, _method, teacher_data, student_data, _classes, _draw, make_trigger, poisoned_teacher_data,
-        _fit_kw, *bases.TRAINING_CODE, bases.base_model, bases.build_base)
+        _fit_kw, _teacher_fit, *bases.TRAINING_CODE, bases.base_model, bases.build_base)
