@@ -22,7 +22,8 @@ Measured against a region (a boolean mask: the object, a trigger patch), per ima
   explanations for convolutional neural networks", CVPR-W, Sec. 5.1.2). A map that ignores the
   region's content puts :func:`area_share` of its mass there, so the area share is the chance line.
 - :func:`pointing_hit`: whether the map's maximum lies in the region (the pointing game of Zhang
-  et al. 2016, "Top-down neural attention by excitation backprop", without its 15-pixel tolerance).
+  et al. 2016, "Top-down neural attention by excitation backprop"; their 15-pixel tolerance at
+  224 px is the ``tolerance`` argument, 0 by default).
 - :func:`attention_scores`: both, with the area share, for several regions in one table.
 
 :func:`overlay` draws a map over the clean image as the authors do (colour map, alpha).
@@ -210,28 +211,42 @@ def attention_mass(cam: Tensor, mask: Tensor) -> Tensor:
     return torch.where(total > 0, inside / total.clamp_min(torch.finfo(cam.dtype).tiny), torch.nan)
 
 
-def pointing_hit(cam: Tensor, mask: Tensor) -> Tensor:
-    """Per image, whether the map's maximum lies in the region, bool ``(N,)``. Where several
-    pixels share the maximum (bilinear upsampling makes plateaus at the borders), one of them
-    inside counts; a flat map (no maximum to point at, e.g. all zeros) never hits."""
+def _within(m: Tensor, tolerance: float) -> Tensor:
+    """``m`` grown by every pixel within Euclidean distance ``tolerance`` (pixels) of it."""
+    r = int(tolerance)
+    if r < 1:
+        return m
+    grid = torch.arange(-r, r + 1, dtype=torch.float32)
+    disk = ((grid[:, None] ** 2 + grid[None, :] ** 2) <= tolerance ** 2).float()[None, None]
+    return F.conv2d(m.float()[:, None], disk, padding=r)[:, 0] > 0
+
+
+def pointing_hit(cam: Tensor, mask: Tensor, tolerance: float = 0.0) -> Tensor:
+    """Per image, whether the map's maximum lies in the region, bool ``(N,)``. ``tolerance``:
+    also a hit within that many pixels of it (Zhang et al.'s pointing game: 15 px at 224 px, for
+    maps coarser than the region). Where several pixels share the maximum (bilinear upsampling
+    makes plateaus at the borders), one of them counts; a flat map (no maximum to point at, e.g.
+    all zeros) never hits."""
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0 pixels, got {tolerance}")
     cam = _maps(cam)
-    m = _region(mask, cam)
+    m = _within(_region(mask, cam), tolerance)
     flat = cam.flatten(1)
     top, low = flat.max(1).values, flat.min(1).values
     inside = torch.where(m, cam, torch.full_like(cam, -1.0)).flatten(1).max(1).values
     return (inside >= top) & (top > low)
 
 
-def attention_scores(cam: Tensor, regions: Mapping[str, Tensor]) -> pd.DataFrame:
+def attention_scores(cam: Tensor, regions: Mapping[str, Tensor], tolerance: float = 0.0) -> pd.DataFrame:
     """One row per map: for each named region (e.g. ``{"object": masks, "trigger": patch}``),
-    ``<name>_mass`` (:func:`attention_mass`), ``<name>_hit`` (:func:`pointing_hit`) and
-    ``<name>_area`` (:func:`area_share`, the chance line beside them)."""
+    ``<name>_mass`` (:func:`attention_mass`), ``<name>_hit`` (:func:`pointing_hit` with
+    ``tolerance`` pixels) and ``<name>_area`` (:func:`area_share`, the chance line beside them)."""
     cam = _maps(cam)
     cols: dict[str, np.ndarray] = {}
     for name, mask in regions.items():
         m = _region(mask, cam)
         cols[f"{name}_mass"] = attention_mass(cam, m).numpy()
-        cols[f"{name}_hit"] = pointing_hit(cam, m).numpy()
+        cols[f"{name}_hit"] = pointing_hit(cam, m, tolerance).numpy()
         cols[f"{name}_area"] = area_share(m).numpy()
     return pd.DataFrame(cols)
 
@@ -256,7 +271,7 @@ def overlay(image: Tensor, cam: Tensor, cmap: str = "bwr", alpha: float = 0.6) -
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     colours = matplotlib.colormaps[cmap](c.clamp(0, 1).numpy())[..., :3]
-    out = (1 - alpha) * img.clamp(0, 1).permute(0, 2, 3, 1).numpy() + alpha * colours
+    out = ((1 - alpha) * img.clamp(0, 1).permute(0, 2, 3, 1).numpy() + alpha * colours).clip(0, 1)
     return out[0] if single else out
 
 

@@ -178,6 +178,16 @@ def test_pointing_hit():
     plateau = torch.zeros(1, 6, 6)
     plateau[0, 2:4, 2:4] = 1.0  # a tied maximum, one pixel of it inside
     assert E.pointing_hit(plateau, mask[:1]).tolist() == [True]
+    # Zhang et al.'s tolerance: a maximum 2 px right of the region (column 4; it ends at column 2)
+    # hits within 2 px; one at (5, 5) is 4.24 px from the region's corner (2, 2)
+    near = torch.zeros(2, 6, 6)
+    near[0, 1, 4] = 1.0
+    near[1, 5, 5] = 1.0
+    assert E.pointing_hit(near, mask[:2]).tolist() == [False, False]
+    assert E.pointing_hit(near, mask[:2], tolerance=2).tolist() == [True, False]
+    assert E.pointing_hit(near, mask[:2], tolerance=4.3).tolist() == [True, True]
+    with pytest.raises(ValueError, match="tolerance"):
+        E.pointing_hit(near, mask[:2], tolerance=-1)
 
 
 def test_attention_scores_table_and_errors():

@@ -44,9 +44,9 @@ from ..train import predict
 from ..transfer import transfer_model
 from . import backdoor, bases, transfer
 from . import recipe as _recipe
+from .attention_figures import KINDS, attention_grid, mass_figure, select_images  # noqa: F401 (the notebook's)
 
 TRANSFER_METHODS = ["fine_tune", "retrain", "renofeation"]
-KINDS = ("clean", "teacher_adv", "own_pgd", "triggered")
 REGIONS = ("object", "trigger", "other_object")
 MAPS = ("gradcam", "activation")
 CLEAN_MODEL = "05 clean teacher"  # the clean-trained reference of the trigger check
@@ -57,7 +57,7 @@ _COMMON = {
     "backdoor_recipe": None,  # overrides of notebook 05's recipe (None: its models as they are)
     "n_eval": None,          # images of the evaluation set (None: all of it), stratified by class
     "stage": None,           # feature stage of both maps (None: each model's last, the authors' layer4)
-    "fire_asr": 0.5,         # a backdoored model "still fires" when its ASR (authors') is at least this
+    "pointing_tolerance": 15 / 224,  # pointing-game hits within this share of the side (Zhang et al.: 15 px at 224)
     "n_show": 4,             # images in the authors' picture
     "seed": 0,               # evaluation subset and white-box PGD start
 }
@@ -231,10 +231,12 @@ def model_inputs(entry: Entry, ev: EvalSet, teacher) -> dict[str, torch.Tensor]:
     return {"clean": ev.x, "teacher_adv": ev.teacher_adv(teacher), "own_pgd": own, "triggered": ev.x_trig}
 
 
-def measure_model(name: str, entry: Entry, ev: EvalSet, teacher, stage: str | None = None) -> pd.DataFrame:
+def measure_model(name: str, entry: Entry, ev: EvalSet, teacher, stage: str | None = None,
+                  tolerance: float = 0.0) -> pd.DataFrame:
     """One row per image, input kind and map for one model: the prediction (as an evaluation
     label, -1 outside its classes), ``correct`` (NaN for a model over another task) and the
-    attention scores on ``object`` and ``trigger`` (:func:`lib.explain.attention_scores`)."""
+    attention scores on the three regions (:func:`lib.explain.attention_scores`, pointing hits
+    within ``tolerance`` times the image side)."""
     to_eval, _ = _label_maps(entry, ev.classes)
     regions = {"object": ev.object, "trigger": ev.trigger, "other_object": ev.other_object}
     frames = []
@@ -244,7 +246,7 @@ def measure_model(name: str, entry: Entry, ev: EvalSet, teacher, stage: str | No
         correct = (pred_eval == ev.y).float().numpy() if to_eval is not None else np.full(len(pred), np.nan)
         for map_name, fn in (("gradcam", explain.gradcam), ("activation", explain.activation_map)):
             cam = fn(entry.model, x, stage=stage)
-            frame = explain.attention_scores(cam, regions)
+            frame = explain.attention_scores(cam, regions, tolerance * x.shape[-1])
             frame.insert(0, "correct", correct)
             frame.insert(0, "pred", pred_eval.numpy())
             frame.insert(0, "label", ev.y.numpy())
@@ -266,10 +268,11 @@ def attention_table(zoo: dict[str, Entry], ev: EvalSet, cfg: dict, store: Store 
     key = {"models": {n: model_fingerprint(e.model) for n, e in zoo.items()}, "images": ev.fingerprint,
            "triggered": data_fingerprint((ev.x_trig, ev.y)),
            "regions": [data_fingerprint((r, ev.y)) for r in (ev.object, ev.trigger, ev.other_object)],
-           "attacks": [repr(ev.teacher_attack), repr(ev.pgd)], "stage": cfg["stage"]}
+           "attacks": [repr(ev.teacher_attack), repr(ev.pgd)], "stage": cfg["stage"],
+           "tolerance": cfg["pointing_tolerance"]}
 
     def compute():
-        return pd.concat([measure_model(n, e, ev, teacher, cfg["stage"])
+        return pd.concat([measure_model(n, e, ev, teacher, cfg["stage"], cfg["pointing_tolerance"])
                           for n, e in tqdm(zoo.items(), desc="models", disable=not progress)], ignore_index=True)
 
     return store.result("attention_scores", key, compute, code=CODE)
@@ -314,8 +317,8 @@ def backdoor_table(scores: pd.DataFrame, target: int) -> pd.DataFrame:
             continue
         clean = m[m["kind"] == "clean"].sort_values("image")
         trig = m[m["kind"] == "triggered"].sort_values("image")
-        r = backdoor_rates(torch.as_tensor(clean["pred"].to_numpy()), torch.as_tensor(trig["pred"].to_numpy()),
-                           torch.as_tensor(clean["label"].to_numpy()), target)
+        r = backdoor_rates(torch.tensor(clean["pred"].to_numpy()), torch.tensor(trig["pred"].to_numpy()),
+                           torch.tensor(clean["label"].to_numpy()), target)
         rows.append({"model": model, "group": m["group"].iloc[0], "clean_acc": r["clean_acc"]["value"],
                      "asr": r["asr"]["value"], "asr_low": r["asr"]["low"], "asr_high": r["asr"]["high"],
                      "asr_n": r["asr"]["n"]})
@@ -340,116 +343,38 @@ def clean_check(scores: pd.DataFrame, map_name: str = "gradcam") -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def trigger_check(scores: pd.DataFrame, rates: pd.DataFrame, *, fire_asr: float, clean_model: str = CLEAN_MODEL,
+def trigger_check(scores: pd.DataFrame, rates: pd.DataFrame, *, target: int, clean_model: str = CLEAN_MODEL,
                   map_name: str = "gradcam") -> pd.DataFrame:
-    """On triggered inputs, every backdoored model that still fires (ASR >= ``fire_asr``) puts more
-    mass on the trigger than ``clean_model``: the paired difference over the same images, whose
-    95% interval must lie above 0. Models that do not fire are listed with ``fires`` False and
-    ``passed`` None (nothing to check)."""
+    """On triggered inputs, every backdoored model that still fires puts more mass on the trigger
+    than ``clean_model`` does on the same images: the paired difference's 95% interval must lie
+    above 0. A model *fires* when its ASR's Wilson interval lies above the clean model's (whose
+    "ASR" is how often an occluded corner alone sends a clean-correct image to the target class);
+    models that do not are listed with ``passed`` None (nothing to check). Beside it, the trigger
+    mass on the images where the backdoor fired (clean-correct, triggered prediction the target,
+    true class not the target) and on the others."""
     s = scores[(scores["kind"] == "triggered") & (scores["map"] == map_name)]
+    c = scores[(scores["kind"] == "clean") & (scores["map"] == map_name)]
     ref = s[s["model"] == clean_model].set_index("image")["trigger_mass"]
+    ref_high = rates.set_index("model").loc[clean_model, "asr_high"]
     rows = []
     for _, r in rates[rates["model"].isin(_backdoored(scores))].iterrows():
-        mine = s[s["model"] == r["model"]].set_index("image")["trigger_mass"]
-        diff, lo, hi = _mean_interval(mine - ref.reindex(mine.index))
-        fires = bool(r["asr"] >= fire_asr)
-        rows.append({"model": r["model"], "asr": r["asr"], "fires": fires, "trigger_mass": mine.mean(),
-                     "clean_model_mass": ref.mean(), "difference": diff, "difference_low": lo,
-                     "difference_high": hi, "n": int(mine.notna().sum()),
+        mine = s[s["model"] == r["model"]].set_index("image")
+        right = c[c["model"] == r["model"]].set_index("image")["correct"].reindex(mine.index) == 1
+        fired = right & (mine["pred"] == target) & (mine["label"] != target)
+        diff, lo, hi = _mean_interval(mine["trigger_mass"] - ref.reindex(mine.index))
+        fires = bool(r["asr_low"] > ref_high)
+        rows.append({"model": r["model"], "asr": r["asr"], "asr_low": r["asr_low"], "clean_model_asr_high": ref_high,
+                     "fires": fires, "trigger_mass": mine["trigger_mass"].mean(), "clean_model_mass": ref.mean(),
+                     "difference": diff, "difference_low": lo, "difference_high": hi,
+                     "n": int(mine["trigger_mass"].notna().sum()), "n_fired": int(fired.sum()),
+                     "mass_fired": mine.loc[fired, "trigger_mass"].mean(),
+                     "mass_not_fired": mine.loc[~fired, "trigger_mass"].mean(),
                      "passed": bool(lo > 0) if fires else None})
     return pd.DataFrame(rows)
 
 
 def _backdoored(scores: pd.DataFrame) -> list[str]:
     return sorted(scores.loc[scores["group"].str.contains("backdoor"), "model"].unique())
-
-
-# ------------------------------------------------------------------------ the authors' picture
-def select_images(scores: pd.DataFrame, n_show: int, map_name: str = "gradcam") -> pd.DataFrame:
-    """The authors' picture chosen by rule rather than by hand. Per image: ``clean_ok`` every
-    model puts more than the object's area share of its mass on the object on the clean input;
-    ``trigger_ok`` the baseline (``05 fine_tune``) and ``05 mag`` students' maxima lie on the
-    trigger on the triggered input; ``divmag_ok`` ``05 divmag`` still puts more than the area
-    share on the object there (a rule whose model is absent holds). ``passed``: all three.
-    ``score`` (ranking): the two students' trigger mass plus divmag's object mass on the triggered
-    input. One row per image, best first; ``chosen``: the first ``n_show`` (passing ones first)."""
-    s = scores[scores["map"] == map_name].set_index(["model", "kind", "image"])
-    images = np.sort(scores["image"].unique())
-    models = list(scores["model"].unique())
-    ones = pd.Series(True, index=images)
-
-    def col(model, kind, c):
-        return s.loc[(model, kind), c].reindex(images)
-
-    clean_ok = ones.copy()
-    for m in models:
-        clean_ok &= col(m, "clean", "object_mass") > col(m, "clean", "object_area")
-    trig_ok, score = ones.copy(), pd.Series(0.0, index=images)
-    for m in ("05 fine_tune", "05 mag"):
-        if m in models:
-            trig_ok &= col(m, "triggered", "trigger_hit").astype(bool)
-            score += col(m, "triggered", "trigger_mass").fillna(0)
-    div_ok = ones.copy()
-    if "05 divmag" in models:
-        div_ok = col("05 divmag", "triggered", "object_mass") > col("05 divmag", "triggered", "object_area")
-        score += col("05 divmag", "triggered", "object_mass").fillna(0)
-    labels = scores.drop_duplicates("image").set_index("image")["label"].reindex(images)
-    out = pd.DataFrame({"image": images, "label": labels.to_numpy(), "clean_ok": clean_ok.to_numpy(),
-                        "trigger_ok": trig_ok.to_numpy(), "divmag_ok": div_ok.to_numpy(), "score": score.to_numpy()})
-    out["passed"] = out["clean_ok"] & out["trigger_ok"] & out["divmag_ok"]
-    out = out.sort_values(["passed", "score"], ascending=False, ignore_index=True)
-    out["chosen"] = out.index < n_show
-    return out
-
-
-def attention_grid(zoo: dict[str, Entry], ev: EvalSet, images, stage: str | None = None):
-    """Rows = models, columns = clean / teacher-adversarial / triggered for each of ``images``
-    (positions in the test set): Grad-CAM over the clean image (the adversarial map too, as the
-    authors draw it) and over the triggered image, trigger outline in the last column."""
-    import matplotlib.pyplot as plt
-
-    pos = {int(i): k for k, i in enumerate(ev.indices.tolist())}
-    at = torch.as_tensor([pos[int(i)] for i in images])
-    adv = ev.teacher_adv(zoo["pretrained teacher"].model)[at]
-    kinds = [("clean", ev.x[at], ev.x[at]), ("adversarial", adv, ev.x[at]), ("triggered", ev.x_trig[at], ev.x_trig[at])]
-    n, names = len(at), list(zoo)
-    fig, axes = plt.subplots(len(names), 3 * n, figsize=(3 * n * 0.95, len(names) * 1.0), squeeze=False)
-    for r, name in enumerate(names):
-        for c, (kind, x, shown) in enumerate(kinds):
-            pictures = explain.overlay(shown, explain.gradcam(zoo[name].model, x, stage=stage))
-            for j in range(n):
-                ax = axes[r, 3 * j + c]
-                ax.imshow(pictures[j], interpolation="nearest")
-                if kind == "triggered":
-                    ax.contour(ev.trigger[at[j]].float().numpy(), levels=[0.5], colors="black", linewidths=0.5)
-                ax.set_xticks([]), ax.set_yticks([])
-                if r == 0:
-                    ax.set_title(f"#{int(images[j])} {kind}", fontsize=7, fontweight="normal")
-                if 3 * j + c == 0:
-                    ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
-    fig.suptitle("Grad-CAM (last stage): rows = models, columns = clean / teacher-crafted adversarial / triggered",
-                 fontsize=9)
-    fig.tight_layout(pad=0.2)
-    return fig
-
-
-def mass_figure(scores: pd.DataFrame):
-    """Box plots of the attention mass per model and input kind, for each map (rows) and region
-    (columns), with the region's mean area share as the dashed chance line."""
-    import seaborn as sns
-
-    long = pd.concat([scores.assign(region=r, mass=scores[f"{r}_mass"], area=scores[f"{r}_area"])
-                      for r in ("object", "trigger")], ignore_index=True)
-    grid = sns.catplot(long, x="mass", y="model", hue="kind", hue_order=list(KINDS), row="map", col="region",
-                       kind="box", fliersize=0.8, linewidth=0.6, height=4.2, aspect=1.0, sharex=True)
-    for (map_name, region), ax in grid.axes_dict.items():
-        chance = long[(long["map"] == map_name) & (long["region"] == region)]["area"].mean()
-        ax.axvline(chance, color="black", ls="--", lw=1)
-        ax.text(chance, -0.6, " area share", fontsize=7, va="bottom")
-        ax.set(xlim=(0, 1), xlabel=f"attention mass on the {region}", ylabel="")
-    n = scores.groupby(["model", "kind", "map"]).size().iloc[0]
-    grid.figure.suptitle(f"Share of each map's mass inside the region (n = {n} images per box)", y=1.01)
-    return grid.figure
 
 
 def headline_paragraph(table: pd.DataFrame, rates: pd.DataFrame, clean: pd.DataFrame, trig: pd.DataFrame) -> str:
@@ -459,19 +384,30 @@ def headline_paragraph(table: pd.DataFrame, rates: pd.DataFrame, clean: pd.DataF
     ca = table[(table["kind"] == "clean") & (table["map"] == "activation")].set_index("model")
     text = (f"On clean images Grad-CAM puts {pct(c['object_mass'].min())} to {pct(c['object_mass'].max())} of its "
             f"mass on the object, whose area share is {pct(c['object_area'].mean())} (n = {int(c['n'].iloc[0])} "
-            f"images); {int(clean['passed'].sum())} of {len(clean)} models are clearly above that share. The "
-            f"authors' activation map gives {pct(ca['object_mass'].min())} to {pct(ca['object_mass'].max())}. ")
+            f"images); {int(clean['passed_area'].sum())} of {len(clean)} models are clearly above that share. The "
+            f"same maps put {pct(clean['other_object_mass'].min())} to {pct(clean['other_object_mass'].max())} on "
+            f"another image's object region (the centre prior), and {int(clean['passed_other'].sum())} of "
+            f"{len(clean)} models clearly more on their own image's object. The authors' activation map gives "
+            f"{pct(ca['object_mass'].min())} to {pct(ca['object_mass'].max())} on the object. ")
+    g = table[table["map"] == "gradcam"].groupby("kind")
+    mass, acc = g["object_mass"].mean(), g["acc"].mean()
+    text += (f"Adversarial inputs move the attention less than they move the decision: averaged over the models, "
+             f"the object's share is {pct(mass['clean'])} clean, {pct(mass['teacher_adv'])} under the teacher's "
+             f"feature attack and {pct(mass['own_pgd'])} under each model's own PGD, where accuracy falls from "
+             f"{pct(acc['clean'])} to {pct(acc['teacher_adv'])} and {pct(acc['own_pgd'])}. ")
     if len(trig):
         fire, quiet = trig[trig["fires"]], trig[~trig["fires"]]
-        t = table[(table["kind"] == "triggered") & (table["map"] == "gradcam")].set_index("model")
-        area = t["trigger_area"].mean()
+        area = table[(table["kind"] == "triggered")]["trigger_area"].mean()
         if len(fire):
-            text += ("On triggered images the backdoored models that still fire ("
-                     + ", ".join(f"{m} ASR {pct(a)}" for m, a in zip(fire["model"], fire["asr"]))
-                     + f") put {pct(fire['trigger_mass'].min())} to {pct(fire['trigger_mass'].max())} of their "
-                     f"Grad-CAM mass on the trigger patch (area share {pct(area)}), against "
-                     f"{pct(fire['clean_model_mass'].iloc[0])} for the clean-trained {CLEAN_MODEL}; "
-                     f"{int(fire['passed'].sum())} of {len(fire)} clearly more. ")
+            text += (f"On triggered images, {len(fire)} backdoored models still fire (ASR interval above the "
+                     f"clean-trained {CLEAN_MODEL}'s, which reaches {pct(fire['clean_model_asr_high'].iloc[0])} at "
+                     "most: " + ", ".join(f"{m} {pct(a)}" for m, a in zip(fire["model"], fire["asr"]))
+                     + f"). They put {pct(fire['trigger_mass'].min())} to {pct(fire['trigger_mass'].max())} of "
+                     f"their Grad-CAM mass on the trigger patch (area share {pct(area)}), against "
+                     f"{pct(fire['clean_model_mass'].iloc[0])} for the clean-trained model on the same images, and "
+                     f"{pct(fire['mass_fired'].min())} to {pct(fire['mass_fired'].max())} on the images where the "
+                     f"backdoor fired; {int(fire['passed'].sum())} of {len(fire)} clearly more than the clean "
+                     "model. ")
         if len(quiet):
             text += ("Where the backdoor no longer fires ("
                      + ", ".join(f"{m} ASR {pct(a)}" for m, a in zip(quiet["model"], quiet["asr"]))
