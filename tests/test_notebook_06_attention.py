@@ -1,6 +1,6 @@
 """Notebook 06 headless at small parameters: one notebook-02 student and two notebook-05 students
-at short budgets (trained here when the store lacks them; base A comes from notebook 01's recipe),
-100 test images. The notebook asserts its headline checks itself; this checks what it wrote."""
+at short budgets, notebook 05's teachers (trained here when the store lacks them; base A comes
+from notebook 01's recipe), 100 test images. The notebook asserts its headline checks itself; this checks what it wrote."""
 import os
 from pathlib import Path
 
@@ -13,9 +13,9 @@ pytestmark = pytest.mark.notebooks
 
 SMALL = {
     "att_transfer_methods": ["fine_tune"],
-    "att_transfer_kw": {"fine_tune": {"epochs": 2}},
+    "att_transfer_kw": {"fine_tune": {"epochs": 1}},
     "att_backdoor_methods": ["fine_tune", "mag"],
-    "att_backdoor_recipe": {"per_class_train": 30, "per_class_test": 10, "teacher_epochs": 8, "student_epochs": 3},
+    "att_backdoor_recipe": {"per_class_test": 10, "student_epochs": 3},  # notebook 05's teachers, short students
     "att_n_eval": 100,
     "att_n_show": 2,
 }
