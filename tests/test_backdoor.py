@@ -196,3 +196,31 @@ def test_backdoor_metrics_on_a_model(model, data):
     assert row["clean_acc_n"] == len(te) and row["asr_bb_n"] == int((te.labels != 0).sum())
     with pytest.raises(ValueError, match="not a class"):
         B.backdoor_metrics(model, te, Trigger.badnets(3), 7)
+
+
+def test_file_backed_data_is_poisoned_after_its_transform(data):
+    """A plain Dataset (as the full profile's 224-px real sets) gets the trigger per item."""
+    tr, te = data
+
+    class Files(torch.utils.data.Dataset):  # what a real loader looks like: float items, .targets, .classes
+        classes = tr.classes
+
+        def __len__(self):
+            return len(tr)
+
+        def __getitem__(self, i):
+            return tr.images[i].float() / 255, int(tr.labels[i])
+
+        @property
+        def targets(self):
+            return tr.labels.tolist()
+
+    files = Files()
+    mem = B.poison(tr, Trigger.badnets(3), 0.25, target=2, seed=4)
+    wrapped = B.poison(files, Trigger.badnets(3), 0.25, target=2, seed=4)
+    assert isinstance(wrapped, B.PoisonedImages) and torch.equal(wrapped.labels, mem.labels)
+    for i in (0, int(mem.info["poisoned"].nonzero()[0])):
+        x, y = wrapped[i]
+        assert torch.allclose(x, mem.images[i].float() / 255, atol=1 / 255) and y == mem.labels[i]
+    flipped = B.flip_labels(files, 0.5, seed=1)
+    assert torch.equal(flipped.labels, B.flip_labels(tr, 0.5, seed=1).labels)

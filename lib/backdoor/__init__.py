@@ -14,12 +14,13 @@ backdoor pipeline, ReMoS, ICSE 2022).
 """
 from .methods import HoldFixed, divmag, fine_pruning, mag, plant
 from .metrics import METRICS, backdoor_metrics, backdoor_rates, flat
-from .poisoning import check_target, flip_labels, poison, triggered
+from .poisoning import PoisonedImages, check_target, flip_labels, poison, triggered
 from .pruning import (channel_activity, channel_masks, conv_weights, divmag_scores, last_conv, magnitude_masks,
                       magnitude_prune, smallest, zero_weights)
 from .triggers import WHERE, Trigger, apply_trigger
 
-__all__ = ["Trigger", "apply_trigger", "WHERE", "poison", "triggered", "flip_labels", "check_target", "plant", "mag",
+__all__ = ["Trigger", "apply_trigger", "WHERE", "PoisonedImages", "poison", "triggered", "flip_labels", "check_target",
+           "plant", "mag",
            "divmag", "fine_pruning", "HoldFixed", "backdoor_metrics", "backdoor_rates", "flat", "METRICS",
            "conv_weights", "smallest", "magnitude_masks", "magnitude_prune", "zero_weights", "divmag_scores",
            "last_conv", "channel_activity", "channel_masks"]

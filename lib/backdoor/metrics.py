@@ -65,12 +65,15 @@ def flat(rates: dict[str, dict]) -> dict:
 
 def backdoor_metrics(model, test, trigger: Trigger, target: int | None = 0, *, where: str = "bottom_right",
                      seed: int = 0, batch_size: int = 256) -> dict:
-    """:func:`backdoor_rates` of ``model`` on the whole ``test`` set (an ImageSet) and its
+    """:func:`backdoor_rates` of ``model`` on the whole ``test`` set (an ImageSet or a
+    file-backed dataset) and its
     triggered copy (:func:`lib.backdoor.triggered`), as one flat row (:func:`flat`)."""
+    from ..data import num_classes_of
     from ..train import predict
 
-    if target is not None and not 0 <= target < test.num_classes:
-        raise ValueError(f"target class {target} is not a class of the test set (labels 0..{test.num_classes - 1})")
+    k = num_classes_of(test)
+    if target is not None and not 0 <= target < k:
+        raise ValueError(f"target class {target} is not a class of the test set (labels 0..{k - 1})")
     clean, y = predict(model, test, batch_size=batch_size)
     trig, _ = predict(model, triggered(test, trigger, where, seed=seed), batch_size=batch_size)
     return flat(backdoor_rates(clean, trig, y, target))

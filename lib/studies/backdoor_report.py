@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import backdoor as B
+from ..data import ImageSet, labels_of, num_classes_of, to_imageset
 from . import backdoor as S
 
 # BackdoorBench (Wu et al. 2022, NeurIPS Datasets & Benchmarks), BadNets on CIFAR-10 with
@@ -15,9 +16,9 @@ from . import backdoor as S
 BACKDOORBENCH = {"clean": 0.913, "asr": 0.950, "fine_pruning": 0.571, "fine_tuning": 0.015}
 
 
-def _row(model, test, cfg, **labels) -> dict:
-    target = cfg["target"] if cfg["target"] < test.num_classes else None
-    return {**labels, **B.backdoor_metrics(model, test, S.make_trigger(cfg), target, where=cfg["where"],
+def _row(net, test, cfg, **labels) -> dict:
+    target = cfg["target"] if cfg["target"] < num_classes_of(test) else None
+    return {**labels, **B.backdoor_metrics(net, test, S.make_trigger(cfg), target, where=cfg["where"],
                                            seed=cfg["seed"])}
 
 
@@ -244,9 +245,13 @@ def example_grid(cfg: dict, n: int = 8, store=None):
     from .. import plots
     from ..train import predict
 
+    from torch.utils.data import Subset
+
     _, test = S.student_data(cfg, "same")
-    idx = (test.labels != cfg["target"]).nonzero().flatten()[:n]
-    sub = B.triggered(test.subset(idx), S.make_trigger(cfg), cfg["where"], seed=cfg["seed"])
+    idx = (labels_of(test) != cfg["target"]).nonzero().flatten()[:n]
+    picked = test.subset(idx) if isinstance(test, ImageSet) else to_imageset(Subset(test, idx.tolist()),
+                                                                               classes=test.classes, progress=False)
+    sub = B.triggered(picked, S.make_trigger(cfg), cfg["where"], seed=cfg["seed"])
     models = {"teacher": S.backdoored_teacher(cfg, store, 0.0, progress=False)[0]}
     for m in cfg["methods"]:
         models[m] = S.student(m, cfg, store, "same", 0.0, progress=False)[0]

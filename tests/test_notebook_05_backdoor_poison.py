@@ -1,0 +1,35 @@
+"""Notebook 05 runs headless with small parameters, in a store of its own (base A trained here
+for 3 epochs, so notebook 01's test still finds the session store empty), and writes the tables
+and figures it says; its own asserts (planted teacher fires, the recipe's findings) must hold."""
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lib.workbook import notebooks, run_notebook
+
+pytestmark = pytest.mark.notebooks
+
+SMALL = {"bd_per_class_train": 40, "bd_per_class_test": 20, "bd_base_epochs": 4, "bd_update_ratios": [0.0, 0.9],
+         "bd_rates": [0.05, 0.2], "bd_mag_ratios": [0.5], "bd_ratio_methods": ["fine_tune", "mag"],
+         "bd_flip_methods": ["fine_tune"], "bd_distill_epochs": 4, "bd_swa_epochs": 1, "bd_retrain_epochs": 6}
+
+
+def test_05_backdoor_poison(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_STORE", str(tmp_path / "store"))
+    run_notebook(notebooks(["05"])[0], SMALL, tmp_path)
+    figures = Path(os.environ["WORKBOOK_FIGURES"])
+    for name in ("05_triggers.png", "05_transfer.png", "05_poison_rate.png", "05_examples.png"):
+        assert (figures / name).stat().st_size > 5000, name
+    teachers = pd.read_csv(figures / "05_teachers.csv")
+    assert list(teachers["update_ratio"].fillna(-1)) == [-1, 0.0, 0.9] and (teachers["clean_acc_n"] == 200).all()
+    transfer = pd.read_csv(figures / "05_transfer.csv")
+    assert {"fine_tune", "mag", "divmag", "retrain", "renofeation", "fine_pruning"} <= set(transfer["method"])
+    assert set(transfer["task"]) == {"same", "new"} and transfer["asr_bb_n"].min() > 0
+    rates = pd.read_csv(figures / "05_poison_rate.csv")
+    assert sorted(rates["rate"].unique()) == [0.05, 0.2]
+    found = pd.read_csv(figures / "05_findings.csv").set_index("finding")
+    assert found.loc["planted", "held"] and found.loc["planted_clean", "held"]
+    flips = pd.read_csv(figures / "05_label_flip.csv")
+    assert list(flips["teacher"]) == ["clean", "clean", "flip", "flip"]
