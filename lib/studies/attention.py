@@ -91,32 +91,32 @@ class Entry:
     meta: dict = field(default_factory=dict)
 
 
-def _transfer_setup(profile: str, cfg: dict, store: Store, progress: bool):
-    """Notebook 02's teacher and target training set, as :func:`lib.studies.transfer.study` makes
-    them (without its AnB data and base B, which this study does not use)."""
+def _transfer_setup(profile: str, cfg: dict, cfg05: dict, store: Store, progress: bool):
+    """The pretrained teacher (notebook 05's public base: base A of notebook 01 in smoke, ImageNet
+    ResNet-18 in full, the same model notebook 02 starts from) and notebook 02's target training
+    set (smoke: synsigns half B, as :func:`lib.studies.transfer.study` makes it; full: GTSRB)."""
+    teacher = backdoor.public_base(cfg05, store, progress=progress)
     if profile == "smoke":
-        teacher, _ = bases.base_model("A", store, progress=progress)
-        train, _ = bases.half_data("B", bases.recipe())
-        return teacher.eval(), train
+        return teacher, bases.half_data("B", bases.recipe())[0]
     from ..data.real import load_real
 
-    teacher = bases.imagenet_base(transfer.RECIPE["full"]["arch"]).eval()
     return teacher, load_real(cfg["transfer_dataset"], "train", size=224, train_augment=True)
 
 
 def model_zoo(profile: str, cfg: dict, store: Store | None = None, *, progress: bool = True) -> dict[str, Entry]:
     """Every model of the study by display name, from the store (trained if absent): the
     pretrained teacher, notebook 02's ``transfer_methods`` students, notebook 05's clean and
-    backdoored teachers and its ``backdoor_methods`` students (same task, update ratio 0)."""
+    backdoored teachers and its ``backdoor_methods`` students (same task, update ratio 0).
+    ``backdoor_recipe`` overrides reach the pretrained teacher too (``base_epochs``), so every
+    model descends from the same base."""
     store = store or Store()
-    cfg02 = transfer.recipe(profile)
-    teacher, train02 = _transfer_setup(profile, cfg, store, progress)
+    cfg02, cfg05 = transfer.recipe(profile), backdoor_recipe(profile, cfg)
+    teacher, train02 = _transfer_setup(profile, cfg, cfg05, store, progress)
     zoo = {"pretrained teacher": Entry(teacher, "pretrained", None)}
     for m in cfg["transfer_methods"]:
         kw = {**transfer.method_kw(m, cfg02, len(train02)), **(cfg["transfer_kw"] or {}).get(m, {})}
         model, meta = transfer_model(m, teacher, train02, seed=cfg02["seed"], store=store, progress=progress, **kw)
         zoo[f"02 {m}"] = Entry(model, "notebook 02 (clean)", list(train02.classes), meta=meta)
-    cfg05 = backdoor_recipe(profile, cfg)
     classes05 = list(backdoor.student_data(cfg05, "same")[0].classes)
     model, meta = backdoor.clean_teacher(cfg05, store, progress=progress)
     zoo[CLEAN_MODEL] = Entry(model, "notebook 05 (clean)", classes05, meta=meta)
