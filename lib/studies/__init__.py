@@ -9,6 +9,9 @@ notebook                 module                     holds
 ``01_pretrained_bases``  :mod:`.bases`              bases A and B, ImageNet bases
 ``02_transfer_finetune`` :mod:`.transfer`           teacher, students, attacks, headline
 ``03_adversarial_...``   :mod:`.adversarial`        robust models, evaluation ladder, headline
+``06_attention_maps``    :mod:`.attention`          model zoo of 02 and 05, attention table,
+                                                    checks (figures: ``attention_figures``;
+                                                    GTSRB check: ``attention_real``)
 =======================  =========================  =======================================
 
 Studies sit on top: they import methods and infrastructure, never the other way round.
