@@ -408,10 +408,24 @@ def headline_paragraph(table: pd.DataFrame, rates: pd.DataFrame, clean: pd.DataF
                      f"{pct(fire['mass_fired'].min())} to {pct(fire['mass_fired'].max())} on the images where the "
                      f"backdoor fired; {int(fire['passed'].sum())} of {len(fire)} clearly more than the clean "
                      "model. ")
+            tg = table[table["map"] == "gradcam"].set_index(["model", "kind"])["object_mass"]
+            text += (f"Their attention leaves the object: its share falls from "
+                     f"{pct(min(tg[(m, 'clean')] for m in fire['model']))}-"
+                     f"{pct(max(tg[(m, 'clean')] for m in fire['model']))} on clean images to "
+                     f"{pct(min(tg[(m, 'triggered')] for m in fire['model']))}-"
+                     f"{pct(max(tg[(m, 'triggered')] for m in fire['model']))} on triggered ones, while the "
+                     f"clean-trained model keeps {pct(tg[(CLEAN_MODEL, 'triggered')])}. ")
         if len(quiet):
             text += ("Where the backdoor no longer fires ("
                      + ", ".join(f"{m} ASR {pct(a)}" for m, a in zip(quiet["model"], quiet["asr"]))
                      + "), the trigger gets " + ", ".join(pct(v) for v in quiet["trigger_mass"]) + " of the mass. ")
+    act = table[(table["map"] == "activation") & (table["kind"] == "triggered")].set_index("model")["trigger_mass"]
+    clean_models = [m for m in act.index if m not in set(trig["model"])]
+    if clean_models:
+        text += (f"The authors' activation map, which shows where features respond rather than what decides, puts "
+                 f"{pct(act[clean_models].min())} to {pct(act[clean_models].max())} of its mass on the trigger in "
+                 f"the models never trained with it ({', '.join(clean_models)}) and {pct(act.max())} at most in "
+                 "any model: a bright patch draws activation whether or not it decides the class.")
     return text
 
 
