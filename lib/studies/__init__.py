@@ -9,6 +9,10 @@ notebook                 module                     holds
 ``01_pretrained_bases``  :mod:`.bases`              bases A and B, ImageNet bases
 ``02_transfer_finetune`` :mod:`.transfer`           teacher, students, attacks, headline
 ``03_adversarial_...``   :mod:`.adversarial`        robust models, evaluation ladder, headline
+``05_backdoor_poison``   :mod:`.backdoor`           backdoored / clean / label-flip teachers,
+                                                    students per method (cached for notebook 06);
+                         :mod:`.backdoor_report`    tables, findings, generated paragraphs;
+                         :mod:`.backdoor_data`      the real-image profiles' data
 ``06_attention_maps``    :mod:`.attention`          model zoo of 02 and 05, attention table,
                                                     checks (figures: ``attention_figures``;
                                                     GTSRB check: ``attention_real``)

@@ -259,7 +259,7 @@ def example_grid(cfg: dict, n: int = 8, store=None):
     for name, model in models.items():
         logits, _ = predict(model, sub)
         pred = logits.argmax(1)
-        titles += [f"{name}: {int(p)}" if i == 0 else f"{int(p)} (true {int(y)})" for i, (p, y) in
+        titles += [f"{name}: {int(p)} (true {int(y)})" if i == 0 else f"{int(p)} (true {int(y)})" for i, (p, y) in
                    enumerate(zip(pred, sub.labels))]
         images.append(sub.images)
         masks.append(sub.info["trigger_mask"][:, 0])
@@ -310,7 +310,8 @@ def headline_paragraph(teachers: pd.DataFrame, transfer: pd.DataFrame, found: pd
                  f" than BackdoorBench's fine-tuning defence ({bb['fine_tuning']:.1%}), which fine-tunes the "
                  f"backdoored model itself. ")
         if fp is not None:
-            text += f"Fine-pruning leaves {fp['asr_bb']:.1%} (BackdoorBench: {bb['fine_pruning']:.1%}). "
+            text += (f"Fine-pruning leaves {fp['asr_bb']:.1%} (BackdoorBench: {bb['fine_pruning']:.1%}) at a clean "
+                     f"accuracy of {fp['clean_acc']:.1%} against fine-tuning's {ft['clean_acc']:.1%}. ")
     new = transfer[transfer["task"] == "new"]
     ftn = _pick(new, method="fine_tune", teacher="backdoor", update_ratio=0.0)
     ctn = _pick(new, method="fine_tune", teacher="clean")
@@ -326,4 +327,46 @@ def headline_paragraph(teachers: pd.DataFrame, transfer: pd.DataFrame, found: pd
     text += f"Findings that held at their margins: {', '.join(held) if held else 'none'}. "
     if len(missed):
         text += "Not shown here: " + "; ".join(f"{r.finding} ({r.detail})" for r in missed.itertuples()) + "."
+    return text
+
+
+def expectations_paragraph(transfer: pd.DataFrame, cfg: dict) -> str:
+    """The authors' two expectations (masked planting survives ``mag`` better; ``divmag``
+    removes more than ``mag``), read from the same-task rows of :func:`transfer_table`, with
+    what the numbers say about why they hold or not."""
+    same = transfer[(transfer["task"] == "same") & (transfer["teacher"] == "backdoor")]
+    ratios = [r for r in cfg["update_ratios"] if _pick(same, method="fine_tune", update_ratio=r) is not None]
+    if not ratios or "mag" not in cfg["ratio_methods"]:
+        return ""
+
+    def asr(method, r):
+        rows = same[(same["method"] == method) & (same["update_ratio"] == r)]
+        if method == "mag":
+            rows = rows[rows["mag_ratio"] == cfg["mag_ratio"]]
+        return float(rows["asr_bb"].iloc[0]) if len(rows) else float("nan")
+
+    ft = {r: asr("fine_tune", r) for r in ratios}
+    mg = {r: asr("mag", r) for r in ratios}
+    dv = {r: asr("divmag", r) for r in ratios}
+    lo, hi = min(ratios), max(ratios)
+    effect = max(abs(mg[r] - ft[r]) for r in ratios)
+    text = ("**The authors' expectations.** After plain fine-tuning, the backdoor's ASR is "
+            + ", ".join(f"{ft[r]:.1%} (update ratio {r:g})" for r in ratios) + ". ")
+    text += (f"Masked planting {'survives better' if ft[hi] > ft[lo] else 'survives worse'} here: holding the "
+             f"smallest conv weights fixed {'raised' if ft[hi] > ft[lo] else 'lowered'} the fine-tuned student's ASR "
+             f"from {ft[lo]:.1%} to {ft[hi]:.1%}. ")
+    if ft[hi] <= ft[lo]:
+        text += ("A likely reason, not tested here: BatchNorm and the head always train while planting, so the fewer "
+                 "conv weights may move, the more of the backdoor lives in the head, which the victim replaces. ")
+    text += (f"mag (zeroing the smallest {cfg['mag_ratio']:.0%} of conv weights before fine-tuning) changes the "
+             f"ASR by at most {effect * 100:.1f} points against plain fine-tuning at any update ratio: "
+             + ("zeroing the smallest weights does not remove the backdoor here, whether planting was masked or "
+                "not. " if effect < cfg["asr_margin"] / 2 else "it does remove part of the backdoor. "))
+    if dv[hi] == dv[hi]:
+        better = dv[hi] < mg[hi]
+        text += (f"divmag leaves {dv[hi]:.1%} against mag's {mg[hi]:.1%} from the teacher planted at update ratio "
+                 f"{hi:g} ({dv[lo]:.1%} vs {mg[lo]:.1%} at {lo:g}): "
+                 + ("resetting the weights the victim's task barely moves relative to their size reaches the "
+                    "large weights where masked planting put the backdoor." if better else
+                    "it does not remove more than mag here."))
     return text
