@@ -82,18 +82,25 @@ def attention_grid(zoo: dict, ev, images, stage: str | None = None):
 
 def mass_figure(scores: pd.DataFrame):
     """Box plots of the attention mass per model and input kind, for each map (rows) and region
-    (columns), with the region's mean area share as the dashed chance line."""
+    (columns), with the region's mean area share (dashed) and, for the object, the mean mass on
+    another image's object region (dotted: the centre prior) as chance lines."""
     import seaborn as sns
 
     long = pd.concat([scores.assign(region=r, mass=scores[f"{r}_mass"], area=scores[f"{r}_area"])
                       for r in ("object", "trigger")], ignore_index=True)
     grid = sns.catplot(long, x="mass", y="model", hue="kind", hue_order=list(KINDS), row="map", col="region",
-                       kind="box", fliersize=0.8, linewidth=0.6, height=4.2, aspect=1.0, sharex=True)
+                       kind="box", fliersize=0.8, linewidth=0.6, height=4.2, aspect=1.0, sharex=False)
+    grid.set_titles("{row_name} · {col_name}")
     for (map_name, region), ax in grid.axes_dict.items():
-        chance = long[(long["map"] == map_name) & (long["region"] == region)]["area"].mean()
-        ax.axvline(chance, color="black", ls="--", lw=1)
-        ax.text(chance, -0.6, " area share", fontsize=7, va="bottom")
-        ax.set(xlim=(0, 1), xlabel=f"attention mass on the {region}", ylabel="")
+        part = long[(long["map"] == map_name) & (long["region"] == region)]
+        ax.axvline(part["area"].mean(), color="black", ls="--", lw=1, label="area share")
+        if region == "object":
+            ax.axvline(part["other_object_mass"].mean(), color="black", ls=":", lw=1.2,
+                       label="another image's object")
+        ax.set(xlim=(0, 1) if region == "object" else (0, 0.4), xlabel=f"attention mass on the {region}", ylabel="")
+    grid.axes[0, 0].legend(loc="lower left", fontsize=7, frameon=True)
+    grid.figure.subplots_adjust(hspace=0.3)
     n = scores.groupby(["model", "kind", "map"]).size().iloc[0]
-    grid.figure.suptitle(f"Share of each map's mass inside the region (n = {n} images per box)", y=1.01)
+    grid.figure.suptitle(f"Share of each map's mass inside the region (n = {n} images per box; "
+                         "dashed: area share, dotted: mass on another image's object)", y=1.02, fontsize=10)
     return grid.figure
