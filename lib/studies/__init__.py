@@ -14,6 +14,9 @@ notebook                 module                     holds
                                                     students per method (cached for notebook 06);
                          :mod:`.backdoor_report`    tables, findings, generated paragraphs;
                          :mod:`.backdoor_data`      the real-image profiles' data
+``06_attention_maps``    :mod:`.attention`          model zoo of 02 and 05, attention table,
+                                                    checks (figures: ``attention_figures``;
+                                                    GTSRB check: ``attention_real``)
 ``07_unrestricted_gan``  :mod:`.unrestricted`       AC-GAN, unrestricted examples, augmentation
 =======================  =========================  =======================================
 

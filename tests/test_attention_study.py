@@ -1,0 +1,99 @@
+"""Unit tests of notebook 06's study (lib.studies.attention): the evaluation set's regions, the
+label mapping, the checks and the rule that picks the authors' picture, on hand-made tables."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lib.studies import attention as A
+
+
+def test_recipe_and_params():
+    cfg = A.recipe()
+    assert set(A.PARAMS.values()) <= set(cfg) and all(p.startswith("att_") for p in A.PARAMS)
+    assert cfg["stage"] == "conv3" and A.recipe("full")["stage"] is None
+    with pytest.raises(KeyError, match="unknown recipe keys"):
+        A.recipe(epochs=3)
+
+
+def test_eval_set_regions():
+    cfg = A.recipe(n_eval=40, backdoor_recipe={"per_class_test": 10})
+    ev = A.eval_set("smoke", cfg)
+    assert len(ev) == 40 and ev.x.shape == (40, 3, 32, 32) and len(set(ev.indices.tolist())) == 40
+    assert torch.bincount(ev.y).tolist() == [4] * 10  # stratified: every class in proportion
+    assert not (ev.object & ev.trigger).any()        # the object region leaves the patch out
+    assert ev.trigger.flatten(1).any(1).all() and not ev.trigger[:, :24].any() and not ev.trigger[:, :, :24].any()
+    # another image's object region, never the image's own
+    own = ev.object.flatten(1).float()
+    other = ev.other_object.flatten(1).float()
+    same = [(own == other[i]).all(1).nonzero().flatten().tolist() for i in range(40)]
+    assert all(any(j != i for j in s) for i, s in enumerate(same))
+    assert not torch.equal(ev.x, ev.x_trig) and torch.equal(ev.x[~ev.trigger[:, None].expand_as(ev.x)],
+                                                             ev.x_trig[~ev.trigger[:, None].expand_as(ev.x)])
+
+
+def test_label_maps():
+    entry = A.Entry(torch.nn.Identity(), "g", ["c", "a", "x", "b"])
+    to_eval, to_model = A._label_maps(entry, ["a", "b", "c"])
+    assert to_eval.tolist() == [2, 0, -1, 1] and to_model.tolist() == [1, 3, 0]
+    assert A._label_maps(A.Entry(torch.nn.Identity(), "g", None), ["a"]) == (None, None)
+    with pytest.raises(ValueError, match="no classes"):
+        A._label_maps(entry, ["a", "z"])
+
+
+def _scores(n=40, seed=0):
+    """A hand-made per-image table: model "good" attends to the object, "centre" always to the
+    same place (mass on its own object no higher than on another image's), a backdoored
+    "bd" whose triggered maps go to the trigger and whose triggered predictions are the target."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for model, group in (("good", "clean"), ("centre", "clean"), (A.CLEAN_MODEL, "notebook 05 (clean)"),
+                         ("bd", "notebook 05 (backdoor)")):
+        for kind in A.KINDS:
+            for i in range(n):
+                obj = {"good": 0.8, "centre": 0.5, A.CLEAN_MODEL: 0.7, "bd": 0.7}[model] + rng.normal(0, 0.02)
+                other = 0.5 + rng.normal(0, 0.02)
+                trig = 0.4 if (model == "bd" and kind == "triggered") else 0.02
+                pred = 0 if (model == "bd" and kind == "triggered") else i % 5
+                rows.append({"model": model, "group": group, "kind": kind, "map": "gradcam", "image": i,
+                             "label": i % 5, "pred": pred, "correct": float(pred == i % 5),
+                             "object_mass": obj, "object_hit": True, "object_area": 0.3,
+                             "trigger_mass": trig, "trigger_hit": trig > 0.1, "trigger_area": 0.03,
+                             "other_object_mass": other if model != "centre" else obj + rng.normal(0, 0.02),
+                             "other_object_hit": False, "other_object_area": 0.3})
+    return pd.DataFrame(rows)
+
+
+def test_checks_on_a_hand_made_table():
+    scores = _scores()
+    clean = A.clean_check(scores).set_index("model")
+    assert clean["passed_area"].all()                       # every model is above the area share ...
+    assert clean.loc["good", "passed_other"] and not clean.loc["centre", "passed_other"]  # ... not all above the prior
+    rates = A.backdoor_table(scores, target=0).set_index("model")
+    assert rates.loc["bd", "asr"] == 1.0 and rates.loc[A.CLEAN_MODEL, "asr"] == pytest.approx(8 / 40)
+    trig = A.trigger_check(scores, rates.reset_index(), target=0).set_index("model")
+    assert list(trig.index) == ["bd"] and trig.loc["bd", "fires"] and trig.loc["bd", "passed"]
+    assert trig.loc["bd", "difference"] == pytest.approx(0.38) and trig.loc["bd", "n_fired"] == 32
+    table = A.summary(scores)
+    assert len(table) == 4 * len(A.KINDS) and (table["n"] == 40).all()
+    row = table.set_index(["model", "kind"]).loc[("bd", "triggered")]
+    assert row["trigger_hit"] == 1.0 and row["trigger_mass"] == pytest.approx(0.4)
+    assert row["object_mass_low"] < row["object_mass"] < row["object_mass_high"] < row["object_mass"] + 0.02
+    text = A.headline_paragraph(table, rates.reset_index(), A.clean_check(scores), trig.reset_index())
+    assert "1 backdoored models still fire" in text and "4 of 4 models are clearly above" in text
+
+
+def test_select_images_rule():
+    scores = _scores()
+    # only images 3 and 7: the baseline and mag students point at the trigger; divmag stays on the object
+    for m in ("05 fine_tune", "05 mag", "05 divmag"):
+        block = scores[scores["model"] == "bd"].assign(model=m)
+        hit = block["image"].isin([3, 7]) & (block["kind"] == "triggered")
+        block["trigger_hit"] = hit if m != "05 divmag" else False
+        block["trigger_mass"] = np.where(hit, 0.5, 0.02)
+        scores = pd.concat([scores, block], ignore_index=True)
+    chosen = A.select_images(scores, n_show=3)
+    assert chosen["passed"].sum() == 2 and set(chosen[chosen["passed"]]["image"]) == {3, 7}
+    assert chosen["chosen"].sum() == 3 and chosen.iloc[:2]["passed"].all()
