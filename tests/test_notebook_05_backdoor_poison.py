@@ -1,5 +1,5 @@
 """Notebook 05 runs headless with small parameters, in a store of its own (base A trained here
-for 6 epochs, so notebook 01's test still finds the session store empty), and writes the tables
+with notebook 01's recipe, so notebook 01's test still finds the session store empty), and writes the tables
 and figures it says; its own asserts (planted teacher fires, the recipe's findings) must hold."""
 import os
 from pathlib import Path
@@ -11,10 +11,12 @@ from lib.workbook import notebooks, run_notebook
 
 pytestmark = pytest.mark.notebooks
 
-# the smoke data (10 classes, 60 images each: planting needs its ~100 iterations), a shorter base A,
+# the smoke data (10 classes, 60 images each: planting needs its ~100 iterations), notebook 01's base A
+# (with a 6-epoch base and 200 test images the planted teacher's clean-accuracy drop, 6.0 points against
+# the 5-point check, depended on the thread count: the fresh-clone CI failed where one thread passed),
 # two update ratios, one extra poison rate, fewer methods at every ratio (Renofeation keeps the recipe's
 # epochs: at 4 + 1 it is under-trained, 44% clean, and the notebook's renofeation_removes check fails)
-SMALL = {"bd_per_class_test": 20, "bd_base_epochs": 6, "bd_update_ratios": [0.0, 0.9], "bd_rates": [0.05, 0.2],
+SMALL = {"bd_update_ratios": [0.0, 0.9], "bd_rates": [0.05, 0.2],
          "bd_mag_ratios": [0.5], "bd_ratio_methods": ["fine_tune"], "bd_flip_methods": ["fine_tune"],
          "bd_retrain_epochs": 6}
 
@@ -26,7 +28,7 @@ def test_05_backdoor_poison(tmp_path, monkeypatch):
     for name in ("05_triggers.png", "05_transfer.png", "05_poison_rate.png", "05_examples.png"):
         assert (figures / name).stat().st_size > 5000, name
     teachers = pd.read_csv(figures / "05_teachers.csv")
-    assert list(teachers["update_ratio"].fillna(-1)) == [-1, 0.0, 0.9] and (teachers["clean_acc_n"] == 200).all()
+    assert list(teachers["update_ratio"].fillna(-1)) == [-1, 0.0, 0.9] and (teachers["clean_acc_n"] == 300).all()
     transfer = pd.read_csv(figures / "05_transfer.csv")
     assert {"fine_tune", "mag", "divmag", "retrain", "renofeation", "fine_pruning"} <= set(transfer["method"])
     assert set(transfer["task"]) == {"same", "new"} and transfer["asr_bb_n"].min() > 0
