@@ -35,7 +35,7 @@ def figures_dir() -> Path:
 def tables_dir() -> Path:
     """Tables the notebooks write (CSV + Markdown): ``WORKBOOK_TABLES``, else :func:`figures_dir`
     (a workbook run puts them in its run folder's ``tables/``)."""
-    return _dir("WORKBOOK_TABLES", figures_dir()) if os.environ.get("WORKBOOK_TABLES") else figures_dir()
+    return _dir("WORKBOOK_TABLES", figures_dir())
 
 
 def shared_dir() -> Path | None:

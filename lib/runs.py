@@ -111,9 +111,10 @@ def store_entries(folder: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
-def _short(value) -> str:
+def _short(value, width: int = 60) -> str:
+    """``value`` as JSON, cut to ``width`` characters."""
     text = json.dumps(value, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def write_index(folder: Path, manifest: dict) -> Path:
