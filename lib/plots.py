@@ -70,16 +70,21 @@ def save(fig: matplotlib.figure.Figure, name: str, formats=("png", "svg"), *, ca
     return out
 
 
-def save_table(df: pd.DataFrame, name: str, *, caption: str | None = None, n=None) -> Path:
-    """Save a tidy table as ``<tables>/<name>.csv`` (and a Markdown copy for the README);
+def save_table(df: pd.DataFrame, name: str, *, caption: str | None = None, n=None, markdown: bool = True) -> Path:
+    """Save a tidy table as ``<tables>/<name>.csv`` and, with ``markdown``, a Markdown copy for
+    the README (off for long machine-readable tables, which nobody reads as Markdown);
     ``caption``/``n`` (default: the ``n`` column's values) go to the run's index."""
     folder = tables_dir()
     path = folder / f"{name}.csv"
     df.to_csv(path, index=False)
     files = [path.name]
+    stale = folder / f"{name}.md"
+    if not markdown and stale.exists():  # a copy left by an earlier run would no longer match the CSV
+        stale.unlink()
     try:
-        (folder / f"{name}.md").write_text(df.to_markdown(index=False) + "\n")
-        files.append(f"{name}.md")
+        if markdown:
+            stale.write_text(df.to_markdown(index=False) + "\n")
+            files.append(f"{name}.md")
     except ImportError:  # tabulate is optional
         pass
     if n is None and "n" in df.columns and len(df):
@@ -120,16 +125,22 @@ def image_grid(images: torch.Tensor, titles=None, masks: torch.Tensor | None = N
     return fig
 
 
-def training_curves(histories: dict[str, pd.DataFrame], metrics=("train_acc", "val_acc"), title: str | None = None):
-    """Accuracy (or any metric column) per epoch for several runs, one line per run and metric."""
+def training_curves(histories: dict[str, pd.DataFrame], metrics=("train_acc", "val_acc"), title: str | None = None,
+                    names: dict[str, str] | None = None):
+    """Accuracy (or any metric column) per epoch for several runs, one line per run and metric.
+    ``names`` renames metrics in the legend, e.g. ``{"val_acc": "test accuracy"}`` when ``fit``'s
+    ``val`` was the test set (its history calls every evaluated set ``val``)."""
+    names = names or {}
     rows = []
     for run, h in histories.items():
         for m in metrics:
             if m in h:
-                rows += [{"run": run, "metric": m, "epoch": e, "value": v} for e, v in zip(h["epoch"], h[m])]
+                rows += [{"run": run, "metric": names.get(m, m), "epoch": e, "value": v}
+                         for e, v in zip(h["epoch"], h[m])]
     df = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     sns.lineplot(df, x="epoch", y="value", hue="run", style="metric", marker="o", ax=ax)
+    ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     if title:

@@ -41,21 +41,22 @@ def attack_panel(model, x: torch.Tensor, y: torch.Tensor, *, eps: float = 8 / 25
     mag = magnify or (0.5 / max(delta[:k].abs().max().item(), 1e-12))
     name = (lambda i: classes[i]) if classes is not None else str
     fig, axes = plt.subplots(3, k, figsize=(1.5 * k, 5.2), squeeze=False)
+    short = lambda c: name(int(c)).replace("/", " ")[:18]
     for i in range(k):
-        rows = [(x[i], f"{name(int(p_clean[i]))}", p_clean[i] == y[i]),
-                (x_adv[i], f"{name(int(p_adv[i]))}", p_adv[i] == y[i]),
-                ((delta[i] * mag + 0.5).clamp(0, 1), "", None)]
-        for r, (img, title, ok) in enumerate(rows):
+        rows = [(x[i], p_clean[i]), (x_adv[i], p_adv[i]), ((delta[i] * mag + 0.5).clamp(0, 1), None)]
+        for r, (img, pred) in enumerate(rows):
             ax = axes[r, i]
             ax.imshow(img.permute(1, 2, 0).float().cpu().numpy(), interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
-            if title:
-                ax.set_title(title.replace("/", "\n"), fontsize=7, color="green" if ok else "red")
+            if pred is not None:  # the prediction under each image: green when it is the true class
+                ax.set_xlabel(f"pred: {short(pred)}", fontsize=6.5, color="green" if pred == y[i] else "red")
+        axes[0, i].set_title(f"true: {short(y[i])}", fontsize=6.5)
     axes[0, 0].set_ylabel("clean")
     axes[1, 0].set_ylabel("adversarial")
     axes[2, 0].set_ylabel(f"δ × {mag:.0f}")
     fig.suptitle(f"{norm} PGD-{steps}, eps={eps * 255:.1f}/255, step={alpha * 255:.2f}/255: "
-                 f"accuracy {stats['clean_acc']:.0%} → {stats['adv_acc']:.0%} on {len(y)} images")
+                 f"accuracy {stats['clean_acc']:.0%} → {stats['adv_acc']:.0%} on {len(y)} images "
+                 "(top: true class; under each image: the prediction, green when correct)", fontsize=9)
     fig.tight_layout()
     return fig, stats
 

@@ -1,39 +1,79 @@
 """Study of notebook 03: how fragile is a standard model, and what do PGD-AT, FGSM-RS and TRADES buy back?
 
-The task is the first ``n_classes`` classes of the synsigns source half A at 32 px; each method
-trains a small CNN through :func:`lib.adversarial_training.adversarial_train` (cached in the
-store), and :func:`lib.robustness.robustness_report` evaluates it. The recipe's full profile only
-raises the evaluation budget (APGD steps, images attacked).
+Profiles:
+
+- ``smoke``: the first ``n_classes`` classes of the synsigns source half A at 32 px; a small
+  CNN per method, trained through :func:`lib.adversarial_training.adversarial_train` (cached in
+  the store) with one-cycle schedules long enough that the validation curves flatten.
+- ``real``: the smoke recipe on the team's CIFAR-10 subset (``../shared/data``, ImageFolder
+  layout), to check that the smoke findings hold on real photographs.
+- ``full``: a real dataset (``cifar10`` in its own pickled release, ``cifar100``, ``gtsrb`` at
+  native 32 px) and PreActResNet-18 (or ``wrn34_10``) with the papers' schedules, per method in
+  ``method_kw``: Madry et al. / Rice et al. PGD-AT (200 epochs, lr 0.1 x 0.1 at epochs 100 and
+  150, PGD-10 of 2/255), Wong et al.'s 15-epoch cyclic FGSM-RS (peak lr 0.2, alpha 10/255) and
+  TRADES (beta 6, 10 steps of 2/255, the TRADES script's 76 epochs with lr x 0.1 at epoch 75);
+  the standard model on PGD-AT's schedule. Validation: ``n_val`` training images held out
+  (Rice et al. hold out 1,000).
+
+Every model is evaluated by :func:`lib.robustness.robustness_report` (its headline is the
+AutoAttack-style per-image worst case) on the same ``n_eval`` test images.
 """
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
+import torch
 
 from .. import adversarial_training, attacks
 from .. import data as D
 from ..adversarial_training import adversarial_train
 from ..data import ImageSet
 from ..models import build
+from ..paths import shared_dir
 from ..store import Store, code_version
 from ..train import random_translate
 from . import bases
 from . import recipe as _recipe
+from .adversarial_report import compact_table, read_results  # noqa: F401  (the notebook's tables and text)
 
-TRAIN_KEYS = ("n_classes", "per_class_train", "per_class_val", "per_class_test", "width", "epochs", "eps", "lr",
-              "batch_size", "seed", "split_seed", "data_seed")
-_SMOKE = {"n_classes": 10, "per_class_train": 100, "per_class_test": 40, "width": 16, "epochs": 10,
+TRAIN_KEYS = ("dataset", "data_root", "shared_data", "arch", "n_classes", "per_class_train", "per_class_val", "n_val",
+              "per_class_test", "width", "epochs", "eps", "lr", "batch_size", "schedule", "method_kw", "seed",
+              "split_seed", "data_seed")
+_SMOKE = {"dataset": "synsigns", "data_root": None, "arch": "small_cnn",
+          "n_classes": 10, "per_class_train": 100, "per_class_test": 40, "width": 16,
+          "epochs": 20,  # one-cycle: the validation curves have flattened by then (10 epochs left them rising)
           "per_class_val": 30,  # checkpoint selection: 300 images, about +-5 points (95%) at 30% accuracy
-          "eps": 8 / 255, "lr": 0.1, "batch_size": 128, "seed": 0, "split_seed": 0, "data_seed": 0,
+          "n_val": None,  # real data: training images held out for selection (None: per_class_val per class)
+          "eps": 8 / 255, "lr": 0.1, "batch_size": 128, "schedule": "onecycle", "method_kw": {},
+          "seed": 0, "split_seed": 0, "data_seed": 0,
           # evaluation: the same n_eval test images for every attack and model
           "eps_list": [2 / 255, 8 / 255], "pgd_steps": [7, 10, 20, 40], "apgd_steps": 25, "n_eval": 200,
+          "square_queries": 1000,  # the paper's 5,000 in the full profile; 1,000 keeps smoke in minutes
           "methods": ["standard", "pgd_at", "fgsm_rs", "trades"],
-          "min_pgd_at_gain": 0.2,  # headline: PGD-AT gains at least this much PGD accuracy over standard
+          "min_pgd_at_gain": 0.2,  # headline: PGD-AT gains at least this much worst-case accuracy over standard
+          "weights": None, "weights_arch": None,  # bring your own model: a checkpoint evaluated beside the study's
           "seeds": 1}  # training seeds per method (seed, seed + 1, ...): intervals over seeds when > 1
-RECIPE = {"smoke": _SMOKE, "full": {**_SMOKE, "apgd_steps": 100, "n_eval": 1000, "seeds": 3}}  # paper: 100 APGD steps
+# the papers' schedules (method -> adversarial_train keywords overriding the recipe's)
+_PAPERS = {"standard": {"epochs": 200, "lr": 0.1, "schedule": "piecewise", "weight_decay": 5e-4},
+           "pgd_at": {"epochs": 200, "lr": 0.1, "schedule": "piecewise", "weight_decay": 5e-4, "steps": 10,
+                      "alpha": 2 / 255},
+           "fgsm_rs": {"epochs": 15, "lr": 0.2, "schedule": "cyclic", "weight_decay": 5e-4, "alpha": 10 / 255},
+           "trades": {"epochs": 76, "lr": 0.1, "schedule": "piecewise:0.9868", "weight_decay": 2e-4, "steps": 10,
+                      "alpha": 2 / 255, "beta": 6.0}}
+RECIPE = {
+    "smoke": _SMOKE,
+    "real": {**_SMOKE, "dataset": "cifar10_folder", "shared_data": "cifar10-jpg-subset", "n_classes": 10,
+             "per_class_train": 400, "per_class_test": 100, "n_val": 500, "width": 32, "n_eval": 500},
+    "full": {**_SMOKE, "dataset": "cifar10", "arch": "preact_resnet18", "n_classes": None, "per_class_train": None,
+             "per_class_test": None, "n_val": 1000, "width": None, "batch_size": 128, "method_kw": _PAPERS,
+             "apgd_steps": 100, "square_queries": 5000, "n_eval": 1000, "seeds": 3},  # paper: 100 APGD steps
+}
 # notebook parameter -> recipe key (names unique in the workbook; see lib.studies.check_params)
 PARAMS = {f"adv_{k}": k for k in (
-    "n_classes", "per_class_train", "per_class_test", "width", "epochs", "eps", "eps_list", "pgd_steps",
-    "apgd_steps", "n_eval", "methods", "seed", "min_pgd_at_gain")}
+    "dataset", "data_root", "arch", "n_classes", "per_class_train", "per_class_test", "width", "epochs", "eps",
+    "eps_list", "pgd_steps", "apgd_steps", "square_queries", "n_eval", "methods", "seed", "min_pgd_at_gain",
+    "weights", "weights_arch")}
 
 
 def recipe(profile: str = "smoke", **overrides) -> dict:
@@ -45,27 +85,100 @@ def _classes(cfg: dict) -> list[int]:
     return bases.halves(bases.recipe(split_seed=cfg["split_seed"]))["A"][:cfg["n_classes"]]
 
 
+def _real_root(cfg: dict):
+    """Where the real dataset lives: ``data_root``; else the team's ``../shared/data/<shared_data>``
+    (profile ``real``); else the loader's default ``data/<name>``."""
+    if cfg.get("data_root"):
+        return cfg["data_root"]
+    if cfg.get("shared_data"):
+        shared = shared_dir()
+        if shared is None or not (shared / "data" / cfg["shared_data"]).is_dir():
+            raise FileNotFoundError(f"profile 'real' reads ../shared/data/{cfg['shared_data']} (the team's subsets), "
+                                    "which is not beside this checkout: set adv_data_root to a copy of that layout, "
+                                    "or WORKBOOK_SHARED to the shared folder")
+        return shared / "data" / cfg["shared_data"]
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _real_split(dataset: str, root: str | None, split: str) -> ImageSet:
+    from ..data.real import load_real
+    return D.to_imageset(load_real(dataset, split, root=root), name=f"{dataset}-{split}", progress=False)
+
+
+def _real_sets(cfg: dict) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """Train, validation (``n_val`` training images held out, every class in proportion) and test
+    sets of a real dataset at its native size: the first ``n_classes`` classes (None: all),
+    ``per_class_train`` / ``per_class_test`` images per class (None: all)."""
+    root = _real_root(cfg)
+    root = None if root is None else str(root)
+    train, test = _real_split(cfg["dataset"], root, "train"), _real_split(cfg["dataset"], root, "test")
+    if cfg["n_classes"] is not None and cfg["n_classes"] < train.num_classes:
+        keep = list(range(cfg["n_classes"]))
+        train, test = D.subset_classes(train, keep), D.subset_classes(test, keep)
+    k = train.num_classes
+    n_val = cfg["n_val"] if cfg["n_val"] is not None else cfg["per_class_val"] * k
+    train, val = D.train_val_split(train, val_fraction=n_val / len(train), seed=cfg["split_seed"])
+    if cfg["per_class_train"] is not None:
+        train = D.stratified_subset(train, cfg["per_class_train"] * k, cfg["data_seed"])
+    if cfg["per_class_test"] is not None:
+        test = D.stratified_subset(test, cfg["per_class_test"] * k, cfg["data_seed"])
+    return train, val, test
+
+
 def robust_study_data(cfg: dict) -> tuple[ImageSet, ImageSet]:
-    """Train/test sets of notebook 03's task: the first ``n_classes`` classes of the synsigns
-    source half A (the half base A is trained on), relabelled ``0..n_classes-1``."""
+    """Train/test sets of notebook 03's task. synsigns: the first ``n_classes`` classes of the
+    source half A (the half base A is trained on), relabelled ``0..n_classes-1``; a real
+    ``dataset``: see :func:`_real_sets`."""
     cfg = {**RECIPE["smoke"], **cfg}
+    if cfg["dataset"] != "synsigns":
+        train, _, test = _real_sets(cfg)
+        return train, test
     classes = _classes(cfg)
     return bases.class_data(classes, cfg["per_class_train"], cfg["per_class_test"], seed=cfg["data_seed"],
                             tag=f"A{len(classes)}")
 
 
 def robust_val_data(cfg: dict) -> ImageSet:
-    """The validation set that selects checkpoints: ``per_class_val`` images per class from
-    synsigns' own validation draw (independent of the training and test images), all of them
-    used every epoch."""
+    """The validation set that selects checkpoints, never the test set. synsigns:
+    ``per_class_val`` images per class from its own validation draw (independent of the training
+    and test images); real data: ``n_val`` held-out training images. All of them are used every
+    epoch."""
     cfg = {**RECIPE["smoke"], **cfg}
+    if cfg["dataset"] != "synsigns":
+        return _real_sets(cfg)[1]
     classes = _classes(cfg)
     ds = D.load_synsigns("val", n=len(classes) * cfg["per_class_val"], seed=cfg["data_seed"], classes=classes)
     return D.subset_classes(ds, classes, name=f"synsigns-A{len(classes)}-val")
 
 
+def train_kw(method: str, cfg: dict) -> dict:
+    """:func:`adversarial_train` keywords of ``method`` under ``cfg``: the recipe's epochs, lr and
+    schedule, overridden by ``cfg["method_kw"][method]`` (the papers' schedules in ``full``)."""
+    return {"epochs": cfg["epochs"], "lr": cfg["lr"], "schedule": cfg["schedule"],
+            **(cfg.get("method_kw") or {}).get(method, {})}
+
+
+def build_model(cfg: dict, train: ImageSet):
+    """The study's network for ``train`` (initial weights from the recipe's seed). On real data the
+    model normalises with the training set's per-channel mean and std (inside the model, so eps
+    stays in pixel units)."""
+    kw = {"width": cfg["width"]} if cfg["arch"] == "small_cnn" and cfg["width"] else {}
+    if cfg["dataset"] != "synsigns":
+        x = train.float_images(torch.arange(min(len(train), 5000)))
+        kw.update(mean=x.mean((0, 2, 3)).tolist(), std=x.std((0, 2, 3)).tolist())
+    return build(cfg["arch"], train.num_classes, seed=cfg["seed"], **kw)
+
+
+def _augment(cfg: dict):
+    if cfg["dataset"] == "synsigns":
+        return random_translate(2)
+    from ..data.real import REAL_DATASETS  # CIFAR's 4-pixel crop with flips; no flips for traffic signs
+    return random_translate(4, flip=REAL_DATASETS[cfg["dataset"]].flip)
+
+
 def robust_study_model(method: str, cfg: dict, store=None, *, progress: bool = True, which: str = "selected"):
-    """A small CNN trained on :func:`robust_study_data` with ``method`` (see
+    """The recipe's network (a small CNN at smoke) trained on :func:`robust_study_data` with ``method`` (see
     :data:`lib.adversarial_training.METHODS`) through :func:`adversarial_train`, cached in the store
     under the method and the recipe.
 
@@ -87,13 +200,13 @@ def robust_study_model(method: str, cfg: dict, store=None, *, progress: bool = T
     last_key = {**key, "code": code_version(*CODE)}
 
     def build_fn():  # initial weights from the recipe's seed
-        return build("small_cnn", train.num_classes, width=cfg["width"], seed=cfg["seed"])
+        return build_model(cfg, train)
 
     def train_fn(model):
         last = {}
-        hist = adversarial_train(model, train, val, method, eps=cfg["eps"], epochs=cfg["epochs"], lr=cfg["lr"],
-                                 batch_size=cfg["batch_size"], seed=cfg["seed"], augment=random_translate(2),
-                                 select=select, val_n=None, keep_last=last, progress=progress)
+        hist = adversarial_train(model, train, val, method, eps=cfg["eps"], batch_size=cfg["batch_size"],
+                                 seed=cfg["seed"], augment=_augment(cfg), select=select, val_n=None, keep_last=last,
+                                 progress=progress, **train_kw(method, cfg))
         meta = {"method": method, "recipe": cfg, "history": hist.to_dict("records"),
                 "selected_epoch": hist.attrs.get("selected_epoch"), "stopped_epoch": hist.attrs.get("stopped_epoch"),
                 "last_epoch": last["epoch"], "val_n": hist.attrs.get("val_n")}
@@ -113,22 +226,24 @@ def robust_study_model(method: str, cfg: dict, store=None, *, progress: bool = T
 
 # the code behind the cached robust models (the training functions, not the whole study module,
 # so that an evaluation setting or helper retrains nothing): a change to any of these retrains them
-CODE = (robust_study_model, robust_study_data, robust_val_data, _classes, bases.class_data, bases.halves,
+CODE = (robust_study_model, robust_study_data, robust_val_data, _classes, _real_sets, _real_split, train_kw,
+        build_model, _augment, bases.class_data, bases.halves,
         *bases.TRAINING_CODE, adversarial_training, attacks.core, attacks.projected, attacks.gradient_sign)
 
 
 def best_and_last(models: dict, cfg: dict, test, *, store=None, progress: bool = False):
     """Rice et al.'s two numbers per robust method: the selected (best robust validation) epoch
     and the last epoch, their robust validation accuracy (with the Wilson interval of the
-    selected value on the ``val_n`` validation images) and their clean and PGD-20 test accuracy
-    at the training eps on the recipe's ``n_eval`` test images. ``models``: method -> the
-    selected model (the last one is loaded from the store). One row per method except
+    selected value on the ``val_n`` validation images), and for both checkpoints the clean,
+    PGD-20 and AutoAttack-style (APGD-CE, APGD-T, Square; :func:`lib.robustness.autoattack_eval`)
+    test accuracy at the training eps on the recipe's ``n_eval`` test images. ``models``: method
+    -> the selected model (the last one is loaded from the store). One row per method except
     ``standard`` (selected on its last epoch)."""
-    import pandas as pd
-
+    from ..evaluate import eval_images
     from ..metrics import binomial_interval
-    from ..robustness import eps_sweep
+    from ..robustness import autoattack_eval, eps_sweep
 
+    x, y = eval_images(test, cfg["n_eval"], seed=cfg["seed"])
     rows = []
     for method, model in models.items():
         if method == "standard":
@@ -142,34 +257,11 @@ def best_and_last(models: dict, cfg: dict, test, *, store=None, progress: bool =
                "val_robust_selected": sel["val_robust_acc"], "val_low": low, "val_high": high,
                "val_robust_last": hist["val_robust_acc"].iloc[-1], "val_n": val_n}
         for name, m in (("selected", model), ("last", last)):
-            r = eps_sweep(m, test, [0.0, cfg["eps"]], attack="pgd", steps=20, n=cfg["n_eval"], seed=cfg["seed"])
+            r = eps_sweep(m, (x, y), [0.0, cfg["eps"]], attack="pgd", steps=20, seed=cfg["seed"])
             row[f"test_clean_{name}"], row[f"test_pgd20_{name}"] = r["acc"].tolist()
-        row["n_eval"] = int(r["n"].iloc[0])
+            aa = autoattack_eval(m, x, y, cfg["eps"], steps=cfg["apgd_steps"], square_queries=cfg["square_queries"],
+                                 seed=cfg["seed"])
+            row[f"test_worst_{name}"] = aa["robust_acc"]
+        row["n_eval"] = len(y)
         rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def compact_table(report: pd.DataFrame, eps_list, pgd_steps: int, level: float = 0.95) -> pd.DataFrame:
-    """Method x (clean, FGSM, PGD-``pgd_steps``, APGD-CE, APGD-T, worst case) x eps from a
-    :func:`lib.robustness.robustness_report` table with a ``seed`` column (one report per trained
-    seed): the mean accuracy with its ``level`` interval and n. One seed: Wilson interval over the
-    ``n`` test images (what a new draw of the test set would give this model); several seeds:
-    Student-t interval over the seeds (what retraining gives), ``n`` images each. Eps in /255."""
-    from ..metrics import binomial_interval, seed_interval
-
-    keep = report["attack"].isin(["clean", "fgsm", "pgd", "apgd", "apgd_t", "worst"])
-    keep &= (report["attack"] != "pgd") | (report["steps"] == pgd_steps)
-    keep &= report["eps"].isin([0.0, *eps_list])
-    keep &= (report["attack"] == "clean") | (report["eps"] > 0)
-    rows = []
-    for (method, label, eps255), g in report[keep].groupby(["method", "label", "eps_255"], sort=False):
-        seeds = g["seed"].nunique()
-        if seeds == 1:
-            low, high = binomial_interval(int(g["correct"].iloc[0]), int(g["n"].iloc[0]), level)
-            interval = "Wilson, test images"
-        else:
-            r = seed_interval(g.groupby("seed")["acc"].mean().to_numpy(), level)
-            low, high, interval = max(0.0, r["low"]), min(1.0, r["high"]), f"t, {seeds} seeds"  # clipped to [0, 1]
-        rows.append({"method": method, "attack": label, "eps_255": eps255, "acc": g["acc"].mean(), "low": low,
-                     "high": high, "n": int(g["n"].iloc[0]), "seeds": seeds, "interval": interval})
     return pd.DataFrame(rows)
