@@ -8,6 +8,7 @@ its index files give it. Each writer returns the root to pass to ``load_real``.
 from __future__ import annotations
 
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,86 @@ def write_image(path: Path, k: int, size: tuple[int, int] = (40, 30)) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
+# CIFAR's python release: Python 2 cPickle files at protocol 2
+# ---------------------------------------------------------------------------------------------
+_RECONSTRUCT = np.empty(0).__reduce__()[0]
+
+
+class Py2Pickler(pickle._Pickler):
+    """Writes protocol-2 pickles the way Python 2's cPickle wrote CIFAR's release: ``bytes`` as
+    Python 2 ``str`` (opcodes SHORT_BINSTRING / BINSTRING, so dict keys and filenames are ``b"..."``
+    written by Python 2 and an array's pixel buffer a py2 string), and numpy's array
+    reconstructor under its numpy-1 name ``numpy.core.multiarray._reconstruct``. (Python 3's own
+    protocol-2 pickler writes ``bytes`` as ``_codecs.encode(...)`` calls instead.)"""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def __init__(self, file):
+        super().__init__(file, protocol=2)
+
+    def save_py2_str(self, obj: bytes):
+        n = len(obj)
+        self.write((pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+
+    def save_global(self, obj, name=None):
+        if obj is _RECONSTRUCT:
+            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
+            self.memoize(obj)
+        else:
+            super().save_global(obj, name)
+
+
+def dump_py2(obj, path: Path) -> Path:
+    """``obj`` pickled by :class:`Py2Pickler` into ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        Py2Pickler(f).dump(obj)
+    return path
+
+
+CIFAR10_LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def write_cifar10_batches(root: Path, per_class: dict[str, int] | int | None = None, classes: int = 10,
+                          seed: int = 0) -> dict:
+    """``root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}`` in the release's
+    format: each batch a dict ``{b"batch_label", b"labels" (list of int), b"data" (uint8 N x 3072,
+    RRR..GGG..BBB), b"filenames"}``, ``batches.meta`` ``{b"num_cases_per_batch", b"label_names",
+    b"num_vis"}``. ``per_class``: images per class per split (default ``{"train": 5, "test": 2}``; an
+    int means that many in both); the training images are shuffled and dealt into the five
+    batches. Image of class ``k``: flat :func:`colour` ``k`` plus seeded noise of at most 8 levels,
+    so :func:`decode` gives ``k`` and a model can learn it. Only the first ``classes`` classes
+    get images (the meta lists all ten names). Returns ``{split: {"data", "labels"}}`` in load order."""
+    per_class = per_class or {"train": 5, "test": 2}
+    if isinstance(per_class, int):
+        per_class = {"train": per_class, "test": per_class}
+    rng = np.random.default_rng(seed)
+    base = root / "cifar-10-batches-py"
+    out = {}
+    for split, n in per_class.items():
+        labels = np.repeat(np.arange(classes), n)
+        rng.shuffle(labels)
+        flat = np.array([colour(int(k)) for k in labels], dtype=np.int16).repeat(1024, axis=1)
+        data = np.clip(flat + rng.integers(-8, 9, flat.shape), 0, 255).astype(np.uint8)
+        parts = np.array_split(np.arange(len(labels)), 5) if split == "train" else [np.arange(len(labels))]
+        for b, idx in enumerate(parts, 1):
+            name = f"data_batch_{b}" if split == "train" else "test_batch"
+            label = f"training batch {b} of 5" if split == "train" else "testing batch 1 of 1"
+            dump_py2({b"batch_label": label.encode(), b"labels": [int(k) for k in labels[idx]],
+                      b"data": data[idx], b"filenames": [f"img_{split}_{i:05d}.png".encode() for i in idx]},
+                     base / name)
+        out[split] = {"data": data, "labels": labels.tolist()}
+    dump_py2({b"num_cases_per_batch": 10000, b"label_names": [c.encode() for c in CIFAR10_LABEL_NAMES],
+              b"num_vis": 3072}, base / "batches.meta")
+    return out
+
+
 def write_cifar100(root: Path, per_class: dict[str, int] | None = None, seed: int = 0) -> dict:
-    """``root/cifar-100-python/{train,test,meta}`` with all 100 fine classes; fine class ``f``
+    """``root/cifar-100-python/{train,test,meta}`` in the release's format (Python 2 pickles, see
+    :class:`Py2Pickler`; random pixels) with all 100 fine classes; fine class ``f``
     belongs to coarse class ``(7 f) % 20`` (5 fine classes each, like the real data). Returns
     the written arrays: ``{split: {"data", "fine", "coarse"}}`` and the expected tasks."""
     per_class = per_class or {"train": 2, "test": 1}
@@ -49,16 +128,14 @@ def write_cifar100(root: Path, per_class: dict[str, int] | None = None, seed: in
         rng.shuffle(fine)
         coarse = (7 * fine) % 20
         data = rng.integers(0, 256, (len(fine), 3072), dtype=np.uint8)
-        entry = {"filenames": [f"img_{i:05d}.png" for i in range(len(fine))],
-                 "batch_label": f"{split}ing batch 1 of 1", "fine_labels": fine.tolist(),
-                 "coarse_labels": coarse.tolist(), "data": data}
-        with open(base / split, "wb") as f:
-            pickle.dump(entry, f, protocol=2)
+        entry = {b"filenames": [f"img_{i:05d}.png".encode() for i in range(len(fine))],
+                 b"batch_label": f"{split}ing batch 1 of 1".encode(), b"fine_labels": fine.tolist(),
+                 b"coarse_labels": coarse.tolist(), b"data": data}
+        dump_py2(entry, base / split)
         out[split] = {"data": data, "fine": fine.tolist(), "coarse": coarse.tolist()}
-    meta = {"fine_label_names": [f"fine_{i:02d}" for i in range(100)],
-            "coarse_label_names": [f"coarse_{i:02d}" for i in range(20)]}
-    with open(base / "meta", "wb") as f:
-        pickle.dump(meta, f, protocol=2)
+    meta = {b"fine_label_names": [f"fine_{i:02d}".encode() for i in range(100)],
+            b"coarse_label_names": [f"coarse_{i:02d}".encode() for i in range(20)]}
+    dump_py2(meta, base / "meta")
     out["tasks"] = [sorted(f for f in range(100) if (7 * f) % 20 == c) for c in range(20)]
     return out
 

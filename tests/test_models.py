@@ -12,7 +12,10 @@ import torchvision
 from lib import models as M
 from lib.paths import shared_dir
 
-SMALL = ("small_cnn", *M.CIFAR_RESNETS)  # 32-px architectures; the rest get 64-px inputs
+SMALL = ("small_cnn", *M.CIFAR_RESNETS, "preact_resnet18", "wrn16_2")  # 32-px architectures; the rest get 64 px
+# every architecture; the 36-46M-parameter Wide ResNets are run at depth 16, width 2 (the same code;
+# their sizes are checked on the meta device in test_robust_arch_parameter_counts)
+GENERIC = (*(a for a in M.ARCHS if not a.startswith("wrn")), "wrn16_2")
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
 
@@ -37,7 +40,7 @@ def built():
 
 
 # ---------------------------------------------------------------------------- every arch
-@pytest.mark.parametrize("arch", M.ARCHS)
+@pytest.mark.parametrize("arch", GENERIC)
 def test_arch_forward_blocks_stages(arch, built):
     model = built(arch)
     x = _input(arch)
@@ -379,3 +382,67 @@ def test_frozen_flags_heads_and_masks_are_saved_state(tmp_path):
     assert loaded.num_classes == 3 and torch.equal(loaded(x), model(x, head="task2"))
     with pytest.raises(ValueError, match="shape"):
         model.set_mask("blocks.conv2.conv.weight", torch.zeros(3))
+
+
+# ---------------------------------------------------------------------------- PreActResNet-18, Wide ResNets
+def test_robust_arch_parameter_counts():
+    """Against the papers: PreActResNet-18 ~11.2M (Wong et al. 2020, Rice et al. 2020; RobustBench
+    lists 11.17M), WRN-34-10 ~46.2M (Madry et al. 2018, TRADES), WRN-28-10 36.5M (Zagoruyko &
+    Komodakis 2016, Table 3). Counted on the meta device: nothing is allocated."""
+    expected = {"preact_resnet18": 11_172_170, "wrn34_10": 46_160_474, "wrn28_10": 36_479_194}
+    for arch, n in expected.items():
+        with torch.device("meta"):
+            model, net = M.build(arch, 10), M.robust_net(arch, 10)
+        assert M.count_parameters(model) == M.count_parameters(net) == n, arch
+    assert abs(expected["preact_resnet18"] / 1e6 - 11.2) < 0.05 and abs(expected["wrn34_10"] / 1e6 - 46.2) < 0.05
+    assert abs(expected["wrn28_10"] / 1e6 - 36.5) < 0.05
+    with torch.device("meta"):
+        assert M.build("wrn34_10", 100).head.fc.weight.shape == (100, 640)
+        assert len(M.build("wrn34_10", 10).block_names) == 1 + 3 * 5
+    with pytest.raises(ValueError, match="6n\\+4"):
+        M.build("wrn30_10", 10)
+
+
+@pytest.mark.parametrize("arch", ["preact_resnet18", "wrn16_2"])
+def test_robust_arch_matches_its_reference_forward(arch):
+    """The Classifier walks the very modules of the unwrapped network and gives its logits."""
+    torch.manual_seed(0)
+    net = M.robust_net(arch, 7)
+    model = M.wrap_raw(net, arch, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    x = _input(arch, 3)
+    with torch.no_grad():
+        model.train()(x)  # non-trivial BatchNorm statistics
+        model.eval()
+        ref = net((x - model.normalize.mean) / model.normalize.std)
+        torch.testing.assert_close(model(x), ref)
+        feats = model.features(x)
+    assert feats["logits"].shape == (3, 7)
+    assert [feats[s].shape[-1] for s in model.stages] == ([32, 16, 8, 4] if arch == "preact_resnet18" else [32, 16, 8])
+    assert feats["penultimate"].shape == (3, 512 if arch == "preact_resnet18" else 128)
+    assert not any(getattr(m, "inplace", False) for m in model.modules())
+    # a state dict of the wrapped model loads into a freshly built one
+    again = M.build(arch, 7, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    again.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), ref)
+
+
+def test_robust_arch_reference_checkpoints_load(tmp_path):
+    """Checkpoints in Wong/Rice's PreActResNet and TRADES's WideResNet key layouts load with strict
+    keys (TRADES's unused sub_block1 dropped; DataParallel's module. prefix stripped)."""
+    for arch in ("preact_resnet18", "wrn16_2"):
+        torch.manual_seed(1)
+        net = M.robust_net(arch, 10).eval()
+        state = {f"module.{k}": v for k, v in net.state_dict().items()}
+        if arch.startswith("wrn"):
+            extra = M.robust_net(arch, 10).block1.state_dict()
+            state.update({f"module.sub_block1.{k}": v for k, v in extra.items()})
+            assert "module.block1.layer.0.convShortcut.weight" in state and "module.fc.weight" in state
+        else:
+            assert "module.layer2.0.shortcut.0.weight" in state and "module.linear.weight" in state
+        path = tmp_path / f"{arch}.pt"
+        torch.save({"state_dict": state, "epoch": 3}, path)
+        model = M.build(arch, 10, pretrained=path, mean=(0.0,) * 3, std=(1.0,) * 3).eval()
+        x = _input(arch, 2)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), net(x))

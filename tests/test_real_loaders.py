@@ -3,6 +3,7 @@
 the errors for missing or malformed datasets. Nothing here downloads."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import real_fixtures as F
 import torch
@@ -90,6 +91,58 @@ def test_cifar100_superclass_tasks(cifar100, monkeypatch, tmp_path):
     assert cifar100_superclass_tasks() == other["tasks"]
     with pytest.raises(DatasetNotFoundError, match="cifar100"):
         cifar100_superclass_tasks(tmp_path / "absent")
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10 (the release's cifar-10-batches-py pickles, or an ImageFolder)
+# ---------------------------------------------------------------------------------------------
+def test_cifar10_batches_pixels_labels_and_names(tmp_path):
+    written = F.write_cifar10_batches(tmp_path, per_class={"train": 3, "test": 2})
+    ds = load_real("cifar10", "train", root=tmp_path)
+    assert len(ds) == 30 and ds.targets == written["train"]["labels"]
+    assert ds.classes == F.CIFAR10_LABEL_NAMES and ds.class_to_idx["truck"] == 9
+    for i in (0, 7, 29):  # batches concatenated in order 1..5; rows RRR..GGG..BBB, row-major
+        x, y = ds[i]
+        want = torch.from_numpy(written["train"]["data"][i].reshape(3, 32, 32).astype("float32")) / 255
+        assert torch.equal(x, want) and y == written["train"]["labels"][i] == F.decode(x)
+    check_items(ds, 32)
+    test = load_real("cifar10", "test", root=tmp_path / "cifar-10-batches-py", size=40)  # root = the folder itself
+    assert test.targets == written["test"]["labels"] and test[0][0].shape == (3, 40, 40)
+    assert transform_ops(load_real("cifar10", "train", root=tmp_path, train_augment=True))[:2] == [
+        T.RandomResizedCrop, T.RandomHorizontalFlip]
+
+
+def test_cifar10_fixture_is_what_torchvision_reads(tmp_path, monkeypatch):
+    # torchvision's reader (plain pickle.load, trusted here: we wrote the file) sees the same arrays
+    import torchvision.datasets as tvd
+    written = F.write_cifar10_batches(tmp_path, per_class=2)
+    monkeypatch.setattr(tvd.cifar, "check_integrity", lambda *a, **k: True)  # our files have other md5s
+    ref = tvd.CIFAR10(str(tmp_path), train=True)
+    ours = load_real("cifar10", "train", root=tmp_path)
+    assert (ref.data == ours.data).all() and ref.targets == ours.targets == written["train"]["labels"]
+    assert ref.classes == ours.classes
+
+
+def test_cifar10_also_reads_an_image_folder(tmp_path):
+    root = F.write_image_folder(tmp_path / "jpg")
+    ds = load_real("cifar10", "train", root=root)
+    assert ds.classes == F.CIFAR10_CLASSES
+    check_items(ds, 32, [0, 0, 0, 1, 1, 1, 2, 2, 2])
+    with pytest.raises(DatasetNotFoundError) as e:  # neither layout
+        load_real("cifar10", "train", root=tmp_path / "jpg" / "train" / "bird")
+    assert "cifar-10-batches-py" in str(e.value) and "ImageFolder" in str(e.value)
+
+
+def test_cifar10_malformed_batches_are_reported(tmp_path):
+    F.write_cifar10_batches(tmp_path, per_class=1)
+    base = tmp_path / "cifar-10-batches-py"
+    F.dump_py2({b"data": np.zeros((2, 3000), np.uint8), b"labels": [0, 1]}, base / "test_batch")
+    with pytest.raises(DatasetNotFoundError, match=r"uint8 \(N, 3072\)") as e:
+        load_real("cifar10", "test", root=tmp_path)
+    assert e.value.path == base / "test_batch"
+    F.dump_py2({b"data": np.zeros((2, 3072), np.uint8)}, base / "test_batch")
+    with pytest.raises(DatasetNotFoundError, match="no 'labels'"):
+        load_real("cifar10", "test", root=tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +331,7 @@ def test_image_folders(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # errors
 # ---------------------------------------------------------------------------------------------
-TORCHVISION_CAN_FETCH = {"cifar100": "CIFAR100", "flowers102": "Flowers102", "gtsrb": "GTSRB"}
+TORCHVISION_CAN_FETCH = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "flowers102": "Flowers102", "gtsrb": "GTSRB"}
 
 
 @pytest.mark.parametrize("name", sorted(REAL_DATASETS))
@@ -308,6 +361,8 @@ def test_default_root_is_data_dir_name(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name, writer, remove", [
     ("cub200", F.write_cub200, "CUB_200_2011/train_test_split.txt"),
     ("cifar100", F.write_cifar100, "cifar-100-python/meta"),
+    ("cifar10", F.write_cifar10_batches, "cifar-10-batches-py/data_batch_4"),
+    ("cifar10", F.write_cifar10_batches, "cifar-10-batches-py/batches.meta"),
     ("flowers102", F.write_flowers102, "flowers-102/setid.mat"),
     ("stanford_dogs", F.write_stanford_dogs, "lists/train_list.mat"),
     ("stanford40", F.write_stanford40, "ImageSplits/blowing_bubbles_train.txt"),
@@ -360,9 +415,10 @@ def test_shared_gtsrb_subset():
         assert (ds.rois[:, 2] > ds.rois[:, 0]).all() and (ds.rois[:, 3] > ds.rois[:, 1]).all()
 
 
-def test_shared_cifar10_jpg_subset():
+@pytest.mark.parametrize("name", ["cifar10_folder", "cifar10"])
+def test_shared_cifar10_jpg_subset(name):
     root = shared("cifar10-jpg-subset")
-    train, test = load_real("cifar10_folder", "train", root=root), load_real("cifar10_folder", "test", root=root)
+    train, test = load_real(name, "train", root=root), load_real(name, "test", root=root)
     assert (len(train), len(test)) == (5000, 1000)
     assert train.classes == test.classes and len(train.classes) == 10
     assert train.classes[:3] == ["airplane", "automobile", "bird"]

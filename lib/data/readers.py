@@ -6,8 +6,9 @@ dataset whose items are ``(transform(PIL RGB image), int label)`` with ``.classe
 ``.targets``. A missing or malformed file raises :class:`_Missing` (path and problem), which
 ``load_real`` turns into the user-facing :class:`~lib.data.base.DatasetNotFoundError`; readers
 never build user-facing messages themselves. Held here: the file-backed datasets
-(:class:`ImageFiles`, :class:`GTSRBImages`, torchvision's CIFAR-100 / Flowers-102 with presence
-checks instead of md5s), the small path/index helpers, and one reader per dataset.
+(:class:`ImageFiles`, :class:`GTSRBImages`, :class:`CifarPickles` for CIFAR-10 / CIFAR-100's
+pickles read through :mod:`lib.data.safe_pickle`, torchvision's Flowers-102 with presence checks
+instead of md5s), the small path/index helpers, and one reader per dataset.
 
 Kept apart from :mod:`lib.data.real` (the registry ``REAL_DATASETS``, the transforms and the
 entry points), which re-exports every name here.
@@ -15,7 +16,6 @@ entry points), which re-exports every name here.
 from __future__ import annotations
 
 import csv
-import pickle
 import zlib
 from pathlib import Path
 from typing import Callable, Sequence
@@ -26,6 +26,7 @@ import torchvision.datasets as tvd
 from PIL import Image
 from torch.utils.data import Dataset
 
+from . import safe_pickle
 from .class_ids import _R_INDEX, GTSRB_CLASSES, IMAGENET1K_WNIDS, IMAGENET_R_TO_IMAGENET1K, IMAGENET_R_WNIDS
 
 IMAGE_EXTENSIONS = tvd.folder.IMG_EXTENSIONS
@@ -138,42 +139,114 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+def _text(v):
+    return v.decode("latin1") if isinstance(v, bytes) else v
+
+
 def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+    """A CIFAR pickle as a dict with ``str`` keys, read by :func:`lib.data.safe_pickle.load` (only
+    numpy's array types allowed; a pickle naming anything else raises
+    :class:`~lib.data.safe_pickle.UnsafePickleError`). Keys stored as bytes (a re-pack that read the
+    release with ``encoding="bytes"``) are decoded."""
+    d = safe_pickle.load(path, encoding="latin1")
+    if not isinstance(d, dict):
+        raise _Missing(path, f"expected a pickled dict, found {type(d).__name__}")
+    return {_text(k): v for k, v in d.items()}
 
 
 # ----------------------------------------------------------------------------------------------
 # readers: (root, split, transform, size, **kw) -> Dataset
 # ----------------------------------------------------------------------------------------------
-class CIFAR100(tvd.CIFAR100):
-    """torchvision's CIFAR-100 with ``label="fine"`` (100 classes) or ``"coarse"`` (20
-    superclasses). ``fine_classes`` / ``coarse_classes`` keep both name lists."""
+class CifarPickles(Dataset):
+    """Images of CIFAR's python release (``data``: uint8 rows ``RRR..GGG..BBB`` of 32x32, one per
+    image) from the pickle ``files``, concatenated in order; ``label_key`` names the labels list.
 
-    def __init__(self, root, train: bool, transform=None, label: str = "fine"):
-        super().__init__(str(root), train=train, transform=transform)
-        if label == "coarse":
-            name = "train" if train else "test"
-            self.targets = list(_unpickle(Path(root) / self.base_folder / name)["coarse_labels"])
-            self.classes = list(self.coarse_classes)
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+    Read with :func:`_unpickle` (the restricted unpickler), never ``pickle.load``: this replaces
+    torchvision's CIFAR classes, which unpickle the files with ``pickle.load``. Attributes as in
+    torchvision: ``data`` (uint8 ``(N, 32, 32, 3)``), ``targets``, ``classes``, ``class_to_idx``.
+    """
 
-    def _check_integrity(self) -> bool:
-        return True  # load_real checked that the files are there; md5s would reject re-packs
-
-    def _load_meta(self) -> None:
-        meta = _unpickle(Path(self.root) / self.base_folder / self.meta["filename"])
-        self.classes = self.fine_classes = list(meta["fine_label_names"])
-        self.coarse_classes = list(meta["coarse_label_names"])
+    def __init__(self, files: Sequence[Path], label_key: str, classes: Sequence[str], transform: Callable,
+                 name: str = "", root: Path | None = None):
+        data, targets = [], []
+        for f in files:
+            d = _unpickle(f)
+            for key in ("data", label_key):
+                if key not in d:
+                    raise _Missing(f, f"the pickled dict has no {key!r} (keys: {sorted(map(str, d))})")
+            x = np.asarray(d["data"])
+            if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or len(d[label_key]) != len(x):
+                raise _Missing(f, f"'data' must be uint8 (N, 3072) with N {label_key!r}; got {x.dtype} "
+                               f"{x.shape} and {len(d[label_key])} labels")
+            data.append(x.reshape(-1, 3, 32, 32))
+            targets += [int(t) for t in d[label_key]]
+        self.data = np.ascontiguousarray(np.concatenate(data).transpose(0, 2, 3, 1))
+        self.targets = targets
+        self.classes = [str(_text(c)) for c in classes]
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.transform, self.name, self.root = transform, name, root
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        img = Image.fromarray(self.data[i])
+        return (self.transform(img) if self.transform else img), self.targets[i]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name}: {len(self)} images, {len(self.classes)} classes, root={self.root})"
+
+
+class CIFAR100(CifarPickles):
+    """CIFAR-100's ``cifar-100-python/{train,test,meta}`` with ``label="fine"`` (100 classes) or
+    ``"coarse"`` (20 superclasses); ``fine_classes`` / ``coarse_classes`` keep both name lists."""
+
+    def __init__(self, base: Path, train: bool, transform=None, label: str = "fine"):
+        meta = _unpickle(base / "meta")
+        for key in ("fine_label_names", "coarse_label_names"):
+            if key not in meta:
+                raise _Missing(base / "meta", f"the pickled dict has no {key!r}")
+        self.fine_classes = [str(_text(c)) for c in meta["fine_label_names"]]
+        self.coarse_classes = [str(_text(c)) for c in meta["coarse_label_names"]]
+        classes = self.coarse_classes if label == "coarse" else self.fine_classes
+        super().__init__([base / ("train" if train else "test")], f"{label}_labels", classes, transform,
+                         "cifar100", base)
+        self.train = train
+
+
+class CIFAR10(CifarPickles):
+    """CIFAR-10's ``cifar-10-batches-py/``: ``data_batch_1`` .. ``data_batch_5`` (train),
+    ``test_batch`` (test), ``batches.meta`` (``label_names``)."""
+
+    def __init__(self, base: Path, train: bool, transform=None):
+        meta = _unpickle(base / "batches.meta")
+        if "label_names" not in meta:
+            raise _Missing(base / "batches.meta", "the pickled dict has no 'label_names'")
+        files = [base / f"data_batch_{i}" for i in range(1, 6)] if train else [base / "test_batch"]
+        super().__init__(files, "labels", meta["label_names"], transform, "cifar10", base)
+        self.train = train
 
 
 def _cifar100(root, split, tf, size, label: str = "fine"):
     if label not in ("fine", "coarse"):
         raise ValueError(f"label must be 'fine' or 'coarse', got {label!r}")
     base = _locate(root, "cifar-100-python", (split, "meta"))
-    return CIFAR100(base.parent, train=split == "train", transform=tf, label=label)
+    return CIFAR100(base, train=split == "train", transform=tf, label=label)
 
+
+CIFAR10_BATCHES = "cifar-10-batches-py"
+
+
+def _cifar10(root, split, tf, size):
+    """The release's pickles under ``root/cifar-10-batches-py`` (or ``root`` itself when it is that
+    folder); otherwise an ImageFolder ``root/<split>/<class>/*`` (e.g. the shared JPEG subset). The
+    two agree on labels when the class folders carry CIFAR-10's names: ``label_names`` is alphabetical."""
+    pickled = root.name == CIFAR10_BATCHES or (root / CIFAR10_BATCHES).is_dir()
+    if not pickled and (root / split).is_dir():
+        return _image_folder("cifar10")(root, split, tf, size)
+    files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    base = _locate(root, CIFAR10_BATCHES, ("batches.meta", *files))
+    return CIFAR10(base, train=split == "train", transform=tf)
 
 
 class Flowers102(tvd.Flowers102):

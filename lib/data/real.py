@@ -12,16 +12,21 @@ under that root; a missing or malformed dataset raises
 that layout. For CIFAR-100, Flowers-102 and GTSRB the error says which torchvision class can
 fetch the data with ``download=True``; this package never does it for you.
 
-Sizes: ``size=None`` gives the dataset's native small size for the 32-px sets (CIFAR: 32; GTSRB
-is resized to 32x32) and 224 for the others. Evaluation transform: ``Resize(size)`` on the
-shortest side then ``CenterCrop(size)`` (GTSRB: ``Resize((size, size))``, which keeps the whole
-sign and lets its ROI be scaled per axis). ``train_augment=True``: ``RandomResizedCrop(size)``
-(scale 0.5-1 on the 32-px sets, the ImageNet default 0.08-1 on the others) and a horizontal flip
+Sizes: ``size=None`` gives the dataset's native small size for the 32-px sets (CIFAR: 32; GTSRB,
+whose photographs range from 15 to 250 px, is resized to the 32x32 the literature trains on) and
+224 for the others. Evaluation transform: ``Resize(size)`` on the shortest side then
+``CenterCrop(size)`` (GTSRB: ``Resize((size, size))``, which keeps the whole sign and lets its ROI
+be scaled per axis). ``train_augment=True``: ``RandomResizedCrop(size)`` (scale 0.5-1 on the
+32-px sets, the ImageNet default 0.08-1 on the others) and a horizontal flip
 (none for GTSRB: signs are not mirror-symmetric).
 
-CIFAR-100 and Flowers-102 go through torchvision's classes. Their md5 checks are replaced by
-presence checks (so re-packed copies and test fixtures load); CIFAR's files are pickles, read
-with ``pickle`` as torchvision does: only load copies you trust.
+CIFAR-10 and CIFAR-100's files are pickles: they are read by :mod:`lib.data.safe_pickle`, which
+allows only the numpy array types they hold and refuses (naming what and where) a pickle that asks
+for anything else, so a tampered copy cannot run code. (Torchvision's CIFAR classes use plain
+``pickle.load``; they are not used.) ``cifar10`` reads the release's ``cifar-10-batches-py/`` or,
+when that folder is absent, an ImageFolder ``<root>/<split>/<class>/`` (``cifar10_folder`` reads
+only the latter). Flowers-102 goes through torchvision's class with its md5 check replaced by
+presence checks (so re-packed copies and test fixtures load).
 
 This module holds the registry (:class:`RealSpec`, ``REAL_DATASETS``), the transforms and the
 entry points; the per-dataset readers are in :mod:`lib.data.readers` and the class-id tables in
@@ -43,12 +48,16 @@ from .base import DatasetNotFoundError
 # held before the split is re-exported here (tests, lib.studies.bases and lib.data import from here).
 from .class_ids import _1K_INDEX, _R_INDEX, GTSRB_CLASSES, IMAGENET1K_WNIDS, IMAGENET_R_TO_IMAGENET1K, IMAGENET_R_WNIDS  # noqa: F401
 from .readers import (  # noqa: F401
+    CIFAR10,
+    CIFAR10_BATCHES,
     CIFAR100,
     IMAGE_EXTENSIONS,
+    CifarPickles,
     Flowers102,
     GTSRBImages,
     ImageFiles,
     _check_files,
+    _cifar10,
     _cifar100,
     _cub200,
     _first_file,
@@ -105,6 +114,14 @@ class RealSpec:
 
 
 REAL_DATASETS: dict[str, RealSpec] = {
+    "cifar10": RealSpec(
+        "cifar10",
+        "<root>/cifar-10-batches-py/{data_batch_1..data_batch_5,test_batch,batches.meta}: the python\n"
+        "  pickles of the CIFAR-10 release; batches: dicts with data (N x 3072 uint8, RRR..GGG..BBB),\n"
+        "  labels, batch_label, filenames; batches.meta: label_names\n"
+        "  (or, without cifar-10-batches-py, an ImageFolder <root>/{train,test}/<class>/*.png|jpg)",
+        ("train", "test"), 32, _cifar10,
+        download="torchvision.datasets.CIFAR10(root='{root}', download=True)"),
     "cifar100": RealSpec(
         "cifar100",
         "<root>/cifar-100-python/{train,test,meta}: the python pickles of the CIFAR-100 release\n"

@@ -4,7 +4,8 @@ Every model is a :class:`Classifier` (:mod:`lib.models.classifier`)::
 
     x in [0,1] -> normalize -> blocks[0] -> blocks[1] -> ... -> blocks[-1] -> head -> logits
 
-:func:`build` makes any architecture of :data:`ARCHS` (:mod:`lib.models.archs`), randomly
+:func:`build` makes any architecture of :data:`ARCHS` (:mod:`lib.models.archs`; the adversarial-training
+literature's PreActResNet-18 and Wide ResNets in :mod:`lib.models.robust_archs`), randomly
 initialised (seeded) or from a checkpoint, and records its arguments in ``model.build_args`` so
 that :func:`fresh_like` can make a new one of the same kind. :mod:`lib.models.copies` holds the
 helpers that derive one model from another (fresh copies, target copies, frozen teachers,
@@ -28,12 +29,16 @@ from .archs import (_HEAD_KEY, _RAW_HEAD_KEY, _TV_WEIGHTS, ARCHS, CIFAR_RESNETS,
 from .classifier import (IMAGENET_MEAN, IMAGENET_STD, Classifier, Head, Normalize, count_parameters, freeze,
                          is_frozen, train_mode)
 from .copies import copy_for_target, derived_seed, fresh_like, frozen_copy, model_fingerprint, param_distance, seeded
+from .robust_archs import (ROBUST_ARCHS, PreActBlock, PreActResNet, WideBlock, WideResNet, is_robust_arch,
+                           remap_wrn_keys, robust_net, wrap_robust)
 
 __all__ = ["ARCHS", "CIFAR_RESNETS", "TORCHVISION_ARCHS", "IMAGENET_MEAN", "IMAGENET_STD", "Classifier", "Head",
            "Normalize", "PretrainedWeightsMissing", "build", "load_cifar_resnet20", "count_parameters", "freeze",
            "is_frozen", "train_mode", "small_cnn", "CifarResNet", "CifarBasicBlock", "ShortcutA",
            "pretrained_path", "torchvision_weights", "remap_densenet_keys", "fresh_like", "copy_for_target",
-           "frozen_copy", "model_fingerprint", "param_distance", "seeded", "derived_seed", "_TV_WEIGHTS"]
+           "frozen_copy", "model_fingerprint", "param_distance", "seeded", "derived_seed", "_TV_WEIGHTS",
+           "ROBUST_ARCHS", "PreActResNet", "PreActBlock", "WideResNet", "WideBlock", "is_robust_arch", "robust_net",
+           "wrap_robust", "remap_wrn_keys", "known_arch", "raw_net", "wrap_raw", "raw_head_key"]
 
 
 class PretrainedWeightsMissing(FileNotFoundError):
@@ -66,6 +71,37 @@ def _is_wrapped(state: Mapping[str, Tensor]) -> bool:
     return any(k.startswith(("blocks.", "head.", "normalize.")) for k in state)
 
 
+def known_arch(arch: str) -> bool:
+    """Whether :func:`build` makes ``arch``: a name of :data:`ARCHS` or any ``wrn<depth>_<widen>``."""
+    return arch in ARCHS or is_robust_arch(arch)
+
+
+def raw_head_key(arch: str) -> str:
+    """The last Linear's weight in ``arch``'s own (unwrapped) state dict."""
+    return "fc.weight" if is_robust_arch(arch) and arch.startswith("wrn") else _RAW_HEAD_KEY[arch]
+
+
+def raw_net(arch: str, num_classes: int):
+    """``arch``'s unwrapped network, whose state-dict keys are those of its reference code (the CIFAR
+    ResNet checkpoint layout, torchvision, Wong/Rice's PreActResNet, TRADES's WideResNet)."""
+    if arch in CIFAR_RESNETS:
+        return CifarResNet(int(arch[len("resnet"):]), num_classes)
+    if is_robust_arch(arch):
+        return robust_net(arch, num_classes)
+    if arch in TORCHVISION_ARCHS:
+        return _torchvision_net(arch, num_classes)
+    raise ValueError(f"{arch} has no unwrapped layout (its checkpoints are Classifier state dicts)")
+
+
+def wrap_raw(net, arch: str, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Classifier:
+    """:func:`raw_net`'s network as a :class:`Classifier` (sharing its modules) with ``Normalize(mean, std)``."""
+    if arch in CIFAR_RESNETS:
+        return _wrap_cifar_resnet(net, arch, mean, std)
+    if is_robust_arch(arch):
+        return wrap_robust(net, arch, mean, std)
+    return _wrap_torchvision(net, arch, mean, std)
+
+
 def build(arch: str, num_classes: int, pretrained: bool | str | Path = False, *,
           weights: str = "IMAGENET1K_V1", mean: Sequence[float] = IMAGENET_MEAN,
           std: Sequence[float] = IMAGENET_STD, seed: int | None = None, **kw) -> Classifier:
@@ -95,8 +131,8 @@ def build(arch: str, num_classes: int, pretrained: bool | str | Path = False, *,
             torch.manual_seed(seed)
             return build(arch, num_classes, pretrained, weights=weights, mean=mean, std=std, **kw)
     arch = arch.lower()
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")
+    if not known_arch(arch):
+        raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS} (or any wrn<depth>_<widen>)")
     if kw and arch != "small_cnn":
         raise TypeError(f"unexpected options for {arch}: {sorted(kw)}")
 
@@ -130,7 +166,8 @@ def build(arch: str, num_classes: int, pretrained: bool | str | Path = False, *,
                 head_classes = state[_HEAD_KEY].shape[0]
         else:
             raw_state = remap_densenet_keys(state) if arch == "densenet121" else state
-            key = _RAW_HEAD_KEY[arch]
+            raw_state = remap_wrn_keys(raw_state) if arch.startswith("wrn") else raw_state
+            key = raw_head_key(arch)
             if key not in raw_state:
                 raise KeyError(f"{path} is not a {arch} state dict (no {key!r})")
             head_classes = raw_state[key].shape[0]
@@ -138,14 +175,10 @@ def build(arch: str, num_classes: int, pretrained: bool | str | Path = False, *,
     if arch == "small_cnn":
         model = small_cnn(head_classes, mean=mean, std=std, **kw)
     else:
-        if arch in CIFAR_RESNETS:
-            net = CifarResNet(int(arch[len("resnet"):]), head_classes)
-        else:
-            net = _torchvision_net(arch, head_classes)
+        net = raw_net(arch, head_classes)
         if raw_state is not None:
             net.load_state_dict(raw_state, strict=True)
-        wrap = _wrap_cifar_resnet if arch in CIFAR_RESNETS else _wrap_torchvision
-        model = wrap(net, arch, mean, std)
+        model = wrap_raw(net, arch, mean, std)
 
     if wrapped_state is not None:
         model.load_state_dict(wrapped_state, strict=True)

@@ -3,7 +3,9 @@
 - ``small_cnn``: four conv-BN-ReLU blocks (the smoke-profile default for 32-px images);
 - CIFAR ResNets (He et al. 2016, section 4.2) in the layout of the shared ResNet-20 checkpoint;
 - torchvision's ResNet-18/50/101, MobileNetV2 and DenseNet-121, whose ImageNet weights are read
-  from the local torch hub cache only (:func:`pretrained_path`); nothing here downloads.
+  from the local torch hub cache only (:func:`pretrained_path`); nothing here downloads;
+- the adversarial-training literature's PreActResNet-18 and Wide ResNets (``wrn34_10``), in
+  :mod:`lib.models.robust_archs`.
 
 What a *block* is per architecture (the AnB unit): for ResNets the stem or one residual block,
 for MobileNetV2 one entry of ``features``, for DenseNet-121 the stem, a dense block or a
@@ -21,10 +23,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .classifier import IMAGENET_MEAN, IMAGENET_STD, Classifier, Head
+from .robust_archs import ROBUST_ARCHS
 
 CIFAR_RESNETS = ("resnet20", "resnet32", "resnet56")
 TORCHVISION_ARCHS = ("resnet18", "resnet50", "resnet101", "mobilenet_v2", "densenet121")
-ARCHS = ("small_cnn", *CIFAR_RESNETS, *TORCHVISION_ARCHS)
+# ROBUST_ARCHS (lib.models.robust_archs): preact_resnet18, wrn34_10, wrn28_10; any wrn<depth>_<widen> builds too
+ARCHS = ("small_cnn", *CIFAR_RESNETS, *TORCHVISION_ARCHS, *ROBUST_ARCHS)
 
 # torchvision Weights enum class per architecture; the tag (default IMAGENET1K_V1) picks a member.
 _TV_WEIGHTS = {
@@ -42,6 +46,7 @@ _RAW_HEAD_KEY = {
     "mobilenet_v2": "classifier.1.weight",
     "densenet121": "classifier.weight",
     **{a: "linear.weight" for a in CIFAR_RESNETS},
+    "preact_resnet18": "linear.weight",  # wrn<depth>_<widen>: "fc.weight" (see raw_head_key)
 }
 _HEAD_KEY = "head.fc.weight"  # the same in the wrapped (Classifier) state dict
 

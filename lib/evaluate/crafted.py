@@ -18,10 +18,10 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .attacks.core import _model_device, _saved_modes
-from .data import stratified_subset
-from .metrics import accuracy, attack_success_rate
-from .train import Batches, predict
+from ..attacks.core import _model_device, _saved_modes
+from ..data import stratified_subset
+from ..metrics import accuracy, attack_success_rate
+from ..train import Batches, predict
 
 
 def eval_images(data, n: int | None = None, seed: int = 0, batch_size: int = 256) -> tuple[Tensor, Tensor]:

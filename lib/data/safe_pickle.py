@@ -1,0 +1,116 @@
+"""Read dataset pickles (CIFAR's python release) without running code from them.
+
+A pickle is a program: every ``GLOBAL`` / ``STACK_GLOBAL`` opcode imports a name and ``REDUCE``
+calls it, so ``pickle.load`` on a tampered ``data_batch_1`` runs whatever it names
+(``os.system``, ``builtins.exec``, ...). Torchvision's CIFAR classes read the release with plain
+``pickle.load``. Here :class:`RestrictedUnpickler` answers every import request from a fixed table
+(:data:`ALLOWED`) and refuses anything else with :class:`UnsafePickleError`, which names the
+``module.attr`` refused and the file. Dicts, lists, tuples, str, bytes, ints, floats, booleans and
+None are pickle opcodes of their own and need no import.
+
+:data:`ALLOWED` is what numpy arrays need, and nothing more:
+
+- ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``, ``numpy.dtype``: how numpy < 2
+  (the CIFAR-10 / CIFAR-100 release, written by Python 2's cPickle at protocol 2) pickles an array;
+  ``numpy._core.multiarray._reconstruct`` is the same function under numpy 2's module name
+  (copies re-pickled by a current numpy at protocols 2-4);
+- ``numpy._core.numeric._frombuffer`` (and its numpy-1 name): how numpy >= 1.16 pickles an array at
+  protocol 5 (a re-packed copy written by ``pickle.dump(..., protocol=5)``); it only reshapes a buffer;
+- ``_codecs.encode``: how Python 3 stores ``bytes`` (e.g. an array's pixel bytes) in a protocol-2
+  pickle, ``_codecs.encode(text, "latin1")``; allowed for the latin-1 codec only.
+
+None of them executes code from the file: they build arrays and dtypes from data. The table maps
+names to objects fixed here, so nothing is imported by name while loading.
+
+``encoding`` (passed to :class:`pickle.Unpickler`) decides what Python 2 ``str`` becomes:
+``"latin1"`` (the default, as torchvision reads CIFAR) gives ``str`` keys (``"data"``,
+``"labels"``); ``"bytes"`` gives the ``b"data"`` keys the CIFAR web page documents. numpy reads the
+pixel buffer correctly either way.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+from os import PathLike
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = ["load", "loads", "RestrictedUnpickler", "UnsafePickleError", "ALLOWED"]
+
+# The functions numpy's own pickles name, taken from numpy itself (whatever its version calls the
+# module), so the table holds objects and nothing is imported by name at load time.
+_reconstruct = np.empty(0).__reduce__()[0]
+_frombuffer = np.empty(1).__reduce_ex__(5)[0]
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 3's protocol-2 pickler uses it for ``bytes``; latin-1 only."""
+    if str(encoding).lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
+        raise pickle.UnpicklingError(f"_codecs.encode is allowed only with the latin1 codec, not {encoding!r}")
+    if not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode expects a str, got {type(text).__name__}")
+    return text.encode("latin1")
+
+
+ALLOWED: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,   # numpy < 2 (the CIFAR release)
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,  # numpy >= 2
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,        # protocol 5, numpy < 2
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,       # protocol 5, numpy >= 2
+    ("_codecs", "encode"): _latin1_encode,                     # bytes in Python 3 protocol-2 pickles
+}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for a global outside :data:`ALLOWED`; nothing it names was imported or run."""
+
+    def __init__(self, what: str, source: str):
+        self.what, self.source = what, source
+        super().__init__(
+            f"refused to load {source}: the pickle asks for {what}, which is not one of the numpy/builtin "
+            f"types a dataset pickle holds (allowed: {', '.join(f'{m}.{n}' for m, n in ALLOWED)}). "
+            "The file may have been tampered with; get a fresh copy of the dataset.")
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """:class:`pickle.Unpickler` whose ``find_class`` only answers from :data:`ALLOWED`.
+
+    ``source`` names the file in errors. Persistent ids (which ``pickle`` resolves through
+    ``persistent_load``) are refused too.
+    """
+
+    def __init__(self, file: IO[bytes], *, source: str = "<stream>", encoding: str = "latin1"):
+        super().__init__(file, encoding=encoding)
+        self.source = source
+
+    def find_class(self, module: str, name: str):
+        try:
+            return ALLOWED[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(f"{module}.{name}", self.source) from None
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"persistent id {pid!r}", self.source)
+
+
+def load(path_or_file: str | PathLike | IO[bytes], *, encoding: str = "latin1") -> Any:
+    """The object in a pickle file (a path or an open binary file), read by :class:`RestrictedUnpickler`.
+
+    Raises :class:`UnsafePickleError` (naming ``module.attr`` and the file) when the pickle names
+    anything outside :data:`ALLOWED`, before anything it names is called.
+    """
+    if isinstance(path_or_file, (str, PathLike)):
+        path = Path(path_or_file)
+        with open(path, "rb") as f:
+            return RestrictedUnpickler(f, source=str(path), encoding=encoding).load()
+    source = str(getattr(path_or_file, "name", "<stream>"))
+    return RestrictedUnpickler(path_or_file, source=source, encoding=encoding).load()
+
+
+def loads(data: bytes, *, encoding: str = "latin1", source: str = "<bytes>") -> Any:
+    """:func:`load` for a pickle held in memory."""
+    return RestrictedUnpickler(io.BytesIO(data), source=source, encoding=encoding).load()

@@ -1,0 +1,143 @@
+"""Bring your own model: the robustness report of a user's checkpoint on a real test split.
+
+:func:`evaluate_checkpoint` loads the checkpoint (:func:`lib.evaluate.checkpoint.load_checkpoint`:
+tensors only, its normalisation inside the model), takes ``n`` test images with every class in
+proportion (:func:`lib.evaluate.eval_images`), runs :func:`lib.robustness.robustness_report` (the
+attack ladder with its sanity checks) and writes, into ``out``:
+
+- ``robustness_report.csv``: the long report, one row per attack, eps and step count;
+- ``sanity_checks.csv`` / ``.md``: the checks and whether they passed;
+- ``compact_table.csv`` / ``.md``: clean, FGSM, PGD-k, APGD-CE, APGD-T and the per-image worst
+  case at each eps (in /255), with n and the 95% Wilson interval over the test images
+  (:func:`lib.studies.adversarial.compact_table`, the table notebook 03 shows);
+- ``checkpoint.json``: what was loaded and how (layout, normalisation, data, n, seed).
+
+``python -m lib.evaluate`` is the same from the command line (:mod:`lib.evaluate.__main__`).
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from ..data.real import REAL_DATASETS, load_real
+from .checkpoint import load_checkpoint
+from .crafted import eval_images
+
+__all__ = ["evaluate_checkpoint", "eval_dataset", "compact_markdown"]
+
+
+def _first_image_size(folder: Path) -> int | None:
+    from PIL import Image
+
+    from ..data.readers import IMAGE_EXTENSIONS
+
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() in IMAGE_EXTENSIONS:
+            with Image.open(p) as im:
+                return min(im.size)
+    return None
+
+
+def eval_dataset(data: str | Path, root: str | Path | None = None, split: str = "test", size: int | None = None):
+    """The ``split`` of ``data``: a name of :data:`lib.data.real.REAL_DATASETS` (``cifar10`` reads
+    the release's pickles or an ImageFolder, ``cifar100``, ``gtsrb``, ...; ``root`` None: its
+    default folder under ``data/``), or the path of an ImageFolder (``<path>/<split>/<class>/*``, or
+    ``<path>/<class>/*`` when there is no ``<split>`` folder), read at ``size`` px (None: the
+    dataset's native size; for a folder, the shorter side of its first image)."""
+    name = str(data)
+    if name in REAL_DATASETS:
+        return load_real(name, split, root=root, size=size)
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"--data {name!r} is neither a dataset name ({', '.join(sorted(REAL_DATASETS))}) "
+                         "nor an existing ImageFolder directory")
+    folder = path / split if (path / split).is_dir() else path
+    size = size or _first_image_size(folder)
+    if size is None:
+        raise ValueError(f"no images under {folder}")
+    return load_real("image_folder", folder.name, root=folder.parent, size=size)
+
+
+def compact_markdown(compact: pd.DataFrame) -> str:
+    """The compact table as Markdown: one row per attack, one column per eps (/255), each cell the
+    accuracy in % with its interval; n and the interval kind in the caption line."""
+    t = compact.copy()
+    t["cell"] = [f"{100 * a:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" for a, lo, hi in zip(t.acc, t.low, t.high)]
+    t["eps"] = [f"eps {e:g}/255" if e > 0 else "eps 0" for e in t.eps_255]
+    lines = []
+    for method, g in t.groupby("method", sort=False):
+        wide = g.pivot_table(index="attack", columns="eps", values="cell", aggfunc="first", sort=False)
+        wide = wide.reindex(index=list(dict.fromkeys(g.attack)), columns=list(dict.fromkeys(g.eps))).fillna("")
+        lines.append(f"**{method}**: robust accuracy in % [95% interval; {g.interval.iloc[0]}], "
+                     f"n = {int(g.n.iloc[0])} test images\n")
+        lines.append(wide.reset_index().rename(columns={"attack": "attack"}).to_markdown(index=False))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifar10", eps: Sequence[float] = (8 / 255,),
+                        *, data_root: str | Path | None = None, n: int = 1000, num_classes: int | None = None,
+                        mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                        norm: str | None = None, arch_kw: dict | None = None, size: int | None = None,
+                        pgd_steps: Sequence[int] = (10, 20, 40), apgd_steps: int = 100,
+                        square_queries: int | None = None, seed: int = 0, device: str | None = None,
+                        batch_size: int = 256, out: str | Path | None = None, name: str | None = None,
+                        progress: bool = True) -> dict:
+    """Robustness report of the checkpoint ``weights`` of ``arch`` on ``n`` test images of ``data``.
+
+    ``eps``: L-inf budgets in pixel units of [0, 1] images (8/255 = 0.0314). ``pgd_steps``: the
+    PGD step counts of the ladder (the compact table shows the largest); ``apgd_steps``: APGD-CE /
+    APGD-T iterations; ``square_queries``: passed to ``robustness_report`` when it takes it (the
+    Square attack). ``num_classes`` None: the data's class count, which the checkpoint's head must
+    have. ``mean``/``std``/``norm``/``arch_kw``: see :func:`~lib.evaluate.checkpoint.load_checkpoint`.
+    ``device`` None: CUDA when available. ``out``: folder for the files listed in the module
+    docstring (None: nothing written). ``name``: the model's label in the tables (default: the
+    weights file's stem).
+
+    Returns ``{"report", "checks", "compact", "info", "files"}`` (DataFrames, the load info, the
+    paths written).
+    """
+    from ..robustness import robustness_report
+    from ..studies.adversarial import compact_table  # the table notebook 03 shows (lib.evaluate is a top entry point)
+
+    eps = [float(e) for e in eps]
+    if not eps or min(eps) <= 0:
+        raise ValueError(f"eps must be positive budgets (e.g. 8/255), got {eps}")
+    test = eval_dataset(data, data_root, "test", size)
+    classes = list(getattr(test, "classes", []))
+    k = num_classes if num_classes is not None else (len(classes) or None)
+    model, info = load_checkpoint(arch, weights, num_classes=k, mean=mean, std=std, norm=norm, arch_kw=arch_kw)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    x, y = eval_images(test, n, seed, batch_size)
+    kw = dict(eps_list=eps, pgd_steps=tuple(pgd_steps), apgd_steps=apgd_steps, batch_size=batch_size, seed=seed,
+              progress=progress)
+    if square_queries is not None:
+        if "square_queries" not in inspect.signature(robustness_report).parameters:
+            raise ValueError("this lib.robustness.robustness_report has no Square attack (square_queries)")
+        kw["square_queries"] = square_queries
+    report, checks = robustness_report(model, (x, y), **kw)
+    label = name or Path(weights).stem
+    report.insert(0, "method", label)
+    report.insert(1, "seed", seed)
+    compact = compact_table(report, eps, max(pgd_steps))
+    info.update(data=str(data), data_root=None if data_root is None else str(data_root), n=len(y), seed=seed,
+                eps_255=[e * 255 for e in eps], classes=len(classes) or k, device=str(device))
+    files = []
+    if out is not None:
+        out = Path(out).expanduser()
+        out.mkdir(parents=True, exist_ok=True)
+        report.to_csv(out / "robustness_report.csv", index=False)
+        checks.to_csv(out / "sanity_checks.csv", index=False)
+        (out / "sanity_checks.md").write_text(checks.to_markdown(index=False) + "\n")
+        compact.to_csv(out / "compact_table.csv", index=False)
+        (out / "compact_table.md").write_text(compact_markdown(compact) + "\n")
+        (out / "checkpoint.json").write_text(json.dumps(info, indent=2) + "\n")
+        files = [out / f for f in ("robustness_report.csv", "sanity_checks.csv", "sanity_checks.md",
+                                   "compact_table.csv", "compact_table.md", "checkpoint.json")]
+    return {"report": report, "checks": checks, "compact": compact, "info": info, "files": files}
