@@ -75,13 +75,26 @@ def test_03_adversarial_training(tmp_path):
     run_notebook(notebooks(["03"])[0], {}, tmp_path)
     checks = pd.read_csv(_figures() / "03_sanity_checks.csv")
     assert checks["passed"].astype(bool).all()
+    # the gradient-masking checks ran on every model: Square and the transfer attack from a surrogate
+    for name in ("Square adds nothing", "white-box <= transfer"):
+        assert set(checks[checks["check"] == name]["method"]) == {"standard", "pgd_at", "fgsm_rs", "trades"}, name
     report = pd.read_csv(_figures() / "03_robustness_report.csv")
     assert set(report["method"]) == {"standard", "pgd_at", "fgsm_rs", "trades"}
+    assert not (_figures() / "03_robustness_report.md").exists()  # the long report is machine-readable only
+    compact = pd.read_csv(_figures() / "03_compact.csv")
+    assert (_figures() / "03_compact.md").exists()
+    worst = compact[(compact["attack"] == "worst case") & (compact["eps_255"].round(3) == 8)].set_index("method")
+    assert (worst["low"] <= worst["acc"]).all() and (worst["acc"] <= worst["high"]).all()
+    assert worst.loc["pgd_at", "low"] > worst.loc["standard", "high"]  # the headline, on the worst case
+    chain = compact[compact["attack"].str.startswith("AutoAttack")]
+    assert len(chain) == 8  # four methods x two eps
     attacked = pd.read_csv(_figures() / "03_attacked_images.csv")
     assert len(attacked) == 10 and attacked["images"].sum() == report["n"].iloc[0]
     best_last = pd.read_csv(_figures() / "03_best_and_last.csv")
     assert set(best_last["method"]) == {"pgd_at", "fgsm_rs", "trades"}
     assert (best_last["selected_epoch"] <= best_last["last_epoch"]).all() and (best_last["val_n"] == 300).all()
     assert (best_last["val_low"] <= best_last["val_robust_selected"]).all()
+    assert {"test_worst_selected", "test_worst_last"} <= set(best_last.columns)
+    assert (best_last["test_worst_selected"] <= best_last["test_pgd20_selected"]).all()
     for name in ("03_training_curves.png", "03_pgd_steps_bars.png", "03_eps_sweep.png", "03_examples_pgd_at.png"):
         assert (_figures() / name).stat().st_size > 5000, name
