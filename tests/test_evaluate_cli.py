@@ -180,6 +180,8 @@ def test_eps_parsing_and_bad_data(capsys, tiny):
     rc = main(["--arch", "small_cnn", "--weights", str(tiny[1]["pt"]), "--data", "no/such/folder",
                "--arch-option", "width=4"])
     assert rc == 2 and "neither a dataset name" in capsys.readouterr().err
+    rc = main(["--arch", "small_cnn", "--weights", str(tiny[1]["pt"]), "--pgd-steps", "10"])
+    assert rc == 2 and "at least two PGD step counts" in capsys.readouterr().err
 
 
 def test_shared_resnet20_loads_with_its_normalisation():

@@ -109,6 +109,9 @@ def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifa
     eps = [float(e) for e in eps]
     if not eps or min(eps) <= 0:
         raise ValueError(f"eps must be positive budgets (e.g. 8/255), got {eps}")
+    if len(set(pgd_steps)) < 2:
+        raise ValueError(f"give at least two PGD step counts (got {list(pgd_steps)}): the sanity check "
+                         "'non-increasing in steps' compares them, e.g. --pgd-steps 10 40")
     model, info = load_checkpoint(arch, weights, num_classes=num_classes, mean=mean, std=std, norm=norm,
                                   arch_kw=arch_kw)
     test = eval_dataset(data, data_root, "test", size)
