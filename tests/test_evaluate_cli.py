@@ -197,3 +197,16 @@ def test_shared_resnet20_loads_with_its_normalisation():
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(x))
     assert info["num_classes"] == 10 and info["layout"] == "resnet20's own"
+
+
+def test_eval_dataset_reads_every_named_layout_and_folders(tmp_path):
+    from lib.evaluate import eval_dataset
+    roots = F.write_data_dir(tmp_path / "data", per_class=1)
+    assert len(eval_dataset("cifar10", roots["cifar10"])) == 10
+    assert len(eval_dataset("cifar100", roots["cifar100"]).classes) == 100
+    gtsrb = eval_dataset("gtsrb", roots["gtsrb"])
+    assert len(gtsrb.classes) == 43 and gtsrb[0][0].shape == (3, 32, 32)
+    folder = F.write_image_folder(tmp_path / "jpg", per_class={"test": 2})
+    assert eval_dataset(folder)[0][0].shape == (3, 32, 32)  # size of its first image
+    small = eval_dataset(folder / "test", size=16)  # a folder of class folders itself
+    assert len(small) == 6 and small[0][0].shape[-1] == 16
