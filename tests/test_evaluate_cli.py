@@ -97,8 +97,9 @@ def test_wrong_architecture_names_the_keys_and_a_guess(tiny, tmp_path, capsys):
     assert "missing keys" in err and "blocks.stem.conv1.weight" in err
     assert "unexpected keys" in err and "blocks.conv1.conv.weight" in err
     shapes = r"shape mismatches .*blocks.conv1.conv.weight: checkpoint \[4, 3, 3, 3\]"
-    with pytest.raises(CheckpointError, match=shapes):
+    with pytest.raises(CheckpointError, match=shapes) as e:
         load_checkpoint("small_cnn", paths["pt"], arch_kw={"width": 8})
+    assert "It looks like --arch small_cnn --arch-option width=4" in str(e.value)
     # a checkpoint one architecture of lib.models fits exactly: the error says which
     torch.manual_seed(0)
     path = tmp_path / "r20.pt"
