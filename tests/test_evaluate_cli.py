@@ -83,7 +83,7 @@ def test_cli_writes_the_tables_for_safetensors_and_pt(cifar, tiny, tmp_path, cap
 def test_evaluate_checkpoint_on_an_image_folder(tiny, tmp_path):
     _, paths = tiny
     root = F.write_image_folder(tmp_path / "jpg", classes=F.CIFAR10_LABEL_NAMES, per_class={"test": 1})
-    r = evaluate_checkpoint("small_cnn", paths["pt"], root, [4 / 255], n=10, arch_kw={"width": 4}, pgd_steps=(2,),
+    r = evaluate_checkpoint("small_cnn", paths["pt"], root, [4 / 255], n=10, arch_kw={"width": 4}, pgd_steps=(1, 2),
                             apgd_steps=2, progress=False, name="tiny", out=tmp_path / "out")
     assert r["info"]["n"] == 10 and r["info"]["classes"] == 10 and set(r["compact"].method) == {"tiny"}
     assert (tmp_path / "out" / "compact_table.md").is_file() and len(r["checks"]) >= 6
