@@ -95,7 +95,8 @@ def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifa
     APGD-T iterations; ``square_queries``: passed to ``robustness_report`` when it takes it (the
     Square attack). ``num_classes`` None: the data's class count must equal the checkpoint's head;
     given: it must equal the head, and the data may hold fewer classes (its labels taken as the
-    model's first ones). ``mean``/``std``/``norm``/``arch_kw``: see :func:`~lib.evaluate.checkpoint.load_checkpoint`.
+    model's first ones). ``mean``/``std``/``norm``/``arch_kw``: see
+    :func:`~lib.evaluate.checkpoint.load_checkpoint`.
     ``device`` None: CUDA when available. ``out``: folder for the files listed in the module
     docstring (None: nothing written). ``name``: the model's label in the tables (default: the
     weights file's stem).
@@ -116,7 +117,8 @@ def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifa
                                   arch_kw=arch_kw)
     test = eval_dataset(data, data_root, "test", size)
     classes = list(getattr(test, "classes", []))
-    if num_classes is None and classes and len(classes) != info["num_classes"]:
+    head = info["num_classes"]
+    if classes and (len(classes) > head or (num_classes is None and len(classes) != head)):
         raise ValueError(f"the data has {len(classes)} classes but the checkpoint's head {info['num_classes']}; "
                          f"pass --num-classes {info['num_classes']} if the data's labels 0..{len(classes) - 1} "
                          "are the model's first classes")
