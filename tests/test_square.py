@@ -169,7 +169,7 @@ def test_registered_by_name(model, batch):
 
 # ------------------------------------------------------------------ strength
 @pytest.mark.skipif(torchattacks is None, reason="torchattacks not installed (requirements-test.txt)")
-@pytest.mark.parametrize("norm,eps", [("linf", 8 / 255), ("l2", 0.5)])
+@pytest.mark.parametrize("norm,eps", [("linf", 8 / 255), ("l2", 1.0)])
 def test_about_as_strong_as_torchattacks_square(model, batch, norm, eps):
     # Another implementation of the same paper (torchattacks follows AutoAttack's code: one
     # window per batch, not per image): with the same budget and p_init the two random searches

@@ -169,7 +169,7 @@ def _propose_l2(xc: Tensor, xb: Tensor, eps: float, p: float, gen) -> Tensor:
     emptied; the freed budget per channel is put into window 1, the image rescaled to ``eps``."""
     m, c, h, w = xc.shape
     s = max(int(round(math.sqrt(p * h * w))), 3)
-    s = min(s + (s % 2 == 0), h - 1)  # odd, as the reference code, and inside the image
+    s = min(s if s % 2 else s + 1, h - 1)  # odd, as the reference code, and inside the image
     m1, vh, vw = _windows(m, s, h, w, gen, xc.device)
     m2, _, _ = _windows(m, s, h, w, gen, xc.device)
     delta = xb - xc
