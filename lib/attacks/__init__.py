@@ -6,6 +6,7 @@
 ``ll_fgsm``        step toward the least-likely class            Kurakin et al. 2017
 ``pgd``            L-inf / L2 PGD, random start (``projected``)  Madry et al. 2018
 ``apgd``           APGD-CE / APGD-DLR / APGD-T (``auto_pgd``)    Croce & Hein 2020
+``square``         gradient-free random search (``square``)      Andriushchenko et al. 2020
 ``feature_attack`` PGD on penultimate features                   Renofeation evaluation
 ``dlr_loss``       Difference-of-Logits-Ratio loss (``core``)     Croce & Hein 2020
 =================  ===========================================  ==================================
@@ -30,8 +31,9 @@ from .core import LOSSES, NORMS, _prepare, attack_mode, dlr_loss
 from .feature_space import feature_attack, feature_attack_loss
 from .gradient_sign import fgsm, ll_fgsm
 from .projected import pgd
+from .square import square
 
-ATTACKS = ("fgsm", "ll_fgsm", "pgd", "apgd", "apgd_t", "feature")
+ATTACKS = ("fgsm", "ll_fgsm", "pgd", "apgd", "apgd_t", "square", "feature")
 
 
 def with_own_labels(attack: Callable) -> Callable[[nn.Module, Tensor, Tensor | None], Tensor]:
@@ -53,7 +55,7 @@ def with_own_labels(attack: Callable) -> Callable[[nn.Module, Tensor, Tensor | N
     return own
 
 
-_FUNCTIONS = {"fgsm": fgsm, "ll_fgsm": ll_fgsm, "pgd": pgd, "apgd": apgd, "feature": feature_attack,
+_FUNCTIONS = {"fgsm": fgsm, "ll_fgsm": ll_fgsm, "pgd": pgd, "apgd": apgd, "square": square, "feature": feature_attack,
               "apgd_t": functools.partial(apgd, loss="dlr", targeted=True)}
 
 
@@ -82,8 +84,9 @@ def attack_fn(name: str, **params) -> AttackFn:
     """An attack by name with its parameters bound, called as ``attack(model, x, y)``.
 
     Names: ``fgsm``, ``ll_fgsm`` (ignores ``y``), ``pgd``, ``apgd``, ``apgd_t`` (:func:`apgd` with
-    ``loss="dlr", targeted=True``), ``feature`` (:func:`feature_attack`, ignores ``y``).
-    E.g. ``attack_fn("pgd", eps=8/255, alpha=2/255, steps=10)``.
+    ``loss="dlr", targeted=True``), ``square`` (:func:`square`, gradient-free), ``feature``
+    (:func:`feature_attack`, ignores ``y``).
+    E.g. ``attack_fn("pgd", eps=8/255, alpha=2/255, steps=10)``, ``attack_fn("square", eps=8/255, queries=5000)``.
     Missing or unknown parameters raise TypeError here, not at the first call.
     """
     if name not in _FUNCTIONS:
@@ -108,5 +111,6 @@ def as_batch_hook(attack: Callable) -> Callable[[nn.Module, Tensor, Tensor], tup
     return hook
 
 
-__all__ = ["fgsm", "ll_fgsm", "pgd", "apgd", "feature_attack", "feature_attack_loss", "dlr_loss", "with_own_labels",
-           "attack_fn", "as_batch_hook", "attack_mode", "AttackFn", "NORMS", "LOSSES", "ATTACKS", "core"]
+__all__ = ["fgsm", "ll_fgsm", "pgd", "apgd", "square", "feature_attack", "feature_attack_loss", "dlr_loss",
+           "with_own_labels", "attack_fn", "as_batch_hook", "attack_mode", "AttackFn", "NORMS", "LOSSES", "ATTACKS",
+           "core"]
