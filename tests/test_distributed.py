@@ -46,7 +46,8 @@ SCRIPT = textwrap.dedent("""
             model, hist = train(kind)
             torch.save(model.state_dict(), os.path.join(out, f"{tag}-{kind}.pt"))
             result[kind + "_loss"] = hist["train_loss"].tolist()
-        stored, meta = Store(store_root).model("tiny", {"k": 1}, net, lambda m: {"tag": tag, "n": len(train("default"))})
+        fit_once = lambda m: {"tag": tag, "epochs": len(fit(m, data(), epochs=1, batch_size=32, progress=False))}
+        stored, meta = Store(store_root).model("tiny", {"k": 1}, net, fit_once)
         result["stored_meta"] = meta
         torch.save(stored.state_dict(), os.path.join(out, f"{tag}-stored.pt"))
         with open(os.path.join(out, f"{tag}.json"), "w") as f:
