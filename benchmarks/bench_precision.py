@@ -65,14 +65,15 @@ def bench_arch(arch, batch_size, steps, repeats):
                 fn()
             times[k].append((time.perf_counter() - t0) / steps)
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    print(arch, {k: round(med["fp32"] / v, 2) for k, v in med.items()}, flush=True)
     return {"arch": arch, "seconds_per_step_median": {k: round(v, 4) for k, v in med.items()},
             "seconds_per_step_min": {k: round(min(v), 4) for k, v in times.items()},
             "speedup_vs_fp32": {k: round(med["fp32"] / v, 2) for k, v in med.items()},
             "speedup_vs_fp32_min": {k: round(min(times["fp32"]) / min(v), 2) for k, v in times.items()}}
 
 
-def main(archs=("small_cnn", "resnet20"), batch_size: int = 128, threads: int = 2, steps: int = 5,
-         repeats: int = 7) -> dict:
+def main(archs=("small_cnn", "resnet20"), batch_size: int = 128, threads: int = 2, steps: int = 3,
+         repeats: int = 5) -> dict:
     before_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     load = _loadavg()
@@ -96,7 +97,7 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--archs", nargs="+", default=["small_cnn", "resnet20"])
     args = ap.parse_args()
     main(archs=tuple(args.archs), threads=args.threads, repeats=args.repeats)
