@@ -149,9 +149,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` in :class:`~torch.nn.parallel.DistributedDataParallel` (gradients all-reduced in
-    buckets while backward runs; buffers broadcast from rank 0 at each forward)."""
+    buckets while backward runs; buffers broadcast from rank 0 at each forward).
+
+    ``find_unused_parameters``: a model may hold trainable parameters its forward does not use
+    (the inactive heads of a multi-head classifier); DDP then still finishes each step, and those
+    parameters keep ``grad=None`` as in one process (so weight decay does not move them)."""
     from torch.nn.parallel import DistributedDataParallel
 
     init(device)
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)

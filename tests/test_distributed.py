@@ -25,9 +25,18 @@ SCRIPT = textwrap.dedent("""
         g = torch.Generator().manual_seed(0)
         return torch.randint(0, 256, (96, 3, 8, 8), generator=g, dtype=torch.uint8), torch.arange(96) % 4
 
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 64, 4))
+            self.spare = nn.Linear(4, 4)  # trainable but unused (an inactive head): DDP must cope, it stays put
+
+        def forward(self, x):
+            return self.body(x)
+
     def net():
         torch.manual_seed(1)
-        return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 64, 4))
+        return Net()
 
     def mse_loss(model, x, y):  # a custom loss: the explicit all-reduce path
         logits = model(x)
@@ -84,11 +93,14 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert results["rank0"]["world"] == 2 and results["single"]["world"] == 1
     for kind in ("default", "custom"):
         r0, r1, single = (torch.load(tmp_path / f"{t}-{kind}.pt") for t in ("rank0", "rank1", "single"))
-        start = torch.nn.Conv2d(3, 6, 3, padding=1)  # the weights moved (a no-op fit would also "agree")
-        assert not torch.allclose(single["0.weight"], (torch.manual_seed(1), start)[1].weight)
+        start = namespace["net"]().state_dict()  # the weights moved (a no-op fit would also "agree")
+        assert not torch.allclose(single["body.0.weight"], start["body.0.weight"])
         for k in single:
             assert torch.equal(r0[k], r1[k]), (kind, k)  # the two ranks end identical
             assert torch.allclose(r0[k], single[k], atol=1e-5, rtol=0), (kind, k, (r0[k] - single[k]).abs().max())
+        # the unused parameters got no gradient, hence no weight decay: unchanged everywhere
+        assert torch.equal(r0["spare.weight"], start["spare.weight"]) and torch.equal(single["spare.weight"],
+                                                                                       start["spare.weight"])
         # the history's loss covers the whole global batch, as in one process
         assert results["rank0"][f"{kind}_loss"] == pytest.approx(results["single"][f"{kind}_loss"], abs=1e-5)
     # only rank 0 wrote the store; rank 1 loaded what it wrote (rank 0's meta, identical weights)
