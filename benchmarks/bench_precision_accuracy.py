@@ -80,8 +80,8 @@ def _attack_agreement(model, test, eps_list, steps=10) -> list[dict]:
     return rows
 
 
-def main(seeds=(0, 1, 2), eps_list=(1 / 255, 2 / 255, 4 / 255, 8 / 255)) -> dict:
-    root = tempfile.mkdtemp(prefix="bench_precision_accuracy_")
+def main(seeds=(0, 1, 2), eps_list=(1 / 255, 2 / 255, 4 / 255, 8 / 255), root: str | None = None) -> dict:
+    root = root or tempfile.mkdtemp(prefix="bench_precision_accuracy_")
     t0 = time.perf_counter()
     base, standard, attacks = [], [], []
     for seed in seeds:
@@ -120,4 +120,11 @@ def main(seeds=(0, 1, 2), eps_list=(1 / 255, 2 / 255, 4 / 255, 8 / 255)) -> dict
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--eps", type=float, nargs="+", default=[1, 2, 4, 8], help="PGD budgets in /255")
+    ap.add_argument("--root", default=None, help="store folder (default: a new temporary one; reuse to resume)")
+    args = ap.parse_args()
+    main(tuple(args.seeds), tuple(e / 255 for e in args.eps), args.root)

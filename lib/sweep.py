@@ -200,8 +200,8 @@ def _plan(sweep: Sweep, out: Path, record: dict, resume: bool, logs: Path) -> li
                              f"--sweep ... --resume, or give the sweep another name")
         if status == "done" and manifest["parameters"] == params:
             entry.update(status="done", todo=None, seconds=_seconds(manifest))
-        elif status == "running" and _alive(entry["executor"] or "local", entry["job_id"], logs):
-            entry.update(status="running", todo=None)
+        elif status in ("running", "missing") and _alive(entry["executor"] or "local", entry["job_id"], logs):
+            entry.update(status="running" if manifest else "queued", todo=None)  # its job is still queued or running
         elif manifest is not None and manifest["parameters"] == params:
             entry.update(status=status, todo="continue")
         else:

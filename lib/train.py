@@ -1,6 +1,9 @@
 """One training loop (``fit``) and one evaluation loop (``evaluate``) for every notebook.
 
-- Device: CUDA when present (``pick_device``); on CUDA, bf16 autocast and channels-last by default.
+- Device: CUDA when present (``pick_device``); on CUDA, bf16 autocast and channels-last by default;
+  on a CPU with native bf16 they are opt-in (``amp="auto"``, ``channels_last="auto"``).
+- Processes: under ``torchrun`` each process trains on its slice of every global batch with the
+  gradients averaged (:mod:`lib.distributed`); one process runs exactly as before.
 - Data: an :class:`~lib.data.ImageSet` (or an ``(images, labels)`` tensor pair) is moved to the
   device once, as uint8 when it fits, and batched by indexing: no DataLoader, no per-batch
   host-to-device copies. Any other ``Dataset`` goes through a ``DataLoader`` with workers.
