@@ -49,7 +49,8 @@ def test_two_point_local_sweep_reports_a_failed_point_and_resubmits_it(tmp_path,
     out = tmp_path / "runs"
     f = tmp_path / "pair.toml"
     # point 1 asks synsigns for 8 px images, which it cannot render: its notebook fails
-    f.write_text('name = "pair"\nonly = ["00"]\nparallel = 2\n[params]\ndata_per_class = 2\n[grid]\ndata_size = [32, 8]\n')
+    f.write_text('name = "pair"\nonly = ["00"]\nparallel = 2\n'
+                 '[params]\ndata_per_class = 2\n[grid]\ndata_size = [32, 8]\n')
     assert workbook.main(["--sweep", str(f), "--executor", "local", "--out", str(out)]) == 1
     printed = capsys.readouterr()
     assert "1 of 2 points done" in printed.out and "--resume" in printed.err
