@@ -127,3 +127,28 @@ def test_a_batch_that_does_not_split_is_a_clear_error(monkeypatch):
     assert distributed.shard(torch.arange(6)).tolist() == [2, 3]
     with pytest.raises(ValueError, match="divisible by 3"):
         distributed.shard(torch.arange(8))
+
+
+def test_cpu_precision_is_opt_in_and_follows_the_bf16_check(monkeypatch):
+    """(``fit``'s other speed option, kept beside the parallel one.) ``None`` keeps fp32 on the CPU;
+    ``"auto"`` turns bf16 + channels-last on only where the CPU runs bf16 natively."""
+    from lib import train as T
+
+    cpu = torch.device("cpu")
+    assert T.resolve_precision(cpu, None, None) == (False, False)
+    assert T.resolve_precision(torch.device("cuda"), None, None) == (True, True)
+    for forced, expected in (("1", (True, True)), ("0", (False, False))):
+        monkeypatch.setenv("WORKBOOK_CPU_BF16", forced)
+        T.cpu_bf16_supported.cache_clear()
+        assert T.resolve_precision(cpu, "auto", "auto") == expected
+    T.cpu_bf16_supported.cache_clear()
+    with pytest.raises(ValueError, match="'auto'"):
+        T.resolve_precision(cpu, "yes", None)
+    monkeypatch.setenv("WORKBOOK_CPU_BF16", "1")
+    x, y = torch.rand(64, 3, 8, 8), torch.arange(64) % 4
+    seen = []
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 36, 4))
+    loss = lambda m, xb, yb: (seen.append(m(xb).dtype) or torch.nn.functional.cross_entropy(m(xb).float(), yb))
+    T.fit(net, (x, y), epochs=1, batch_size=32, amp="auto", channels_last="auto", loss=loss, progress=False)
+    assert seen == [torch.bfloat16] * 2 and net[0].weight.dtype == torch.float32  # bf16 compute, fp32 weights
+    T.cpu_bf16_supported.cache_clear()
