@@ -33,10 +33,14 @@ from lib.store import Store
 from lib.studies import adversarial, bases
 
 
-def _precision(bf16: bool) -> None:
-    """Every later ``fit`` call of this process trains in bf16 + channels-last (or fp32)."""
-    T.fit.__kwdefaults__["amp"] = True if bf16 else None
-    T.fit.__kwdefaults__["channels_last"] = True if bf16 else None
+VARIANTS = {"bf16_channels_last": (True, True), "channels_last": (False, True)}  # name -> (amp, channels_last)
+
+
+def _precision(on: bool, variant: str = "bf16_channels_last") -> None:
+    """Every later ``fit`` call of this process trains with ``variant`` (or in fp32 when not ``on``)."""
+    amp, cl = VARIANTS[variant]
+    T.fit.__kwdefaults__["amp"] = True if on and amp else None
+    T.fit.__kwdefaults__["channels_last"] = True if on and cl else None
 
 
 def _correct(model, test) -> torch.Tensor:
@@ -80,26 +84,30 @@ def _attack_agreement(model, test, eps_list, steps=10) -> list[dict]:
     return rows
 
 
-def main(seeds=(0, 1, 2), eps_list=(1 / 255, 2 / 255, 4 / 255, 8 / 255), root: str | None = None) -> dict:
+def main(seeds=(0, 1, 2), eps_list=(1 / 255, 2 / 255, 4 / 255, 8 / 255), root: str | None = None,
+         variant: str = "bf16_channels_last", with_base: bool = True) -> dict:
     root = root or tempfile.mkdtemp(prefix="bench_precision_accuracy_")
     t0 = time.perf_counter()
     base, standard, attacks = [], [], []
     for seed in seeds:
         pair_base, pair_std = [], []
         for bf16 in (False, True):
-            _precision(bf16)
-            store = Store(os.path.join(root, "bf16" if bf16 else "fp32"))
-            model, _ = bases.base_model("A", store, progress=False, seed=seed)
-            pair_base.append(_correct(model, bases.half_data("A", bases.recipe(seed=seed))[1]))
+            _precision(bf16, variant)
+            folder = ("bf16" if variant == "bf16_channels_last" else variant) if bf16 else "fp32"
+            store = Store(os.path.join(root, folder))
+            if with_base:
+                model, _ = bases.base_model("A", store, progress=False, seed=seed)
+                pair_base.append(_correct(model, bases.half_data("A", bases.recipe(seed=seed))[1]))
             cfg = adversarial.recipe(seed=seed)
             model, _ = adversarial.robust_study_model("standard", cfg, store, progress=False)
             test = adversarial.robust_study_data(cfg)[1]
             pair_std.append(_correct(model, test))
-            if not bf16:
+            if not bf16 and eps_list:
                 _precision(False)
                 attacks.append({"seed": seed, "rows": _attack_agreement(model, test, eps_list)})
             print(f"seed {seed} {'bf16' if bf16 else 'fp32'} done at {time.perf_counter() - t0:.0f}s", flush=True)
-        base.append(tuple(pair_base))
+        if with_base:
+            base.append(tuple(pair_base))
         standard.append(tuple(pair_std))
     _precision(False)
     pooled_attack = []
@@ -108,14 +116,16 @@ def main(seeds=(0, 1, 2), eps_list=(1 / 255, 2 / 255, 4 / 255, 8 / 255), root: s
         pooled_attack.append({"eps_255": round(eps * 255, 2),
                               "diff_points_mean_over_seeds": round(sum(diffs) / len(diffs), 2),
                               "max_abs_diff_points": max(abs(d) for d in diffs)})
-    res = {"bf16_supported": T.cpu_bf16_supported(), "threads": torch.get_num_threads(), "seeds": list(seeds),
-           "load_average_before": os.getloadavg()[0],
-           "base_A_notebook01": _diff(base), "standard_cnn_notebook03": _diff(standard),
+    res = {"variant": variant, "bf16_supported": T.cpu_bf16_supported(), "threads": torch.get_num_threads(),
+           "seeds": list(seeds), "load_average_after": os.getloadavg()[0],
+           "base_A_notebook01": _diff(base) if with_base else None, "standard_cnn_notebook03": _diff(standard),
            "pgd10_bf16_vs_fp32": {"per_seed": attacks, "summary": pooled_attack,
-                                  "within_half_point": all(s["max_abs_diff_points"] <= 0.5 for s in pooled_attack)},
+                                  "within_half_point": all(s["max_abs_diff_points"] <= 0.5 for s in pooled_attack)
+                                  if pooled_attack else None},
            "seconds": round(time.perf_counter() - t0, 1)}
-    res["meets_goal"] = res["base_A_notebook01"]["within_1_point"] and res["standard_cnn_notebook03"]["within_1_point"]
-    save("precision_accuracy_cpu", res)
+    res["meets_goal"] = (not with_base or res["base_A_notebook01"]["within_1_point"]) and \
+        res["standard_cnn_notebook03"]["within_1_point"]
+    save("precision_accuracy_cpu" + ("" if variant == "bf16_channels_last" else f"_{variant}"), res)
     return res
 
 
@@ -124,7 +134,9 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--eps", type=float, nargs="+", default=[1, 2, 4, 8], help="PGD budgets in /255")
+    ap.add_argument("--eps", type=float, nargs="*", default=[1, 2, 4, 8], help="PGD budgets in /255 (none: no attacks)")
     ap.add_argument("--root", default=None, help="store folder (default: a new temporary one; reuse to resume)")
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="bf16_channels_last")
+    ap.add_argument("--no-base", action="store_true", help="only notebook 03's standard CNN")
     args = ap.parse_args()
-    main(tuple(args.seeds), tuple(e / 255 for e in args.eps), args.root)
+    main(tuple(args.seeds), tuple(e / 255 for e in args.eps), args.root, args.variant, not args.no_base)
