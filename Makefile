@@ -36,7 +36,7 @@ lab: $(READY)
 	$(VENV)/bin/jupyter lab notebooks/
 
 bench: $(READY)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean-runs:
 	rm -rf runs

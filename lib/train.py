@@ -1,6 +1,9 @@
 """One training loop (``fit``) and one evaluation loop (``evaluate``) for every notebook.
 
-- Device: CUDA when present (``pick_device``); on CUDA, bf16 autocast and channels-last by default.
+- Device: CUDA when present (``pick_device``); on CUDA, bf16 autocast and channels-last by default;
+  on a CPU with native bf16 they are opt-in (``amp="auto"``, ``channels_last="auto"``).
+- Processes: under ``torchrun`` each process trains on its slice of every global batch with the
+  gradients averaged (:mod:`lib.distributed`); one process runs exactly as before.
 - Data: an :class:`~lib.data.ImageSet` (or an ``(images, labels)`` tensor pair) is moved to the
   device once, as uint8 when it fits, and batched by indexing: no DataLoader, no per-batch
   host-to-device copies. Any other ``Dataset`` goes through a ``DataLoader`` with workers.
@@ -17,7 +20,9 @@
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 import random
 import time
 from contextlib import nullcontext
@@ -31,7 +36,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import checkpoints
+from . import checkpoints, distributed
 from .data.datalike import check_datalike, tensor_pair
 from .metrics import accuracy
 from .models.classifier import freeze, train_mode  # noqa: F401  (re-exported: lib.train.freeze)
@@ -181,9 +186,39 @@ def _scheduler(name, opt, lr, total_steps):
     raise ValueError(f"schedule must be onecycle, cosine, piecewise[:f1,f2,...], cyclic or None, got {name!r}")
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_supported() -> bool:
+    """True when this CPU runs bf16 natively (AVX-512 BF16 or AMX tiles, through oneDNN).
+
+    Elsewhere (AVX2, ARM without bf16) autocast still works but is emulated and slower than fp32,
+    so ``fit(amp="auto")`` keeps fp32 there. ``WORKBOOK_CPU_BF16=0``/``1`` overrides the check."""
+    forced = os.environ.get("WORKBOOK_CPU_BF16", "")
+    if forced in ("0", "1"):
+        return forced == "1"
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch's own CPUID probes
+    native = any(getattr(cpu, name, lambda: False)() for name in checks)
+    return bool(native and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(device: torch.device, amp, channels_last) -> tuple[bool, bool]:
+    """``(amp, channels_last)`` for ``fit``: ``None`` means on for CUDA, off for CPU (the default);
+    ``"auto"`` means on for CUDA and on a CPU that runs bf16 natively (:func:`cpu_bf16_supported`);
+    a bool is taken as given (``amp=True`` on a CPU without native bf16 runs emulated bf16)."""
+    def one(value, name):
+        if value is None:
+            return device.type == "cuda"
+        if value == "auto":
+            return device.type == "cuda" or (device.type == "cpu" and cpu_bf16_supported())
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{name} must be True, False, None or 'auto', got {value!r}")
+    return one(amp, "amp"), one(channels_last, "channels_last")
+
+
 def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if amp and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
@@ -195,7 +230,7 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
         on_epoch_end: Callable[[int, dict, nn.Module], bool | None] | None = None,
         after_backward: Callable[[nn.Module], None] | None = None,
         after_step: Callable[[nn.Module], None] | None = None,
-        device=None, amp: bool | None = None, channels_last: bool | None = None,
+        device=None, amp: bool | str | None = None, channels_last: bool | str | None = None,
         seed: int = 0, progress: bool = True, desc: str = "fit") -> pd.DataFrame:
     """Train ``model`` in place and return its history (one row per epoch).
 
@@ -205,16 +240,29 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
     column in the history. ``after_backward(model)`` runs after ``backward`` and before the
     optimiser step; ``after_step(model)`` right after the step (both once per batch).
     ``on_epoch_end(epoch, row, model)`` may add entries to ``row`` (the history row) and may
-    return ``True`` to stop early (e.g. catastrophic-overfitting checks). ``amp`` and
-    ``channels_last`` default to on for CUDA, off for CPU.
+    return ``True`` to stop early (e.g. catastrophic-overfitting checks). ``amp`` (bf16 autocast
+    of the training forward) and ``channels_last`` default to on for CUDA, off for CPU; ``"auto"``
+    also turns them on for a CPU with native bf16 (:func:`resolve_precision`). Validation and
+    attacks in ``batch_hook`` stay fp32 on the CPU.
+
+    Under ``torchrun --nproc_per_node=N`` (:mod:`lib.distributed`), ``batch_size`` stays the
+    global batch: each process trains on its ``batch_size / N`` slice of every batch (drawn and
+    augmented identically everywhere), gradients are averaged over the processes (DDP for the
+    default loss; one all-reduce after ``backward`` for a custom ``loss``, whose several forwards
+    DDP cannot carry), BatchNorm buffers follow rank 0, the history's sums cover all processes,
+    and only rank 0 shows progress and writes checkpoints. ``batch_hook`` sees the local slice.
     """
-    device = pick_device(device)
-    amp = device.type == "cuda" if amp is None else amp
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    device = distributed.device_for(pick_device(device))
+    amp, channels_last = resolve_precision(device, amp, channels_last)
+    parallel, main = distributed.launched(), distributed.is_main()
     seed_everything(seed)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    ddp = None
+    if parallel:
+        distributed.broadcast_module(model)
+        ddp = distributed.wrap(model, device) if loss is None else None
     batches = Batches(train, batch_size, device, shuffle=True, seed=seed, drop_last=True)
     if len(batches) == 0:
         raise ValueError(f"{len(train)} training images is fewer than one batch of {batch_size}")
@@ -223,8 +271,10 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
     opt = _optimizer(optimizer, params, lr, momentum, weight_decay)
     sched = _scheduler(schedule, opt, lr, epochs * len(batches))
     loss_fn = loss or _cross_entropy
+    forward_model = ddp if ddp is not None else model
+    reduced = [p for g in opt.param_groups for p in g["params"]] if parallel and ddp is None else None
     history = []
-    bar = tqdm(total=epochs * len(batches), desc=desc, disable=not progress, mininterval=0.5,
+    bar = tqdm(total=epochs * len(batches), desc=desc, disable=not progress or not main, mininterval=0.5,
                dynamic_ncols=True, leave=True)
     # inside Store.model: save each epoch, resume a killed run (lib.checkpoints); a callback with
     # state it cannot save makes this fit start over instead
@@ -245,7 +295,8 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
         batches.epoch = state["epoch"]
         bar.update(state["epoch"] * len(batches))
         ck.resumed_at(state["epoch"])
-        print(f"[checkpoint] {desc}: resumed after epoch {state['epoch']} of {epochs} from {ck.path}")
+        if main:
+            print(f"[checkpoint] {desc}: resumed after epoch {state['epoch']} of {epochs} from {ck.path}")
     for epoch in range(first, epochs + 1):
         if stopped:
             break
@@ -258,16 +309,20 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
         for x, y in batches:
             if augment is not None:
                 x = augment(x)
+            if parallel:
+                x, y = distributed.shard(x), distributed.shard(y)
             if batch_hook is not None:
                 x, y = batch_hook(model, x, y)
                 train_mode(model)  # an attack in the hook may switch to eval mode
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device, amp):
-                out = loss_fn(model, x, y)
+                out = loss_fn(forward_model, x, y)
             l, logits, extras = _unpack(out)
             opt.zero_grad(set_to_none=True)
             l.backward()
+            if reduced is not None:
+                distributed.all_reduce_gradients(reduced)
             if after_backward is not None:
                 after_backward(model)
             opt.step()
@@ -284,18 +339,23 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
                 have_logits = True
             seen += len(y)
             bar.update(1)
+        if parallel:  # the epoch's sums over every process; BatchNorm statistics from rank 0
+            tot_loss, correct = distributed.all_reduce_sum(tot_loss), distributed.all_reduce_sum(correct)
+            seen *= distributed.world_size()
+            extra_sums = {k: distributed.all_reduce_sum(v) / distributed.world_size() for k, v in extra_sums.items()}
+            distributed.broadcast_module(model)
         row = {"epoch": epoch, "train_loss": float(tot_loss) / seen,
                "train_acc": float(correct) / seen if have_logits else float("nan"),
                "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         row["images_per_s"] = seen / row["seconds"]
         row.update({k: float(v) / len(batches) for k, v in extra_sums.items()})
         if val_batches is not None:
-            ev = evaluate(model, val_batches, device=device, amp=amp)
+            ev = evaluate(model, val_batches, device=device, amp=amp and device.type == "cuda")
             row.update(val_loss=ev["loss"], val_acc=ev["acc"])
         history.append(row)
         bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("train_loss", "train_acc", "val_acc")})
         stopped = bool(on_epoch_end is not None and on_epoch_end(epoch, row, model))
-        if ck is not None:
+        if ck is not None and main:
             ck.save({"epoch": epoch, "epochs": epochs, "batches": len(batches), "stopped": stopped,
                      "model": model.state_dict(), "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict() if sched is not None else {},

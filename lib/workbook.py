@@ -7,6 +7,8 @@
     python -m lib.workbook --config my_study.toml --name my-study
     python -m lib.workbook --resume                 # continue the newest unfinished run
     python -m lib.workbook --fresh                  # retrain every model (same as -p retrain=True)
+    python -m lib.workbook --sweep sweep.toml --executor slurm   # one run per parameter set (lib.sweep)
+    python -m lib.workbook --sweep sweep.toml --resume           # rerun the sweep's failed points
 
 ``-p key=value`` sets one run parameter (values are Python literals; ``8/255`` is a float);
 ``--config`` reads them from a TOML, YAML or JSON file (``-p`` wins). Every name is checked
@@ -118,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--timeout", type=int, default=None, help="seconds per cell")
     ap.add_argument("--quiet", action="store_true", help="one line per notebook instead of streamed output")
     ap.add_argument("--list-params", action="store_true", help="print every parameter with its recipe values")
+    ap.add_argument("--sweep", default=None, metavar="FILE",
+                    help="run every parameter set of a sweep file, each as its own run (see lib.sweep)")
+    ap.add_argument("--executor", default="local", choices=["local", "slurm"],
+                    help="with --sweep: local processes, or Slurm jobs through submitit")
+    ap.add_argument("--parallel", type=int, default=None, metavar="N",
+                    help="with --sweep --executor local: points at a time (default: the file's, else 1)")
     return ap
 
 
@@ -172,6 +180,22 @@ def _summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _sweep(args) -> int:
+    from . import sweep
+    from .studies import ConfigError
+
+    if args.param or args.config or args.name or args.fresh or (args.resume not in (None, "")):
+        print("workbook: --sweep takes its parameters from the sweep file; drop -p/--config/--name/--fresh "
+              "(--resume takes no name with --sweep)", file=sys.stderr)
+        return 2
+    try:
+        return sweep.run(args.sweep, args.executor, resume=args.resume is not None, only=args.only,
+                         profile=args.profile, out=Path(args.out), parallel=args.parallel)
+    except (sweep.SweepError, ConfigError, FileNotFoundError) as err:
+        print(f"workbook: {err}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     from .studies import CONFIG_ENV, ConfigError
 
@@ -179,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_params:
         print(list_params())
         return 0
+    if args.sweep:
+        return _sweep(args)
     out_root = Path(args.out)
     try:
         if args.resume is not None:

@@ -305,3 +305,16 @@ def write_image_folder(root: Path, classes=CIFAR10_CLASSES, per_class=None) -> P
             for j in range(n):
                 write_image(root / split / c / f"{j:04d}.jpg", k, (32, 32))
     return root
+
+
+def write_data_dir(root: Path, per_class: int = 2) -> dict[str, Path]:
+    """A ``data/`` folder with tiny copies of the three 32-px sets of notebook 03's full profile, each
+    under its default folder name (so ``WORKBOOK_DATA=root`` makes ``load_real(name)`` find it):
+    ``cifar10/cifar-10-batches-py`` (the release's pickles, ``per_class`` images per class and split),
+    ``cifar100/cifar-100-python`` (``per_class`` train and 1 test image per fine class) and
+    ``gtsrb/GTSRB`` (the archive layout, classes 0-2). Returns ``{name: root}``."""
+    roots = {name: Path(root) / name for name in ("cifar10", "cifar100", "gtsrb")}
+    write_cifar10_batches(roots["cifar10"], per_class=per_class)
+    write_cifar100(roots["cifar100"], per_class={"train": per_class, "test": 1})
+    write_gtsrb(roots["gtsrb"], per_class=max(per_class, 2), n_test=6)
+    return roots

@@ -489,7 +489,8 @@ def test_autoattack_eval(model, batch):
     except ImportError:
         with pytest.raises(ImportError, match="autoattack"):
             R.autoattack_eval(model, x, y, 4 / 255, "linf", evaluator="autoattack")
-    r = R.autoattack_eval(model, x, y, 4 / 255, "linf", steps=10, n_target_classes=4, batch_size=40)
+    r = R.autoattack_eval(model, x, y, 4 / 255, "linf", steps=10, n_target_classes=4, batch_size=40,
+                          square_queries=0)  # the two APGD stages; the Square stage: tests/test_square.py
     assert r["clean_acc"] == pytest.approx(acc(model, x, y))
     assert r["robust_acc"] == r["acc_after"]["apgd_t"] <= r["acc_after"]["apgd_ce"] <= r["clean_acc"]
     assert r["robust_acc"] == pytest.approx(acc(model, r["x_adv"], y))

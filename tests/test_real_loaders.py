@@ -425,3 +425,11 @@ def test_shared_cifar10_jpg_subset(name):
     assert all(train.targets.count(c) == 500 and test.targets.count(c) == 100 for c in range(10))
     x, y = train[0]
     assert x.shape == (3, 32, 32) and 0 <= x.min() and x.max() <= 1 and y == 0
+
+
+def test_data_dir_fixture_for_the_full_profile(tmp_path, monkeypatch):
+    roots = F.write_data_dir(tmp_path, per_class=1)
+    monkeypatch.setenv("WORKBOOK_DATA", str(tmp_path))
+    sizes = {name: (len(load_real(name, "train")), len(load_real(name, "test"))) for name in roots}
+    assert sizes == {"cifar10": (10, 10), "cifar100": (100, 100), "gtsrb": (6, 6)}
+    assert load_real("cifar10", "test")[0][0].shape == load_real("gtsrb", "test")[0][0].shape == (3, 32, 32)

@@ -6,13 +6,16 @@ import torch.nn as nn
 
 from lib import data as D
 from lib.models import build
-from lib.robustness import CHECKS, default_alpha, eps_sweep, robustness_report, sanity_checks
+from lib.robustness import (CHECKS, SQUARE_CHECK, TRANSFER_CHECK, default_alpha, eps_sweep, robustness_report,
+                            sanity_checks, transfer_check)
 from lib.train import evaluate, fit
 
 CLASSES = [0, 21, 42, 63, 84]
 EPS_LIST = (2 / 255, 8 / 255)
 PGD_STEPS = (7, 10, 20, 40)
 N = 100
+SQUARE_QUERIES = 300  # the report's Square budget in these tests (5,000 by default)
+TABLE_CHECKS = [c for c in CHECKS if c != TRANSFER_CHECK]  # the transfer check needs a surrogate
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,8 @@ def model_and_data():
 @pytest.fixture(scope="module")
 def report(model_and_data):
     model, te = model_and_data
-    return robustness_report(model, te, eps_list=EPS_LIST, pgd_steps=PGD_STEPS, apgd_steps=25, n=N, progress=False)
+    return robustness_report(model, te, eps_list=EPS_LIST, pgd_steps=PGD_STEPS, apgd_steps=25, n=N,
+                             square_queries=SQUARE_QUERIES, progress=False)
 
 
 def test_report_has_the_expected_rows(report):
@@ -39,14 +43,18 @@ def test_report_has_the_expected_rows(report):
         expected += [("fgsm", eps, 1), ("apgd", eps, 25), ("apgd_t", eps, 25)]
         expected += [("pgd", eps, k) for k in PGD_STEPS]
         if eps > 0:
-            expected.append(("worst", eps, 0))
+            expected += [("worst", eps, 0), ("autoattack", eps, 25)]
     assert got == sorted((a, round(e, 8), k) for a, e, k in expected)
     assert (table.n == N).all() and table.acc.between(0, 1).all()
     assert (table.acc == table.correct / table.n).all()
     pgd = table[(table.attack == "pgd") & (table.eps > 0)]
     assert all(r.alpha == pytest.approx(2.5 * r.eps / r.steps) for r in pgd.itertuples())  # the stated rule
-    assert set(table.label) >= {"clean", "FGSM", "PGD-7", "PGD-40", "APGD-CE", "APGD-T (DLR)", "worst case"}
-    assert list(checks.check) == list(CHECKS)
+    assert set(table.label) >= {"clean", "FGSM", "PGD-7", "PGD-40", "APGD-CE", "APGD-T (DLR)", "worst case",
+                                "AutoAttack-style (APGD-CE, APGD-T, Square)"}
+    assert list(checks.check) == TABLE_CHECKS
+    aa = table[table.attack == "autoattack"]
+    assert (aa.queries == SQUARE_QUERIES).all() and aa.square_extra.between(0, N).all()
+    assert table[table.attack != "autoattack"].square_extra.isna().all()
 
 
 def test_eps_zero_rows_equal_clean_accuracy_exactly(report, model_and_data):
@@ -69,6 +77,10 @@ def test_all_sanity_checks_pass_on_a_trained_model(report):
     worst = table[(table.attack == "worst")].set_index("eps").acc
     attacked = table[(table.eps > 0) & (table.eps < 0.5) & (table.attack != "worst")]
     assert all(worst[e] <= g.acc.min() for e, g in attacked.groupby("eps"))
+    # the AutoAttack-style cascade is at least as strong as each of its APGD stages alone
+    for e, g in attacked.groupby("eps"):
+        acc = g.set_index("attack").acc
+        assert acc["autoattack"] <= min(acc["apgd"], acc["apgd_t"])
 
 
 # ----------------------------------------------------------------------------- each check can fail
@@ -81,9 +93,19 @@ def fake_table(n=100):
         for i, k in enumerate((7, 10, 20)):
             rows.append(("pgd", eps, k, base if eps == 0 else base - 0.05 - 0.01 * i))
         rows.append(("apgd", eps, 100, base if eps == 0 else base - 0.08))
+        if eps > 0:
+            rows.append(("autoattack", eps, 100, base - 0.09))
     rows.append(("pgd", 0.5, 20, 0.0))
-    return pd.DataFrame([{"attack": a, "eps": e, "steps": k, "acc": acc, "n": n, "norm": "linf"}
-                         for a, e, k, acc in rows])
+    t = pd.DataFrame([{"attack": a, "eps": e, "steps": k, "acc": acc, "n": n, "norm": "linf"} for a, e, k, acc in rows])
+    t["square_extra"] = [1.0 if a == "autoattack" else float("nan") for a in t.attack]  # one image: within tolerance
+    return t
+
+
+def _set_extra(t, eps, k):
+    sel = (t.attack == "autoattack") & (t.eps == eps)
+    assert sel.sum() == 1
+    t.loc[sel, "square_extra"] = k
+    return t
 
 
 def _set(t, attack, eps, steps, acc):
@@ -101,6 +123,7 @@ BREAKERS = {
     "PGD <= FGSM": lambda t: _set(_set(_set(t, "pgd", 2 / 255, 7, 0.58), "pgd", 2 / 255, 10, 0.57),
                                   "pgd", 2 / 255, 20, 0.56),                     # PGD weaker than FGSM (0.50)
     "APGD <= PGD": lambda t: _set(t, "apgd", 8 / 255, 100, 0.19),                 # APGD above PGD-20 (0.13)
+    SQUARE_CHECK: lambda t: _set_extra(t, 8 / 255, 3),                            # Square alone breaks 3 of 100
 }
 
 
@@ -109,12 +132,12 @@ def test_the_fake_table_passes_every_check():
     assert checks.passed.all(), checks.to_string()
 
 
-@pytest.mark.parametrize("check", CHECKS)
+@pytest.mark.parametrize("check", TABLE_CHECKS)
 def test_each_check_fails_on_a_table_that_violates_it(check):
-    assert set(BREAKERS) == set(CHECKS)
+    assert set(BREAKERS) == set(TABLE_CHECKS)
     checks = sanity_checks(BREAKERS[check](fake_table())).set_index("check")
     assert not checks.loc[check, "passed"], checks.loc[check, "detail"]
-    assert checks.passed.sum() >= len(CHECKS) - 2  # the violation is caught where it belongs
+    assert checks.passed.sum() >= len(TABLE_CHECKS) - 2  # the violation is caught where it belongs
     print(f"\n{check}: {checks.loc[check, 'detail']}")
 
 
@@ -132,6 +155,17 @@ def test_missing_rows_fail_rather_than_pass_silently():
     assert not checks.loc["large eps -> ~0", "passed"] and "nothing to check" in checks.loc["large eps -> ~0", "detail"]
     checks = sanity_checks(t[(t.attack != "apgd")]).set_index("check")
     assert not checks.loc["APGD <= PGD", "passed"]
+    checks = sanity_checks(t.assign(square_extra=float("nan"))).set_index("check")  # square_queries=0
+    assert not checks.loc[SQUARE_CHECK, "passed"] and "nothing to check" in checks.loc[SQUARE_CHECK, "detail"]
+
+
+def test_square_tolerance_is_one_percent_and_at_least_two_images():
+    ok = lambda t, **kw: sanity_checks(t, **kw).set_index("check").loc[SQUARE_CHECK, "passed"]
+    assert ok(_set_extra(fake_table(n=100), 8 / 255, 2)) and not ok(_set_extra(fake_table(n=100), 8 / 255, 3))
+    assert ok(_set_extra(fake_table(n=1000), 8 / 255, 10)) and not ok(_set_extra(fake_table(n=1000), 8 / 255, 11))
+    assert ok(_set_extra(fake_table(n=100), 8 / 255, 3), square_tolerance=0.05)
+    detail = sanity_checks(_set_extra(fake_table(), 8 / 255, 5)).set_index("check").loc[SQUARE_CHECK, "detail"]
+    assert "possible gradient masking" in detail and "5 of 100" in detail
 
 
 class Quantize(nn.Module):
@@ -141,15 +175,67 @@ class Quantize(nn.Module):
         return torch.round(x * 3) / 3
 
 
-def test_a_gradient_masked_model_fails_the_large_eps_check(model_and_data):
+@pytest.fixture(scope="module")
+def masked_report(model_and_data):
     model, te = model_and_data
     masked = nn.Sequential(Quantize(), model).eval()
-    table, checks = robustness_report(masked, te, eps_list=(8 / 255,), pgd_steps=(10,), apgd=False, n=50,
-                                      progress=False)
+    return masked, robustness_report(masked, te, eps_list=(8 / 255,), pgd_steps=(10,), apgd_steps=10, n=50,
+                                     square_queries=SQUARE_QUERIES, progress=False)
+
+
+def test_a_gradient_masked_model_fails_the_large_eps_and_square_checks(masked_report):
+    _, (table, checks) = masked_report
     checks = checks.set_index("check")
     big = table[table.eps == 0.5].acc.item()
-    print(f"\nquantised input: clean {table.acc[0]:.2f}, PGD-20 at eps 0.5: {big:.2f}")
+    aa = table[table.attack == "autoattack"].iloc[0]
+    pgd = table[(table.attack == "pgd") & (table.eps == 8 / 255)].acc.item()
+    print(f"\nquantised input: clean {table.acc[0]:.2f}, PGD-10 at 8/255 {pgd:.2f}, AutoAttack-style {aa.acc:.2f} "
+          f"(Square alone broke {int(aa.square_extra)}), PGD-20 at eps 0.5: {big:.2f}\n{checks.detail[SQUARE_CHECK]}")
     assert not checks.loc["large eps -> ~0", "passed"]
+    assert not checks.loc[SQUARE_CHECK, "passed"] and "possible gradient masking" in checks.detail[SQUARE_CHECK]
+    assert aa.square_extra >= 10  # Square finds what the masked gradients hide
+
+
+@pytest.fixture(scope="module")
+def surrogate(model_and_data):
+    """An independently trained model of the same task (another seed)."""
+    tr = D.subset_classes(D.load_synsigns("train", n=5 * 60, classes=CLASSES), CLASSES)
+    torch.manual_seed(1)
+    other = build("small_cnn", 5, width=8)
+    fit(other, tr, epochs=6, lr=0.1, batch_size=32, seed=1, progress=False)
+    return other.eval()
+
+
+def test_transfer_check_passes_on_a_model_without_masking(report, model_and_data, surrogate):
+    model, te = model_and_data
+    table, _ = report
+    worst = table[(table.attack == "worst") & (table.eps == 8 / 255)].acc.item()
+    row = transfer_check(model, surrogate, te, 8 / 255, white_box_acc=worst, steps=10, n=N)
+    print("\n", row.detail.item())
+    assert list(row.columns) == ["check", "passed", "detail"] and len(row) == 1
+    assert row.check.item() == TRANSFER_CHECK and row.passed.item()
+    broken = transfer_check(model, surrogate, te, 8 / 255, white_box_acc=0.95, steps=10, n=N)  # a wrong white-box
+    assert not broken.passed.item() and "possible gradient masking" in broken.detail.item()
+
+
+def test_transfer_check_fails_on_a_gradient_masked_model(masked_report, surrogate, model_and_data):
+    # PGD on the unmasked surrogate transfers to the quantised model better than PGD on the
+    # quantised model itself: the white-box number is an artefact of the masked gradients
+    masked, (table, _) = masked_report
+    _, te = model_and_data
+    pgd = table[(table.attack == "pgd") & (table.eps == 8 / 255)].acc.item()
+    row = transfer_check(masked, surrogate, te, 8 / 255, white_box_acc=pgd, steps=10, n=50)
+    print("\n", row.detail.item())
+    assert not row.passed.item()
+
+
+def test_report_appends_the_transfer_check_with_a_surrogate(model_and_data, surrogate):
+    model, te = model_and_data
+    table, checks = robustness_report(model, te, eps_list=(8 / 255,), pgd_steps=(5,), apgd=False, n=40,
+                                      surrogate=surrogate, transfer_steps=5, progress=False)
+    assert list(checks.check) == [c for c in TABLE_CHECKS] + [TRANSFER_CHECK]
+    assert checks.set_index("check").loc[TRANSFER_CHECK, "passed"]
+    assert "autoattack" not in set(table.attack)  # apgd=False: no AutoAttack-style row
 
 
 def test_eps_sweep(model_and_data):

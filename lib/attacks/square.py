@@ -27,6 +27,11 @@ Following the paper (Algorithms 1-3, Sec. 3) and the authors' reference code
   a 5 x 5 grid of pseudo-Gaussian bumps, each update moves mass from a second window into a new
   bump in the first, the perturbation rescaled to norm ``eps`` (Algorithm 3);
 - one query for the start and one per update, only for images not yet misclassified.
+
+The L2 update takes the freed budget per channel (norms over each channel's windows), as the
+reference code; torchattacks 3.5.1 takes the norm of the windows over all channels instead, and
+leaves about 4 points more accuracy at L2 eps 1.0 with 1,000 queries on a small CNN (85-87 vs
+77-78 of 200 images over 3 seeds; the L-inf versions agree within 0-4 images).
 """
 from __future__ import annotations
 
@@ -169,7 +174,7 @@ def _propose_l2(xc: Tensor, xb: Tensor, eps: float, p: float, gen) -> Tensor:
     emptied; the freed budget per channel is put into window 1, the image rescaled to ``eps``."""
     m, c, h, w = xc.shape
     s = max(int(round(math.sqrt(p * h * w))), 3)
-    s = min(s + (s % 2 == 0), h - 1)  # odd, as the reference code, and inside the image
+    s = min(s if s % 2 else s + 1, h - 1)  # odd, as the reference code, and inside the image
     m1, vh, vw = _windows(m, s, h, w, gen, xc.device)
     m2, _, _ = _windows(m, s, h, w, gen, xc.device)
     delta = xb - xc

@@ -120,7 +120,8 @@ def _head_classes(arch: str, state: Mapping[str, Tensor], wrapped: bool) -> int 
 
 def guess_arch(state: Mapping[str, Tensor]) -> str | None:
     """The first of :data:`lib.models.ARCHS` whose state dict (workbook or own layout) has exactly
-    these keys and shapes, or None."""
+    these keys and shapes, as the command-line words that select it (``resnet20``; ``small_cnn
+    --arch-option width=8`` for a small CNN of another width), or None."""
     shapes = _shapes(state)
     wrapped = _is_wrapped(state)
     for arch in M.ARCHS:
@@ -129,12 +130,15 @@ def guess_arch(state: Mapping[str, Tensor]) -> str | None:
         n = _head_classes(arch, state, wrapped)
         if n is None:
             continue
+        kw = {}
+        if arch == "small_cnn" and "blocks.conv1.conv.weight" in state:
+            kw = {"width": int(state["blocks.conv1.conv.weight"].shape[0])}
         try:
-            want = _expected_shapes(arch, n, wrapped, {})
+            want = _expected_shapes(arch, n, wrapped, kw)
         except Exception:  # an architecture that cannot be built with this head
             continue
         if want == (_shapes(_remap_raw(arch, state)) if not wrapped else shapes):
-            return arch
+            return arch + "".join(f" --arch-option {k}={v}" for k, v in kw.items() if v != 32)
     return None
 
 

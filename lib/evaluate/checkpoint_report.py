@@ -93,8 +93,10 @@ def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifa
     ``eps``: L-inf budgets in pixel units of [0, 1] images (8/255 = 0.0314). ``pgd_steps``: the
     PGD step counts of the ladder (the compact table shows the largest); ``apgd_steps``: APGD-CE /
     APGD-T iterations; ``square_queries``: passed to ``robustness_report`` when it takes it (the
-    Square attack). ``num_classes`` None: the data's class count, which the checkpoint's head must
-    have. ``mean``/``std``/``norm``/``arch_kw``: see :func:`~lib.evaluate.checkpoint.load_checkpoint`.
+    Square attack). ``num_classes`` None: the data's class count must equal the checkpoint's head;
+    given: it must equal the head, and the data may hold fewer classes (its labels taken as the
+    model's first ones). ``mean``/``std``/``norm``/``arch_kw``: see
+    :func:`~lib.evaluate.checkpoint.load_checkpoint`.
     ``device`` None: CUDA when available. ``out``: folder for the files listed in the module
     docstring (None: nothing written). ``name``: the model's label in the tables (default: the
     weights file's stem).
@@ -108,10 +110,18 @@ def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifa
     eps = [float(e) for e in eps]
     if not eps or min(eps) <= 0:
         raise ValueError(f"eps must be positive budgets (e.g. 8/255), got {eps}")
+    if len(set(pgd_steps)) < 2:
+        raise ValueError(f"give at least two PGD step counts (got {list(pgd_steps)}): the sanity check "
+                         "'non-increasing in steps' compares them, e.g. --pgd-steps 10 40")
+    model, info = load_checkpoint(arch, weights, num_classes=num_classes, mean=mean, std=std, norm=norm,
+                                  arch_kw=arch_kw)
     test = eval_dataset(data, data_root, "test", size)
     classes = list(getattr(test, "classes", []))
-    k = num_classes if num_classes is not None else (len(classes) or None)
-    model, info = load_checkpoint(arch, weights, num_classes=k, mean=mean, std=std, norm=norm, arch_kw=arch_kw)
+    head = info["num_classes"]
+    if classes and (len(classes) > head or (num_classes is None and len(classes) != head)):
+        raise ValueError(f"the data has {len(classes)} classes but the checkpoint's head {info['num_classes']}; "
+                         f"pass --num-classes {info['num_classes']} if the data's labels 0..{len(classes) - 1} "
+                         "are the model's first classes")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     x, y = eval_images(test, n, seed, batch_size)
@@ -127,7 +137,7 @@ def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifa
     report.insert(1, "seed", seed)
     compact = compact_table(report, eps, max(pgd_steps))
     info.update(data=str(data), data_root=None if data_root is None else str(data_root), n=len(y), seed=seed,
-                eps_255=[e * 255 for e in eps], classes=len(classes) or k, device=str(device))
+                eps_255=[e * 255 for e in eps], classes=len(classes) or info["num_classes"], device=str(device))
     files = []
     if out is not None:
         out = Path(out).expanduser()

@@ -50,6 +50,7 @@ from typing import Any
 
 from torch import nn
 
+from lib import distributed
 from lib.paths import store_dir
 from lib.store.files import (
     _HOST,  # noqa: F401  (re-exported for tests)
@@ -81,9 +82,9 @@ LOG_ENV, RETRAIN_ENV = "WORKBOOK_STORE_LOG", "WORKBOOK_RETRAIN"
 
 
 def _log(action: str, kind: str, key: str, path: Path) -> None:
-    """Append one line to the run's store log (no-op outside a workbook run)."""
+    """Append one line to the run's store log (no-op outside a workbook run and on ranks > 0)."""
     log = os.environ.get(LOG_ENV)
-    if not log:
+    if not log or not distributed.is_main():
         return
     line = {"action": action, "kind": kind, "key": key, "path": str(path),
             "notebook": os.environ.get("WORKBOOK_NOTEBOOK", ""),
@@ -214,15 +215,18 @@ class Store:
         key = self.key(name, config)
         net = build()
         retrain = retrain or _must_redo(key)
+        main = distributed.is_main()
+        distributed.barrier()  # under torchrun: every rank decides on the same files
         if not retrain and self.has_model(name, config):
             meta = self.load_model(name, config, net)
-            print(f"[store] loaded model {key} from {self.models_dir}")
+            if main:
+                print(f"[store] loaded model {key} from {self.models_dir}")
             _log("loaded", "model", key, self.model_path(name, config))
             return net, {**meta, "cached": True}
         from lib import checkpoints  # epoch checkpoints of the fit calls inside train(): a killed run resumes
 
         start = time.perf_counter()
-        if retrain:
+        if retrain and main:
             checkpoints.Scope(self.root / "checkpoints" / key).clear()  # start over, not from an old epoch
         with checkpoints.scope(self.root / "checkpoints" / key) as ck:
             meta = dict(train(net) or {})
@@ -232,10 +236,14 @@ class Store:
         meta.pop("cached", None)
         meta.setdefault("train_seconds", round(seconds, 3))
         meta = _to_json(meta, strict=False)
+        if not main:  # under torchrun every rank trained (fit is collective); rank 0 writes, the others load
+            distributed.barrier()
+            return net, {**self.load_model(name, config, net), "cached": False}
         path = self.save_model(name, config, net, meta)
         ck.clear()
         print(f"[store] trained model {key} in {seconds:.1f}s, saved to {path}")
         _log("trained", "model", key, path)
+        distributed.barrier()
         return net, {**meta, "cached": False}
 
     # results
@@ -312,14 +320,20 @@ class Store:
         """
         config = _with_code(config, code)
         key = self.key(name, config)
+        main = distributed.is_main()
+        distributed.barrier()  # under torchrun: every rank decides on the same files
         if not recompute and not _must_redo(key) and self.has_result(name, config):
-            print(f"[store] loaded result {key} from {self.results_dir}")
+            if main:
+                print(f"[store] loaded result {key} from {self.results_dir}")
             _log("loaded", "result", key, self._result_path(name, config))
             return self.load_result(name, config)
         start = time.perf_counter()
-        path = self.save_result(name, config, compute())
-        print(f"[store] computed result {key} in {time.perf_counter() - start:.1f}s, saved to {path}")
-        _log("computed", "result", key, path)
+        value = compute()  # on every rank: a computation may itself be collective (a fit inside)
+        if main:
+            path = self.save_result(name, config, value)
+            print(f"[store] computed result {key} in {time.perf_counter() - start:.1f}s, saved to {path}")
+            _log("computed", "result", key, path)
+        distributed.barrier()  # rank 0 wrote; the others read the stored form
         return self.load_result(name, config)
 
     # listing

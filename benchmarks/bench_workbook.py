@@ -1,0 +1,66 @@
+"""Goal (issue 15): ``make workbook`` (every notebook, smoke) from an empty store in under 15 minutes on
+the 2-core CPU, and a second run with everything cached in under 90 seconds.
+
+Runs ``python -m lib.workbook --profile smoke`` twice in a child process: first from an empty
+store (a fresh temporary ``WORKBOOK_STORE``), then again on the store the first run filled, and
+records each notebook's seconds from the two runs' manifests (``runs/<profile>/<name>/manifest.json``)
+with the totals. ``--only`` restricts the notebooks (the goals apply to the whole workbook only).
+Figures go to a temporary folder, not the README's ``figures/``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import save
+
+ROOT = Path(__file__).resolve().parent.parent
+GOAL_COLD_S, GOAL_CACHED_S = 15 * 60, 90
+
+
+def _run(name: str, env: dict, out: Path, only: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "lib.workbook", "--profile", "smoke", "--name", name, "--out", str(out), "--quiet"]
+    cmd += [a for o in only for a in ("--only", o)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    manifest = json.loads((out / "smoke" / name / "manifest.json").read_text())
+    print(proc.stdout[-2000:], proc.stderr[-2000:] if proc.returncode else "", flush=True)
+    return {"status": manifest["status"], "returncode": proc.returncode, "wall_seconds": round(wall, 1),
+            "notebooks": {nb["name"]: {"status": nb["status"], "seconds": nb.get("seconds")}
+                          for nb in manifest["notebooks"]},
+            "total_seconds": round(sum(nb.get("seconds", 0) for nb in manifest["notebooks"]), 1)}
+
+
+def main(only: list[str] | None = None) -> dict:
+    only = list(only or [])
+    tmp = Path(tempfile.mkdtemp(prefix="bench_workbook_"))
+    env = {**os.environ, "WORKBOOK_STORE": str(tmp / "store"), "WORKBOOK_FIGURES": str(tmp / "figures"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.setdefault("OMP_NUM_THREADS", "2")
+    load = os.getloadavg()[0]
+    cold = _run("bench-cold", env, tmp / "runs", only)
+    cached = _run("bench-cached", env, tmp / "runs", only)
+    every = not only
+    res = {"only": only or "all", "profile": "smoke", "OMP_NUM_THREADS": env["OMP_NUM_THREADS"],
+           "load_average_before": round(load, 2), "load_average_after": round(os.getloadavg()[0], 2),
+           "cold": cold, "cached": cached, "goal_cold_seconds": GOAL_COLD_S, "goal_cached_seconds": GOAL_CACHED_S,
+           "goals_apply": every}
+    ok = cold["status"] == "done" and cached["status"] == "done"
+    res["meets_goal"] = ok and (not every or (cold["total_seconds"] < GOAL_COLD_S
+                                              and cached["total_seconds"] < GOAL_CACHED_S))
+    save("workbook_timing" if every else "workbook_timing_" + "-".join(only), res)
+    return res
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", action="append", default=None, metavar="PREFIX", help="notebook prefixes (default: all)")
+    main(ap.parse_args().only)
