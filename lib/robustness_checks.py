@@ -125,14 +125,18 @@ def sanity_checks(table: pd.DataFrame, *, slack: float | None = None,
         else:
             add(CHECKS[3], bad, len(big), "")
 
-    # 5. PGD no weaker than FGSM at each eps > 0
+    # 5. PGD (with the most steps) no weaker than FGSM at each eps > 0. Not every PGD-k: a short
+    # PGD from a random start can trail FGSM's one full-eps step by a few images at a small eps on a
+    # robust model (notebook 03: PGD-7 and PGD-10 0.500 vs FGSM 0.490 at 2/255 on 200 images, PGD-40
+    # 0.490), which says nothing about the evaluation; "non-increasing in steps" covers the rest.
     bad, compared = [], 0
     for eps, g in attacked[attacked.eps > 0].groupby("eps"):
-        f = g[g.attack == "fgsm"]
-        if not len(f):
+        f, p = g[g.attack == "fgsm"], g[g.attack == "pgd"]
+        if not len(f) or not len(p):
             continue
         fa = float(f.acc.min())
-        for r in g[g.attack == "pgd"].itertuples():
+        for _, part in p.groupby("norm", sort=False):
+            r = next(part.sort_values("steps").iloc[[-1]].itertuples())
             compared += 1
             if r.acc > fa + tol:
                 bad.append(f"{name_of(r)}: {r.acc:.4f} > FGSM {fa:.4f}")

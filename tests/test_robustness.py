@@ -141,6 +141,17 @@ def test_each_check_fails_on_a_table_that_violates_it(check):
     print(f"\n{check}: {checks.loc[check, 'detail']}")
 
 
+def test_short_pgd_may_trail_fgsm_when_the_longest_does_not():
+    # a random-start PGD-7 two images above FGSM at a small eps, PGD-40 below it: the evaluation is sound
+    t = fake_table(n=100)
+    fgsm = float(t[(t.attack == "fgsm") & (t.eps == 2 / 255)].acc.iloc[0])
+    longest = int(t[(t.attack == "pgd") & (t.eps == 2 / 255)].steps.max())
+    t = _set(_set(t, "pgd", 2 / 255, 7, fgsm + 0.02), "pgd", 2 / 255, longest, fgsm - 0.01)
+    t.loc[(t.attack == "pgd") & (t.eps == 2 / 255) & ~t.steps.isin([7, longest]), "acc"] = fgsm - 0.005
+    checks = sanity_checks(t).set_index("check")
+    assert checks.loc["PGD <= FGSM", "passed"], checks.loc["PGD <= FGSM", "detail"]
+
+
 def test_tolerance_is_one_image():
     t = _set(fake_table(n=100), "pgd", 8 / 255, 20, 0.14 + 0.01)   # one image above PGD-10: within slack
     assert sanity_checks(t).set_index("check").loc["non-increasing in steps", "passed"]

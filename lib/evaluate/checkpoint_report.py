@@ -9,7 +9,7 @@ attack ladder with its sanity checks) and writes, into ``out``:
 - ``sanity_checks.csv`` / ``.md``: the checks and whether they passed;
 - ``compact_table.csv`` / ``.md``: clean, FGSM, PGD-k, APGD-CE, APGD-T and the per-image worst
   case at each eps (in /255), with n and the 95% Wilson interval over the test images
-  (:func:`lib.studies.adversarial.compact_table`, the table notebook 03 shows);
+  (:func:`lib.robustness.compact_table`, the table notebook 03 shows);
 - ``checkpoint.json``: what was loaded and how (layout, normalisation, data, n, seed).
 
 ``python -m lib.evaluate`` is the same from the command line (:mod:`lib.evaluate.__main__`).
@@ -104,8 +104,7 @@ def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifa
     Returns ``{"report", "checks", "compact", "info", "files"}`` (DataFrames, the load info, the
     paths written).
     """
-    from ..robustness import robustness_report
-    from ..studies.adversarial import compact_table  # the table notebook 03 shows (lib.evaluate is a top entry point)
+    from ..robustness import compact_table, robustness_report
 
     eps = [float(e) for e in eps]
     if not eps or min(eps) <= 0:

@@ -231,19 +231,42 @@ CODE = (robust_study_model, robust_study_data, robust_val_data, _classes, _real_
         *bases.TRAINING_CODE, adversarial_training, attacks.core, attacks.projected, attacks.gradient_sign)
 
 
-def best_and_last(models: dict, cfg: dict, test, *, store=None, progress: bool = False):
+def checkpoint_eval(model, x, y, eps: float, apgd_steps: int, square_queries: int, seed: int = 0) -> pd.DataFrame:
+    """Clean, PGD-20 and AutoAttack-style (APGD-CE, APGD-T, Square;
+    :func:`lib.robustness.autoattack_eval`) accuracy of one checkpoint on ``(x, y)`` at ``eps``:
+    the three numbers :func:`best_and_last` reports per checkpoint (one row)."""
+    from ..robustness import autoattack_eval, eps_sweep
+
+    r = eps_sweep(model, (x, y), [0.0, eps], attack="pgd", steps=20, seed=seed)
+    aa = autoattack_eval(model, x, y, eps, steps=apgd_steps, square_queries=square_queries, seed=seed)
+    return pd.DataFrame([{"clean": r["acc"].iloc[0], "pgd20": r["acc"].iloc[1], "worst": aa["robust_acc"],
+                          "n": len(y)}])
+
+
+def best_and_last(models: dict, cfg: dict, test, *, report: pd.DataFrame | None = None, store=None,
+                  progress: bool = False):
     """Rice et al.'s two numbers per robust method: the selected (best robust validation) epoch
     and the last epoch, their robust validation accuracy (with the Wilson interval of the
     selected value on the ``val_n`` validation images), and for both checkpoints the clean,
-    PGD-20 and AutoAttack-style (APGD-CE, APGD-T, Square; :func:`lib.robustness.autoattack_eval`)
-    test accuracy at the training eps on the recipe's ``n_eval`` test images. ``models``: method
-    -> the selected model (the last one is loaded from the store). One row per method except
-    ``standard`` (selected on its last epoch)."""
+    PGD-20 and AutoAttack-style test accuracy at the training eps on the recipe's ``n_eval`` test
+    images (:func:`checkpoint_eval`, cached). ``models``: method -> the selected model (the last
+    one is loaded from the store). ``report``: the selected models' robustness reports (a
+    ``method`` column; the same images), whose clean, PGD-20 and ``autoattack`` rows then stand in
+    for the selected checkpoints' evaluation. One row per method except ``standard`` (selected on
+    its last epoch)."""
+    from ..cache import cached
     from ..evaluate import eval_images
     from ..metrics import binomial_interval
-    from ..robustness import autoattack_eval, eps_sweep
 
     x, y = eval_images(test, cfg["n_eval"], seed=cfg["seed"])
+    eps = cfg["eps"]
+
+    def from_report(method):
+        r = report[report["method"] == method]
+        pick = lambda attack, e, steps=None: float(r[(r["attack"] == attack) & ((r["eps"] - e).abs() < 1e-12)
+                                                     & ((r["steps"] == steps) if steps else True)]["acc"].iloc[0])
+        return {"clean": pick("clean", 0.0), "pgd20": pick("pgd", eps, 20), "worst": pick("autoattack", eps)}
+
     rows = []
     for method, model in models.items():
         if method == "standard":
@@ -257,11 +280,12 @@ def best_and_last(models: dict, cfg: dict, test, *, store=None, progress: bool =
                "val_robust_selected": sel["val_robust_acc"], "val_low": low, "val_high": high,
                "val_robust_last": hist["val_robust_acc"].iloc[-1], "val_n": val_n}
         for name, m in (("selected", model), ("last", last)):
-            r = eps_sweep(m, (x, y), [0.0, cfg["eps"]], attack="pgd", steps=20, seed=cfg["seed"])
-            row[f"test_clean_{name}"], row[f"test_pgd20_{name}"] = r["acc"].tolist()
-            aa = autoattack_eval(m, x, y, cfg["eps"], steps=cfg["apgd_steps"], square_queries=cfg["square_queries"],
-                                 seed=cfg["seed"])
-            row[f"test_worst_{name}"] = aa["robust_acc"]
+            if name == "selected" and report is not None and 20 in set(report["steps"]):
+                got = from_report(method)
+            else:
+                got = cached("03_checkpoint_eval", checkpoint_eval, m, x, y, eps, cfg["apgd_steps"],
+                             cfg["square_queries"], cfg["seed"]).iloc[0].to_dict()
+            row.update({f"test_{k}_{name}": got[k] for k in ("clean", "pgd20", "worst")})
         row["n_eval"] = len(y)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -4,34 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-COMPACT_ATTACKS = ("clean", "fgsm", "pgd", "apgd", "apgd_t", "autoattack", "worst")
-
-
-def compact_table(report: pd.DataFrame, eps_list, pgd_steps: int, level: float = 0.95) -> pd.DataFrame:
-    """Method x (clean, FGSM, PGD-``pgd_steps``, APGD-CE, APGD-T, the AutoAttack-style chain, worst
-    case) x eps from a
-    :func:`lib.robustness.robustness_report` table with a ``seed`` column (one report per trained
-    seed): the mean accuracy with its ``level`` interval and n. One seed: Wilson interval over the
-    ``n`` test images (what a new draw of the test set would give this model); several seeds:
-    Student-t interval over the seeds (what retraining gives), ``n`` images each. Eps in /255."""
-    from ..metrics import binomial_interval, seed_interval
-
-    keep = report["attack"].isin(COMPACT_ATTACKS)
-    keep &= (report["attack"] != "pgd") | (report["steps"] == pgd_steps)
-    keep &= report["eps"].isin([0.0, *eps_list])
-    keep &= (report["attack"] == "clean") | (report["eps"] > 0)
-    rows = []
-    for (method, label, eps255), g in report[keep].groupby(["method", "label", "eps_255"], sort=False):
-        seeds = g["seed"].nunique()
-        if seeds == 1:
-            low, high = binomial_interval(int(g["correct"].iloc[0]), int(g["n"].iloc[0]), level)
-            interval = "Wilson, test images"
-        else:
-            r = seed_interval(g.groupby("seed")["acc"].mean().to_numpy(), level)
-            low, high, interval = max(0.0, r["low"]), min(1.0, r["high"]), f"t, {seeds} seeds"  # clipped to [0, 1]
-        rows.append({"method": method, "attack": label, "eps_255": eps255, "acc": g["acc"].mean(), "low": low,
-                     "high": high, "n": int(g["n"].iloc[0]), "seeds": seeds, "interval": interval})
-    return pd.DataFrame(rows)
+from ..robustness import compact_table  # noqa: F401  (re-exported: the notebook's table)
 
 
 def _cell(compact: pd.DataFrame, method: str, attack: str, eps255: float):

@@ -44,6 +44,7 @@ _SMOKE = {
     "methods": METHODS,
     # evaluation: n_eval test images per task (stratified), the same for every model and attack
     "eps_list": [2 / 255, 4 / 255, 8 / 255], "pgd_steps": [7, 10, 20, 40], "apgd_steps": 20, "n_eval": 25,
+    "square_queries": 500,  # Square (gradient-free) on the images APGD left robust; the paper's 5,000 in full
     # the full robustness report (with sanity checks) runs on the continual learners' final models;
     # every method gets PGD-matrix_steps at eps_train on the same images (the adversarial accuracy row)
     "report_methods": ["packnet", "packnet_adv", "cpg", "cmat"], "matrix_steps": 20,
@@ -55,15 +56,15 @@ _FULL = {**_SMOKE, "dataset": "cifar100", "n_tasks": 20, "cfg": list(VGG16), "fc
          "retrain_epochs": 30, "retrain_lr": 1e-3,
          "sparsities": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], "prune_epochs": 20, "prune_lr": 1e-3,
          "prune_frequency": 10, "prune_ramp": 0.2, "cpg_retrain_epochs": 30, "allow_acc_loss": 0.0,
-         "train_steps": 7, "val_steps": 40, "apgd_steps": 100, "n_eval": 500}
+         "train_steps": 7, "val_steps": 40, "apgd_steps": 100, "square_queries": 5000, "n_eval": 500}
 RECIPE = {"smoke": _SMOKE, "full": _FULL}
 PARAMS = {"cl_n_tasks": "n_tasks", "cl_per_class_train": "per_class_train", "cl_per_class_test": "per_class_test",
           "cl_epochs": "epochs", "cl_retrain_epochs": "retrain_epochs", "cl_sparsities": "sparsities",
           "cl_prune_epochs": "prune_epochs", "cl_eps_train": "eps_train", "cl_train_steps": "train_steps",
           "cl_eps_list": "eps_list", "cl_pgd_steps": "pgd_steps", "cl_apgd_steps": "apgd_steps",
-          "cl_n_eval": "n_eval", "cl_methods": "methods", "cl_seed": "seed"}
-_EVAL_KEYS = ("methods", "eps_list", "pgd_steps", "apgd_steps", "n_eval", "matrix_steps", "min_forgetting",
-              "report_methods")
+          "cl_square_queries": "square_queries", "cl_n_eval": "n_eval", "cl_methods": "methods", "cl_seed": "seed"}
+_EVAL_KEYS = ("methods", "eps_list", "pgd_steps", "apgd_steps", "square_queries", "n_eval", "matrix_steps",
+              "min_forgetting", "report_methods")
 ANCHORS = {  # CPG README (clean VGG-16, CIFAR-100 20 tasks, mean accuracy); CMAT README bar chart (PGD-k, 2/255)
     "clean": {"packnet": 0.675, "cpg": 0.809},
     "adversarial": {"cmat": {7: 0.615, 10: 0.545, 20: 0.520}, "packnet_adv": {7: 0.561, 10: 0.514, 20: 0.490}},
@@ -286,8 +287,8 @@ def evaluate_methods(runs: dict, cfg: dict, store: Store | None = None, progress
         for method, model in attacked.items():
             for j, (view, t) in enumerate(zip(task_views(method, model), tasks)):
                 rep, chk = robustness_report(view, t["test"], eps_list=cfg["eps_list"], pgd_steps=cfg["pgd_steps"],
-                                             apgd_steps=cfg["apgd_steps"], n=cfg["n_eval"], seed=cfg["seed"],
-                                             progress=progress)
+                                             apgd_steps=cfg["apgd_steps"], square_queries=cfg["square_queries"],
+                                             n=cfg["n_eval"], seed=cfg["seed"], progress=progress)
                 reps.append(rep.assign(method=method, task=j + 1))
                 chks.append(chk.assign(method=method, task=j + 1))
         return {"report": pd.concat(reps, ignore_index=True), "checks": pd.concat(chks, ignore_index=True)}
