@@ -1,0 +1,89 @@
+"""Notebook 03's study (lib.studies.adversarial) beyond the smoke profile: the full profile end to
+end on tiny fixtures of the CIFAR-10 (the release's pickles), CIFAR-100 and GTSRB layouts, with
+the recipe's PreActResNet-18 and the papers' schedules cut to one epoch; and the learning-rate
+schedules those recipes name."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lib.robustness import compact_table, robustness_report
+from lib.store import Store
+from lib.studies import adversarial as S
+from lib.train import _scheduler
+from real_fixtures import write_data_dir
+
+ONE_EPOCH = {m: {**kw, "epochs": 1} for m, kw in S.RECIPE["full"]["method_kw"].items()}
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_data_dir(root, per_class=4)
+    return root
+
+
+def _cfg(dataset, root, **kw):
+    return S.recipe("full", dataset=dataset, data_root=str(root / dataset), n_val=6, batch_size=8, n_eval=8, **kw)
+
+
+# PreActResNet-18 (the recipe's) on CIFAR-10; the other two layouts with the small CNN, which keeps
+# the test in seconds on a CPU (the layouts, not the network, are what differs between them)
+@pytest.mark.parametrize("dataset,arch", [("cifar10", "preact_resnet18"), ("cifar100", "small_cnn"),
+                                          ("gtsrb", "small_cnn")])
+def test_full_profile_runs_end_to_end_on_each_layout(dataset, arch, data_root, tmp_path):
+    method_kw = {m: {**kw, "steps": 1} if "steps" in kw else kw for m, kw in ONE_EPOCH.items()}
+    cfg = _cfg(dataset, data_root, arch=arch, width=8 if arch == "small_cnn" else None, method_kw=method_kw,
+               methods=["standard", "pgd_at"])
+    train, test = S.robust_study_data(cfg)
+    val = S.robust_val_data(cfg)
+    classes, with_images = {"cifar10": (10, 10), "cifar100": (100, 100), "gtsrb": (43, 3)}[dataset]
+    assert train.num_classes == classes and train.size == 32 and test.size == 32
+    # validation images are held out of the training images, never drawn from the test split
+    assert len(val) >= 6 and len(train) + len(val) == 4 * with_images
+    store = Store(tmp_path / "store")
+    models = {}
+    for m in cfg["methods"]:
+        models[m], meta = S.robust_study_model(m, cfg, store, progress=False)
+        assert models[m].arch == arch and len(meta["history"]) == 1
+        # normalisation inside the model, from the training images (eps stays in pixel units)
+        assert torch.allclose(models[m].normalize.mean.flatten(), train.float_images().mean((0, 2, 3)), atol=1e-4)
+    report, checks = robustness_report(models["pgd_at"], test, eps_list=[8 / 255], pgd_steps=[1, 2], apgd_steps=1,
+                                       square_queries=3, n=cfg["n_eval"], large_eps_steps=2, progress=False)
+    assert {"autoattack", "worst"} <= set(report["attack"])
+    compact = compact_table(report.assign(method="pgd_at", seed=0), [8 / 255], 2)
+    assert set(compact["attack"]) >= {"clean", "worst case"}
+    best_last = S.best_and_last(models, {**cfg, "apgd_steps": 1, "square_queries": 3}, test, store=store)
+    assert list(best_last["method"]) == ["pgd_at"] and best_last["last_epoch"].iloc[0] == 1
+
+
+def test_full_recipe_is_the_papers():
+    full = S.RECIPE["full"]
+    assert full["dataset"] == "cifar10" and full["arch"] == "preact_resnet18" and full["square_queries"] == 5000
+    kw = full["method_kw"]
+    assert kw["pgd_at"]["epochs"] == 200 and kw["pgd_at"]["schedule"] == "piecewise"      # Rice et al.
+    assert kw["fgsm_rs"]["epochs"] == 15 and kw["fgsm_rs"]["schedule"] == "cyclic"        # Wong et al.
+    assert kw["trades"]["beta"] == 6.0                                                    # Zhang et al.
+    assert S.train_kw("fgsm_rs", full)["lr"] == 0.2 and S.train_kw("standard", S.recipe("smoke"))["epochs"] == 20
+
+
+def _lrs(name, steps=200):
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched = _scheduler(name, opt, 0.1, steps)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_piecewise_and_cyclic_schedules():
+    lr = _lrs("piecewise")
+    assert lr[99] == pytest.approx(0.1) and lr[100] == pytest.approx(0.01) and lr[150] == pytest.approx(0.001)
+    lr = _lrs("piecewise:0.9868")  # the TRADES script: x 0.1 at epoch 75 of 76
+    assert lr[196] == pytest.approx(0.1) and lr[198] == pytest.approx(0.01)
+    lr = _lrs("cyclic")  # Wong et al.: 0 -> peak at 40% -> 0
+    assert lr[0] == 0.0 and max(lr) == pytest.approx(0.1) and lr.index(max(lr)) == 80 and lr[-1] < 0.002
+    with pytest.raises(ValueError, match="piecewise"):
+        _lrs("stepwise")
