@@ -149,20 +149,19 @@ def test_ablation_helpers_on_a_tiny_setting(setting, tmp_path, monkeypatch):
     monkeypatch.setitem(R.ABLATION, "tiny_ft", ("fine_tune", {"epochs": 1, "batch_size": 32}, "tiny"))
     monkeypatch.setitem(R.ABLATION, "tiny_reno", ("renofeation", {"epochs_distill": 1, "epochs_swa": 1,
                                                                   "batch_size": 32}, "tiny"))
-    monkeypatch.setitem(R.ABLATION, "tiny_reno_bn", ("renofeation", {"epochs_distill": 1, "epochs_swa": 1,
-                                                                     "batch_size": 32, "bn_dropout": False}, "bn"))
     store = Store(tmp_path / "store")
     out = tmp_path / "abl.csv"
-    table = R.ablation_table(["tiny_ft", "tiny_reno", "tiny_reno_bn"], sets=(tr, te), teacher=A, store=store,
+    table = R.ablation_table(["tiny_ft", "tiny_reno"], sets=(tr, te), teacher=A, store=store,
                              progress=False, out=out)
-    assert out.is_file() and list(table["config"]) == ["tiny_ft", "tiny_reno", "tiny_reno_bn"]
+    assert out.is_file() and list(table["config"]) == ["tiny_ft", "tiny_reno", "tiny_reno+bn"]
+    assert R.config_kw("tiny_reno+bn")[1]["bn_dropout"] is False and "bn_dropout" not in R.config_kw("tiny_reno")[1]
     assert (table["n"] == len(te)).all() and (table["clean_low"] <= table["clean_acc"]).all()
     assert (table["feature_asr_low"] <= table["feature_asr"]).all()
     assert (table["feature_asr"] <= table["feature_asr_high"]).all()
     assert table["budget_x_ft"].tolist() == pytest.approx([1 / 8, 2 / 8, 2 / 8])
     # the bn variant was derived from its twin's weights: same parameters, other BN statistics
     twin = R.student("tiny_reno", A, tr, store=store, progress=False)
-    derived = R.student("tiny_reno_bn", A, tr, store=store, progress=False)
+    derived = R.student("tiny_reno+bn", A, tr, store=store, progress=False)
     assert all(torch.equal(p, q) for p, q in zip(twin.parameters(), derived.parameters()))
     text = R.ablation_paragraph(table.assign(config=["fine_tune", "reno_smoke", "reno_bn"]))
     assert "fine-tuning the CIFAR-10 ResNet-20" in text and "%" in text
