@@ -124,7 +124,7 @@ def anb_figure(table: pd.DataFrame, base_b: dict, chance: float, attacks=(), eps
         ax.set_title(label, fontsize=10)
         ax.set_xticks(sorted(set(table["n"])))
         ax.set_ylim(0, 1.02)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="best")
     axes[0, 0].set_ylabel("top-1 accuracy on task B")
     if title:
         fig.suptitle(title, fontsize=10)
