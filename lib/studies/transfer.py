@@ -326,7 +326,8 @@ def mean_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def seed_sentences(runs: pd.DataFrame, methods: Sequence[str], metrics: dict[str, str]) -> str:
     """Sentences stating the seed spread of ``metrics`` (column -> words) for ``methods`` that
-    were trained over more than one seed: mean, 95% Student-t interval, standard deviation."""
+    were trained over more than one seed: mean, 95% Student-t interval (clipped to [0, 1]),
+    standard deviation."""
     out = []
     for m in methods:
         part = runs[runs["method"] == m]
@@ -336,8 +337,8 @@ def seed_sentences(runs: pd.DataFrame, methods: Sequence[str], metrics: dict[str
         for col, words in metrics.items():
             if col in part and part[col].notna().all():
                 s = seed_interval(part[col])
-                bits.append(f"{words} {s['mean']:.1%} (95% t interval {s['low']:.1%} to {s['high']:.1%}, "
-                            f"sd {s['sd']:.1%})")
+                low, high = max(0.0, s["low"]), min(1.0, s["high"])  # a rate's interval, clipped to [0, 1]
+                bits.append(f"{words} {s['mean']:.1%} (95% t interval {low:.1%} to {high:.1%}, sd {s['sd']:.1%})")
         if bits:
             out.append(f"{m.replace('_', ' ')} over {len(part)} seeds: " + "; ".join(bits) + ".")
     return " ".join(out)
