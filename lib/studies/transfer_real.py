@@ -29,6 +29,8 @@ import copy
 from pathlib import Path
 
 import pandas as pd
+import torch
+from torch import nn
 
 from ..attacks import attack_fn, with_own_labels
 from ..data import ImageSet, data_fingerprint, to_imageset
@@ -153,14 +155,39 @@ def attacks(profile: str = "smoke") -> dict:
 _CRAFTED: dict = {}
 
 
-def crafted(teacher, test, progress: bool = True) -> tuple:
+class _Crafted(nn.Module):
+    """The crafted test set as buffers, so the store keeps it as safetensors like a model."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, names):
+        super().__init__()
+        self.register_buffer("x", torch.zeros_like(x))
+        self.register_buffer("y", torch.zeros_like(y))
+        for name in names:
+            self.register_buffer(f"adv_{name}", torch.zeros_like(x))
+
+
+def crafted(teacher, test, progress: bool = True, store: Store | None = None) -> tuple:
     """``(x, y, {attack: x_adv})`` over every test image, each attack of :func:`attacks` crafted
-    once on ``teacher`` (kept for the process: every configuration is scored on the same images)."""
+    once on ``teacher`` and kept in the store (keyed by the teacher's weights, the test images
+    and the attacks' parameters): every configuration and every later run is scored on the same
+    adversarial images without crafting them again."""
+    from ..cache import ATTACK_CODE, describe
+
     key = (model_fingerprint(teacher), data_fingerprint(test))
     if key not in _CRAFTED:
         x, y = eval_images(test)
-        _CRAFTED[key] = (x, y, {name: craft(teacher, (x, y), atk, progress=progress)[1]
-                                for name, atk in attacks().items()})
+        atk = attacks()
+
+        def fill(m):
+            for name, a in atk.items():
+                getattr(m, f"adv_{name}").copy_(craft(teacher, (x, y), a, progress=progress)[1])
+            m.x.copy_(x)
+            m.y.copy_(y)
+
+        cfg = {"teacher": key[0], "test": key[1], "attacks": describe(atk)}
+        m, _ = (store or Store()).model("02_real_crafted", cfg, lambda: _Crafted(x, y, atk), fill,
+                                        code=(crafted, attacks, *ATTACK_CODE))
+        _CRAFTED[key] = (m.x, m.y, {name: getattr(m, f"adv_{name}") for name in atk})
     return _CRAFTED[key]
 
 
@@ -189,7 +216,7 @@ def ablation_table(names=None, *, seed: int = 0, store: Store | None = None, set
     store = store or Store()
     train, test = sets or gtsrb_sets()
     teacher = teacher if teacher is not None else teacher_model()
-    x, y, adv = crafted(teacher, test, progress)
+    x, y, adv = crafted(teacher, test, progress, store)
     rows = []
     todo = []
     for name in names or list(ABLATION):
