@@ -293,7 +293,7 @@ def anb_paragraph(anb: pd.DataFrame, checks: pd.DataFrame, eps: float) -> str:
     seeds = int(checks["seeds"].max())
     if seeds > 1:
         text += "Over " + f"{seeds} training seeds the claims' differences are " + "; ".join(
-            f"{r.claim[0].lower() + r.claim[1:]}: {r.difference:+.1%} (95% t interval {r.low:+.1%} to {r.high:+.1%})"
+            f"{r.claim}: {r.difference:+.1%} (95% t interval {r.low:+.1%} to {r.high:+.1%})"
             for r in checks.itertuples()) + ". "
     if checks["passed"].all():
         text += "Attacks made on the public base transfer best to models that keep the most of it unchanged."

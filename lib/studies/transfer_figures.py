@@ -76,20 +76,20 @@ def attack_figure(runs: pd.DataFrame, eps: float, title: str | None = None):
     summary = method_summary(runs, {**ACC_METRICS, **ASR_METRICS})
     seeds = int(summary["seeds"].max())
     n = int(runs["n"].iloc[0])
-    fig, (ax_acc, ax_asr) = plt.subplots(1, 2, figsize=(2.2 * len(methods) + 2, 4.2))
+    fig, (ax_acc, ax_asr) = plt.subplots(1, 2, figsize=(2.4 * len(methods) + 2, 4.4))
     _bars(ax_acc, summary, ACC_METRICS, methods)
     ax_acc.set(ylabel="accuracy on the target task", title="accuracy (higher is better)")
     _bars(ax_asr, summary, ASR_METRICS, methods)
-    ax_asr.set(ylabel="attack success rate (of clean-correct images)",
-               title="transfer-attack success from the teacher (lower is better)")
+    ax_asr.set(ylabel="attack success rate",
+               title="transfer attacks from the teacher: success on clean-correct images (lower is better)")
     width = 0.8 / len(ASR_METRICS)
     for k, (method, value) in enumerate(SEED_HEADLINE.items()):
         if method in methods:
             x = methods.index(method) - width / 2  # over the feature-attack bar
             ax_asr.hlines(value, x - width / 2, x + width / 2, colors="black", linewidth=2.5,
                           label="paper, feature attack (ResNet-18, ImageNet)" if k == 0 else None)
-            ax_asr.annotate(f"{value:.1%}", (x, value), xytext=(0, 3), textcoords="offset points", ha="center",
-                            fontsize=7, fontweight="bold")
+            ax_asr.annotate(f"paper {value:.1%}", (x - width / 2, value), xytext=(-2, 0), textcoords="offset points",
+                            ha="right", va="center", fontsize=7, fontweight="bold")
     for ax in (ax_acc, ax_asr):
         ax.legend(fontsize=7, loc="upper right")
     how = f"mean of {seeds} seeds, 95% t interval" if seeds > 1 else "one seed, 95% Wilson interval"
