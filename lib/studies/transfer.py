@@ -19,7 +19,11 @@ profile's come from the seeds' code, as iteration budgets that :func:`full_kw` t
   CUB-200), dropout 0.1, head L2 0.01, averaging every 500 iterations from the start.
 
 Smoke budgets are short (2,500 training images on a 2-core CPU); why DELTA runs at batch 64
-and Renofeation at 16 + 4 epochs with lr 0.2 is told in the notebook's prose.
+and Renofeation at 16 + 4 epochs with lr 0.2, and why Renofeation's BatchNorm is recalibrated
+without dropout (``bn_dropout=False``), is told in the notebook's prose. ``seeds`` (3 at smoke):
+the headline methods (:data:`HEADLINE_METHODS`) and the AnB claims' models (:func:`anb_claim_rows`)
+train at seed, seed + 1, ...; tables report means, the checks run on them. The real-image
+ablation is :mod:`lib.studies.transfer_real`.
 """
 from __future__ import annotations
 
