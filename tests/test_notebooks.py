@@ -58,11 +58,20 @@ def test_02_transfer_finetune(tmp_path):
     # the notebook asserts the seed's direction itself; this checks that it wrote what it says
     run_notebook(notebooks(["02"])[0], {}, tmp_path)
     anb = pd.read_csv(_figures() / "02_anb.csv")
-    assert set(anb["variant"]) == {"AnB", "AnB+", "BnB", "BnB+"} and {"fgsm_acc", "pgd_acc"} <= set(anb.columns)
+    assert set(anb["variant"]) == {"AnB", "AnB+", "BnB", "BnB+", "base B"}
+    assert {"fgsm_acc", "pgd_acc"} <= set(anb.columns)
+    assert anb["seed"].nunique() == 3  # the AnB claims' models at every seed
+    anb_checks = pd.read_csv(_figures() / "02_anb_check.csv")
+    assert (anb_checks["seeds"] == 3).all() and anb_checks["passed"].astype(bool).all()
     table = pd.read_csv(_figures() / "02_transfer_attacks.csv")
     assert set(table["method"]) == {"fine_tune", "linear_probe", "l2_sp", "delta", "retrain", "renofeation"}
-    assert {"clean_acc", "feature_asr", "teacher_pgd_asr", "whitebox_acc"} <= set(table.columns)
-    assert pd.read_csv(_figures() / "02_headline_check.csv")["passed"].astype(bool).all()
+    assert {"clean_acc", "feature_asr", "teacher_pgd_asr", "whitebox_acc", "seeds"} <= set(table.columns)
+    seeds = table.set_index("method")["seeds"]
+    assert (seeds[["fine_tune", "retrain", "renofeation"]] == 3).all() and seeds["delta"] == 1
+    runs = pd.read_csv(_figures() / "02_transfer_attacks_seeds.csv")
+    assert len(runs) == 6 + 2 * 3 and runs.groupby("method")["seed"].nunique()["renofeation"] == 3
+    checks = pd.read_csv(_figures() / "02_headline_check.csv")
+    assert checks["passed"].astype(bool).all() and (checks["seeds"] == 3).all()
     attacked = pd.read_csv(_figures() / "02_attacked_images.csv")  # every class of the target, in proportion
     assert len(attacked) == 50 and attacked["images"].sum() == table["n"].iloc[0]
     assert attacked["images"].max() - attacked["images"].min() <= 1

@@ -7,7 +7,9 @@ notebook                 module                     holds
 =======================  =========================  =======================================
 ``00_datasets``          :mod:`.datasets`           what the dataset figures draw
 ``01_pretrained_bases``  :mod:`.bases`              bases A and B, ImageNet bases
-``02_transfer_finetune`` :mod:`.transfer`           teacher, students, attacks, headline
+``02_transfer_finetune`` :mod:`.transfer`           teacher, students, attacks, headline,
+                                                    seeds (figures: ``transfer_figures``;
+                                                    GTSRB ablation: ``transfer_real``)
 ``03_adversarial_...``   :mod:`.adversarial`        robust models, evaluation ladder, headline
 ``04_continual_...``     :mod:`.continual`          task sequence, continual runs, attacks, headline
 ``05_backdoor_poison``   :mod:`.backdoor`           backdoored / clean / label-flip teachers,

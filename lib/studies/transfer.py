@@ -19,7 +19,11 @@ profile's come from the seeds' code, as iteration budgets that :func:`full_kw` t
   CUB-200), dropout 0.1, head L2 0.01, averaging every 500 iterations from the start.
 
 Smoke budgets are short (2,500 training images on a 2-core CPU); why DELTA runs at batch 64
-and Renofeation at 16 + 4 epochs with lr 0.2 is told in the notebook's prose.
+and Renofeation at 16 + 4 epochs with lr 0.2, and why Renofeation's BatchNorm is recalibrated
+without dropout (``bn_dropout=False``), is told in the notebook's prose. ``seeds`` (3 at smoke):
+the headline methods (:data:`HEADLINE_METHODS`) and the AnB claims' models (:func:`anb_claim_rows`)
+train at seed, seed + 1, ...; tables report means, the checks run on them. The real-image
+ablation is :mod:`lib.studies.transfer_real`.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..data.real import load_real
+from ..metrics import seed_interval
 from ..store import Store
 from ..train import evaluate
 from ..transfer import transfer_model
@@ -55,6 +60,7 @@ _COMMON = {
     # the AnB claims (anb_check): differences in PGD accuracy under attacks crafted on base A
     "anb_margin": 0.10,
     "seed": 0,
+    "seeds": 3,  # training seeds (seed, seed + 1, ...) of the headline methods and the AnB claims' models
 }
 RECIPE = {
     "smoke": {**_COMMON, "anb_epochs": 4, "anb_lr": 0.1, "method_kw": {
@@ -64,10 +70,14 @@ RECIPE = {
         # batch 64 is delta's own default (given here, it would also reach its attention head)
         "delta": {"epochs": 8, "lr": 0.01, "alpha": 0.01, "beta": 0.01, "attention_epochs": 3, "attention_batches": 4},
         "retrain": {"epochs": 12, "lr": 0.1},
+        # bn_dropout False: BatchNorm recalibrated after SWA without the spatial dropout (the test-time
+        # activations; the official code keeps dropout on in that pass): see the notebook's real-data section
         "renofeation": {"epochs_distill": 16, "epochs_swa": 4, "lr": 0.2, "swa_lr": 0.1,
-                        "feat_weight": 5.0, "dropout": 0.1, "beta": 0.01},
+                        "feat_weight": 5.0, "dropout": 0.1, "beta": 0.01, "bn_dropout": False},
     }},
-    "full": {**_COMMON, "arch": "resnet18", "dataset": "cub200", "anb_epochs": 4, "anb_lr": 0.01, "method_kw": {
+    # full: one seed (each costs GPU-hours at the seed's budgets; pass seeds=3 for the spread)
+    "full": {**_COMMON, "seeds": 1, "arch": "resnet18", "dataset": "cub200", "anb_epochs": 4, "anb_lr": 0.01,
+             "method_kw": {
         "fine_tune": {"iterations": 30000, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "momentum": 0.9,
                       "weight_decay": 1e-4},
         "linear_probe": {"iterations": 30000, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "momentum": 0.9,
@@ -85,6 +95,8 @@ RECIPE = {
 }
 # The Renofeation paper's headline (ResNet-18 from ImageNet, task-agnostic feature attack).
 SEED_HEADLINE = {"fine_tune": 0.743, "renofeation": 0.069}
+# the methods of the headline check, trained at every seed (the others at the first seed only)
+HEADLINE_METHODS = ("fine_tune", "retrain", "renofeation")
 # notebook parameter -> recipe key (names unique in the workbook; see lib.studies.check_params)
 PARAMS = {f"transfer_{k}": k for k in (
     "arch", "dataset", "anb_epochs", "anb_ns", "anb_eps", "feature_eps", "feature_steps", "pgd_steps", "n_attack",
@@ -153,6 +165,13 @@ def study(profile: str = "smoke", *, arch: str | None = None, dataset: str | Non
                       f"images at 224 px) from ImageNet {arch}; AnB on {anb_dataset}"}
 
 
+def anb_claim_rows(ns, n_blocks: int) -> list[tuple[str, int]]:
+    """The ``(variant, n)`` models that :func:`anb_check`'s claims compare (trained at every seed)."""
+    ns = list(range(1, n_blocks + 1)) if ns is None else [int(n) for n in ns]
+    first, last = min(ns), max(ns)
+    return [("AnB", first), ("AnB", last), ("BnB", last), ("AnB+", last)]
+
+
 def full_kw(method: str, n_train: int) -> dict:
     """Keyword arguments for ``method`` at the seed's settings (``RECIPE["full"]["method_kw"]``),
     its iteration budgets turned into epochs over ``n_train`` images at its batch size."""
@@ -219,41 +238,111 @@ def headline_paragraph(table: pd.DataFrame, target: str, note: str = "") -> str:
     return text
 
 
+def _anb_diffs(anb: pd.DataFrame, column: str, a: tuple[str, int], b: tuple[str, int]) -> list[float]:
+    """Per seed (a ``seed`` column; one seed without it): ``column`` of row ``a`` minus row ``b``,
+    for the seeds that have both rows."""
+    anb = anb if "seed" in anb else anb.assign(seed=0)
+    out = []
+    for _, part in anb.groupby("seed"):
+        va = part.loc[(part["variant"] == a[0]) & (part["n"] == a[1]), column]
+        vb = part.loc[(part["variant"] == b[0]) & (part["n"] == b[1]), column]
+        if len(va) and len(vb):
+            out.append(float(va.iloc[0]) - float(vb.iloc[0]))
+    return out
+
+
 def anb_check(anb: pd.DataFrame, *, margin: float = 0.10, column: str = "pgd_acc") -> pd.DataFrame:
     """Notebook 02's AnB claims on an :func:`lib.transfer.anb_sweep` table, one row each with the
-    measured difference, the margin it must reach and ``passed`` (accuracies under the attack
-    ``column`` crafted on base A, on the same ``attack_n`` images for every model):
+    measured difference (mean over the seeds that trained both models; ``low``/``high`` its
+    Student-t interval, :func:`lib.metrics.seed_interval`, ``seeds`` how many), the margin the
+    mean must reach and ``passed`` (accuracies under the attack ``column`` crafted on base A, on
+    the same ``attack_n`` images for every model):
 
     1. with the whole body copied, AnB is at least ``margin`` less accurate under the attack than
        BnB (the same depth copied from base B, which shares nothing with A);
     2. AnB+ (copied blocks fine-tuned on B) keeps at least ``margin / 2`` more than AnB;
     3. copying more of A makes AnB more vulnerable: ``margin`` lower at the full depth than at n = 1.
     """
-    last, first = anb["n"].max(), anb["n"].min()
-    v = lambda variant, n: float(anb.loc[(anb["variant"] == variant) & (anb["n"] == n), column].iloc[0])
+    rows = anb[anb["variant"].isin(("AnB", "AnB+", "BnB", "BnB+"))]
+    last, first = rows["n"].max(), rows["n"].min()
     claims = [
-        ("AnB less robust than BnB to attacks from base A (full depth)", v("BnB", last) - v("AnB", last), margin),
-        ("AnB+ keeps more than AnB (full depth)", v("AnB+", last) - v("AnB", last), margin / 2),
-        ("AnB more vulnerable with more blocks of A copied", v("AnB", first) - v("AnB", last), margin),
+        ("AnB less robust than BnB to attacks from base A (full depth)", ("BnB", last), ("AnB", last), margin),
+        ("AnB+ keeps more than AnB (full depth)", ("AnB+", last), ("AnB", last), margin / 2),
+        ("AnB more vulnerable with more blocks of A copied", ("AnB", first), ("AnB", last), margin),
     ]
-    n = int(anb["attack_n"].iloc[0]) if "attack_n" in anb else None
-    return pd.DataFrame([{"claim": c, "difference": d, "margin": m, "n": n, "passed": bool(d >= m)}
-                         for c, d, m in claims])
+    n = int(anb["attack_n"].dropna().iloc[0]) if "attack_n" in anb else None
+    out = []
+    for claim, a, b, m in claims:
+        diffs = _anb_diffs(rows, column, a, b)
+        nan = float("nan")
+        s = seed_interval(diffs) if diffs else {"mean": nan, "low": nan, "high": nan, "n": 0}
+        out.append({"claim": claim, "difference": s["mean"], "low": s["low"], "high": s["high"], "seeds": s["n"],
+                    "margin": m, "n": n, "passed": bool(s["mean"] >= m)})
+    return pd.DataFrame(out)
 
 
 def anb_paragraph(anb: pd.DataFrame, checks: pd.DataFrame, eps: float) -> str:
-    """The AnB result as a sentence generated from the numbers and :func:`anb_check`."""
-    last = anb["n"].max()
-    v = lambda variant, c: float(anb.loc[(anb["variant"] == variant) & (anb["n"] == last), c].iloc[0])
-    n = int(anb["attack_n"].iloc[0])
+    """The AnB result as sentences generated from the numbers and :func:`anb_check` (the first
+    seed's accuracies, the claims' mean differences with their spread over seeds)."""
+    first_seed = anb["seed"].min() if "seed" in anb else None
+    one = anb if first_seed is None else anb[anb["seed"] == first_seed]
+    last = one.loc[one["variant"] == "AnB", "n"].max()
+    v = lambda variant, c: float(one.loc[(one["variant"] == variant) & (one["n"] == last), c].iloc[0])
+    n = int(one["attack_n"].dropna().iloc[0])
     text = (f"At n = {last} (the whole body copied), AnB scores {v('AnB', 'test_acc'):.1%} on natural images and "
             f"{v('AnB', 'pgd_acc'):.1%} under PGD (eps {eps * 255:.0f}/255) crafted on base A, while BnB (the same "
             f"depth copied from base B, which shares nothing with A) keeps {v('BnB', 'pgd_acc'):.1%} and AnB+, whose "
             f"copied blocks were trained on B, {v('AnB+', 'pgd_acc'):.1%} ({n} attacked test images each, about "
-            f"±{1.96 * (0.25 / n) ** 0.5:.0%} at most per accuracy). ")
+            f"±{1.96 * (0.25 / n) ** 0.5:.0%} at most per accuracy; first seed). ")
+    seeds = int(checks["seeds"].max())
+    if seeds > 1:
+        text += "Over " + f"{seeds} training seeds the claims' differences are " + "; ".join(
+            f"{r.claim}: {r.difference:+.1%} (95% t interval {r.low:+.1%} to {r.high:+.1%})"
+            for r in checks.itertuples()) + ". "
     if checks["passed"].all():
         text += "Attacks made on the public base transfer best to models that keep the most of it unchanged."
     else:
         failed = "; ".join(checks.loc[~checks["passed"], "claim"])
         text += f"**Not every AnB claim holds in this run** ({failed}); see the check table below."
     return text
+
+
+def student_name(method: str, seed: int, first: int) -> str:
+    """The key of a student in the notebook's dict: the method at the first seed, ``method@seed``
+    for the repeats."""
+    return method if seed == first else f"{method}@{seed}"
+
+
+def split_seeds(table: pd.DataFrame, first: int) -> pd.DataFrame:
+    """An :func:`lib.evaluate.attack_table` over :func:`student_name` keys with ``method`` and
+    ``seed`` columns instead."""
+    parts = table["method"].str.split("@", n=1, expand=True).reindex(columns=[0, 1])
+    return table.assign(method=parts[0], seed=pd.to_numeric(parts[1]).fillna(first).astype(int))
+
+
+def mean_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per method (first-seen order) the mean over seeds of every numeric column of
+    :func:`split_seeds`'s table, and ``seeds`` (how many)."""
+    num = [c for c in runs.columns if c not in ("method", "seed") and pd.api.types.is_numeric_dtype(runs[c])]
+    g = runs.groupby("method", sort=False)
+    return g[num].mean().assign(seeds=g.size()).reset_index()
+
+
+def seed_sentences(runs: pd.DataFrame, methods: Sequence[str], metrics: dict[str, str]) -> str:
+    """Sentences stating the seed spread of ``metrics`` (column -> words) for ``methods`` that
+    were trained over more than one seed: mean, 95% Student-t interval (clipped to [0, 1]),
+    standard deviation."""
+    out = []
+    for m in methods:
+        part = runs[runs["method"] == m]
+        if len(part) < 2:
+            continue
+        bits = []
+        for col, words in metrics.items():
+            if col in part and part[col].notna().all():
+                s = seed_interval(part[col])
+                low, high = max(0.0, s["low"]), min(1.0, s["high"])  # a rate's interval, clipped to [0, 1]
+                bits.append(f"{words} {s['mean']:.1%} (95% t interval {low:.1%} to {high:.1%}, sd {s['sd']:.1%})")
+        if bits:
+            out.append(f"{m.replace('_', ' ')} over {len(part)} seeds: " + "; ".join(bits) + ".")
+    return " ".join(out)

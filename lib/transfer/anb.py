@@ -134,7 +134,8 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
               epochs: int, variants: Sequence[str] = ANB_VARIANTS,
               progress: bool = True, store: Store | None = None,
               transfer_attacks: Mapping[str, Callable] | None = None, attack_n: int | None = None,
-              **fit_kw) -> pd.DataFrame:
+              seeds: Sequence[int] | None = None, seed_rows: Sequence[tuple[str, int]] | None = None,
+              reference: Classifier | None = None, **fit_kw) -> pd.DataFrame:
     """The AnB table: one row per ``variant`` x ``n`` (``ns`` default ``1..N``, N = number of
     blocks) with the clean ``test_acc`` of each model on ``test``.
 
@@ -152,6 +153,11 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
     transferred model, adding a column ``<name>_acc`` per attack (accuracy on the crafted images)
     and ``attack_n``. Base A's head is over the source classes, so an attack that needs labels
     should take base A's own predictions (:func:`lib.attacks.with_own_labels`).
+
+    ``seeds``: training seeds (default: ``fit_kw``'s ``seed``, else 0); the first seed trains every
+    row, the others only the ``(variant, n)`` pairs of ``seed_rows`` (all when None), scored on the
+    same crafted images; a ``seed`` column tells them apart. ``reference`` (e.g. base B itself)
+    adds one row ``variant="base B"``, ``n=0`` with its accuracies on the same images.
     """
     store = store or Store()
     names = base_a.block_names
@@ -160,7 +166,6 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
     ns = list(range(1, len(names) + 1)) if ns is None else [int(n) for n in ns]
     prints = {"base_a": model_fingerprint(base_a), "base_b": model_fingerprint(base_b),
               "train": data_fingerprint(train), "test": data_fingerprint(test)}
-    fit_cfg = fit_config({k: v for k, v in fit_kw.items() if k != "cache_tag"}, fit_kw.get("cache_tag"))
     if transfer_attacks:
         x, y = eval_images(test, attack_n)
         crafted = {name: craft(base_a, (x, y), attack, progress=progress)[1]
@@ -168,33 +173,46 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
     else:
         crafted = {}
     rows = []
-    for variant in variants:
+    first = fit_kw.pop("seed", 0)
+    seeds = [int(first)] if seeds is None else [int(s) for s in seeds]
+    if reference is not None:
+        row = {"variant": "base B", "n": 0, "source": "B", "frozen": False, "block": "", "seed": seeds[0],
+               "test_acc": evaluate(reference, test)["acc"], "epochs": None, "cached": True}
+        if crafted:
+            scores = transfer_scores(reference, x, y, crafted)
+            row.update({f"{name}_acc": scores[f"{name}_acc"] for name in crafted}, attack_n=len(y))
+        rows.append(row)
+    todo = [(seeds[0], v, n) for v in variants for n in ns]
+    todo += [(s, v, n) for s in seeds[1:] for v in variants for n in ns
+             if seed_rows is None or (v, n) in {(a, int(b)) for a, b in seed_rows}]
+    for seed, variant, n in todo:
+        kw = {**fit_kw, "seed": seed}
         src_letter, plus = _variant(variant)
-        for n in ns:
-            trained = {"flag": False, "model": None}
+        trained = {"flag": False, "model": None}
 
-            def compute(variant=variant, n=n):
-                model, meta = anb_model(base_a, base_b, train, variant, n, epochs=epochs, store=store,
-                                        progress=progress, **fit_kw)
-                trained["flag"], trained["model"] = not meta.get("cached", False), model
-                last = meta["history"][-1] if meta.get("history") else {}
-                return {"model_key": meta["key"], "test_acc": evaluate(model, test)["acc"],
-                        "train_acc": last.get("train_acc"), "train_loss": last.get("train_loss"),
-                        "train_seconds": meta.get("train_seconds")}
+        def compute(variant=variant, n=n, kw=kw):
+            model, meta = anb_model(base_a, base_b, train, variant, n, epochs=epochs, store=store,
+                                    progress=progress, **kw)
+            trained["flag"], trained["model"] = not meta.get("cached", False), model
+            last = meta["history"][-1] if meta.get("history") else {}
+            return {"model_key": meta["key"], "test_acc": evaluate(model, test)["acc"],
+                    "train_acc": last.get("train_acc"), "train_loss": last.get("train_loss"),
+                    "train_seconds": meta.get("train_seconds")}
 
-            cfg = {"method": "anb_eval", "variant": variant, "n": n, **prints,
-                   "epochs": epochs, "fit": fit_cfg}
-            res = store.result("anb_eval", cfg, compute, code=CODE)
-            row = {"variant": variant, "n": n, "source": src_letter, "frozen": not plus and n > 0,
-                   "block": names[n - 1] if n else "", **res, "epochs": epochs, "cached": not trained["flag"]}
-            if crafted:
-                model = trained["model"] or anb_model(base_a, base_b, train, variant, n, epochs=epochs,
-                                                      store=store, progress=progress, **fit_kw)[0]
-                scores = transfer_scores(model, x, y, crafted)
-                row.update({f"{name}_acc": scores[f"{name}_acc"] for name in crafted})
-                row["attack_n"] = len(y)
-            rows.append(row)
-    cols = ["variant", "n", "source", "frozen", "block", "test_acc", "train_acc", "train_loss",
+        fit_cfg = fit_config({k: v for k, v in kw.items() if k != "cache_tag"}, kw.get("cache_tag"))
+        cfg = {"method": "anb_eval", "variant": variant, "n": n, **prints, "epochs": epochs, "fit": fit_cfg}
+        res = store.result("anb_eval", cfg, compute, code=CODE)
+        row = {"variant": variant, "n": n, "source": src_letter, "frozen": not plus and n > 0,
+               "block": names[n - 1] if n else "", "seed": seed, **res, "epochs": epochs,
+               "cached": not trained["flag"]}
+        if crafted:
+            model = trained["model"] or anb_model(base_a, base_b, train, variant, n, epochs=epochs,
+                                                  store=store, progress=progress, **kw)[0]
+            scores = transfer_scores(model, x, y, crafted)
+            row.update({f"{name}_acc": scores[f"{name}_acc"] for name in crafted})
+            row["attack_n"] = len(y)
+        rows.append(row)
+    cols = ["variant", "n", "source", "frozen", "block", "seed", "test_acc", "train_acc", "train_loss",
             "epochs", "train_seconds", "model_key", "cached"]
     cols += [f"{name}_acc" for name in crafted] + (["attack_n"] if crafted else [])
     return pd.DataFrame(rows)[cols]

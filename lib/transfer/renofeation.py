@@ -77,10 +77,24 @@ def _probe_input(train, device) -> torch.Tensor:
     return train[0][0][None].float().to(device)
 
 
+def recalibrate_bn(model: nn.Module, train, batch_size: int = 128, device=None) -> nn.Module:
+    """Recompute every BatchNorm's running statistics of ``model`` in place (cumulative average,
+    ``torch.optim.swa_utils.update_bn``) with one pass over ``train`` (un-augmented) in train mode
+    and *no* dropout: the statistics of the activations the model sees at test time.
+
+    Why: the official code recalibrates through the dropout wrapper, so each BatchNorm after a
+    dropped stage learns the variance of dropped-out inputs (Li et al. 2019, "Understanding the
+    disharmony between dropout and batch normalization by variance shift") and sees another one
+    at test time. Returns ``model`` (in eval mode)."""
+    device = pick_device(device) if device is not None else next(model.parameters()).device
+    update_bn(Batches(train, batch_size, device), model.to(device))
+    return model.eval()
+
+
 def renofeation(pretrained: Classifier, train, *,
                 epochs_distill: int, epochs_swa: int, lr: float = 0.01, feat_weight: float = 5.0,
                 dropout: float = 0.1, swa_lr: float = 0.005, beta: float = 0.01, swa_every: int = 1,
-                stages: Sequence[str] | None = None, seed: int = 0, translate="auto",
+                stages: Sequence[str] | None = None, seed: int = 0, translate="auto", bn_dropout: bool = True,
                 on_swa_update: Callable[[int, Classifier], None] | None = None,
                 **fit_kw) -> tuple[Classifier, pd.DataFrame]:
     """Renofeation (Chin, Zhang, Marculescu 2021): re-training with noisy feature distillation.
@@ -98,8 +112,9 @@ def renofeation(pretrained: Classifier, train, *,
     parameters join the running average (``on_swa_update(k, student)`` is called right after the
     k-th). Finally ``update_bn`` recomputes every BatchNorm's statistics of the averaged model
     with one pass over the (un-augmented) training data in train mode, spatial dropout active as
-    in the official code. The returned model is that average (a plain :class:`Classifier`,
-    dropout and adapters dropped).
+    in the official code (``bn_dropout=True``), or inactive (``False``: :func:`recalibrate_bn`, the
+    statistics the model sees at test time, where dropout is off). The returned model is that
+    average (a plain :class:`Classifier`, dropout and adapters dropped).
 
     Official settings (scripts/Renofeation.sh, ResNet-18): stage 1 90,000 iterations at batch 64,
     lr 0.01 cosine, weight decay 5e-3, momentum 0.9, feat_weight 5 (1 on CUB-200), dropout 0.1,
@@ -163,8 +178,10 @@ def renofeation(pretrained: Classifier, train, *,
             on_swa_update(1, student.model)
 
     model = swa.module
-    bn_pass = NoisyStudent(model, stages, dropout)
-    update_bn(Batches(train, kw.get("batch_size", 128), device), bn_pass)
+    if bn_dropout:
+        update_bn(Batches(train, kw.get("batch_size", 128), device), NoisyStudent(model, stages, dropout))
+    else:
+        recalibrate_bn(model, train, kw.get("batch_size", 128), device)
     model.eval()
     hist = pd.concat([h1, h2], ignore_index=True)
     hist.insert(0, "stage_epoch", hist["epoch"])

@@ -1,0 +1,169 @@
+"""Notebook 02's seeds, figures and real-data ablation helpers (lib.studies.transfer,
+transfer_figures, transfer_real) and Renofeation's BatchNorm recalibration, on tiny models."""
+from __future__ import annotations
+
+import copy
+
+import matplotlib
+import pandas as pd
+import pytest
+import torch
+
+from lib import data as D
+from lib import transfer as T
+from lib.models import build
+from lib.store import Store
+from lib.studies import transfer as ST
+from lib.studies import transfer_figures as TF
+from lib.studies import transfer_real as R
+from lib.train import fit
+from lib.transfer.renofeation import NoisyStudent, recalibrate_bn
+
+matplotlib.use("Agg")
+SOURCE, TARGET = [0, 21, 42, 63, 84], [7, 30, 53, 96]
+FAST = dict(batch_size=32, progress=False)
+
+
+def _split(classes, split, per):
+    return D.subset_classes(D.load_synsigns(split, n=len(classes) * per, classes=classes), classes)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    src = _split(SOURCE, "train", 40)
+    tr, te = _split(TARGET, "train", 40), _split(TARGET, "test", 16)
+    torch.manual_seed(0)
+    base_a = build("small_cnn", len(SOURCE), width=8)
+    fit(base_a, src, epochs=2, lr=0.1, **FAST)
+    torch.manual_seed(1)
+    base_b = build("small_cnn", len(TARGET), width=8)
+    fit(base_b, tr, epochs=2, lr=0.1, **FAST)
+    return {"A": base_a, "B": base_b, "train": tr, "test": te}
+
+
+def _bn_stats(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if "running_" in k}
+
+
+def test_bn_recalibration_without_dropout_matches_the_flag_and_differs_from_the_official_pass(setting):
+    A, tr = setting["A"], setting["train"]
+    kw = dict(epochs_distill=1, epochs_swa=1, lr=0.1, swa_lr=0.05, dropout=0.5, **FAST)
+    official, _ = T.renofeation(A, tr, **kw)
+    fixed, _ = T.renofeation(A, tr, bn_dropout=False, **kw)
+    for (k, p), q in zip(official.named_parameters(), fixed.parameters()):  # the same training
+        assert torch.equal(p, q), k
+    derived = recalibrate_bn(copy.deepcopy(official), tr, 32)
+    a, b, c = _bn_stats(official), _bn_stats(fixed), _bn_stats(derived)
+    assert all(torch.allclose(b[k], c[k], atol=1e-6) for k in b)  # flag == post-hoc recalibration
+    # with half the channels dropped, the running variance after the first stage is not the test-time one
+    assert any(not torch.allclose(a[k], b[k], rtol=1e-3) for k in a if k.endswith("running_var"))
+    # the recalibrated statistics are the test-time (dropout-free) activations' statistics
+    x = tr.float_images(slice(0, len(tr)))
+    first_bn = next(m for m in fixed.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    seen = {}
+    h = first_bn.register_forward_hook(lambda m, i, o: seen.setdefault("x", i[0].detach()))
+    with torch.no_grad():
+        fixed.eval()(x)
+    h.remove()
+    torch.testing.assert_close(first_bn.running_mean, seen["x"].mean((0, 2, 3)), atol=1e-4, rtol=1e-4)
+    assert isinstance(NoisyStudent(fixed, fixed.stages).dropout[fixed.stages[0]], torch.nn.Dropout2d)
+
+
+def test_anb_sweep_seeds_rows_and_reference(setting, tmp_path):
+    from lib import attacks as Att
+
+    A, B, tr, te = setting["A"], setting["B"], setting["train"], setting["test"]
+    atk = {"fgsm": Att.with_own_labels(Att.attack_fn("fgsm", eps=8 / 255))}
+    table = T.anb_sweep(A, B, tr, te, ns=[1, 4], epochs=1, variants=("AnB", "BnB"), store=Store(tmp_path / "s"),
+                        progress=False, batch_size=32, transfer_attacks=atk, attack_n=30, seed=5, seeds=[5, 6],
+                        seed_rows=[("AnB", 4)], reference=B)
+    ref = table[table["variant"] == "base B"]
+    assert len(ref) == 1 and ref["n"].iloc[0] == 0 and ref["fgsm_acc"].between(0, 1).all()
+    assert set(table.loc[table["seed"] == 5, "variant"]) == {"AnB", "BnB", "base B"}
+    again = table[table["seed"] == 6]
+    assert list(zip(again["variant"], again["n"])) == [("AnB", 4)]
+    one = table[(table["variant"] == "AnB") & (table["n"] == 4)]
+    assert one["model_key"].nunique() == 2  # a different model per seed, not the cached first one
+    checks = ST.anb_check(table, margin=-1.0, column="fgsm_acc")  # the base B row is no claim's
+    assert set(checks.columns) >= {"difference", "low", "high", "seeds", "passed"}
+    assert checks["seeds"].tolist() == [1, 0, 1] and checks["passed"].tolist() == [True, False, True]
+
+
+def test_anb_check_means_over_seeds():
+    rows = []
+    for seed, d in ((0, 0.30), (1, 0.20), (2, 0.25)):
+        rows += [{"variant": "AnB", "n": 1, "pgd_acc": 0.6, "seed": seed}, {"variant": "AnB", "n": 4, "pgd_acc": 0.2,
+                  "seed": seed}, {"variant": "BnB", "n": 4, "pgd_acc": 0.2 + d, "seed": seed},
+                 {"variant": "AnB+", "n": 4, "pgd_acc": 0.3, "seed": seed}]
+    rows.append({"variant": "BnB", "n": 1, "pgd_acc": 0.5, "seed": 0})  # first seed only: not in a claim
+    checks = ST.anb_check(pd.DataFrame(rows).assign(attack_n=100), margin=0.1)
+    first = checks.iloc[0]
+    assert first["difference"] == pytest.approx(0.25) and first["seeds"] == 3 and first["low"] < 0.25 < first["high"]
+    assert checks["passed"].all() and (checks["n"] == 100).all()
+    assert not ST.anb_check(pd.DataFrame(rows).assign(attack_n=100), margin=0.3)["passed"].iloc[0]
+
+
+def test_seed_helpers():
+    names = [ST.student_name(m, s, 0) for s in (0, 1) for m in ("fine_tune", "retrain")]
+    assert names == ["fine_tune", "retrain", "fine_tune@1", "retrain@1"]
+    table = pd.DataFrame({"method": names, "clean_acc": [0.8, 0.6, 0.7, 0.5], "feature_asr": [0.5, 0.1, 0.3, 0.2],
+                          "n": 100})
+    runs = ST.split_seeds(table, 0)
+    assert list(runs["method"]) == ["fine_tune", "retrain"] * 2 and list(runs["seed"]) == [0, 0, 1, 1]
+    means = ST.mean_table(runs).set_index("method")
+    assert means.loc["fine_tune", "clean_acc"] == pytest.approx(0.75) and means.loc["retrain", "seeds"] == 2
+    text = ST.seed_sentences(runs, ["fine_tune"], {"clean_acc": "clean accuracy"})
+    assert "fine tune over 2 seeds: clean accuracy 75.0%" in text and "sd 7.1%" in text
+
+
+def test_attack_figure_panels_intervals_and_paper_marks():
+    runs = pd.DataFrame({"method": ["fine_tune", "renofeation"] * 2, "seed": [0, 0, 1, 1],
+                         "clean_acc": [0.8, 0.7, 0.82, 0.72], "whitebox_acc": [0.1, 0.1, 0.1, 0.12],
+                         "feature_asr": [0.5, 0.1, 0.55, 0.12], "teacher_pgd_asr": [0.4, 0.1, 0.42, 0.1], "n": 200})
+    s = TF.method_summary(runs, TF.ASR_METRICS).set_index(["method", "metric"])
+    assert s.loc[("fine_tune", "feature_asr"), "interval"] == "t over 2 seeds"
+    one = TF.method_summary(runs[runs["seed"] == 0], {"feature_asr": ""}).set_index("method")
+    assert one.loc["fine_tune", "interval"] == "Wilson over 160 images"  # the clean-correct images
+    fig = TF.attack_figure(runs, 5.8 / 255)
+    ax_acc, ax_asr = fig.axes
+    marks = sorted(round(seg[0][1], 3) for c in ax_asr.collections for seg in c.get_segments() if len(seg) == 2
+                   and seg[0][1] == seg[1][1])
+    assert 0.069 in marks and 0.743 in marks
+    assert "5.8/255" in fig._suptitle.get_text() and "n = 200" in fig._suptitle.get_text()
+    assert "accuracy" in ax_acc.get_ylabel() and "success" in ax_asr.get_ylabel()
+
+
+def test_anb_figure_base_b_and_chance_on_every_panel():
+    rows = [{"variant": v, "n": n, "test_acc": 0.5, "pgd_acc": 0.3, "seed": 0} for v in TF.ANB_COLOURS for n in (1, 2)]
+    fig = TF.anb_figure(pd.DataFrame(rows), {"test_acc": 0.9, "pgd_acc": 0.4}, chance=0.1, attacks=["pgd"],
+                        eps=8 / 255)
+    for ax in fig.axes:
+        ys = {round(float(line.get_ydata()[0]), 3) for line in ax.get_lines()}
+        assert {0.1} <= ys and (0.9 in ys or 0.4 in ys)
+    colours = {line.get_label(): line.get_color() for line in fig.axes[0].get_lines()}
+    assert colours["AnB"] != colours["AnB+"] and "8/255" in fig.axes[1].get_title()
+
+
+def test_ablation_helpers_on_a_tiny_setting(setting, tmp_path, monkeypatch):
+    tr, te, A = setting["train"], setting["test"], setting["A"]
+    monkeypatch.setitem(R.ABLATION, "tiny_ft", ("fine_tune", {"epochs": 1, "batch_size": 32}, "tiny"))
+    monkeypatch.setitem(R.ABLATION, "tiny_reno", ("renofeation", {"epochs_distill": 1, "epochs_swa": 1,
+                                                                  "batch_size": 32}, "tiny"))
+    store = Store(tmp_path / "store")
+    out = tmp_path / "abl.csv"
+    table = R.ablation_table(["tiny_ft", "tiny_reno"], sets=(tr, te), teacher=A, store=store,
+                             progress=False, out=out)
+    assert out.is_file() and list(table["config"]) == ["tiny_ft", "tiny_reno", "tiny_reno+bn"]
+    assert R.config_kw("tiny_reno+bn")[1]["bn_dropout"] is False and "bn_dropout" not in R.config_kw("tiny_reno")[1]
+    assert (table["n"] == len(te)).all() and (table["clean_low"] <= table["clean_acc"]).all()
+    assert (table["feature_asr_low"] <= table["feature_asr"]).all()
+    assert (table["feature_asr"] <= table["feature_asr_high"]).all()
+    assert table["budget_x_ft"].tolist() == pytest.approx([1 / 8, 2 / 8, 2 / 8])
+    # the bn variant was derived from its twin's weights: same parameters, other BN statistics
+    twin = R.student("tiny_reno", A, tr, store=store, progress=False)
+    derived = R.student("tiny_reno+bn", A, tr, store=store, progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(twin.parameters(), derived.parameters()))
+    text = R.ablation_paragraph(table.assign(config=["fine_tune", "reno_smoke", "reno_bn"]))
+    assert "fine-tuning the CIFAR-10 ResNet-20" in text and "%" in text
+    assert set(R.compact(table).columns) >= {"clean accuracy", "feature-attack ASR", "n"}
+    assert R.load_tables([tmp_path])["ablation"] is None
