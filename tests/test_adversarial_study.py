@@ -24,7 +24,7 @@ def data_root(tmp_path_factory):
 
 
 def _cfg(dataset, root, **kw):
-    return S.recipe("full", dataset=dataset, data_root=str(root / dataset), n_val=6, batch_size=8, n_eval=8, **kw)
+    return S.recipe("full", dataset=dataset, data_root=str(root / dataset), n_val=6, batch_size=4, n_eval=8, **kw)
 
 
 # PreActResNet-18 (the recipe's) on CIFAR-10; the other two layouts with the small CNN, which keeps

@@ -61,7 +61,8 @@ def test_cli_writes_the_tables_for_safetensors_and_pt(cifar, tiny, tmp_path, cap
                   "compact_table.md", "checkpoint.json"):
             assert (out / f).is_file(), f
         compact = pd.read_csv(out / "compact_table.csv")
-        assert list(compact.attack) == ["clean", "FGSM", "PGD-4", "APGD-CE", "APGD-T (DLR)", "worst case"]
+        assert list(compact.attack) == ["clean", "FGSM", "PGD-4", "APGD-CE", "APGD-T (DLR)",
+                                      "AutoAttack-style (APGD-CE, APGD-T, Square)", "worst case"]
         assert (compact.n == 20).all() and (compact.low <= compact.acc).all() and (compact.acc <= compact.high).all()
         assert set(compact.eps_255) == {0.0, 8.0}
         long = pd.read_csv(out / "robustness_report.csv")
