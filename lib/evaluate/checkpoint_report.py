@@ -7,8 +7,8 @@ attack ladder with its sanity checks) and writes, into ``out``:
 
 - ``robustness_report.csv``: the long report, one row per attack, eps and step count;
 - ``sanity_checks.csv`` / ``.md``: the checks and whether they passed;
-- ``compact_table.csv`` / ``.md``: clean, FGSM, PGD-k, APGD-CE, APGD-T, the AutoAttack-style chain and the per-image worst
-  case at each eps (in /255), with n and the 95% Wilson interval over the test images
+- ``compact_table.csv`` / ``.md``: clean, FGSM, PGD-k, APGD-CE, APGD-T, the AutoAttack-style chain
+  and the per-image worst case at each eps (in /255), with n and the 95% Wilson interval over the test images
   (:func:`lib.robustness.compact_table`, the table notebook 03 shows);
 - ``checkpoint.json``: what was loaded and how (layout, normalisation, data, n, seed).
 
