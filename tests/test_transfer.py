@@ -17,33 +17,17 @@ from lib import train as train_module
 from lib import transfer as T
 from lib.evaluate import attack_table, craft
 from lib.metrics import attack_success_rate
-from lib.models import build
 from lib.store import Store
 from lib.studies import transfer as ST
-from lib.train import fit
 from lib.transfer.anb import _anb_build
 from lib.transfer.delta import _channel_loss_increase
 
-SOURCE = [0, 21, 42, 63, 84]
-TARGET = [7, 30, 53, 96]
-FAST = dict(batch_size=32, progress=False)
-
-
-def _split(classes, split, per):
-    return D.subset_classes(D.load_synsigns(split, n=len(classes) * per, classes=classes), classes)
+from transfer_setting import FAST, TARGET, make_setting
 
 
 @pytest.fixture(scope="module")
 def setting():
-    src = _split(SOURCE, "train", 40)
-    tr, te = _split(TARGET, "train", 40), _split(TARGET, "test", 16)
-    torch.manual_seed(0)
-    base_a = build("small_cnn", len(SOURCE), width=8)
-    fit(base_a, src, epochs=2, lr=0.1, **FAST)
-    torch.manual_seed(1)
-    base_b = build("small_cnn", len(TARGET), width=8)
-    fit(base_b, tr, epochs=2, lr=0.1, **FAST)
-    return {"A": base_a, "B": base_b, "train": tr, "test": te}
+    return make_setting()
 
 
 def _count_fit(monkeypatch) -> list:

@@ -9,36 +9,20 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import data as D
 from lib import transfer as T
-from lib.models import build
 from lib.store import Store
 from lib.studies import transfer as ST
 from lib.studies import transfer_figures as TF
 from lib.studies import transfer_real as R
-from lib.train import fit
 from lib.transfer.renofeation import NoisyStudent, recalibrate_bn
 
+from transfer_setting import FAST, make_setting
+
 matplotlib.use("Agg")
-SOURCE, TARGET = [0, 21, 42, 63, 84], [7, 30, 53, 96]
-FAST = dict(batch_size=32, progress=False)
-
-
-def _split(classes, split, per):
-    return D.subset_classes(D.load_synsigns(split, n=len(classes) * per, classes=classes), classes)
-
 
 @pytest.fixture(scope="module")
 def setting():
-    src = _split(SOURCE, "train", 40)
-    tr, te = _split(TARGET, "train", 40), _split(TARGET, "test", 16)
-    torch.manual_seed(0)
-    base_a = build("small_cnn", len(SOURCE), width=8)
-    fit(base_a, src, epochs=2, lr=0.1, **FAST)
-    torch.manual_seed(1)
-    base_b = build("small_cnn", len(TARGET), width=8)
-    fit(base_b, tr, epochs=2, lr=0.1, **FAST)
-    return {"A": base_a, "B": base_b, "train": tr, "test": te}
+    return make_setting()
 
 
 def _bn_stats(model):
