@@ -44,7 +44,8 @@ _SMOKE = {
     "methods": METHODS,
     # evaluation: n_eval test images per task (stratified), the same for every model and attack
     "eps_list": [2 / 255, 4 / 255, 8 / 255], "pgd_steps": [7, 10, 20, 40], "apgd_steps": 20, "n_eval": 25,
-    "square_queries": 500,  # Square (gradient-free) on the images APGD left robust; the paper's 5,000 in full
+    "square_queries": 100,  # Square (gradient-free) on the images APGD left robust; the paper's 5,000 in full
+    # (100: 3 budgets x 12 task reports of per-query Python overhead; 500 made the smoke run 10x slower)
     # the full robustness report (with sanity checks) runs on the continual learners' final models;
     # every method gets PGD-matrix_steps at eps_train on the same images (the adversarial accuracy row)
     "report_methods": ["packnet", "packnet_adv", "cpg", "cmat"], "matrix_steps": 20,
