@@ -339,8 +339,10 @@ def autoattack_eval(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: st
               "apgd_t": lambda xb, yb: _apgd(model, xb, yb, eps, norm=norm, steps=steps, seed=seed, loss="dlr",
                                              targeted=True, n_target_classes=n_target_classes)}
     if square_queries > 0:
+        # AutoAttack "standard" runs Square with resc_schedule=False: the square size halves at the
+        # paper's iterations 10, 50, 200, ... whatever the query budget
         stages["square"] = lambda xb, yb: _square(model, xb, yb, eps, norm, square_queries, seed=seed,
-                                                  return_queries=True)
+                                                  rescale_schedule=False, return_queries=True)
     x_adv = x.clone().cpu()
     queries = torch.zeros(len(y), dtype=torch.long)
     acc_after, robust_after = {}, {}

@@ -175,12 +175,13 @@ def _scheduler(name, opt, lr, total_steps):
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     if name is not None and name.split(":")[0] == "piecewise":
         # lr x 0.1 at each fraction of training: "piecewise" = at 50% and 75% (Madry et al. / Rice et al.:
-        # epochs 100 and 150 of 200); "piecewise:0.9868" = at epoch 75 of 76 (the TRADES script)
+        # epochs 100 and 150 of 200); "piecewise:0.97368" = after 74 of 76 epochs (the TRADES script's
+        # `if epoch >= 75` with epochs counted from 1)
         fractions = [float(f) for f in name.split(":")[1].split(",")] if ":" in name else [0.5, 0.75]
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[round(f * total_steps) for f in fractions],
                                                     gamma=0.1)
-    if name == "cyclic":  # Wong et al. 2020: linear 0 -> lr at 40% of the steps -> 0 at the end
-        peak = max(1, total_steps * 2 // 5)
+    if name == "cyclic":  # Wong et al. 2020 (train_fgsm.py's CyclicLR): linear 0 -> lr at half the steps -> 0
+        peak = max(1, total_steps // 2)
         return torch.optim.lr_scheduler.LambdaLR(
             opt, lambda t: t / peak if t < peak else max(0.0, (total_steps - t) / max(1, total_steps - peak)))
     raise ValueError(f"schedule must be onecycle, cosine, piecewise[:f1,f2,...], cyclic or None, got {name!r}")

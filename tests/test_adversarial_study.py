@@ -81,9 +81,9 @@ def _lrs(name, steps=200):
 def test_piecewise_and_cyclic_schedules():
     lr = _lrs("piecewise")
     assert lr[99] == pytest.approx(0.1) and lr[100] == pytest.approx(0.01) and lr[150] == pytest.approx(0.001)
-    lr = _lrs("piecewise:0.9868")  # the TRADES script: x 0.1 at epoch 75 of 76
-    assert lr[196] == pytest.approx(0.1) and lr[198] == pytest.approx(0.01)
-    lr = _lrs("cyclic")  # Wong et al.: 0 -> peak at 40% -> 0
-    assert lr[0] == 0.0 and max(lr) == pytest.approx(0.1) and lr.index(max(lr)) == 80 and lr[-1] < 0.002
+    lr = _lrs("piecewise:0.97368", steps=76)  # the TRADES script, one step per epoch: x 0.1 for epochs 75 and 76
+    assert lr[73] == pytest.approx(0.1) and lr[74] == pytest.approx(0.01) and lr[75] == pytest.approx(0.01)
+    lr = _lrs("cyclic")  # Wong et al.: 0 -> peak at half-way -> 0
+    assert lr[0] == 0.0 and max(lr) == pytest.approx(0.1) and lr.index(max(lr)) == 100 and lr[-1] < 0.002
     with pytest.raises(ValueError, match="piecewise"):
         _lrs("stepwise")

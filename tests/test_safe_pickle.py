@@ -139,3 +139,18 @@ def test_no_plain_pickle_load_left_in_lib():
     offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
                  if p.name != "safe_pickle.py" and plain.search(p.read_text())]
     assert offenders == []
+
+
+def test_object_and_structured_dtypes_are_refused():
+    import pickle as _pickle
+
+    import numpy as np
+
+    from lib.data import safe_pickle
+
+    for arr in (np.array([1, "a"], dtype=object), np.zeros(2, dtype=[("a", "i4"), ("b", "f8")])):
+        data = _pickle.dumps({"data": arr}, protocol=2)
+        with pytest.raises(_pickle.UnpicklingError):
+            safe_pickle.loads(data)
+    ok = safe_pickle.loads(_pickle.dumps({"data": np.arange(6, dtype=np.uint8)}, protocol=2))
+    assert ok["data"].dtype == np.uint8

@@ -20,7 +20,9 @@ None are pickle opcodes of their own and need no import.
   pickle, ``_codecs.encode(text, "latin1")``; allowed for the latin-1 codec only.
 
 None of them executes code from the file: they build arrays and dtypes from data. The table maps
-names to objects fixed here, so nothing is imported by name while loading.
+names to objects fixed here, so nothing is imported by name while loading. ``numpy.dtype`` answers
+only plain numeric and string types (a structured or object dtype's ``__setstate__`` takes its
+fields and flags from the file unchecked), and every array loaded is checked to hold no objects.
 
 ``encoding`` (passed to :class:`pickle.Unpickler`) decides what Python 2 ``str`` becomes:
 ``"latin1"`` (the default, as torchvision reads CIFAR) gives ``str`` keys (``"data"``,
@@ -54,11 +56,23 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _plain_dtype(spec, align=False, copy=False) -> np.dtype:
+    """``numpy.dtype`` for a plain scalar type string only (``'u1'``, ``'<i8'``, ``'S10'``, ...):
+    no structured or object dtypes, whose ``__setstate__`` (pickle's BUILD) would take fields,
+    item size and flags from the file unchecked and let a later array hold object pointers."""
+    if isinstance(spec, bytes):
+        spec = spec.decode("latin1")
+    dt = np.dtype(spec) if isinstance(spec, str) else None
+    if dt is None or dt.kind not in "biufcSU" or dt.fields is not None or dt.hasobject:
+        raise pickle.UnpicklingError(f"numpy.dtype is allowed only for plain numeric or string types, got {spec!r}")
+    return np.dtype(dt, bool(align), bool(copy))
+
+
 ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,   # numpy < 2 (the CIFAR release)
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,  # numpy >= 2
     ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy", "dtype"): _plain_dtype,
     ("numpy.core.numeric", "_frombuffer"): _frombuffer,        # protocol 5, numpy < 2
     ("numpy._core.numeric", "_frombuffer"): _frombuffer,       # protocol 5, numpy >= 2
     ("_codecs", "encode"): _latin1_encode,                     # bytes in Python 3 protocol-2 pickles
@@ -106,11 +120,28 @@ def load(path_or_file: str | PathLike | IO[bytes], *, encoding: str = "latin1") 
     if isinstance(path_or_file, (str, PathLike)):
         path = Path(path_or_file)
         with open(path, "rb") as f:
-            return RestrictedUnpickler(f, source=str(path), encoding=encoding).load()
+            return _checked(RestrictedUnpickler(f, source=str(path), encoding=encoding).load(), str(path))
     source = str(getattr(path_or_file, "name", "<stream>"))
-    return RestrictedUnpickler(path_or_file, source=source, encoding=encoding).load()
+    return _checked(RestrictedUnpickler(path_or_file, source=source, encoding=encoding).load(), source)
+
+
+def _checked(obj: Any, source: str) -> Any:
+    """``obj`` after checking that every array in it (through dicts, lists and tuples) has a plain
+    numeric or string dtype: an object array built from raw bytes would hold pointers the file chose."""
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, np.ndarray):
+            if o.dtype.hasobject or o.dtype.fields is not None or o.dtype.kind not in "biufcSU":
+                raise UnsafePickleError(f"an array of dtype {o.dtype!r}", source)
+        elif isinstance(o, dict):
+            stack.extend(o.keys())
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+    return obj
 
 
 def loads(data: bytes, *, encoding: str = "latin1", source: str = "<bytes>") -> Any:
     """:func:`load` for a pickle held in memory."""
-    return RestrictedUnpickler(io.BytesIO(data), source=source, encoding=encoding).load()
+    return _checked(RestrictedUnpickler(io.BytesIO(data), source=source, encoding=encoding).load(), source)

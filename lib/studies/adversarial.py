@@ -10,8 +10,8 @@ Profiles:
 - ``full``: a real dataset (``cifar10`` in its own pickled release, ``cifar100``, ``gtsrb`` at
   native 32 px) and PreActResNet-18 (or ``wrn34_10``) with the papers' schedules, per method in
   ``method_kw``: Madry et al. / Rice et al. PGD-AT (200 epochs, lr 0.1 x 0.1 at epochs 100 and
-  150, PGD-10 of 2/255), Wong et al.'s 15-epoch cyclic FGSM-RS (peak lr 0.2, alpha 10/255) and
-  TRADES (beta 6, 10 steps of 2/255, the TRADES script's 76 epochs with lr x 0.1 at epoch 75);
+  150, PGD-10 of 2/255), Wong et al.'s 15-epoch cyclic FGSM-RS (lr 0 -> 0.2 at half-way -> 0, alpha 10/255) and
+  TRADES (beta 6, 10 steps of 2/255, the TRADES script's 76 epochs with lr x 0.1 for the last two);
   the standard model on PGD-AT's schedule. Validation: ``n_val`` training images held out
   (Rice et al. hold out 1,000).
 
@@ -59,7 +59,7 @@ _PAPERS = {"standard": {"epochs": 200, "lr": 0.1, "schedule": "piecewise", "weig
            "pgd_at": {"epochs": 200, "lr": 0.1, "schedule": "piecewise", "weight_decay": 5e-4, "steps": 10,
                       "alpha": 2 / 255},
            "fgsm_rs": {"epochs": 15, "lr": 0.2, "schedule": "cyclic", "weight_decay": 5e-4, "alpha": 10 / 255},
-           "trades": {"epochs": 76, "lr": 0.1, "schedule": "piecewise:0.9868", "weight_decay": 2e-4, "steps": 10,
+           "trades": {"epochs": 76, "lr": 0.1, "schedule": "piecewise:0.97368", "weight_decay": 2e-4, "steps": 10,
                       "alpha": 2 / 255, "beta": 6.0}}
 RECIPE = {
     "smoke": _SMOKE,
