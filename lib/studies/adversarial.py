@@ -51,7 +51,11 @@ _SMOKE = {"dataset": "synsigns", "data_root": None, "arch": "small_cnn",
           "eps_list": [2 / 255, 8 / 255], "pgd_steps": [7, 10, 20, 40], "apgd_steps": 25, "n_eval": 200,
           "square_queries": 1000,  # the paper's 5,000 in the full profile; 1,000 keeps smoke in minutes
           "methods": ["standard", "pgd_at", "fgsm_rs", "trades"],
-          "min_pgd_at_gain": 0.2,  # headline: PGD-AT gains at least this much worst-case accuracy over standard
+          # headline floor: PGD-AT's worst-case gain over standard, counted in images. Measured 20.0% (CI) and
+          # 20.5% (dev machine) at smoke; the Wilson half-width at n=200 is ~5.6 points, so a floor at the
+          # measured value fails on every other machine. 0.15 still catches a 5-point regression; the
+          # statistical claim is the notebook's second assert (the two intervals do not overlap).
+          "min_pgd_at_gain": 0.15,
           "weights": None, "weights_arch": None,  # bring your own model: a checkpoint evaluated beside the study's
           "seeds": 1}  # training seeds per method (seed, seed + 1, ...): intervals over seeds when > 1
 # the papers' schedules (method -> adversarial_train keywords overriding the recipe's)
