@@ -164,9 +164,15 @@ def test_a_pickled_model_is_refused_and_nothing_runs(tiny, tmp_path, capsys):
     marker = tmp_path / "ran"
     evil = tmp_path / "evil.pt"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": TouchFile(marker)}, evil)
-    with pytest.raises(CheckpointError, match="pickled Python objects"):
+    with pytest.raises(CheckpointError, match="pickled Python objects") as refused:
         load_checkpoint("small_cnn", evil)
+    assert "system" in str(refused.value)  # names the global it refused (posix.system / nt.system)
     assert not marker.exists()
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x80\x02garbage" * 8)
+    with pytest.raises(CheckpointError, match="corrupt") as broken:
+        load_checkpoint("small_cnn", corrupt)
+    assert "pickled Python objects" not in str(broken.value)  # not called a whole model
     with pytest.raises(CheckpointError, match="not tensors"):
         bad = tmp_path / "bad.pt"
         torch.save({"w": torch.zeros(1), "epoch": 3}, bad)

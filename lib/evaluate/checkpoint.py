@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -68,11 +69,19 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        # torch's message is a paragraph ending in a link; what matters is the refused global it names
+        # ("... unsupported GLOBAL posix.system ...") or, without one, the unpickler's complaint
+        refused = re.search(r"GLOBAL:? ([\w.<>]+)", str(e))
+        if refused is None:
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            why = next((ln for ln in lines if ln.startswith("Unsupported")), lines[-1] if lines else type(e).__name__)
+            raise CheckpointError(f"{path} is not a torch checkpoint torch.load can read: the file is corrupt or "
+                                  f"not a torch.save file (unpickler: {why[:200]})") from None
         raise CheckpointError(
-            f"{path} holds pickled Python objects, not only tensors (torch.load(weights_only=True) refused: "
-            f"{first[:300]}). It is probably a whole model saved with torch.save(model); this workbook never "
-            "unpickles code. Save the weights instead: torch.save(model.state_dict(), 'weights.pt') or "
+            f"{path} holds pickled Python objects, not only tensors: torch.load(weights_only=True) refused the "
+            f"global {refused.group(1)}. It is probably a whole model (or an object beside the weights) saved "
+            "with torch.save; this workbook never unpickles code. Save the weights instead: "
+            "torch.save(model.state_dict(), 'weights.pt') or "
             "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors').") from None
     except RuntimeError as e:
         raise CheckpointError(f"{path} is not a torch checkpoint torch.load can read ({e})") from None
