@@ -87,6 +87,24 @@ def test_anb_check_means_over_seeds():
     assert not ST.anb_check(pd.DataFrame(rows).assign(attack_n=100), margin=0.3)["passed"].iloc[0]
 
 
+
+def test_anb_paragraph_hedges_a_mean_whose_seed_interval_reaches_zero():
+    def table(ds):
+        rows = []
+        for seed, d in enumerate(ds):
+            rows += [{"variant": "AnB", "n": 1, "pgd_acc": 0.6, "seed": seed},
+                     {"variant": "AnB", "n": 4, "pgd_acc": 0.2, "test_acc": 0.8, "seed": seed},
+                     {"variant": "BnB", "n": 4, "pgd_acc": 0.2 + d, "seed": seed},
+                     {"variant": "AnB+", "n": 4, "pgd_acc": 0.3, "seed": seed}]
+        return pd.DataFrame(rows).assign(attack_n=100)
+    steady = table((0.25, 0.24, 0.26))
+    text = ST.anb_paragraph(steady, ST.anb_check(steady, margin=0.1), 8 / 255)
+    assert "transfer best" in text and "not established" not in text
+    noisy = table((0.6, -0.05, 0.05))  # mean 0.2 passes a 0.1 margin; the t interval over 3 seeds spans 0
+    checks = ST.anb_check(noisy, margin=0.1)
+    assert checks["passed"].all() and checks["low"].iloc[0] < 0
+    assert "not established" in ST.anb_paragraph(noisy, checks, 8 / 255)
+
 def test_seed_helpers():
     names = [ST.student_name(m, s, 0) for s in (0, 1) for m in ("fine_tune", "retrain")]
     assert names == ["fine_tune", "retrain", "fine_tune@1", "retrain@1"]
