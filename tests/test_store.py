@@ -80,6 +80,16 @@ def files(folder: Path) -> list[str]:
 # ----------------------------------------------------------------------------- config_hash
 
 
+def test_config_hash_keys_a_multi_process_launch_apart(monkeypatch):
+    single = config_hash(CONFIG)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert config_hash(CONFIG) == single  # torchrun with one process: the single-process key
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    two = config_hash(CONFIG)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert len({single, two, config_hash(CONFIG)}) == 3
+
+
 def test_config_hash_ignores_key_order_and_sequence_type():
     reordered = {"milestones": [1, 2], "epochs": 2, "lr": 1e-3, "width": 8, "arch": "cnn"}
     assert config_hash(CONFIG) == config_hash(reordered)

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from .. import distributed
+
 HASH_LENGTH = 12
 
 
@@ -86,9 +88,16 @@ def config_hash(config: dict) -> str:
 
     Stable across key order, tuples vs lists, ``Path`` vs ``str`` and numpy/torch scalars vs
     Python numbers; sensitive to every value (``1`` and ``1.0`` and ``True`` differ).
+    Under a multi-process launch (``torchrun``, :func:`lib.distributed.world_size` > 1) the world
+    size joins the config: training on N processes shards each batch and keeps rank 0's BatchNorm
+    statistics, so its models (and every result computed from them) are not a single process's,
+    and the two must not share a key. Single-process keys are unchanged.
     """
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a dict, not {type(config).__name__}")
+    world = distributed.world_size()
+    if world > 1:
+        config = {**config, "__world_size__": world}
     text = _canonical_json(_to_json(config, strict=True))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_LENGTH]
 
