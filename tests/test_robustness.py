@@ -229,15 +229,38 @@ def test_transfer_check_passes_on_a_model_without_masking(report, model_and_data
     assert not broken.passed.item() and "possible gradient masking" in broken.detail.item()
 
 
-def test_transfer_check_fails_on_a_gradient_masked_model(masked_report, surrogate, model_and_data):
-    # PGD on the unmasked surrogate transfers to the quantised model better than PGD on the
-    # quantised model itself: the white-box number is an artefact of the masked gradients
-    masked, (table, _) = masked_report
-    _, te = model_and_data
-    pgd = table[(table.attack == "pgd") & (table.eps == 8 / 255)].acc.item()
-    row = transfer_check(masked, surrogate, te, 8 / 255, white_box_acc=pgd, steps=10, n=50)
-    print("\n", row.detail.item())
-    assert not row.passed.item()
+EPS_MASKED = 32 / 255
+
+
+class ZeroGradient(nn.Module):
+    """The identity forward with a zero input gradient (``x * 0 + x.detach()``): gradient
+    masking at its plainest. The model's decisions are the unmasked model's, so an attack
+    transferred from a surrogate fools it as often as it fools that model, while white-box
+    gradient attacks cannot move from their random start."""
+
+    def forward(self, x):
+        return x * 0 + x.detach()
+
+
+def test_transfer_check_fails_on_a_gradient_masked_model(surrogate, model_and_data):
+    # PGD on the unmasked surrogate transfers better than PGD on the masked model itself: the
+    # white-box number is an artefact of the masked gradients. (On the 4-level quantised model of
+    # the test above the two were too close to call: 0.66 white-box vs 0.68 transfer on one
+    # machine, the other way round on another, since 8/255 rarely crosses a quantisation level.)
+    # at 32/255: at 8/255 PGD-10 from this 6-epoch surrogate barely transfers to the model
+    # (0.68 -> 0.66 on 50 images), so there would be nothing for masking to hide
+    model, te = model_and_data
+    masked = nn.Sequential(ZeroGradient(), model).eval()
+    table, _ = robustness_report(masked, te, eps_list=(EPS_MASKED,), pgd_steps=(10,), apgd=False, n=50,
+                                 square_queries=0, progress=False)
+    pgd = table[(table.attack == "pgd") & (table.eps == EPS_MASKED)].acc.item()
+    clean = table[table.attack == "clean"].acc.item()
+    assert pgd >= clean - 0.1  # white-box PGD is stuck near its random start
+    row = transfer_check(masked, surrogate, te, EPS_MASKED, white_box_acc=pgd, steps=10, n=50)
+    unmasked = transfer_check(model, surrogate, te, EPS_MASKED, white_box_acc=pgd, steps=10, n=50)
+    print(f"\n clean {clean:.2f}, white-box PGD-10 {pgd:.2f};", row.detail.item())
+    assert row.detail.item() == unmasked.detail.item()  # the transfer attack sees the same decisions
+    assert not row.passed.item() and "possible gradient masking" in row.detail.item()
 
 
 def test_report_appends_the_transfer_check_with_a_surrogate(model_and_data, surrogate):
