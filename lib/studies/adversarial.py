@@ -51,7 +51,7 @@ _SMOKE = {"dataset": "synsigns", "data_root": None, "arch": "small_cnn",
           "eps_list": [2 / 255, 8 / 255], "pgd_steps": [7, 10, 20, 40], "apgd_steps": 25, "n_eval": 200,
           "square_queries": 1000,  # the paper's 5,000 in the full profile; 1,000 keeps smoke in minutes
           "methods": ["standard", "pgd_at", "fgsm_rs", "trades"],
-          # headline floor: PGD-AT's worst-case gain over standard, counted in images. Measured 20.0% (CI) and
+          # headline floor: PGD-AT's worst-case gain over standard (to half an image). Measured 20.0% (CI) and
           # 20.5% (dev machine) at smoke; the Wilson half-width at n=200 is ~5.6 points, so a floor at the
           # measured value fails on every other machine. 0.15 still catches a 5-point regression; the
           # statistical claim is the notebook's second assert (the two intervals do not overlap).
