@@ -173,6 +173,10 @@ def test_a_pickled_model_is_refused_and_nothing_runs(tiny, tmp_path, capsys):
     with pytest.raises(CheckpointError, match="corrupt") as broken:
         load_checkpoint("small_cnn", corrupt)
     assert "pickled Python objects" not in str(broken.value)  # not called a whole model
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")  # torch.load raises EOFError here, a truncated zip a RuntimeError
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint("small_cnn", empty)
     with pytest.raises(CheckpointError, match="not tensors"):
         bad = tmp_path / "bad.pt"
         torch.save({"w": torch.zeros(1), "epoch": 3}, bad)

@@ -47,6 +47,26 @@ class CheckpointError(ValueError):
     """The checkpoint cannot be loaded as asked; the message says what did not match and the fix."""
 
 
+def _load_error(path: Path, e: Exception) -> CheckpointError:
+    """What to tell the user when ``torch.load(weights_only=True)`` refused ``path``: a pickled
+    object (the global torch refused, named, and how to save weights instead) or a file that is
+    no torch checkpoint at all (corrupt, truncated, empty: the loader's own complaint)."""
+    # torch's message is a paragraph ending in a link; what matters is the refused global it names
+    # ("... unsupported GLOBAL posix.system ...") or, without one, the line that says what failed
+    refused = re.search(r"GLOBAL:? ([\w.<>]+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
+    if refused:
+        return CheckpointError(
+            f"{path} holds pickled Python objects, not only tensors: torch.load(weights_only=True) refused the "
+            f"global {refused.group(1)}. It is probably a whole model (or an object beside the weights) saved "
+            "with torch.save; this workbook never unpickles code. Save the weights instead: "
+            "torch.save(model.state_dict(), 'weights.pt') or "
+            "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors').")
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    why = next((ln for ln in lines if ln.startswith("Unsupported")), lines[-1] if lines else "the file ended early")
+    return CheckpointError(f"{path} is not a torch checkpoint torch.load can read: the file is corrupt or not a "
+                           f"torch.save file ({type(e).__name__}: {why[:300]})")
+
+
 # --------------------------------------------------------------------------------------------
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """The tensors of a checkpoint file (see the module docstring), on the CPU."""
@@ -68,23 +88,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         return state
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        # torch's message is a paragraph ending in a link; what matters is the refused global it names
-        # ("... unsupported GLOBAL posix.system ...") or, without one, the unpickler's complaint
-        refused = re.search(r"GLOBAL:? ([\w.<>]+)", str(e))
-        if refused is None:
-            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-            why = next((ln for ln in lines if ln.startswith("Unsupported")), lines[-1] if lines else type(e).__name__)
-            raise CheckpointError(f"{path} is not a torch checkpoint torch.load can read: the file is corrupt or "
-                                  f"not a torch.save file (unpickler: {why[:200]})") from None
-        raise CheckpointError(
-            f"{path} holds pickled Python objects, not only tensors: torch.load(weights_only=True) refused the "
-            f"global {refused.group(1)}. It is probably a whole model (or an object beside the weights) saved "
-            "with torch.save; this workbook never unpickles code. Save the weights instead: "
-            "torch.save(model.state_dict(), 'weights.pt') or "
-            "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors').") from None
-    except RuntimeError as e:
-        raise CheckpointError(f"{path} is not a torch checkpoint torch.load can read ({e})") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise _load_error(path, e) from None
     for key in _WRAPPERS:
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
