@@ -244,11 +244,11 @@ class ZeroGradient(nn.Module):
 
 def test_transfer_check_fails_on_a_gradient_masked_model(surrogate, model_and_data):
     # PGD on the unmasked surrogate transfers better than PGD on the masked model itself: the
-    # white-box number is an artefact of the masked gradients. (On the 4-level quantised model of
-    # the test above the two were too close to call: 0.66 white-box vs 0.68 transfer on one
-    # machine, the other way round on another, since 8/255 rarely crosses a quantisation level.)
-    # at 32/255: at 8/255 PGD-10 from this 6-epoch surrogate barely transfers to the model
-    # (0.68 -> 0.66 on 50 images), so there would be nothing for masking to hide
+    # white-box number is an artefact of the masked gradients. Not on the 4-level quantised model of
+    # the test above: there the two were too close to call (0.66 white-box vs 0.68 transfer on one
+    # machine, the other way round on another, since 8/255 rarely crosses a quantisation level).
+    # At 32/255, because at 8/255 PGD-10 from this 6-epoch surrogate barely transfers to the model
+    # (0.68 -> 0.66 on 50 images): there would be nothing for the masking to hide.
     model, te = model_and_data
     masked = nn.Sequential(ZeroGradient(), model).eval()
     table, _ = robustness_report(masked, te, eps_list=(EPS_MASKED,), pgd_steps=(10,), apgd=False, n=50,

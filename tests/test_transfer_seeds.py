@@ -87,7 +87,6 @@ def test_anb_check_means_over_seeds():
     assert not ST.anb_check(pd.DataFrame(rows).assign(attack_n=100), margin=0.3)["passed"].iloc[0]
 
 
-
 def test_anb_paragraph_hedges_a_mean_whose_seed_interval_reaches_zero():
     def table(ds):
         rows = []
@@ -104,6 +103,7 @@ def test_anb_paragraph_hedges_a_mean_whose_seed_interval_reaches_zero():
     checks = ST.anb_check(noisy, margin=0.1)
     assert checks["passed"].all() and checks["low"].iloc[0] < 0
     assert "not established" in ST.anb_paragraph(noisy, checks, 8 / 255)
+
 
 def test_seed_helpers():
     names = [ST.student_name(m, s, 0) for s in (0, 1) for m in ("fine_tune", "retrain")]

@@ -1,6 +1,7 @@
 """Store keys: config hashing and code versions.
 
-An artifact's key is ``<name>-<hash>``; the hash comes from the config alone. This module holds
+An artifact's key is ``<name>-<hash>``; the hash comes from the config alone (and, under a
+multi-process launch, the world size: see :func:`config_hash`). This module holds
 what turns a config into that hash (:func:`config_hash`, over the config made plain JSON by
 :func:`_to_json`) and :func:`code_version`, a short hash of *code* that a caller puts into the
 config (``Store.model(..., code=...)``) so that editing the code that made an artifact changes

@@ -300,16 +300,16 @@ def anb_paragraph(anb: pd.DataFrame, checks: pd.DataFrame, eps: float) -> str:
             f"{r.claim}: {r.difference:+.1%} (95% t interval {r.low:+.1%} to {r.high:+.1%})"
             for r in checks.itertuples()) + ". "
     # a mean past its margin with a seed interval reaching 0 is not yet a finding: say so
-    unsure = checks[checks["passed"] & (checks["seeds"] > 1) & ~(checks["low"] > 0)]
-    if checks["passed"].all() and unsure.empty:
-        text += "Attacks made on the public base transfer best to models that keep the most of it unchanged."
-    elif checks["passed"].all():
-        text += ("Every claim's mean passes its margin, but the seed interval of " + "; ".join(unsure["claim"])
-                 + " reaches zero, so at this number of seeds it is suggestive, not established: attacks made on "
-                 "the public base appear to transfer best to models that keep the most of it unchanged.")
-    else:
+    unsure = checks.loc[(checks["seeds"] > 1) & ~(checks["low"] > 0), "claim"]
+    if not checks["passed"].all():
         failed = "; ".join(checks.loc[~checks["passed"], "claim"])
         text += f"**Not every AnB claim holds in this run** ({failed}); see the check table below."
+    elif unsure.empty:
+        text += "Attacks made on the public base transfer best to models that keep the most of it unchanged."
+    else:
+        text += ("Every claim's mean passes its margin, but the seed interval of " + "; ".join(unsure)
+                 + " reaches zero, so at this number of seeds it is suggestive, not established: attacks made on "
+                 "the public base appear to transfer best to models that keep the most of it unchanged.")
     return text
 
 
