@@ -4,7 +4,8 @@ the 2-core CPU, and a second run with everything cached in under 90 seconds.
 Runs ``python -m lib.workbook --profile smoke`` twice in a child process: first from an empty
 store (a fresh temporary ``WORKBOOK_STORE``), then again on the store the first run filled, and
 records each notebook's seconds from the two runs' manifests (``runs/<profile>/<name>/manifest.json``)
-with the totals. ``--only`` restricts the notebooks (the goals apply to the whole workbook only).
+with the totals, and where they went (seconds training models, computing stored results and the
+rest; the slowest cells). ``--only`` restricts the notebooks (the goals apply to the whole workbook only).
 Figures go to a temporary folder, not the README's ``figures/``.
 """
 from __future__ import annotations
@@ -32,7 +33,8 @@ def _run(name: str, env: dict, out: Path, only: list[str]) -> dict:
     manifest = json.loads((out / "smoke" / name / "manifest.json").read_text())
     print(proc.stdout[-2000:], proc.stderr[-2000:] if proc.returncode else "", flush=True)
     return {"status": manifest["status"], "returncode": proc.returncode, "wall_seconds": round(wall, 1),
-            "notebooks": {nb["name"]: {"status": nb["status"], "seconds": nb.get("seconds")}
+            "notebooks": {nb["name"]: {"status": nb["status"], "seconds": nb.get("seconds"), "time": nb.get("time"),
+                                       "slowest_cells": nb.get("slowest_cells")}
                           for nb in manifest["notebooks"]},
             "total_seconds": round(sum(nb.get("seconds", 0) for nb in manifest["notebooks"]), 1)}
 

@@ -7,8 +7,10 @@ loaded or made) and ``manifest.json``:
 
 ``parameters``  the validated run parameters (``-p`` and ``--config``), ``recipes`` the resolved
 recipe of each notebook's study, ``git`` commit, branch and dirty flag, ``packages`` versions,
-``device``, ``started``/``ended`` (UTC), ``notebooks`` (name, status, seconds, executed copy) and
-``store`` (the log's entries). The manifest is rewritten after every notebook, so a killed run
+``device``, ``started``/``ended`` (UTC), ``notebooks`` (name, status, seconds, executed copy, and
+where the seconds went: ``time`` from :func:`time_profile`, ``slowest_cells`` from
+:func:`cell_seconds`) and ``store`` (the log's entries, with the seconds of what was made). The
+manifest is rewritten after every notebook, so a killed run
 shows what finished. ``index.md`` lists every figure and table with its caption, n and the
 parameters behind it.
 """
@@ -109,6 +111,38 @@ def store_entries(folder: Path) -> list[dict]:
     if not log.is_file():
         return []
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def time_profile(entries: list[dict], notebook: str, seconds: float) -> dict:
+    """Where ``notebook``'s ``seconds`` went, from the run's store log (``entries``): ``train``
+    (models the store trained, its own seconds), ``compute`` (results it computed: attack tables,
+    crafted sets, sweeps; without models trained inside them) and ``other`` (the rest: kernel
+    start, loading from the store, work no store call wraps, figures), with how many of each
+    were made and loaded."""
+    mine = [e for e in entries if e.get("notebook") == notebook]
+    own = lambda action: sum(e.get("own_seconds", 0.0) for e in mine if e["action"] == action)
+    train, compute = own("trained"), own("computed")
+    count = lambda action: sum(e["action"] == action for e in mine)
+    return {"train": round(train, 1), "compute": round(compute, 1), "other": round(seconds - train - compute, 1),
+            "trained": count("trained"), "computed": count("computed"), "loaded": count("loaded")}
+
+
+def cell_seconds(path: Path, top: int = 5) -> list[dict]:
+    """The ``top`` slowest code cells of an executed notebook, from the per-cell durations papermill
+    records: its index among the cells, seconds and first line of code (``[]`` if unreadable)."""
+    try:
+        cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return []
+    rows = []
+    for i, cell in enumerate(cells):
+        duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
+        if cell.get("cell_type") != "code" or duration is None:
+            continue
+        source = "".join(cell.get("source", []))
+        first = next((ln.strip() for ln in source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
+        rows.append({"cell": i, "seconds": round(float(duration), 1), "code": first[:80]})
+    return sorted(rows, key=lambda r: -r["seconds"])[:top]
 
 
 def _short(value, width: int = 60) -> str:

@@ -19,7 +19,8 @@ notebook, and a notebook that asks for an earlier notebook's model asks with thi
 Each run writes ``runs/<profile>/<name>/`` (see :mod:`lib.runs`): executed notebooks, figures,
 tables, ``manifest.json`` and ``index.md``; a smoke run also copies its figures and tables to
 the top-level ``figures/`` (what the README shows). Cell progress and each notebook's output
-(training and attack progress bars) stream to the terminal; a summary of seconds per notebook
+(training and attack progress bars) stream to the terminal; a summary of seconds per notebook,
+and how many of them trained models or computed stored results (:func:`lib.runs.time_profile`),
 ends the run.
 """
 from __future__ import annotations
@@ -173,10 +174,17 @@ def _recipes(profile: str) -> dict:
 
 
 def _summary(rows: list[dict]) -> str:
+    """Seconds per notebook and where they went (:func:`lib.runs.time_profile`), with a total."""
     width = max([len(r["name"]) for r in rows] + [8])
-    lines = [f"{'notebook':<{width}}  {'status':<12} {'seconds':>8}"]
-    lines += [f"{r['name']:<{width}}  {r['status']:<12} {r.get('seconds', 0):>8.0f}" for r in rows]
-    lines.append(f"{'total':<{width}}  {'':<12} {sum(r.get('seconds', 0) for r in rows):>8.0f}")
+    cols = ("train", "compute", "other")
+    lines = [f"{'notebook':<{width}}  {'status':<12} {'seconds':>8}" + "".join(f" {c:>8}" for c in cols)]
+    for r in rows:
+        t = r.get("time", {})
+        lines.append(f"{r['name']:<{width}}  {r['status']:<12} {r.get('seconds', 0):>8.0f}"
+                     + "".join(f" {t[c]:>8.0f}" if c in t else f" {'':>8}" for c in cols))
+    total = lambda get: sum(get(r) for r in rows)
+    lines.append(f"{'total':<{width}}  {'':<12} {total(lambda r: r.get('seconds', 0)):>8.0f}"
+                 + "".join(f" {total(lambda r, c=c: r.get('time', {}).get(c, 0)):>8.0f}" for c in cols))
     return "\n".join(lines)
 
 
@@ -271,15 +279,21 @@ def main(argv: list[str] | None = None) -> int:
             save_manifest()
             t0 = time.perf_counter()
             print(f"[{i}/{len(todo)}] {nb.name} ...", flush=True)
+
+            def profiled(**what):
+                entry.update(**what, seconds=round(time.perf_counter() - t0, 1))
+                entry.update(time=runs.time_profile(runs.store_entries(folder), nb.name, entry["seconds"]),
+                             slowest_cells=runs.cell_seconds(folder / nb.name))
+
             try:
                 run_notebook(nb, nb_params, folder, timeout=args.timeout, log_output=not args.quiet)
             except Exception as err:  # papermill raises PapermillExecutionError with the cell's traceback
-                entry.update(status="failed", seconds=round(time.perf_counter() - t0, 1), error=str(err)[-2000:])
+                profiled(status="failed", error=str(err)[-2000:])
                 print(f"[{i}/{len(todo)}] {nb.name} FAILED after {entry['seconds']:.0f}s; executed copy with the "
                       f"error: {folder / nb.name}\n{err}", file=sys.stderr)
                 status, code = "failed", 1
                 break
-            entry.update(status="done", seconds=round(time.perf_counter() - t0, 1), executed=nb.name)
+            profiled(status="done", executed=nb.name)
             save_manifest()
             print(f"[{i}/{len(todo)}] {nb.name} done in {entry['seconds']:.0f}s", flush=True)
     except KeyboardInterrupt:

@@ -101,6 +101,11 @@ def test_runs_get_their_own_folders_manifest_index_and_resume(tiny_notebooks, mo
     assert manifest["packages"]["torch"] and "cpu_count" in manifest["device"]
     assert [nb["status"] for nb in manifest["notebooks"]] == ["done", "done"]
     assert all(nb["seconds"] > 0 for nb in manifest["notebooks"]) and manifest["ended"] >= manifest["started"]
+    for nb in manifest["notebooks"]:  # where the seconds went: nothing trained or computed; every cell timed
+        assert nb["time"]["train"] == nb["time"]["compute"] == 0 and nb["time"]["other"] == nb["seconds"]
+        cells = nb["slowest_cells"]  # parameters, papermill's injected parameters, the body
+        assert len(cells) == 3 and cells == sorted(cells, key=lambda c: -c["seconds"])
+        assert sum(c["code"].startswith("import ") for c in cells) == 1  # the body, by its first line of code
     index = (run / "index.md").read_text()
     assert "[01_first](tables/01_first.csv)" in index and "| first | 7 |" in index and "`epochs=3`" in index
     assert (tiny_notebooks / "top_figures" / "01_first.csv").is_file()  # the latest smoke run's outputs
@@ -143,6 +148,37 @@ def test_retrain_redoes_each_artifact_once_per_run(tmp_path, monkeypatch):
     assert store.result("r", {"b": 1}, lambda: {"v": len(calls)}) == {"v": 2}
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [e["action"] for e in log] == ["trained", "loaded", "computed"]
+
+
+def test_run_profile_counts_nested_store_work_once(tmp_path, monkeypatch):
+    """A result whose computation trains a model: the log gives each its own seconds, and the
+    notebook's profile splits its time into training, computing and the rest without counting twice."""
+    import time
+
+    import torch.nn as nn
+
+    from lib import runs
+
+    monkeypatch.setenv("WORKBOOK_STORE_LOG", str(tmp_path / "store_log.jsonl"))  # as a run folder has it
+    monkeypatch.setenv("WORKBOOK_NOTEBOOK", "02_x.ipynb")
+    store = Store(tmp_path / "store")
+
+    def compute():
+        store.model("lin", {"a": 1}, lambda: nn.Linear(2, 2), lambda m: time.sleep(0.3))
+        time.sleep(0.1)
+        return {"v": 1}
+
+    store.result("table", {"b": 1}, compute)
+    store.result("table", {"b": 1}, compute)  # loaded: no seconds, nothing trained
+    log = runs.store_entries(tmp_path)
+    trained, computed, loaded = log
+    assert trained["own_seconds"] == pytest.approx(trained["seconds"]) and trained["seconds"] >= 0.3
+    assert computed["seconds"] >= 0.4 and 0.1 <= computed["own_seconds"] < 0.3
+    assert "seconds" not in loaded
+    prof = runs.time_profile(log + [{**trained, "notebook": "03_y.ipynb"}], "02_x.ipynb", seconds=1.0)
+    assert prof["train"] == round(trained["own_seconds"], 1) and prof["compute"] == round(computed["own_seconds"], 1)
+    assert prof["other"] == pytest.approx(1.0 - prof["train"] - prof["compute"], abs=0.11)
+    assert (prof["trained"], prof["computed"], prof["loaded"]) == (1, 1, 1)  # the other notebook's entry not counted
 
 
 def test_store_command_lists_and_cleans(tmp_path, capsys):

@@ -81,14 +81,39 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 LOG_ENV, RETRAIN_ENV = "WORKBOOK_STORE_LOG", "WORKBOOK_RETRAIN"
 
 
-def _log(action: str, kind: str, key: str, path: Path) -> None:
-    """Append one line to the run's store log (no-op outside a workbook run and on ranks > 0)."""
+# Seconds of store work (training a model, computing a result) finished inside the work now
+# running, one entry per level: a result whose computation trains a model logs its own seconds
+# without the model's, so a run's profile (:func:`lib.runs.time_profile`) counts each second once.
+_NESTED: list[float] = []
+
+
+class _Timed:
+    """Times one piece of store work: ``seconds`` (wall) and ``own`` (without nested store work)."""
+
+    def __enter__(self):
+        _NESTED.append(0.0)
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+        self.own = self.seconds - _NESTED.pop()
+        if _NESTED:
+            _NESTED[-1] += self.seconds
+        return False
+
+
+def _log(action: str, kind: str, key: str, path: Path, timed: _Timed | None = None) -> None:
+    """Append one line to the run's store log (no-op outside a workbook run and on ranks > 0);
+    work that was done (``timed``) adds its ``seconds`` and ``own_seconds``."""
     log = os.environ.get(LOG_ENV)
     if not log or not distributed.is_main():
         return
     line = {"action": action, "kind": kind, "key": key, "path": str(path),
             "notebook": os.environ.get("WORKBOOK_NOTEBOOK", ""),
             "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    if timed is not None:
+        line.update(seconds=round(timed.seconds, 2), own_seconds=round(timed.own, 2))
     with open(log, "a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")
 
@@ -225,14 +250,13 @@ class Store:
             return net, {**meta, "cached": True}
         from lib import checkpoints  # epoch checkpoints of the fit calls inside train(): a killed run resumes
 
-        start = time.perf_counter()
         if retrain and main:
             checkpoints.Scope(self.root / "checkpoints" / key).clear()  # start over, not from an old epoch
-        with checkpoints.scope(self.root / "checkpoints" / key) as ck:
+        with _Timed() as timed, checkpoints.scope(self.root / "checkpoints" / key) as ck:
             meta = dict(train(net) or {})
             if ck.resumed:
                 meta.setdefault("resumed_from_epoch", ck.resumed)
-        seconds = time.perf_counter() - start
+        seconds = timed.seconds
         meta.pop("cached", None)
         meta.setdefault("train_seconds", round(seconds, 3))
         meta = _to_json(meta, strict=False)
@@ -242,7 +266,7 @@ class Store:
         path = self.save_model(name, config, net, meta)
         ck.clear()
         print(f"[store] trained model {key} in {seconds:.1f}s, saved to {path}")
-        _log("trained", "model", key, path)
+        _log("trained", "model", key, path, timed)
         distributed.barrier()
         return net, {**meta, "cached": False}
 
@@ -327,12 +351,12 @@ class Store:
                 print(f"[store] loaded result {key} from {self.results_dir}")
             _log("loaded", "result", key, self._result_path(name, config))
             return self.load_result(name, config)
-        start = time.perf_counter()
-        value = compute()  # on every rank: a computation may itself be collective (a fit inside)
+        with _Timed() as timed:
+            value = compute()  # on every rank: a computation may itself be collective (a fit inside)
         if main:
             path = self.save_result(name, config, value)
-            print(f"[store] computed result {key} in {time.perf_counter() - start:.1f}s, saved to {path}")
-            _log("computed", "result", key, path)
+            print(f"[store] computed result {key} in {timed.seconds:.1f}s, saved to {path}")
+            _log("computed", "result", key, path, timed)
         distributed.barrier()  # rank 0 wrote; the others read the stored form
         return self.load_result(name, config)
 
