@@ -19,8 +19,9 @@ profile's come from the seeds' code, as iteration budgets that :func:`full_kw` t
   CUB-200), dropout 0.1, head L2 0.01, averaging every 500 iterations from the start.
 
 Smoke budgets are short (2,500 training images on a 2-core CPU); why DELTA runs at batch 64
-and Renofeation at 16 + 4 epochs with lr 0.2, and why Renofeation's BatchNorm is recalibrated
-without dropout (``bn_dropout=False``), is told in the notebook's prose. ``seeds`` (3 at smoke):
+and Renofeation at 16 + 4 epochs with lr 0.2, why Renofeation's BatchNorm is recalibrated
+without dropout (``bn_dropout=False``) and why it distils every stage but the last (``stages``), is
+told in the notebook's prose. ``seeds`` (3 at smoke):
 the headline methods (:data:`HEADLINE_METHODS`) and the AnB claims' models (:func:`anb_claim_rows`)
 train at seed, seed + 1, ...; tables report means, the checks run on them. The real-image
 ablation is :mod:`lib.studies.transfer_real`.
@@ -71,9 +72,12 @@ RECIPE = {
         "delta": {"epochs": 8, "lr": 0.01, "alpha": 0.01, "beta": 0.01, "attention_epochs": 3, "attention_batches": 4},
         "retrain": {"epochs": 12, "lr": 0.1},
         # bn_dropout False: BatchNorm recalibrated after SWA without the spatial dropout (the test-time
-        # activations; the official code keeps dropout on in that pass): see the notebook's real-data section
+        # activations; the official code keeps dropout on in that pass): see the notebook's real-data section.
+        # stages: every stage of the small CNN but the last (the authors distil all four): the last one's
+        # output is the teacher's penultimate feature map, made for the source classes (README, notebook 02)
         "renofeation": {"epochs_distill": 16, "epochs_swa": 4, "lr": 0.2, "swa_lr": 0.1,
-                        "feat_weight": 5.0, "dropout": 0.1, "beta": 0.01, "bn_dropout": False},
+                        "feat_weight": 5.0, "dropout": 0.1, "beta": 0.01, "bn_dropout": False,
+                        "stages": ["conv1", "conv2", "conv3"]},
     }},
     # full: one seed (each costs GPU-hours at the seed's budgets; pass seeds=3 for the spread)
     "full": {**_COMMON, "seeds": 1, "arch": "resnet18", "dataset": "cub200", "anb_epochs": 4, "anb_lr": 0.01,
