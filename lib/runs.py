@@ -113,13 +113,14 @@ def store_entries(folder: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
-def time_profile(entries: list[dict], notebook: str, seconds: float) -> dict:
-    """Where ``notebook``'s ``seconds`` went, from the run's store log (``entries``): ``train``
-    (models the store trained, its own seconds), ``compute`` (results it computed: attack tables,
-    crafted sets, sweeps; without models trained inside them) and ``other`` (the rest: kernel
-    start, loading from the store, work no store call wraps, figures), with how many of each
-    were made and loaded."""
-    mine = [e for e in entries if e.get("notebook") == notebook]
+def time_profile(entries: list[dict], notebook: str, seconds: float, since: str | None = None) -> dict:
+    """Where ``notebook``'s ``seconds`` went, from the run's store log (``entries``; those ``at``
+    or after ``since``, the attempt's start, so a resumed run does not count an earlier attempt's
+    work): ``train`` (models the store trained, its own seconds), ``compute`` (results it
+    computed: attack tables, crafted sets, sweeps; without models trained inside them, with
+    models loaded inside them) and ``other`` (the rest: kernel start, loading from the store,
+    work no store call wraps, figures), with how many of each were made and loaded."""
+    mine = [e for e in entries if e.get("notebook") == notebook and (since is None or e["at"] >= since)]
     own = lambda action: sum(e.get("own_seconds", 0.0) for e in mine if e["action"] == action)
     train, compute = own("trained"), own("computed")
     count = lambda action: sum(e["action"] == action for e in mine)

@@ -282,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
 
             def profiled(**what):
                 entry.update(**what, seconds=round(time.perf_counter() - t0, 1))
-                entry.update(time=runs.time_profile(runs.store_entries(folder), nb.name, entry["seconds"]),
+                entry.update(time=runs.time_profile(runs.store_entries(folder), nb.name, entry["seconds"],
+                                                    since=entry["started"]),
                              slowest_cells=runs.cell_seconds(folder / nb.name))
 
             try:

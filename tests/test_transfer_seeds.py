@@ -169,3 +169,27 @@ def test_ablation_helpers_on_a_tiny_setting(setting, tmp_path, monkeypatch):
     assert "fine-tuning the CIFAR-10 ResNet-20" in text and "%" in text
     assert set(R.compact(table).columns) >= {"clean accuracy", "feature-attack ASR", "n"}
     assert R.load_tables([tmp_path])["ablation"] is None
+
+
+def test_ablation_stage_names_and_seed_verdicts():
+    """The smoke recipe's stages are the small CNN's, and the GTSRB ablation (ResNet-20) keeps the
+    authors' every-stage reference; the target is judged on seed means against fine-tuning at the
+    same budget, met or not by the numbers."""
+    from lib.models import build
+    from lib.studies import transfer as ST
+
+    stages = ST.RECIPE["smoke"]["method_kw"]["renofeation"]["stages"]
+    small = build("small_cnn", 10).stages
+    assert set(stages) < set(small) and small[-1] not in stages
+    assert "stages" not in R.config_kw("reno_smoke")[1]
+    assert R.config_kw("reno_early_x4")[1]["stages"] == ["layer1_2", "layer2_2"]
+    rows = lambda c, clean, asr: [{"config": c, "metric": "clean_acc", "mean": clean},
+                                  {"config": c, "metric": "feature_asr", "mean": asr}]
+    met = pd.DataFrame(rows("fine_tune_x4", 0.89, 0.27) + rows("reno_early_x4+bn", 0.88, 0.09)
+                       + rows("reno_early+bn", 0.80, 0.10))
+    text = R._seed_verdicts(met, 0.03, 0.10)
+    assert "`reno_early_x4+bn` is 1.0 points below `fine_tune_x4`" in text and "**met**" in text
+    assert "reno_early+bn`" not in text  # no seeded fine-tuning at its 2.5x budget: nothing to judge
+    missed = R._seed_verdicts(pd.DataFrame(rows("fine_tune_x4", 0.89, 0.27) + rows("reno_early_x4+bn", 0.88, 0.12)),
+                              0.03, 0.10)
+    assert "**not met**" in missed

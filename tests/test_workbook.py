@@ -118,6 +118,7 @@ def test_runs_get_their_own_folders_manifest_index_and_resume(tiny_notebooks, mo
     assert workbook.main(["-p", "base_epochs=2", "--out", str(out), "--name", "broken", "--quiet"]) == 1
     failed = json.loads((out / "smoke" / "broken" / "manifest.json").read_text())
     assert failed["status"] == "failed" and [nb["status"] for nb in failed["notebooks"]] == ["done", "failed"]
+    assert failed["notebooks"][1]["time"]["other"] > 0 and failed["notebooks"][1]["slowest_cells"]  # profiled too
     monkeypatch.delenv("FAIL_02")
     before = (out / "smoke" / "broken" / "tables" / "01_first.csv").stat().st_mtime_ns
     assert workbook.main(["--resume", "--out", str(out), "--quiet"]) == 0
@@ -179,6 +180,8 @@ def test_run_profile_counts_nested_store_work_once(tmp_path, monkeypatch):
     assert prof["train"] == round(trained["own_seconds"], 1) and prof["compute"] == round(computed["own_seconds"], 1)
     assert prof["other"] == pytest.approx(1.0 - prof["train"] - prof["compute"], abs=0.11)
     assert (prof["trained"], prof["computed"], prof["loaded"]) == (1, 1, 1)  # the other notebook's entry not counted
+    later = runs.time_profile(log, "02_x.ipynb", seconds=1.0, since="9999")  # a resumed attempt: none of it
+    assert later["train"] == later["compute"] == 0 and later["other"] == 1.0
 
 
 def test_store_command_lists_and_cleans(tmp_path, capsys):

@@ -73,8 +73,9 @@ RECIPE = {
         "retrain": {"epochs": 12, "lr": 0.1},
         # bn_dropout False: BatchNorm recalibrated after SWA without the spatial dropout (the test-time
         # activations; the official code keeps dropout on in that pass): see the notebook's real-data section.
-        # stages: every stage of the small CNN but the last (the authors distil all four): the last one's
-        # output is the teacher's penultimate feature map, made for the source classes (README, notebook 02)
+        # stages: every stage of the small CNN but the last (the authors distil all four; the dropout follows
+        # the distilled stages): the last one's output is the teacher's penultimate feature map, made for the
+        # source classes (README, notebook 02)
         "renofeation": {"epochs_distill": 16, "epochs_swa": 4, "lr": 0.2, "swa_lr": 0.1,
                         "feat_weight": 5.0, "dropout": 0.1, "beta": 0.01, "bn_dropout": False,
                         "stages": ["conv1", "conv2", "conv3"]},

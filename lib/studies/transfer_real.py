@@ -339,6 +339,27 @@ def ablation_paragraph(table: pd.DataFrame, seeds: pd.DataFrame | None = None, *
                      f"{pct(m.loc['clean_acc', 'mean'])} (95% t interval {pct(m.loc['clean_acc', 'low'])} to "
                      f"{pct(m.loc['clean_acc', 'high'])}), feature-attack ASR {pct(m.loc['feature_asr', 'mean'])} "
                      f"({pct(m.loc['feature_asr', 'low'])} to {pct(m.loc['feature_asr', 'high'])}). ")
+        text += _seed_verdicts(seeds, clean_gap, max_asr)
+    return text
+
+
+def _seed_verdicts(seeds: pd.DataFrame, clean_gap: float, max_asr: float) -> str:
+    """The target judged on seed means (one seed can be lucky): each Renofeation configuration
+    of :func:`seed_table`'s summary against the seeded fine-tuning at the same budget."""
+    mean = {(c, r["metric"]): r["mean"] for c, part in seeds.groupby("config") for _, r in part.iterrows()}
+    cfgs = {c: config_kw(c) for c in dict.fromkeys(seeds["config"])}
+    fts = {budget(m, kw): c for c, (m, kw) in cfgs.items() if m == "fine_tune"}
+    text = ""
+    for c, (m, kw) in cfgs.items():
+        ref = fts.get(budget(m, kw))
+        if m != "renofeation" or ref is None:
+            continue
+        gap = mean[(ref, "clean_acc")] - mean[(c, "clean_acc")]
+        ok = gap <= clean_gap and mean[(c, "feature_asr")] <= max_asr
+        text += (f"On the seed means, `{c}` is {abs(gap) * 100:.1f} points {'below' if gap >= 0 else 'above'} "
+                 f"`{ref}` at the same {budget(m, kw):g}x budget, at feature-attack ASR "
+                 f"{mean[(c, 'feature_asr')]:.1%} against {mean[(ref, 'feature_asr')]:.1%}: the target (within "
+                 f"{clean_gap * 100:.0f} points, ASR at most {max_asr:.0%}) is **{'met' if ok else 'not met'}**. ")
     return text
 
 
