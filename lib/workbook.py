@@ -182,9 +182,9 @@ def _summary(rows: list[dict]) -> str:
         t = r.get("time", {})
         lines.append(f"{r['name']:<{width}}  {r['status']:<12} {r.get('seconds', 0):>8.0f}"
                      + "".join(f" {t[c]:>8.0f}" if c in t else f" {'':>8}" for c in cols))
-    total = lambda get: sum(get(r) for r in rows)
-    lines.append(f"{'total':<{width}}  {'':<12} {total(lambda r: r.get('seconds', 0)):>8.0f}"
-                 + "".join(f" {total(lambda r, c=c: r.get('time', {}).get(c, 0)):>8.0f}" for c in cols))
+    sums = [sum(r.get("time", {}).get(c, 0) for r in rows) for c in cols]
+    lines.append(f"{'total':<{width}}  {'':<12} {sum(r.get('seconds', 0) for r in rows):>8.0f}"
+                 + "".join(f" {v:>8.0f}" for v in sums))
     return "\n".join(lines)
 
 

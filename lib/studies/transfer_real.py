@@ -346,7 +346,7 @@ def ablation_paragraph(table: pd.DataFrame, seeds: pd.DataFrame | None = None, *
 def _seed_verdicts(seeds: pd.DataFrame, clean_gap: float, max_asr: float) -> str:
     """The target judged on seed means (one seed can be lucky): each Renofeation configuration
     of :func:`seed_table`'s summary against the seeded fine-tuning at the same budget."""
-    mean = {(c, r["metric"]): r["mean"] for c, part in seeds.groupby("config") for _, r in part.iterrows()}
+    mean = seeds.set_index(["config", "metric"])["mean"]
     cfgs = {c: config_kw(c) for c in dict.fromkeys(seeds["config"])}
     fts = {budget(m, kw): c for c, (m, kw) in cfgs.items() if m == "fine_tune"}
     text = ""
