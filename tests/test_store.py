@@ -477,6 +477,18 @@ def test_code_version_ignores_prose_and_sees_code_changes(tmp_path, monkeypatch)
         code_version(42)
 
 
+def test_code_version_memo_sees_an_edit_in_place(tmp_path, monkeypatch):
+    # parsed code is memoised on its text: rewriting the same file (a notebook kernel that reloads a
+    # module) must still give the new version, and the old text its old one
+    from lib.store import code_version
+
+    before = code_version(load_module(tmp_path, monkeypatch, "edited", TRAIN_V1).fit)
+    edited = TRAIN_V2 + "\n\ndef helper():\n    return 1\n"  # another size, so linecache rereads the file
+    after = code_version(load_module(tmp_path, monkeypatch, "edited", edited).fit)
+    assert after != before and after == code_version(load_module(tmp_path, monkeypatch, "v2_copy", TRAIN_V2).fit)
+    assert code_version(load_module(tmp_path, monkeypatch, "edited", TRAIN_V1).fit) == before
+
+
 def test_store_model_and_result_with_code_key_on_code_version(tmp_path, monkeypatch):
     from lib.store import code_version
 

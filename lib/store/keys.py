@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import datetime as _dt
 import enum
+import functools
 import hashlib
 import inspect
 import json
@@ -135,6 +136,14 @@ def _code_text(obj: Any) -> list[str]:
         ) from error
     except OSError as error:
         raise OSError(f"code_version: no source file for {obj!r}: {error}") from error
+    return _dump(source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dump(source: str) -> list[str]:
+    """:func:`_code_text` of one source text, memoised on the text itself (the same text always
+    gives the same dump, so an edited file is parsed again): every store call hashes its code, and
+    parsing whole modules was a third of a cached notebook 02's AnB cell."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
