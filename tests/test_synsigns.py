@@ -115,3 +115,18 @@ def test_train_val_split_is_stratified_and_disjoint():
     assert torch.bincount(va.labels, minlength=100).tolist() == [1] * 100
     tr2, va2 = D.train_val_split(ds, 0.2, seed=0)
     assert torch.equal(va.images, va2.images)
+
+
+def test_generate_memo_returns_equal_independent_copies():
+    from lib.data import synsigns
+
+    a = synsigns.generate(40, 32, seed=123, classes=[3, 5, 7])
+    b = synsigns.generate(40, 32, seed=123, classes=[3, 5, 7])  # from the memo
+    assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks) and torch.equal(a.labels, b.labels)
+    a.images.zero_()  # a caller's in-place edit does not reach the memo or other callers
+    c = synsigns.generate(40, 32, seed=123, classes=[3, 5, 7])
+    assert torch.equal(b.images, c.images) and c.images.any()
+    assert not torch.equal(synsigns.generate(40, 32, seed=124, classes=[3, 5, 7]).images, c.images)
+    synsigns._MEMO.clear()
+    fresh = synsigns.generate(40, 32, seed=123, classes=[3, 5, 7])  # rendered again: the same images
+    assert torch.equal(fresh.images, c.images) and torch.equal(fresh.info["center"], c.info["center"])

@@ -22,6 +22,7 @@ the shape's edges.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from itertools import product
 
 import torch
@@ -210,6 +211,22 @@ def _chunk(size: int) -> int:
     return max(4, int(CHUNK * (32 / size) ** 2))
 
 
+# rendered sets by their arguments, newest last, up to _MEMO_BYTES (a notebook asks for the same
+# splits many times: notebook 04's cached run spent 17 of its 38 s rendering them again)
+_MEMO: OrderedDict = OrderedDict()
+_MEMO_BYTES = 512 * 2**20
+
+
+def _copy(ds: ImageSet) -> ImageSet:
+    info = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in ds.info.items()}
+    return ImageSet(ds.images.clone(), ds.labels.clone(), list(ds.classes), ds.masks.clone(), name=ds.name, info=info)
+
+
+def _nbytes(ds: ImageSet) -> int:
+    tensors = [ds.images, ds.labels, ds.masks, *(v for v in ds.info.values() if isinstance(v, torch.Tensor))]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 def generate(n: int, size: int = 32, seed: int = 0, *, classes=None, background: bool = True,
              return_background: bool = False, progress: bool = False) -> ImageSet:
     """Generate ``n`` images of ``size`` px (32 to 224) deterministically from ``seed``.
@@ -219,7 +236,26 @@ def generate(n: int, size: int = 32, seed: int = 0, *, classes=None, background:
     ``i`` and ``size`` (and ``classes``), never on ``n``. Returns an :class:`ImageSet` with masks;
     ``info`` holds each image's sign centre and radius (in [-1,1] frame units), and the
     background-only images when ``return_background`` (for tests of mask alignment).
+
+    A set asked for again in the same process is a copy of the one rendered first (the renderer
+    is deterministic, and a copy keeps a caller's in-place edits out of the next caller's set);
+    the memo keeps the most recent sets up to 512 MiB (none over 128 MiB).
     """
+    key = (n, size, seed, None if classes is None else tuple(int(c) for c in classes), background, return_background)
+    if key in _MEMO:
+        _MEMO.move_to_end(key)
+        return _copy(_MEMO[key])
+    ds = _render(n, size, seed, classes=classes, background=background, return_background=return_background,
+                 progress=progress)
+    if _nbytes(ds) <= _MEMO_BYTES // 4:  # a large set (224 px) is rendered again rather than held twice
+        _MEMO[key] = _copy(ds)
+        while sum(_nbytes(d) for d in _MEMO.values()) > _MEMO_BYTES:
+            _MEMO.popitem(last=False)
+    return ds
+
+
+def _render(n: int, size: int, seed: int, *, classes, background: bool, return_background: bool,
+            progress: bool) -> ImageSet:
     if not 16 <= size <= 512:
         raise ValueError(f"size must be in 16..512 (32..224 is the supported range), got {size}")
     pool = torch.arange(NUM_CLASSES) if classes is None else torch.as_tensor(list(classes), dtype=torch.long)
