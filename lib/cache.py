@@ -6,15 +6,18 @@ The store key describes every argument by *what it is*, not by its Python identi
 the hash of its weights and buffers (:func:`lib.models.model_fingerprint`), a dataset by its
 images and labels (:func:`lib.data.data_fingerprint`), an attack from :func:`lib.attacks.attack_fn`
 by its name and parameters (a :func:`~lib.attacks.with_own_labels` wrapper by the attack inside),
-dicts and lists element by element, numbers and strings as they are. ``progress`` arguments are
+a frozen dataclass (e.g. :class:`lib.backdoor.Trigger`) by its class and fields, dicts and lists
+element by element, numbers and strings as they are. ``progress`` arguments are
 left out. An argument it cannot describe is an error (a key that missed it could return another
-input's result). The code version covers ``fn``'s module and the attack implementations.
+input's result). The code version covers ``fn``'s module, the attack implementations and the
+modules passed as ``code`` (what ``fn`` calls elsewhere, e.g. the trigger's renderer).
 
 Results are DataFrames (stored as CSV), a tuple of DataFrames (stored as one JSON document and
 rebuilt, also on the first call, so both calls return the same thing) or JSON values.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 from typing import Any, Callable
@@ -46,6 +49,11 @@ def describe(obj: Any, where: str = "argument") -> Any:
         t = obj.detach().cpu().contiguous()
         return {"tensor": hashlib.sha256(t.numpy().tobytes()).hexdigest()[:16], "shape": list(t.shape),
                 "dtype": str(t.dtype)}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type) and obj.__dataclass_params__.frozen:
+        # frozen: the fields are all it is (a mutable one could change after keying)
+        return {"dataclass": f"{type(obj).__module__}.{type(obj).__qualname__}",
+                "fields": {f.name: describe(getattr(obj, f.name), f"{where}.{f.name}")
+                           for f in dataclasses.fields(obj)}}
     if isinstance(obj, dict):
         return {str(k): describe(v, f"{where}[{k!r}]") for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -68,12 +76,13 @@ def _unpack(stored):
     return stored
 
 
-def cached(name: str, fn: Callable, *args, store: Store | None = None, **kwargs):
-    """``fn(*args, **kwargs)``, computed once per distinct input and then read from the store."""
+def cached(name: str, fn: Callable, *args, store: Store | None = None, code: tuple = (), **kwargs):
+    """``fn(*args, **kwargs)``, computed once per distinct input and then read from the store;
+    ``code``: more modules or functions whose edits must recompute it (beside ``fn``'s module)."""
     bound = inspect.signature(fn).bind(*args, **kwargs)
     key = {"function": f"{fn.__module__}.{fn.__qualname__}",
            "args": {k: describe(v, k) for k, v in bound.arguments.items() if k not in _SKIP}}
     module = inspect.getmodule(fn)
-    code = (fn, *([module] if module is not None else []), *ATTACK_CODE)
+    code = (fn, *([module] if module is not None else []), *ATTACK_CODE, *code)
     stored = (store or Store()).result(name, key, lambda: _pack(fn(*args, **kwargs)), code=code)
     return _unpack(stored)

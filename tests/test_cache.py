@@ -52,3 +52,29 @@ def test_tuples_of_frames_round_trip_and_wrappers_are_keyed_by_their_attack(tmp_
     assert own["of"] == {"attack": "fgsm", "params": {"eps": 0.1}}
     with pytest.raises(TypeError, match="cannot key"):
         describe(object())
+
+
+def test_frozen_dataclasses_are_keyed_by_their_fields_and_extra_code_counts(tmp_path):
+    from dataclasses import dataclass
+
+    from lib.backdoor import Trigger
+
+    store, calls[:] = Store(tmp_path), []
+    model = build("small_cnn", 4, seed=0, width=8).eval()
+    data = (torch.rand(4, 3, 32, 32), torch.randint(0, 4, (4,)))
+    assert describe(Trigger.emblem()) == describe(Trigger.emblem())
+    assert describe(Trigger.emblem()) != describe(Trigger.emblem(0.25)) != describe(Trigger.badnets())
+    cached("d", evaluate_fake, model, data, Trigger.emblem(), store=store)
+    cached("d", evaluate_fake, model, data, Trigger.emblem(), store=store)
+    assert len(calls) == 1
+    cached("d", evaluate_fake, model, data, Trigger.badnets(), store=store)
+    assert len(calls) == 2  # another trigger
+    cached("d", evaluate_fake, model, data, Trigger.badnets(), store=store, code=("another version of a helper",))
+    assert len(calls) == 3  # the extra code is part of the key
+
+    @dataclass
+    class Mutable:
+        x: int = 0
+
+    with pytest.raises(TypeError, match="cannot key"):
+        describe(Mutable())  # its fields could change after keying

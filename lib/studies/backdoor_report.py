@@ -8,6 +8,9 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import backdoor as B
+from .. import train
+from ..backdoor import poisoning, triggers
+from ..cache import cached
 from ..data import ImageSet, labels_of, num_classes_of, to_imageset
 from . import backdoor as S
 
@@ -16,10 +19,14 @@ from . import backdoor as S
 BACKDOORBENCH = {"clean": 0.913, "asr": 0.950, "fine_pruning": 0.571, "fine_tuning": 0.015}
 
 
-def _row(net, test, cfg, **labels) -> dict:
+def _row(net, test, cfg, store=None, **labels) -> dict:
+    """``labels`` and :func:`lib.backdoor.backdoor_metrics` of ``net`` on ``test``, stored by the
+    model's weights, the images, the trigger and the code that pastes it and predicts (a rerun
+    loads all 30-odd rows instead of predicting twice per model)."""
     target = cfg["target"] if cfg["target"] < num_classes_of(test) else None
-    return {**labels, **B.backdoor_metrics(net, test, S.make_trigger(cfg), target, where=cfg["where"],
-                                           seed=cfg["seed"])}
+    got = cached("05_backdoor_metrics", B.backdoor_metrics, net, test, S.make_trigger(cfg), target,
+                 where=cfg["where"], seed=cfg["seed"], store=store, code=(poisoning, triggers, train))
+    return {**labels, **got}
 
 
 def teacher_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFrame:
@@ -27,10 +34,10 @@ def teacher_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFra
     test set; ``fixed``: conv weights held bit-identical while planting."""
     _, test = S.teacher_data(cfg)
     model, meta = S.clean_teacher(cfg, store, progress=progress)
-    rows = [_row(model, test, cfg, teacher="clean", update_ratio=float("nan"), fixed=0, cached=meta["cached"])]
+    rows = [_row(model, test, cfg, store, teacher="clean", update_ratio=float("nan"), fixed=0, cached=meta["cached"])]
     for r in cfg["update_ratios"]:
         model, meta = S.backdoored_teacher(cfg, store, r, progress=progress)
-        rows.append(_row(model, test, cfg, teacher="backdoor", update_ratio=r, fixed=meta.get("fixed", 0),
+        rows.append(_row(model, test, cfg, store, teacher="backdoor", update_ratio=r, fixed=meta.get("fixed", 0),
                          cached=meta["cached"]))
     return pd.DataFrame(rows)
 
@@ -65,7 +72,7 @@ def transfer_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFr
         q = run.get("mag_ratio", cfg["mag_ratio"] if run["method"] == "mag" else float("nan"))
         model, meta = S.student(run["method"], cfg, store, run["task"], run["update_ratio"], teacher=run["teacher"],
                                 mag_ratio=q if run["method"] == "mag" else None, progress=progress)
-        rows.append(_row(model, tests[run["task"]], cfg, **{**run, "mag_ratio": q}, cached=meta["cached"]))
+        rows.append(_row(model, tests[run["task"]], cfg, store, **{**run, "mag_ratio": q}, cached=meta["cached"]))
     return pd.DataFrame(rows)
 
 
@@ -77,9 +84,9 @@ def rate_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFrame:
         c = {**cfg, "rate": rate}
         _, test = S.teacher_data(c)
         model, _ = S.backdoored_teacher(c, store, 0.0, progress=progress)
-        rows.append(_row(model, test, c, model="teacher", rate=rate))
+        rows.append(_row(model, test, c, store, model="teacher", rate=rate))
         model, _ = S.student("fine_tune", c, store, "same", 0.0, progress=progress)
-        rows.append(_row(model, test, c, model="fine-tuned student", rate=rate))
+        rows.append(_row(model, test, c, store, model="fine-tuned student", rate=rate))
     return pd.DataFrame(rows)
 
 
@@ -90,10 +97,10 @@ def flip_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFrame:
     rows = []
     for which in ("clean", "flip"):
         model, _ = S.teacher_model(cfg, store, which=which, progress=progress)
-        rows.append(_row(model, test, cfg, teacher=which, model="teacher"))
+        rows.append(_row(model, test, cfg, store, teacher=which, model="teacher"))
         for m in cfg["flip_methods"]:
             model, _ = S.student(m, cfg, store, "same", teacher=which, progress=progress)
-            rows.append(_row(model, test, cfg, teacher=which, model=m))
+            rows.append(_row(model, test, cfg, store, teacher=which, model=m))
     keep = ["teacher", "model"] + [c for c in rows[0] if c.startswith("clean_acc")]
     return pd.DataFrame(rows)[keep]
 
