@@ -34,6 +34,27 @@ def test_eval_set_regions():
                                                              ev.x_trig[~ev.trigger[:, None].expand_as(ev.x)])
 
 
+def test_teacher_adv_is_crafted_once_and_read_back_from_the_store(tmp_path, monkeypatch):
+    # the attention grid of a rerun reads the teacher's feature attack instead of crafting it again
+    from lib.evaluate import craft
+    from lib.models import build
+
+    monkeypatch.setenv("WORKBOOK_STORE", str(tmp_path))
+    cfg = A.recipe(n_eval=20, backdoor_recipe={"per_class_test": 10})
+    teacher = build("small_cnn", 10, seed=0, width=8).eval()
+    first = A.eval_set("smoke", cfg).teacher_adv(teacher)
+    assert len(list((tmp_path / "results").glob("06_teacher_adv-*.safetensors"))) == 1
+    again = A.eval_set("smoke", cfg)  # a new session's set: nothing kept on the object
+
+    def no_crafting(*args, **kwargs):
+        raise AssertionError("crafted again")
+
+    monkeypatch.setattr(A, "craft", no_crafting)
+    loaded = again.teacher_adv(teacher)
+    fresh = craft(teacher, (again.x, again.y), again.teacher_attack)[1]
+    assert torch.equal(loaded, first) and torch.equal(loaded, fresh)  # the stored images are the crafted ones
+    assert (loaded - again.x).abs().max() > 0
+
 def test_label_maps():
     entry = A.Entry(torch.nn.Identity(), "g", ["c", "a", "x", "b"])
     to_eval, to_model = A._label_maps(entry, ["a", "b", "c"])

@@ -489,6 +489,25 @@ def test_code_version_memo_sees_an_edit_in_place(tmp_path, monkeypatch):
     assert code_version(load_module(tmp_path, monkeypatch, "edited", TRAIN_V1).fit) == before
 
 
+def test_tensor_results_round_trip_exactly_and_are_checksummed(tmp_path):
+    # crafted images stored as safetensors: the same bits back, a flipped byte refused
+    store = Store(tmp_path)
+    adv = {"adv": torch.rand(5, 3, 8, 8), "pred": torch.tensor([3, 1, 4, 1, 5]), "ok": torch.tensor([True, False])}
+    calls = []
+    first = store.result("crafted", CONFIG, lambda: calls.append(1) or adv)
+    again = store.result("crafted", CONFIG, lambda: calls.append(1) or adv)
+    assert len(calls) == 1 and set(first) == set(adv)
+    for k, v in adv.items():
+        assert torch.equal(first[k], v) and torch.equal(again[k], v) and again[k].dtype == v.dtype
+    path = tmp_path / "results" / f"{store.key('crafted', CONFIG)}.safetensors"
+    assert path.is_file() and set(store.entries()["format"]) == {"safetensors"}
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptArtifactError, match="checksum"):
+        store.load_result("crafted", CONFIG)
+
+
 def test_store_model_and_result_with_code_key_on_code_version(tmp_path, monkeypatch):
     from lib.store import code_version
 

@@ -12,6 +12,7 @@ Layout under the root (``lib.paths.store_dir()`` unless given)::
     models/<name>-<hash>.safetensors     weights + one JSON ``meta`` + the config, one file
     results/<name>-<hash>.json           dicts, lists, scalars
     results/<name>-<hash>.csv            pandas DataFrames (first line: a ``#`` JSON header)
+    results/<name>-<hash>.safetensors    dicts of tensors (crafted images), checksummed
 
 Guarantees:
 
@@ -27,7 +28,7 @@ Guarantees:
   (or nothing) in place, never a half-written file under a name the store trusts. Leftover
   temporary files (``.<final>.<host>.<pid>.<tag>.tmp``) are never read and are removed by the
   next write into the same folder once their writer is gone.
-* **No pickles.** Weights are safetensors; results are JSON or CSV.
+* **No pickles.** Weights and tensor results are safetensors; other results are JSON or CSV.
 * **Integrity.** Each artifact carries a SHA-256 of its content, checked on load; a truncated
   or corrupted file raises :class:`CorruptArtifactError` naming the file instead of returning
   garbage.
@@ -59,7 +60,9 @@ from lib.store.files import (
     _atomic_write,
     _write_text,
     clean_stale_temps,
+    load_tensors,
     load_weights,
+    save_tensors,
     save_weights,
 )
 from lib.store.keys import HASH_LENGTH, _canonical_json, _json_digest, _to_json, code_version, config_hash
@@ -274,7 +277,7 @@ class Store:
 
     def _result_paths(self, name: str, config: dict) -> list[Path]:
         key = self.key(name, config)
-        return [self.results_dir / f"{key}.{ext}" for ext in ("json", "csv")]
+        return [self.results_dir / f"{key}.{ext}" for ext in ("json", "csv", "safetensors")]
 
     def _result_path(self, name: str, config: dict) -> Path | None:
         """The newest stored file for this result, or None."""
@@ -285,29 +288,37 @@ class Store:
         return self._result_path(name, config) is not None
 
     def save_result(self, name: str, config: dict, obj) -> Path:
-        """Store ``obj``: a DataFrame as CSV (dtypes kept in a header line), anything JSON-able
-        (dict, list, numbers, strings; tuples become lists) as JSON. One atomic file."""
+        """Store ``obj``: a DataFrame as CSV (dtypes kept in a header line), a non-empty dict of
+        tensors as safetensors (on the CPU, back as such), anything JSON-able (dict, list, numbers,
+        strings; tuples become lists) as JSON. One atomic file."""
         import pandas as pd
+        import torch
 
         header = self._header(name, config)
-        json_path, csv_path = self._result_paths(name, config)
-        if isinstance(obj, pd.DataFrame):
-            path, text = csv_path, _dataframe_text(obj, header)
+        json_path, csv_path, tensor_path = self._result_paths(name, config)
+        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            path = tensor_path
+            save_tensors(obj, path, {k: v if isinstance(v, str) else _canonical_json(v) for k, v in header.items()})
         else:
-            value = _to_json(obj, strict=True)
-            document = {**header, "sha256": _json_digest(value), "value": value}
-            path, text = json_path, json.dumps(document, indent=1, ensure_ascii=False) + "\n"
-        _atomic_write(path, _write_text(text))
-        for other in (json_path, csv_path):
+            if isinstance(obj, pd.DataFrame):
+                path, text = csv_path, _dataframe_text(obj, header)
+            else:
+                value = _to_json(obj, strict=True)
+                document = {**header, "sha256": _json_digest(value), "value": value}
+                path, text = json_path, json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+            _atomic_write(path, _write_text(text))
+        for other in (json_path, csv_path, tensor_path):
             if other != path:
                 other.unlink(missing_ok=True)
         return path
 
     def load_result(self, name: str, config: dict):
-        """The stored result (DataFrame or JSON value); KeyError if absent."""
+        """The stored result (DataFrame, dict of tensors or JSON value); KeyError if absent."""
         path = self._result_path(name, config)
         if path is None:
             raise KeyError(f"no result {self.key(name, config)!r} in {self.results_dir}")
+        if path.suffix == ".safetensors":
+            return load_tensors(path)
         try:
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as error:
@@ -369,7 +380,7 @@ class Store:
         rows = []
         for kind, folder, suffixes in (
             ("model", self.models_dir, (".safetensors",)),
-            ("result", self.results_dir, (".json", ".csv")),
+            ("result", self.results_dir, (".json", ".csv", ".safetensors")),
         ):
             if not folder.is_dir():
                 continue

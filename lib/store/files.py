@@ -190,9 +190,15 @@ def save_weights(model: nn.Module, path, metadata: dict[str, str] | None = None)
             raise TypeError(f"metadata must map str to str; got {key!r}: {type(value).__name__}")
         if key in _RESERVED:
             raise ValueError(f"metadata key {key!r} is reserved by the store")
-    tensors, aliases = _tensors_for_saving(model.state_dict())
+    return save_tensors(model.state_dict(), path, metadata)
+
+
+def save_tensors(named: Mapping[str, torch.Tensor], path, metadata: dict[str, str] | None = None) -> Path:
+    """Write named tensors to ``path`` as checksummed safetensors, atomically (what
+    :func:`save_weights` writes for a state dict; tensor results use it directly)."""
+    tensors, aliases = _tensors_for_saving(named)
     header = {
-        **metadata,
+        **dict(metadata or {}),
         "__format__": FORMAT,
         "__sha256__": _digest_tensors(tensors),
         "__aliases__": _canonical_json(aliases),
@@ -201,6 +207,14 @@ def save_weights(model: nn.Module, path, metadata: dict[str, str] | None = None)
     return _atomic_write(
         Path(path), lambda temp: safetensors.torch.save_file(tensors, str(temp), metadata=header)
     )
+
+
+def load_tensors(path) -> dict[str, torch.Tensor]:
+    """The named tensors :func:`save_tensors` wrote (checksum verified, tied names restored)."""
+    tensors, metadata = _read_safetensors(Path(path))
+    for alias, kept in json.loads(metadata.get("__aliases__", "{}")).items():
+        tensors[alias] = tensors[kept]
+    return tensors
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -35,6 +35,7 @@ import torch
 from .. import attacks, evaluate, explain
 from ..attacks import attack_fn, with_own_labels
 from ..backdoor import apply_trigger, backdoor_rates
+from ..cache import cached
 from ..data import ImageSet, data_fingerprint, labels_of, stratified_order
 from ..evaluate import craft
 from ..metrics import binomial_interval
@@ -161,11 +162,18 @@ class EvalSet:
         return len(self.y)
 
     def teacher_adv(self, teacher) -> torch.Tensor:
-        """Notebook 02's feature attack crafted once on ``teacher`` (cached on this object;
-        deterministic: the same images again on a second call in another session)."""
+        """Notebook 02's feature attack crafted once on ``teacher``: kept on this object and in
+        the store (keyed by the teacher's weights, the images and the attack), so a rerun that
+        loads the attention table does not craft all images again for the few it pictures."""
         if self._teacher_adv is None:
-            self._teacher_adv = craft(teacher, (self.x, self.y), self.teacher_attack)[1]
+            self._teacher_adv = cached("06_teacher_adv", _crafted, teacher, self.x, self.y, self.teacher_attack,
+                                       code=(evaluate.crafted,))["adv"]
         return self._teacher_adv
+
+
+def _crafted(model, x, y, attack) -> dict[str, torch.Tensor]:
+    """``attack`` on ``(x, y)`` against ``model``, as a tensor result for the store."""
+    return {"adv": craft(model, (x, y), attack)[1]}
 
 
 def _object_masks(test, indices: torch.Tensor) -> torch.Tensor:

@@ -244,15 +244,17 @@ def _pred(model, x):
     return torch.cat([model(x[i:i + 256].to(device)).argmax(1).cpu() for i in range(0, len(x), 256)])
 
 
-def augmentation_table(models: dict, G, aux, cfg: dict, test) -> tuple[pd.DataFrame, dict]:
+def augmentation_table(models: dict, G, aux, cfg: dict, test, transfer=None) -> tuple[pd.DataFrame, dict]:
     """One row per model: clean test accuracy, FGSM and PGD accuracy at ``eval_eps`` on ``n_eval``
     test images, accuracy on a fixed set of clean GAN samples, on a fixed set of unrestricted
     examples crafted against the *clean* model (transfer), and on unrestricted examples crafted
     against the model itself (white-box; with the success rate), each with a Wilson interval.
-    Also returns the transfer set's :class:`~lib.gan.UnrestrictedResult` and the white-box ones."""
+    Also returns the transfer set's :class:`~lib.gan.UnrestrictedResult` and the white-box ones.
+    ``transfer``: :func:`attack_curve` against ``models["clean"]`` if already crafted (the notebook
+    shows it first), so it is not crafted twice."""
     y_s = _gan.balanced_labels(G.num_classes, cfg["per_class_samples"])
     samples = generate(G, y_s, seed=cfg["seed"] + 2)
-    transfer = attack_curve(G, aux, models["clean"], cfg)
+    transfer = transfer or attack_curve(G, aux, models["clean"], cfg)
     rows, whitebox = [], {"clean": transfer}
     for name, model in models.items():
         model.eval()
