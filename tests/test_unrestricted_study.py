@@ -34,3 +34,28 @@ def test_study_fgsm_arm_draws_one_eps_per_batch_in_range():
         S.training_loss("mixup", S.recipe())
     with pytest.raises(ValueError, match="needs the generator"):
         S.classifier_model("gan", S.recipe(per_class_train=2, per_class_test=2))
+
+
+def test_attack_curve_is_stored_and_read_back_equal(tmp_path, monkeypatch):
+    # a rerun reads the crafted unrestricted examples (and the step trace, columns in order) back
+    import pandas as pd
+
+    from lib.gan import AuxClassifier, Critic, Generator, unrestricted_batches
+    from lib.models import build
+
+    monkeypatch.setenv("WORKBOOK_STORE", str(tmp_path))
+    torch.manual_seed(0)
+    G, aux = Generator(3, z_dim=8, width=8, size=8).eval(), AuxClassifier(Critic(3, width=8)).eval()
+    clf = build("small_cnn", 3, seed=0, width=8).eval()
+    cfg = {**S.recipe(), "per_class_unrestricted": 2, "attack_steps": 4}
+    first = S.attack_curve(G, aux, clf, cfg)
+    monkeypatch.setattr(S, "unrestricted_batches", lambda *a, **k: (_ for _ in ()).throw(AssertionError("again")))
+    again = S.attack_curve(G, aux, clf, cfg)
+    ref = unrestricted_batches(G, aux, clf, first.y, 4, seed=cfg["seed"] + 1, **S._attack_kw(cfg))
+    for name in S._RESULT:
+        assert torch.equal(getattr(again, name), getattr(ref, name)) and torch.equal(getattr(first, name),
+                                                                                    getattr(ref, name)), name
+    pd.testing.assert_frame_equal(again.trace, ref.trace)
+    assert list(again.trace.columns) == list(ref.trace.columns) and len(again.trace) == 5
+    with pytest.raises(AssertionError, match="again"):
+        S.attack_curve(G, aux, clf, cfg, steps=3)  # other steps: crafted anew

@@ -21,8 +21,9 @@ from .. import data as D
 from .. import gan as _gan
 from .. import train as _train
 from ..adversarial_training import LLFGSMMixLoss
+from ..cache import cached
 from ..gan import (ACGANState, AuxClassifier, Critic, GeneratedMixLoss, Generator, gan_maker, generate,
-                   unrestricted_batches, unrestricted_maker)
+                   UnrestrictedResult, unrestricted_batches, unrestricted_maker)
 from ..metrics import accuracy_with_interval, binomial_interval
 from ..models import archs, build, classifier as _classifier
 from ..robustness import eps_sweep
@@ -224,13 +225,28 @@ def classifier_model(method: str, cfg: dict, store: Store | None = None, G=None,
     return model.eval(), meta
 
 
+_RESULT = ("images", "samples", "clean", "z", "z0", "y", "pred", "aux_pred", "success")
+
+
+def _curve_tensors(G, aux, classifier, y, steps: int, seed: int, attack: dict) -> dict[str, torch.Tensor]:
+    """:func:`lib.gan.unrestricted_batches` as named tensors for the store (the trace's columns
+    as ``trace.<position>.<name>``, so their order comes back)."""
+    r = unrestricted_batches(G, aux, classifier, y, steps, seed=seed, **attack)
+    trace = {f"trace.{i}.{c}": torch.tensor(r.trace[c].to_numpy()) for i, c in enumerate(r.trace.columns)}
+    return {**{k: getattr(r, k) for k in _RESULT}, **trace}
+
+
 def attack_curve(G, aux, classifier, cfg: dict, steps: int | None = None):
     """Latent optimisation against ``classifier`` on ``per_class_unrestricted`` codes per class:
     the :class:`lib.gan.UnrestrictedResult` (its ``trace``: accuracy, aux agreement and success
-    per step)."""
+    per step). Stored (keyed by the three networks' weights, the labels, steps, seed and attack
+    settings), so a rerun reads the crafted examples back."""
     y = _gan.balanced_labels(G.num_classes, cfg["per_class_unrestricted"])
-    return unrestricted_batches(G, aux, classifier, y, steps or cfg["attack_steps"], seed=cfg["seed"] + 1,
-                                **_attack_kw(cfg))
+    got = cached("07_attack_curve", _curve_tensors, G, aux, classifier, y, steps or cfg["attack_steps"],
+                 cfg["seed"] + 1, _attack_kw(cfg), code=(_gan.latent,))
+    columns = sorted((k for k in got if k.startswith("trace.")), key=lambda k: int(k.split(".")[1]))
+    trace = pd.DataFrame({k.split(".", 2)[2]: got[k].numpy() for k in columns})
+    return UnrestrictedResult(**{k: got[k] for k in _RESULT}, trace=trace)
 
 
 def _acc_row(prefix: str, pred, y) -> dict:
