@@ -20,6 +20,7 @@ from .. import adversarial_training, attacks, continual, metrics
 from .. import data as D
 from ..continual import learn_sequence, parameter_use, task_vgg, val_accuracy
 from ..continual.network import VGG16, VGG16_FC
+from ..models import model_fingerprint
 from ..robustness import make_attack, robustness_report
 from ..store import Store
 from ..train import predict, random_translate
@@ -214,7 +215,10 @@ def independent_models(cfg: dict, adv: bool = False, store: Store | None = None,
         net, _ = store.model(f"cl_{method}_task{i + 1}", {**_key(method, cfg), "task": i + 1}, lambda: build(cfg),
                              train_fn, code=CODE)
         models.append(net)
-        goals.append(val_accuracy(net.task_model(1), t["val"], val_attack(cfg) if adv else None))
+    # the goals are measured once and stored (keyed by the models' weights): CPG and CMAT ask again
+    goals = store.result(f"cl_{method}_goals", {**_key(method, cfg), "models": _fingerprint(models)},
+                         lambda: [val_accuracy(m.task_model(1), t["val"], val_attack(cfg) if adv else None)
+                                  for m, t in zip(models, tasks)], code=(independent_models, *CODE))
     return models, goals
 
 
@@ -318,13 +322,25 @@ def evaluate_methods(runs: dict, cfg: dict, store: Store | None = None, progress
     return out
 
 
-def adversarial_matrix(method: str, model, cfg: dict) -> list[float]:
+def adversarial_matrix(method: str, model, cfg: dict, store: Store | None = None) -> list[float]:
     """The final row of the accuracy matrix under PGD-``matrix_steps`` at ``eps_train`` (earlier
-    rows of the masked methods equal it: their task views never change, see the digests)."""
-    tasks = task_data(cfg)
-    attack = make_attack("pgd", cfg["eps_train"], steps=cfg["matrix_steps"], seed=cfg["seed"])
-    return [val_accuracy(v, D.stratified_subset(t["test"], cfg["n_eval"], cfg["seed"]), attack)
-            for v, t in zip(task_views(method, model), tasks)]
+    rows of the masked methods equal it: their task views never change, see the digests).
+    Stored, keyed by the model's weights, its recipe and the attack."""
+    def compute():
+        tasks = task_data(cfg)
+        attack = make_attack("pgd", cfg["eps_train"], steps=cfg["matrix_steps"], seed=cfg["seed"])
+        return [val_accuracy(v, D.stratified_subset(t["test"], cfg["n_eval"], cfg["seed"]), attack)
+                for v, t in zip(task_views(method, model), tasks)]
+
+    key = {**_key(method, cfg), "model": _fingerprint(model), "n_eval": cfg["n_eval"],
+           "matrix_steps": cfg["matrix_steps"]}
+    return (store or Store()).result("cl_adv_matrix", key, compute,
+                                     code=(adversarial_matrix, task_views, make_attack, *CODE))
+
+
+def _fingerprint(model) -> str | list[str]:
+    """The weights' fingerprint of a model (of each, for the independent baselines' list)."""
+    return [model_fingerprint(m) for m in model] if isinstance(model, list) else model_fingerprint(model)
 
 
 def paired_difference(a: torch.Tensor, b: torch.Tensor, level: float = 0.95) -> dict:
