@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -355,6 +356,24 @@ def test_anb_sweep_with_attacks_crafted_on_base_a(setting, tmp_path):
     with torch.no_grad():
         acc = (model.eval()(x_adv).argmax(1) == y).float().mean().item()
     assert float(table.query("variant == 'AnB' and n == 4")["fgsm_acc"].iloc[0]) == pytest.approx(acc)
+    # a rerun reads the crafted sets and the transfer scores back: no crafting, no scoring, same table
+    import sys
+
+    anb_module = sys.modules["lib.transfer.anb"]  # (lib.transfer.anb the attribute is the AnB function)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("computed again")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(anb_module, "craft", refused)
+        mp.setattr(anb_module, "transfer_scores", refused)
+        again = T.anb_sweep(A, B, tr, te, ns=[1, 4], epochs=1, variants=("AnB", "BnB"), store=store,
+                            progress=False, batch_size=32, transfer_attacks=atk, attack_n=30)
+    pd.testing.assert_frame_equal(again.drop(columns="cached"), table.drop(columns="cached"))
+    stronger = {"fgsm": Att.with_own_labels(Att.attack_fn("fgsm", eps=16 / 255))}
+    other = T.anb_sweep(A, B, tr, te, ns=[4], epochs=1, variants=("AnB",), store=store, progress=False,
+                        batch_size=32, transfer_attacks=stronger, attack_n=30)
+    assert float(other["fgsm_acc"].iloc[0]) <= float(table.query("variant == 'AnB' and n == 4")["fgsm_acc"].iloc[0])
 
 
 def test_headline_check_and_paragraph():

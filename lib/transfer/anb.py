@@ -22,7 +22,9 @@ import pandas as pd
 
 from .. import train as _train
 from ..data import data_fingerprint, num_classes_of
+from ..cache import cached, describe
 from ..evaluate import craft, eval_images, transfer_scores
+from ..evaluate import crafted as crafted_code
 from .. import models
 from ..models import Classifier, archs, classifier, copies, freeze, fresh_like, model_fingerprint
 from ..store import Store, code_version
@@ -168,8 +170,9 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
               "train": data_fingerprint(train), "test": data_fingerprint(test)}
     if transfer_attacks:
         x, y = eval_images(test, attack_n)
-        crafted = {name: craft(base_a, (x, y), attack, progress=progress)[1]
-                   for name, attack in transfer_attacks.items()}
+        crafted = _crafted_sets(base_a, x, y, dict(transfer_attacks), store, progress)
+        attacked = {"crafted": {name: describe(t)["tensor"] for name, t in crafted.items()},
+                    "images": data_fingerprint((x, y))}
     else:
         crafted = {}
     rows = []
@@ -206,16 +209,35 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
                "block": names[n - 1] if n else "", "seed": seed, **res, "epochs": epochs,
                "cached": not trained["flag"]}
         if crafted:
-            model = trained["model"] or anb_model(base_a, base_b, train, variant, n, epochs=epochs,
-                                                  store=store, progress=progress, **kw)[0]
-            scores = transfer_scores(model, x, y, crafted)
-            row.update({f"{name}_acc": scores[f"{name}_acc"] for name in crafted})
+            def score(variant=variant, n=n, kw=kw):  # stored: a rerun neither loads the model nor predicts
+                model = trained["model"] or anb_model(base_a, base_b, train, variant, n, epochs=epochs,
+                                                      store=store, progress=progress, **kw)[0]
+                scores = transfer_scores(model, x, y, crafted)
+                return {f"{name}_acc": scores[f"{name}_acc"] for name in crafted}
+
+            row.update(store.result("anb_transfer", {**cfg, "attacked": attacked}, score,
+                                    code=(*CODE, crafted_code)))
             row["attack_n"] = len(y)
         rows.append(row)
     cols = ["variant", "n", "source", "frozen", "block", "seed", "test_acc", "train_acc", "train_loss",
             "epochs", "train_seconds", "model_key", "cached"]
     cols += [f"{name}_acc" for name in crafted] + (["attack_n"] if crafted else [])
     return pd.DataFrame(rows)[cols]
+
+
+def _craft_sets(model, x, y, attacks: dict, progress: bool = False) -> dict:
+    return {name: craft(model, (x, y), attack, progress=progress)[1] for name, attack in attacks.items()}
+
+
+def _crafted_sets(model, x, y, attacks: dict, store: Store, progress: bool) -> dict:
+    """The transfer attacks crafted once on ``model``: stored (keyed by its weights, the images and
+    the attacks' parameters) unless an attack cannot be keyed (a plain function), then crafted."""
+    try:
+        describe(attacks)
+    except TypeError:
+        return _craft_sets(model, x, y, attacks, progress)
+    return cached("anb_crafted", _craft_sets, model, x, y, attacks, progress=progress, store=store,
+                  code=(crafted_code,))
 
 
 # the code behind cached AnB models and results: a change to any of these retrains them
