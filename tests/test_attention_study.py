@@ -49,7 +49,9 @@ def test_teacher_adv_is_crafted_once_and_read_back_from_the_store(tmp_path, monk
     def no_crafting(*args, **kwargs):
         raise AssertionError("crafted again")
 
-    monkeypatch.setattr(A, "craft", no_crafting)
+    import lib.evaluate.crafted as crafted
+
+    monkeypatch.setattr(crafted, "craft", no_crafting)
     loaded = again.teacher_adv(teacher)
     fresh = craft(teacher, (again.x, again.y), again.teacher_attack)[1]
     assert torch.equal(loaded, first) and torch.equal(loaded, fresh)  # the stored images are the crafted ones

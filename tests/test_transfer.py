@@ -365,7 +365,7 @@ def test_anb_sweep_with_attacks_crafted_on_base_a(setting, tmp_path):
         raise AssertionError("computed again")
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(anb_module, "craft", refused)
+        mp.setattr(sys.modules["lib.evaluate.crafted"], "craft", refused)
         mp.setattr(anb_module, "transfer_scores", refused)
         again = T.anb_sweep(A, B, tr, te, ns=[1, 4], epochs=1, variants=("AnB", "BnB"), store=store,
                             progress=False, batch_size=32, transfer_attacks=atk, attack_n=30)

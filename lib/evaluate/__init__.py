@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from .checkpoint import NORM_PRESETS, CheckpointError, guess_arch, load_checkpoint, read_state_dict
 from .checkpoint_report import compact_markdown, eval_dataset, evaluate_checkpoint
-from .crafted import attack_table, craft, eval_images, transfer_eval, transfer_scores
+from .crafted import attack_table, craft, craft_sets, eval_images, transfer_eval, transfer_scores
 
-__all__ = ["craft", "transfer_scores", "transfer_eval", "attack_table", "eval_images", "load_checkpoint",
+__all__ = ["craft", "craft_sets", "transfer_scores", "transfer_eval", "attack_table", "eval_images", "load_checkpoint",
            "read_state_dict", "guess_arch", "CheckpointError", "NORM_PRESETS", "evaluate_checkpoint",
            "eval_dataset", "compact_markdown"]

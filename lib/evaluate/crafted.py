@@ -3,9 +3,10 @@
 Transfer (black-box) attacks are evaluated the same way everywhere in the workbook: the
 adversarial set is crafted *once* on the source (a public pretrained base, a teacher) over a
 fixed set of test images, and every target model is scored on the very same images, so models
-compare image for image and nothing is crafted twice. :func:`craft` makes the set,
-:func:`transfer_scores` scores one model on it, :func:`attack_table` does both for a dict of
-students (plus a white-box attack on each) on a stratified subset (:func:`eval_images`).
+compare image for image and nothing is crafted twice. :func:`craft` makes the set
+(:func:`craft_sets` several on the same images), :func:`transfer_scores` scores one model on it,
+:func:`attack_table` does both for a dict of students (plus a white-box attack on each) on a
+stratified subset (:func:`eval_images`).
 ``transfer_eval`` is the one-source, one-target case.
 """
 from __future__ import annotations
@@ -47,6 +48,13 @@ def craft(source: nn.Module, data, attack: Callable, *, batch_size: int = 256,
             ys.append(y.cpu())
     return torch.cat(xs), torch.cat(advs), torch.cat(ys)
 
+
+
+def craft_sets(source: nn.Module, x: Tensor, y: Tensor, attacks: Mapping[str, Callable], *,
+               progress: bool = False) -> dict[str, Tensor]:
+    """``{name: x_adv}``: each of ``attacks`` crafted on ``source`` over the same ``(x, y)`` with
+    :func:`craft` (a dict of tensors, so :func:`lib.cache.cached` stores it as safetensors)."""
+    return {name: craft(source, (x, y), attack, progress=progress)[1] for name, attack in attacks.items()}
 
 def transfer_scores(model: nn.Module, x: Tensor, y: Tensor, crafted: Mapping[str, Tensor], *,
                     batch_size: int = 256) -> dict:

@@ -149,6 +149,11 @@ def _with_code(config: dict, code) -> dict:
     return {**config, "code": code_version(*objects)}
 
 
+
+def _string_header(header: dict) -> dict[str, str]:
+    """The store header as safetensors metadata (str -> str; non-strings as canonical JSON)."""
+    return {k: v if isinstance(v, str) else _canonical_json(v) for k, v in header.items()}
+
 class Store:
     """The artifact cache rooted at ``root`` (default ``lib.paths.store_dir()``)."""
 
@@ -196,7 +201,7 @@ class Store:
     def save_model(self, name: str, config: dict, model: nn.Module, meta: dict | None = None) -> Path:
         """Store the weights with ``meta`` and the config in one safetensors file (one rename)."""
         header = self._header(name, config)
-        metadata = {k: v if isinstance(v, str) else _canonical_json(v) for k, v in header.items()}
+        metadata = _string_header(header)
         metadata["meta"] = json.dumps(_to_json(meta or {}, strict=False), sort_keys=True)
         return save_weights(model, self.model_path(name, config), metadata)
 
@@ -298,7 +303,7 @@ class Store:
         json_path, csv_path, tensor_path = self._result_paths(name, config)
         if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             path = tensor_path
-            save_tensors(obj, path, {k: v if isinstance(v, str) else _canonical_json(v) for k, v in header.items()})
+            save_tensors(obj, path, _string_header(header))
         else:
             if isinstance(obj, pd.DataFrame):
                 path, text = csv_path, _dataframe_text(obj, header)

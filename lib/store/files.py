@@ -211,10 +211,16 @@ def save_tensors(named: Mapping[str, torch.Tensor], path, metadata: dict[str, st
 
 def load_tensors(path) -> dict[str, torch.Tensor]:
     """The named tensors :func:`save_tensors` wrote (checksum verified, tied names restored)."""
-    tensors, metadata = _read_safetensors(Path(path))
+    return _read_with_aliases(Path(path))[0]
+
+
+def _read_with_aliases(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """:func:`_read_safetensors` with the tied names :func:`save_tensors` stored once restored."""
+    tensors, metadata = _read_safetensors(path)
     for alias, kept in json.loads(metadata.get("__aliases__", "{}")).items():
-        tensors[alias] = tensors[kept]
-    return tensors
+        if kept in tensors:
+            tensors[alias] = tensors[kept]
+    return tensors, metadata
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -246,11 +252,7 @@ def load_weights(model: nn.Module, path, strict: bool = True) -> dict[str, str]:
     model's parameters are on. Raises :class:`CorruptArtifactError` for an unreadable file.
     """
     path = Path(path)
-    tensors, metadata = _read_safetensors(path)
-    aliases = json.loads(metadata.get("__aliases__", "{}"))
-    for alias, kept in aliases.items():
-        if kept in tensors:
-            tensors[alias] = tensors[kept]
+    tensors, metadata = _read_with_aliases(path)
     try:
         model.load_state_dict(tensors, strict=strict)
     except RuntimeError as error:

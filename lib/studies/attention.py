@@ -37,7 +37,7 @@ from ..attacks import attack_fn, with_own_labels
 from ..backdoor import apply_trigger, backdoor_rates
 from ..cache import cached
 from ..data import ImageSet, data_fingerprint, labels_of, stratified_order
-from ..evaluate import craft
+from ..evaluate import craft, craft_sets
 from ..metrics import binomial_interval
 from ..models import model_fingerprint
 from ..store import Store
@@ -166,14 +166,9 @@ class EvalSet:
         the store (keyed by the teacher's weights, the images and the attack), so a rerun that
         loads the attention table does not craft all images again for the few it pictures."""
         if self._teacher_adv is None:
-            self._teacher_adv = cached("06_teacher_adv", _crafted, teacher, self.x, self.y, self.teacher_attack,
-                                       code=(evaluate.crafted,))["adv"]
+            self._teacher_adv = cached("06_teacher_adv", craft_sets, teacher, self.x, self.y,
+                                       {"adv": self.teacher_attack})["adv"]
         return self._teacher_adv
-
-
-def _crafted(model, x, y, attack) -> dict[str, torch.Tensor]:
-    """``attack`` on ``(x, y)`` against ``model``, as a tensor result for the store."""
-    return {"adv": craft(model, (x, y), attack)[1]}
 
 
 def _object_masks(test, indices: torch.Tensor) -> torch.Tensor:

@@ -270,7 +270,7 @@ def augmentation_table(models: dict, G, aux, cfg: dict, test, transfer=None) -> 
     shows it first), so it is not crafted twice."""
     y_s = _gan.balanced_labels(G.num_classes, cfg["per_class_samples"])
     samples = generate(G, y_s, seed=cfg["seed"] + 2)
-    transfer = transfer or attack_curve(G, aux, models["clean"], cfg)
+    transfer = attack_curve(G, aux, models["clean"], cfg) if transfer is None else transfer
     rows, whitebox = [], {"clean": transfer}
     for name, model in models.items():
         model.eval()

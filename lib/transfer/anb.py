@@ -23,7 +23,7 @@ import pandas as pd
 from .. import train as _train
 from ..data import data_fingerprint, num_classes_of
 from ..cache import cached, describe
-from ..evaluate import craft, eval_images, transfer_scores
+from ..evaluate import craft_sets, eval_images, transfer_scores
 from ..evaluate import crafted as crafted_code
 from .. import models
 from ..models import Classifier, archs, classifier, copies, freeze, fresh_like, model_fingerprint
@@ -225,19 +225,14 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
     return pd.DataFrame(rows)[cols]
 
 
-def _craft_sets(model, x, y, attacks: dict, progress: bool = False) -> dict:
-    return {name: craft(model, (x, y), attack, progress=progress)[1] for name, attack in attacks.items()}
-
-
 def _crafted_sets(model, x, y, attacks: dict, store: Store, progress: bool) -> dict:
     """The transfer attacks crafted once on ``model``: stored (keyed by its weights, the images and
     the attacks' parameters) unless an attack cannot be keyed (a plain function), then crafted."""
     try:
         describe(attacks)
     except TypeError:
-        return _craft_sets(model, x, y, attacks, progress)
-    return cached("anb_crafted", _craft_sets, model, x, y, attacks, progress=progress, store=store,
-                  code=(crafted_code,))
+        return craft_sets(model, x, y, attacks, progress=progress)
+    return cached("anb_crafted", craft_sets, model, x, y, attacks, progress=progress, store=store)
 
 
 # the code behind cached AnB models and results: a change to any of these retrains them
