@@ -1,6 +1,7 @@
 """Figures in one house style, saved to ``figures/`` as PNG (for the README) and SVG (for papers)."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -43,14 +44,17 @@ def _n_from(text: str) -> str | None:
 def _record(folder: Path, name: str, entry: dict) -> None:
     """Add ``entry`` to ``folder/index.json`` (what ``lib.workbook`` turns into a run's index.md)."""
     index = folder / "index.json"
-    try:
-        items = json.loads(index.read_text()) if index.is_file() else {}
-    except json.JSONDecodeError:
-        items = {}
-    items[name] = {**entry, "notebook": os.environ.get("WORKBOOK_NOTEBOOK", "")}
-    tmp = index.with_name(f".index.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(items, indent=1) + "\n")
-    os.replace(tmp, index)
+    # two kernels of one run (``--jobs 2``) add entries at once: read, add and replace under a lock
+    with open(folder / ".index.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            items = json.loads(index.read_text()) if index.is_file() else {}
+        except json.JSONDecodeError:
+            items = {}
+        items[name] = {**entry, "notebook": os.environ.get("WORKBOOK_NOTEBOOK", "")}
+        tmp = index.with_name(f".index.json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(items, indent=1) + "\n")
+        os.replace(tmp, index)
 
 
 def save(fig: matplotlib.figure.Figure, name: str, formats=("png", "svg"), *, caption: str | None = None,

@@ -7,6 +7,7 @@
     python -m lib.workbook --config my_study.toml --name my-study
     python -m lib.workbook --resume                 # continue the newest unfinished run
     python -m lib.workbook --fresh                  # retrain every model (same as -p retrain=True)
+    python -m lib.workbook --jobs 2                 # two notebooks at a time (what make workbook does)
     python -m lib.workbook --sweep sweep.toml --executor slurm   # one run per parameter set (lib.sweep)
     python -m lib.workbook --sweep sweep.toml --resume           # rerun the sweep's failed points
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import datetime as _dt
 import json
 import logging
 import os
@@ -120,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default=str(ROOT / "runs"))
     ap.add_argument("--timeout", type=int, default=None, help="seconds per cell")
     ap.add_argument("--quiet", action="store_true", help="one line per notebook instead of streamed output")
+    ap.add_argument("--jobs", type=int, default=1, metavar="N",
+                    help="notebooks at a time, each after the notebooks whose models it uses (lib.studies."
+                         "notebook_needs), with OMP_NUM_THREADS shared out between them (make workbook: 2)")
     ap.add_argument("--list-params", action="store_true", help="print every parameter with its recipe values")
     ap.add_argument("--sweep", default=None, metavar="FILE",
                     help="run every parameter set of a sweep file, each as its own run (see lib.sweep)")
@@ -173,8 +178,9 @@ def _recipes(profile: str) -> dict:
     return out
 
 
-def _summary(rows: list[dict]) -> str:
-    """Seconds per notebook and where they went (:func:`lib.runs.time_profile`), with a total."""
+def _summary(rows: list[dict], wall: float | None = None, jobs: int = 1) -> str:
+    """Seconds per notebook and where they went (:func:`lib.runs.time_profile`), with a total
+    and, for ``--jobs`` above 1, the run's wall-clock seconds (less than the notebooks' sum)."""
     width = max([len(r["name"]) for r in rows] + [8])
     cols = ("train", "compute", "other")
     lines = [f"{'notebook':<{width}}  {'status':<12} {'seconds':>8}" + "".join(f" {c:>8}" for c in cols)]
@@ -185,7 +191,75 @@ def _summary(rows: list[dict]) -> str:
     sums = [sum(r.get("time", {}).get(c, 0) for r in rows) for c in cols]
     lines.append(f"{'total':<{width}}  {'':<12} {sum(r.get('seconds', 0) for r in rows):>8.0f}"
                  + "".join(f" {v:>8.0f}" for v in sums))
+    if wall is not None and jobs > 1:
+        lines.append(f"{'wall clock':<{width}}  {f'{jobs} at a time':<12} {wall:>8.0f}")
     return "\n".join(lines)
+
+
+def _threads() -> int:
+    """The threads a run may use: ``OMP_NUM_THREADS`` when set, else every core."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1)
+    except ValueError:
+        return os.cpu_count() or 1
+
+
+def _execute(path: str, parameters: dict, folder: str, env: dict, timeout: int | None, log_output: bool,
+             tagged: bool = False) -> dict:
+    """Run one notebook with ``env`` added to this process's environment (the kernel inherits
+    it); ``{"status", "seconds"}`` and ``error`` when it failed. A top-level function so that
+    ``--jobs`` can run it in a worker process; ``tagged`` prefixes streamed lines with the
+    notebook's number there, since two notebooks' output then interleaves."""
+    os.environ.update(env)
+    if tagged and log_output:
+        logging.basicConfig(level=logging.INFO, format=f"[{Path(path).name[:2]}] %(message)s", stream=sys.stdout,
+                            force=True)
+    t0 = time.perf_counter()
+    try:
+        run_notebook(Path(path), parameters, Path(folder), timeout=timeout, log_output=log_output)
+    except Exception as err:  # papermill raises PapermillExecutionError with the cell's traceback
+        return {"status": "failed", "error": str(err)[-2000:], "seconds": round(time.perf_counter() - t0, 1)}
+    return {"status": "done", "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _parallel(todo: list[dict], every: list[dict], jobs: int, launch, finished, failed) -> None:
+    """Run ``todo`` (manifest entries) ``jobs`` at a time in worker processes (a kernel inherits
+    its worker's environment, so each notebook gets its own ``WORKBOOK_NOTEBOOK``), each once
+    every notebook it needs (:func:`lib.studies.notebook_needs`) among ``every`` is done; a notebook
+    that no longer can run (one it needs failed) stays pending for ``--resume``. After a
+    failure nothing new starts, and those running finish."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from .studies import notebook_needs
+
+    needs = notebook_needs()
+    in_run = {e["name"][:2]: e for e in every}
+    waiting, running = list(todo), {}
+
+    def ready(entry):
+        return all(in_run[n]["status"] == "done" for n in needs.get(entry["name"][:2], ()) if n in in_run)
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        try:
+            while waiting or running:
+                for entry in [e for e in waiting if ready(e)] if not failed() else []:
+                    if len(running) == jobs:
+                        break
+                    waiting.remove(entry)
+                    running[pool.submit(_execute, *launch(entry))] = entry
+                if not running:
+                    return
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    entry, err = running.pop(future), future.exception()
+                    if err is not None:  # the worker itself died (killed, out of memory)
+                        since = time.time() - _dt.datetime.fromisoformat(entry["started"]).timestamp()
+                        result = {"status": "failed", "error": f"worker process: {err!r}", "seconds": round(since, 1)}
+                    finished(entry, future.result() if err is None else result)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _sweep(args) -> int:
@@ -265,38 +339,52 @@ def main(argv: list[str] | None = None) -> int:
         runs.write_json(folder / "manifest.json", manifest)
 
     save_manifest()
-    status, code = "done", 0
+    jobs = max(1, args.jobs)
+    names = [e["name"] for e in manifest["notebooks"]]
+    width = len(str(len(names)))
+    status, code, t_run = "done", 0, time.perf_counter()
+
+    def launch(entry):
+        nb = NOTEBOOKS / entry["name"]
+        wanted = set(parameter_names(nb))
+        env = {"WORKBOOK_NOTEBOOK": nb.name}
+        if jobs > 1:  # share the cores out: N kernels of one thread beat one of N on short ops
+            env["OMP_NUM_THREADS"] = str(max(1, _threads() // jobs))
+        entry.update(status="running", started=runs.now())
+        save_manifest()
+        print(f"[{names.index(nb.name) + 1:>{width}}/{len(names)}] {nb.name} ...", flush=True)
+        return (str(nb), {"profile": profile, **{k: v for k, v in params.items() if k in wanted}}, str(folder),
+                env, args.timeout, not args.quiet, jobs > 1)
+
+    def finished(entry, result):
+        nonlocal status, code
+        entry.update(result, ended=runs.now())
+        entry.update(time=runs.time_profile(runs.store_entries(folder), entry["name"], entry["seconds"],
+                                            since=entry["started"]),
+                     slowest_cells=runs.cell_seconds(folder / entry["name"]))
+        i = f"[{names.index(entry['name']) + 1:>{width}}/{len(names)}]"
+        if entry["status"] == "done":
+            entry["executed"] = entry["name"]
+            print(f"{i} {entry['name']} done in {entry['seconds']:.0f}s", flush=True)
+        else:
+            print(f"{i} {entry['name']} FAILED after {entry['seconds']:.0f}s; executed copy with the "
+                  f"error: {folder / entry['name']}\n{entry['error']}", file=sys.stderr)
+            status, code = "failed", 1
+        save_manifest()
+
     try:
-        for i, entry in enumerate(manifest["notebooks"], 1):
-            nb = NOTEBOOKS / entry["name"]
+        for entry in manifest["notebooks"]:
             if entry["status"] == "done":
-                print(f"[{i}/{len(todo)}] {nb.name} done in an earlier attempt; skipped", flush=True)
-                continue
-            names = set(parameter_names(nb))
-            nb_params = {"profile": profile, **{k: v for k, v in params.items() if k in names}}
-            os.environ["WORKBOOK_NOTEBOOK"] = nb.name
-            entry.update(status="running", started=runs.now())
-            save_manifest()
-            t0 = time.perf_counter()
-            print(f"[{i}/{len(todo)}] {nb.name} ...", flush=True)
-
-            def profiled(**what):
-                entry.update(**what, seconds=round(time.perf_counter() - t0, 1))
-                entry.update(time=runs.time_profile(runs.store_entries(folder), nb.name, entry["seconds"],
-                                                    since=entry["started"]),
-                             slowest_cells=runs.cell_seconds(folder / nb.name))
-
-            try:
-                run_notebook(nb, nb_params, folder, timeout=args.timeout, log_output=not args.quiet)
-            except Exception as err:  # papermill raises PapermillExecutionError with the cell's traceback
-                profiled(status="failed", error=str(err)[-2000:])
-                print(f"[{i}/{len(todo)}] {nb.name} FAILED after {entry['seconds']:.0f}s; executed copy with the "
-                      f"error: {folder / nb.name}\n{err}", file=sys.stderr)
-                status, code = "failed", 1
-                break
-            profiled(status="done", executed=nb.name)
-            save_manifest()
-            print(f"[{i}/{len(todo)}] {nb.name} done in {entry['seconds']:.0f}s", flush=True)
+                print(f"[{names.index(entry['name']) + 1:>{width}}/{len(names)}] {entry['name']} done in an "
+                      "earlier attempt; skipped", flush=True)
+        todo_entries = [e for e in manifest["notebooks"] if e["status"] != "done"]
+        if jobs == 1:
+            for entry in todo_entries:
+                finished(entry, _execute(*launch(entry)))
+                if status == "failed":
+                    break
+        else:
+            _parallel(todo_entries, manifest["notebooks"], jobs, launch, finished, lambda: status == "failed")
     except KeyboardInterrupt:
         for entry in manifest["notebooks"]:
             if entry["status"] == "running":
@@ -305,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n[workbook] interrupted; continue with: python -m lib.workbook --resume {manifest['run']}"
               + (f" --profile {profile}" if profile != "smoke" else ""), file=sys.stderr)
     finally:
-        manifest.update(status=status, ended=runs.now())
+        attempts = manifest.get("attempt_seconds", []) + [round(time.perf_counter() - t_run, 1)]
+        manifest.update(status=status, ended=runs.now(), jobs=jobs, attempt_seconds=attempts)
         save_manifest()
         runs.write_index(folder, manifest)
         for k, v in saved_env.items():
@@ -316,9 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     if profile == "smoke" and status == "done":  # the README shows the latest smoke run
         for sub in ("figures", "tables"):
             for f in (folder / sub).iterdir():
-                if f.is_file() and f.name != "index.json":
+                if f.is_file() and f.name != "index.json" and not f.name.startswith("."):
                     shutil.copy2(f, top_figures / f.name)
-    print(_summary(manifest["notebooks"]))
+    print(_summary(manifest["notebooks"], manifest["attempt_seconds"][-1], jobs))
     print(f"[workbook] {status}; run folder {shown} (manifest.json, index.md)", flush=True)
     return code
 

@@ -128,6 +128,54 @@ def test_runs_get_their_own_folders_manifest_index_and_resume(tiny_notebooks, mo
     assert pd.read_csv(out / "smoke" / "broken" / "tables" / "02_second.csv")["epochs"].item() == 2
 
 
+def test_notebook_needs_follow_the_study_imports():
+    needs = studies.notebook_needs()
+    assert needs["06"] == {"01", "02", "05"}  # 02's students and 05's backdoored models, both on 01's bases
+    assert needs["02"] == needs["03"] == {"01"} and needs["00"] == needs["01"] == set()
+    assert all(n not in v for n, v in needs.items())
+
+
+@pytest.mark.notebooks
+def test_jobs_run_notebooks_side_by_side_after_what_they_need(tiny_notebooks, monkeypatch):
+    """``--jobs 2``: 00 (needs nothing) runs beside 01 (it waits until 01 has started), 02 only
+    after 01 is done (it reads 01's table); each kernel gets its own notebook name and half the
+    threads. A failure leaves what needs it pending, and --resume runs only that."""
+    folder = tiny_notebooks / "notebooks"
+    _notebook(folder / "00_zero.ipynb", 'profile = "smoke"',
+              "import os, time\nimport pandas as pd\nfrom lib import plots\n"
+              "marker = os.path.join(os.environ['WORKBOOK_TABLES'], '01_started')\n"
+              "t0 = time.time()\nwhile not os.path.exists(marker) and time.time() - t0 < 120:\n    time.sleep(0.1)\n"
+              "assert os.path.exists(marker), '01 did not run beside 00'\n"
+              "plots.save_table(pd.DataFrame({'nb': [os.environ['WORKBOOK_NOTEBOOK']],"
+              " 'threads': [os.environ['OMP_NUM_THREADS']]}), '00_zero')")
+    _notebook(folder / "01_first.ipynb", 'profile = "smoke"\nbase_epochs = None',
+              "import os\nimport pandas as pd\nfrom lib import plots\n"
+              "open(os.path.join(os.environ['WORKBOOK_TABLES'], '01_started'), 'w').close()\n"
+              "assert not os.environ.get('FAIL_01'), 'asked to fail'\n"
+              "plots.save_table(pd.DataFrame({'nb': [os.environ['WORKBOOK_NOTEBOOK']]}), '01_first')")
+    _notebook(folder / "02_second.ipynb", 'profile = "smoke"',
+              "import os\nimport pandas as pd\nfrom lib import plots\n"
+              "first = pd.read_csv(os.path.join(os.environ['WORKBOOK_TABLES'], '01_first.csv'))\n"
+              "plots.save_table(first.assign(me=os.environ['WORKBOOK_NOTEBOOK']), '02_second')")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    out = tiny_notebooks / "runs"
+    monkeypatch.setenv("FAIL_01", "1")
+    assert workbook.main(["--out", str(out), "--name", "par", "--quiet", "--jobs", "2"]) == 1
+    run = out / "smoke" / "par"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert [nb["status"] for nb in manifest["notebooks"]] == ["done", "failed", "pending"]
+    assert manifest["jobs"] == 2 and len(manifest["attempt_seconds"]) == 1
+    zero = pd.read_csv(run / "tables" / "00_zero.csv")
+    assert zero["nb"].item() == "00_zero.ipynb" and zero["threads"].item() == 1
+    monkeypatch.delenv("FAIL_01")
+    assert workbook.main(["--resume", "par", "--out", str(out), "--quiet", "--jobs", "2"]) == 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert [nb["status"] for nb in manifest["notebooks"]] == ["done"] * 3
+    second = pd.read_csv(run / "tables" / "02_second.csv")
+    assert (second["nb"].item(), second["me"].item()) == ("01_first.ipynb", "02_second.ipynb")
+    assert manifest["notebooks"][2]["started"] >= manifest["notebooks"][1]["ended"]
+
+
 def test_retrain_redoes_each_artifact_once_per_run(tmp_path, monkeypatch):
     import torch.nn as nn
 

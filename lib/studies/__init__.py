@@ -39,6 +39,8 @@ import importlib
 import importlib.util
 import json
 import os
+import pkgutil
+import types
 from dataclasses import dataclass
 
 # notebook number -> study module (those not written yet are skipped)
@@ -70,6 +72,38 @@ def study_modules() -> dict[str, object]:
         if importlib.util.find_spec(f"{__name__}.{name}") is not None:
             found[number] = importlib.import_module(f"{__name__}.{name}")
     return found
+
+
+def notebook_needs() -> dict[str, set[str]]:
+    """Notebook number -> the earlier notebooks whose models and results it asks the store for.
+
+    Read from the imports, so it cannot go stale: a study module, or one of its helpers
+    (``<study>_*``), that holds another study's module or a function, class or object defined
+    there asks for that notebook's models with this run's recipe (notebook 06 asks for 02's
+    students and 05's backdoored models, and both ask for 01's bases). Closed transitively.
+    ``python -m lib.workbook --jobs N`` starts a notebook only after these have finished, so two
+    kernels never train the same model at once."""
+    family = {}  # module name -> its notebook's number
+    for info in pkgutil.iter_modules(__path__):
+        for number, name in STUDIES.items():
+            if info.name == name or info.name.startswith(name + "_"):
+                family[f"{__name__}.{info.name}"] = number
+    direct: dict[str, set[str]] = {number: set() for number in set(family.values())}
+    for module_name, number in family.items():
+        for value in vars(importlib.import_module(module_name)).values():
+            owner = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+            if family.get(owner, number) != number:
+                direct[number].add(family[owner])
+    closed = {}
+    for number in direct:
+        seen, todo = set(), list(direct[number])
+        while todo:
+            other = todo.pop()
+            if other not in seen:
+                seen.add(other)
+                todo += direct[other]
+        closed[number] = seen - {number}
+    return closed
 
 
 def parameters() -> dict[str, Param]:
