@@ -6,6 +6,9 @@ READY  := $(VENV)/.ready
 # Two threads per process keeps a 2-core machine responsive; raise it on bigger machines.
 export OMP_NUM_THREADS ?= 2
 export MPLBACKEND ?= Agg
+# Notebooks at a time in `make workbook` (each after those whose models it uses); the threads
+# above are shared out between them. Two one-thread kernels train about 1.4x faster than one two-thread kernel.
+JOBS ?= 2
 
 .PHONY: venv workbook test lint lab bench clean-runs
 
@@ -23,7 +26,7 @@ $(READY): requirements.txt requirements-test.txt
 	touch $(READY)
 
 workbook: $(READY)
-	$(PY) -m lib.workbook $(ARGS)
+	$(PY) -m lib.workbook --jobs $(JOBS) $(ARGS)
 
 test: $(READY)
 	$(VENV)/bin/ruff check lib tests benchmarks

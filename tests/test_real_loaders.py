@@ -433,3 +433,15 @@ def test_data_dir_fixture_for_the_full_profile(tmp_path, monkeypatch):
     sizes = {name: (len(load_real(name, "train")), len(load_real(name, "test"))) for name in roots}
     assert sizes == {"cifar10": (10, 10), "cifar100": (100, 100), "gtsrb": (6, 6)}
     assert load_real("cifar10", "test")[0][0].shape == load_real("gtsrb", "test")[0][0].shape == (3, 32, 32)
+
+
+def test_importing_the_studies_leaves_torchvision_unloaded():
+    """torchvision (and torch._dynamo, which it imports, about 1.5 s) loads only when a real
+    dataset is read or a torchvision model built: every notebook kernel imports the studies."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lib.studies import study_modules; study_modules(); import lib.evaluate, lib.data.real; "
+            "print(sorted(m for m in ('torchvision', 'torch._dynamo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

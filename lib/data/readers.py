@@ -16,20 +16,23 @@ entry points), which re-exports every name here.
 from __future__ import annotations
 
 import csv
+import functools
 import zlib
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torchvision.datasets as tvd
 from PIL import Image
 from torch.utils.data import Dataset
 
 from . import safe_pickle
 from .class_ids import _R_INDEX, GTSRB_CLASSES, IMAGENET1K_WNIDS, IMAGENET_R_TO_IMAGENET1K, IMAGENET_R_WNIDS
 
-IMAGE_EXTENSIONS = tvd.folder.IMG_EXTENSIONS
+# torchvision's ImageFolder extensions (torchvision.datasets.folder.IMG_EXTENSIONS). Written out,
+# and torchvision imported only where a reader needs it: importing it pulls in torch._dynamo (about
+# 1.5 s), which every notebook kernel paid although most never read a real dataset.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 class _Missing(Exception):
@@ -249,20 +252,26 @@ def _cifar10(root, split, tf, size):
     return CIFAR10(base, train=split == "train", transform=tf)
 
 
-class Flowers102(tvd.Flowers102):
-    """torchvision's Oxford Flowers-102 reader (``classes`` are its 102 names), plus ``targets``."""
+@functools.cache
+def flowers102_class() -> type:
+    """torchvision's Oxford Flowers-102 reader (``classes`` are its 102 names), plus ``targets``
+    (a subclass made on first use, so that importing this module does not import torchvision)."""
+    import torchvision.datasets as tvd
 
-    def _check_integrity(self) -> bool:
-        return True  # load_real checked that the files are there; md5s would reject re-packs
+    class Flowers102(tvd.Flowers102):
+        def _check_integrity(self) -> bool:
+            return True  # load_real checked that the files are there; md5s would reject re-packs
 
-    @property
-    def targets(self) -> list[int]:
-        return list(self._labels)
+        @property
+        def targets(self) -> list[int]:
+            return list(self._labels)
+
+    return Flowers102
 
 
 def _flowers102(root, split, tf, size):
     base = _locate(root, "flowers-102", ("jpg", "imagelabels.mat", "setid.mat"))
-    ds = Flowers102(str(base.parent), split=split, transform=tf)
+    ds = flowers102_class()(str(base.parent), split=split, transform=tf)
     _check_files(ds._image_files, base / "jpg")
     return ds
 
@@ -404,8 +413,10 @@ def _image_folder(name: str):
         folder = root / split
         if not folder.is_dir():
             raise _Missing(folder, "split folder not found")
+        from torchvision.datasets import ImageFolder
+
         try:
-            return tvd.ImageFolder(str(folder), transform=tf)
+            return ImageFolder(str(folder), transform=tf)
         except FileNotFoundError as e:  # no class folder, or a class folder without images
             raise _Missing(folder, str(e)) from None
     return read

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torchvision.transforms as T
 from torch.utils.data import Dataset
 
 from ..paths import data_dir
@@ -53,7 +52,6 @@ from .readers import (  # noqa: F401
     CIFAR100,
     IMAGE_EXTENSIONS,
     CifarPickles,
-    Flowers102,
     GTSRBImages,
     ImageFiles,
     _check_files,
@@ -78,7 +76,9 @@ from .readers import (  # noqa: F401
 )
 
 
-def _transform(size: int, augment: bool, small: bool, flip: bool, square: bool) -> T.Compose:
+def _transform(size: int, augment: bool, small: bool, flip: bool, square: bool) -> Callable:
+    import torchvision.transforms as T  # here, not at the top: see readers.IMAGE_EXTENSIONS
+
     if augment:
         ops = [T.RandomResizedCrop(size, scale=(0.5, 1.0) if small else (0.08, 1.0))]
         ops += [T.RandomHorizontalFlip()] if flip else []
