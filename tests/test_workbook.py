@@ -249,3 +249,11 @@ def test_store_command_lists_and_cleans(tmp_path, capsys):
     assert not old.is_file() and store.has_result("a_table", {"b": 2})
     assert parse_age("12h") == 43200 and parse_age("90m") == 5400
     assert store_main(["--root", str(tmp_path), "clean", "--older-than", "soon"]) == 2
+
+
+def test_jobs_start_first_what_waiting_notebooks_need():
+    needs = studies.notebook_needs()
+    entry = lambda n: {"name": f"{n}_x.ipynb"}
+    waiting = [entry(n) for n in ("03", "04", "05", "06", "07")]
+    order = workbook.start_order([e for e in waiting if e["name"] != "06_x.ipynb"], waiting, needs)
+    assert [e["name"][:2] for e in order] == ["05", "03", "04", "07"]  # 06 waits for 05
