@@ -16,6 +16,7 @@ import bench_pgd  # noqa: E402
 import bench_precision  # noqa: E402
 import bench_precision_accuracy  # noqa: E402
 import bench_synsigns  # noqa: E402
+import bench_eval_layout  # noqa: E402
 import bench_workbook  # noqa: E402
 
 if __name__ == "__main__":
@@ -23,7 +24,7 @@ if __name__ == "__main__":
     ap.add_argument("--workbook-only", action="append", default=None, metavar="PREFIX")
     benches = {"synsigns": bench_synsigns.main, "fit": bench_fit.main, "pgd": bench_pgd.main,
                "precision": bench_precision.main, "precision_accuracy": bench_precision_accuracy.main,
-               "ddp": bench_ddp.main, "workbook": None}
+               "ddp": bench_ddp.main, "eval_layout": bench_eval_layout.main, "workbook": None}
     ap.add_argument("--only", nargs="+", choices=sorted(benches), default=sorted(benches))
     args = ap.parse_args()
     benches["workbook"] = lambda: bench_workbook.main(args.workbook_only)

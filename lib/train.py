@@ -25,7 +25,7 @@ import math
 import os
 import random
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Callable
 
 import numpy as np
@@ -215,6 +215,33 @@ def resolve_precision(device: torch.device, amp, channels_last) -> tuple[bool, b
             return value
         raise ValueError(f"{name} must be True, False, None or 'auto', got {value!r}")
     return one(amp, "amp"), one(channels_last, "channels_last")
+
+
+@contextmanager
+def channels_last_while(model: nn.Module):
+    """Hold ``model`` in channels-last memory layout inside the block, then give it back the
+    layout it had; yields whether inputs should be made channels-last too (the model has 4-D
+    weights and was not channels-last already, as ``fit`` leaves it on CUDA).
+
+    What for: attacks and evaluation (:func:`predict`, :func:`lib.evaluate.craft`). The
+    arithmetic stays fp32, in another summation order; one PGD gradient step at batch 200, 32 px,
+    on one CPU thread took 43 ms instead of 63 ms for small_cnn and 314 ms instead of 393 ms for
+    resnet20. The layout is put back because code that edits weights in place through
+    ``view(-1)`` (:mod:`lib.continual.ownership`) needs contiguous weights."""
+    convs = [p for p in model.parameters() if p.dim() == 4]
+    switch = bool(convs) and not all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    if switch:
+        model.to(memory_format=torch.channels_last)
+    try:
+        yield switch
+    finally:
+        if switch:
+            model.to(memory_format=torch.contiguous_format)
+
+
+def as_channels_last(x: torch.Tensor, on: bool) -> torch.Tensor:
+    """``x`` in channels-last layout when ``on`` and it is a batch of images (4-D)."""
+    return x.contiguous(memory_format=torch.channels_last) if on and x.dim() == 4 else x
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -407,19 +434,22 @@ class FixedWeights:
 def predict(model: nn.Module, data, *, batch_size: int = 256, device=None, batch_hook=None,
             amp: bool | None = None, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels over ``data`` (on CPU). ``batch_hook(model, x, y) -> (x, y)`` is applied
-    to each batch first (e.g. an attack, which may need gradients: it runs outside ``no_grad``)."""
+    to each batch first (e.g. an attack, which may need gradients: it runs outside ``no_grad``).
+    The model and batches are channels-last meanwhile (:func:`channels_last_while`)."""
     device = pick_device(device) if device is not None else model_device(model)
     amp = device.type == "cuda" if amp is None else amp
     was_training = model.training
     model.eval()
     batches = data if isinstance(data, Batches) else Batches(data, batch_size, device)
     logits, labels = [], []
-    for x, y in tqdm(batches, desc="predict", disable=not progress, mininterval=1, leave=False):
-        if batch_hook is not None:
-            x, y = batch_hook(model, x, y)
-        with torch.no_grad(), _autocast(device, amp):
-            logits.append(model(x).float())
-        labels.append(y)
+    with channels_last_while(model) as cl:
+        for x, y in tqdm(batches, desc="predict", disable=not progress, mininterval=1, leave=False):
+            x = as_channels_last(x, cl)
+            if batch_hook is not None:
+                x, y = batch_hook(model, x, y)
+            with torch.no_grad(), _autocast(device, amp):
+                logits.append(model(x).float())
+            labels.append(y)
     model.train(was_training)
     return torch.cat(logits).cpu(), torch.cat(labels).cpu()
 

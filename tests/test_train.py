@@ -183,3 +183,35 @@ def test_loss_extras_are_epoch_means_in_the_history(five_classes):
     per_epoch = len(tr) // 100
     assert hist["counter"].tolist() == pytest.approx([(per_epoch - 1) / 2, per_epoch + (per_epoch - 1) / 2])
     assert hist["const"].tolist() == [2.0, 2.0]
+
+
+def test_predict_runs_channels_last_and_gives_the_layout_back():
+    """predict (and the attacks in its batch_hook) run the model channels-last, fp32: the same
+    logits up to summation order, and afterwards the weights are contiguous again (in-place
+    edits through view(-1), as lib.continual.ownership does, need that)."""
+    import contextlib
+
+    import lib.train as T
+    from lib.models import build
+
+    torch.manual_seed(0)
+    model = build("small_cnn", 5, seed=0, width=8).eval()
+    x, y = torch.rand(40, 3, 32, 32), torch.randint(0, 5, (40,))
+    seen = []
+    hook = lambda m, xb, yb: (seen.append(xb.is_contiguous(memory_format=torch.channels_last)
+                                          and next(p for p in m.parameters() if p.dim() == 4)
+                                          .is_contiguous(memory_format=torch.channels_last)) or xb, yb)
+    logits, _ = T.predict(model, (x, y), batch_hook=hook, batch_size=16)
+    assert seen == [True, True, True]
+    assert all(p.is_contiguous() for p in model.parameters())
+    next(p for p in model.parameters() if p.dim() == 4).data.view(-1)[0] = 0.0  # would raise if left channels-last
+    model = build("small_cnn", 5, seed=0, width=8).eval()
+    saved, T.channels_last_while = T.channels_last_while, lambda m: contextlib.nullcontext(False)
+    try:
+        plain, _ = T.predict(model, (x, y), batch_size=16)
+    finally:
+        T.channels_last_while = saved
+    torch.testing.assert_close(logits, plain, rtol=1e-4, atol=1e-5)
+    with T.channels_last_while(model.to(memory_format=torch.channels_last)) as switched:
+        assert not switched  # already channels-last (fit on CUDA): left as it is
+    assert next(p for p in model.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)

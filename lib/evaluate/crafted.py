@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..attacks.core import _model_device, _saved_modes
 from ..data import stratified_subset
 from ..metrics import accuracy, attack_success_rate
-from ..train import Batches, predict
+from ..train import Batches, as_channels_last, channels_last_while, predict
 
 
 def eval_images(data, n: int | None = None, seed: int = 0, batch_size: int = 256) -> tuple[Tensor, Tensor]:
@@ -40,10 +40,10 @@ def craft(source: nn.Module, data, attack: Callable, *, batch_size: int = 256,
     one crafted set can be sent to many target models (``data``: an ``ImageSet``, an
     ``(images, labels)`` pair or a ``Dataset``)."""
     xs, advs, ys = [], [], []
-    with _saved_modes(source):
+    with _saved_modes(source), channels_last_while(source) as cl:
         for x, y in tqdm(Batches(data, batch_size, _model_device(source)), desc="craft",
                          disable=not progress, mininterval=1, leave=False):
-            advs.append(attack(source, x, y).cpu())
+            advs.append(attack(source, as_channels_last(x, cl), y).contiguous().cpu())
             xs.append(x.cpu())
             ys.append(y.cpu())
     return torch.cat(xs), torch.cat(advs), torch.cat(ys)
