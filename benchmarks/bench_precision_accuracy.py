@@ -37,10 +37,11 @@ VARIANTS = {"bf16_channels_last": (True, True), "channels_last": (False, True)} 
 
 
 def _precision(on: bool, variant: str = "bf16_channels_last") -> None:
-    """Every later ``fit`` call of this process trains with ``variant`` (or in fp32 when not ``on``)."""
+    """Every later ``fit`` call of this process trains with ``variant`` (or in fp32 in the default
+    contiguous layout when not ``on``; channels-last is the CPU default since it was measured)."""
     amp, cl = VARIANTS[variant]
     T.fit.__kwdefaults__["amp"] = True if on and amp else None
-    T.fit.__kwdefaults__["channels_last"] = True if on and cl else None
+    T.fit.__kwdefaults__["channels_last"] = bool(on and cl)
 
 
 def _correct(model, test) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """One training loop (``fit``) and one evaluation loop (``evaluate``) for every notebook.
 
 - Device: CUDA when present (``pick_device``); on CUDA, bf16 autocast and channels-last by default;
-  on a CPU with native bf16 they are opt-in (``amp="auto"``, ``channels_last="auto"``).
+  on the CPU channels-last (fp32) by default, bf16 opt-in where native (``amp="auto"``).
 - Processes: under ``torchrun`` each process trains on its slice of every global batch with the
   gradients averaged (:mod:`lib.distributed`); one process runs exactly as before.
 - Data: an :class:`~lib.data.ImageSet` (or an ``(images, labels)`` tensor pair) is moved to the
@@ -203,37 +203,41 @@ def cpu_bf16_supported() -> bool:
 
 
 def resolve_precision(device: torch.device, amp, channels_last) -> tuple[bool, bool]:
-    """``(amp, channels_last)`` for ``fit``: ``None`` means on for CUDA, off for CPU (the default);
-    ``"auto"`` means on for CUDA and on a CPU that runs bf16 natively (:func:`cpu_bf16_supported`);
-    a bool is taken as given (``amp=True`` on a CPU without native bf16 runs emulated bf16)."""
-    def one(value, name):
+    """``(amp, channels_last)`` for ``fit``. ``amp``: ``None`` means on for CUDA, off for CPU (the
+    default: bf16 cost the smoke recipes 1.5-1.9 points on the CPU); ``"auto"`` also turns it on
+    for a CPU that runs bf16 natively (:func:`cpu_bf16_supported`). ``channels_last``: ``None`` or
+    ``"auto"`` means on for CUDA and for a CPU whose convolutions run through oneDNN (fp32 there:
+    the same arithmetic in another order, within 1 point on the smoke recipes, 1.35-1.6x per
+    step). A bool is taken as given (``amp=True`` on a CPU without native bf16 runs emulated bf16)."""
+    cpu_layout = device.type == "cpu" and torch.backends.mkldnn.is_available()
+
+    def one(value, name, cpu_default, cpu_auto):
         if value is None:
-            return device.type == "cuda"
+            return device.type == "cuda" or cpu_default
         if value == "auto":
-            return device.type == "cuda" or (device.type == "cpu" and cpu_bf16_supported())
+            return device.type == "cuda" or cpu_auto
         if isinstance(value, bool):
             return value
         raise ValueError(f"{name} must be True, False, None or 'auto', got {value!r}")
-    return one(amp, "amp"), one(channels_last, "channels_last")
+    bf16 = device.type == "cpu" and cpu_bf16_supported() if amp == "auto" else False
+    return one(amp, "amp", False, bf16), one(channels_last, "channels_last", cpu_layout, cpu_layout)
 
 
 @contextmanager
 def channels_last_while(model: nn.Module):
     """Hold ``model`` in channels-last memory layout inside the block, then give it back the
     layout it had; yields whether inputs should be made channels-last too (the model has 4-D
-    weights and was not channels-last already, as ``fit`` leaves it on CUDA).
+    weights; a model already channels-last, as inside ``fit``, is left as it is).
 
-    What for: attacks and evaluation (:func:`predict`, :func:`lib.evaluate.craft`). The
-    arithmetic stays fp32, in another summation order; one PGD gradient step at batch 200, 32 px,
-    on one CPU thread took 43 ms instead of 63 ms for small_cnn and 314 ms instead of 393 ms for
-    resnet20. The layout is put back because code that edits weights in place through
-    ``view(-1)`` (:mod:`lib.continual.ownership`) needs contiguous weights."""
+    What for: training (:func:`fit`), attacks and evaluation (:func:`predict`,
+    :func:`lib.evaluate.craft`). The arithmetic stays fp32, in another summation order. The layout
+    is put back because code that views weights as flat (``view(-1)``) needs contiguous weights."""
     convs = [p for p in model.parameters() if p.dim() == 4]
     switch = bool(convs) and not all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     if switch:
         model.to(memory_format=torch.channels_last)
     try:
-        yield switch
+        yield bool(convs)
     finally:
         if switch:
             model.to(memory_format=torch.contiguous_format)
@@ -269,9 +273,10 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
     optimiser step; ``after_step(model)`` right after the step (both once per batch).
     ``on_epoch_end(epoch, row, model)`` may add entries to ``row`` (the history row) and may
     return ``True`` to stop early (e.g. catastrophic-overfitting checks). ``amp`` (bf16 autocast
-    of the training forward) and ``channels_last`` default to on for CUDA, off for CPU; ``"auto"``
-    also turns them on for a CPU with native bf16 (:func:`resolve_precision`). Validation and
-    attacks in ``batch_hook`` stay fp32 on the CPU.
+    of the training forward) defaults to on for CUDA, off for CPU (``"auto"``: also on a CPU with
+    native bf16); ``channels_last`` to on for CUDA and a oneDNN CPU (:func:`resolve_precision`),
+    and the model gets its own layout back at the end. Validation and attacks in ``batch_hook``
+    stay fp32 on the CPU.
 
     Under ``torchrun --nproc_per_node=N`` (:mod:`lib.distributed`), ``batch_size`` stays the
     global batch: each process trains on its ``batch_size / N`` slice of every batch (drawn and
@@ -285,113 +290,115 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
     parallel, main = distributed.launched(), distributed.is_main()
     seed_everything(seed)
     model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    ddp = None
-    if parallel:
-        distributed.broadcast_module(model)
-        ddp = distributed.wrap(model, device) if loss is None else None
-    batches = Batches(train, batch_size, device, shuffle=True, seed=seed, drop_last=True)
-    if len(batches) == 0:
-        raise ValueError(f"{len(train)} training images is fewer than one batch of {batch_size}")
-    val_batches = Batches(val, 256, device) if val is not None else None
-    params = [p for p in model.parameters() if p.requires_grad] if params is None else params
-    opt = _optimizer(optimizer, params, lr, momentum, weight_decay)
-    sched = _scheduler(schedule, opt, lr, epochs * len(batches))
-    loss_fn = loss or _cross_entropy
-    forward_model = ddp if ddp is not None else model
-    reduced = [p for g in opt.param_groups for p in g["params"]] if parallel and ddp is None else None
-    history = []
-    bar = tqdm(total=epochs * len(batches), desc=desc, disable=not progress or not main, mininterval=0.5,
-               dynamic_ncols=True, leave=True)
-    # inside Store.model: save each epoch, resume a killed run (lib.checkpoints); a callback with
-    # state it cannot save makes this fit start over instead
-    ck = checkpoints.current_fit()
-    if ck is not None and on_epoch_end is not None and not hasattr(on_epoch_end, "state_dict"):
-        ck = None
-    first, stopped = 1, False
-    state = ck.load() if ck is not None else None
-    if state is not None and state["epochs"] == epochs and state["batches"] == len(batches):
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(state["scheduler"])
-        if on_epoch_end is not None:
-            on_epoch_end.load_state_dict(state["callback"])
-        checkpoints.set_rng_state(state["rng"])
-        history, first, stopped = list(state["history"]), state["epoch"] + 1, state["stopped"]
-        batches.epoch = state["epoch"]
-        bar.update(state["epoch"] * len(batches))
-        ck.resumed_at(state["epoch"])
-        if main:
-            print(f"[checkpoint] {desc}: resumed after epoch {state['epoch']} of {epochs} from {ck.path}")
-    for epoch in range(first, epochs + 1):
-        if stopped:
-            break
-        train_mode(model)
-        t0 = time.perf_counter()
-        tot_loss = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        seen, have_logits = 0, False
-        extra_sums: dict[str, torch.Tensor] = {}
-        for x, y in batches:
-            if augment is not None:
-                x = augment(x)
-            if parallel:
-                x, y = distributed.shard(x), distributed.shard(y)
-            if batch_hook is not None:
-                x, y = batch_hook(model, x, y)
-                train_mode(model)  # an attack in the hook may switch to eval mode
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, amp):
-                out = loss_fn(forward_model, x, y)
-            l, logits, extras = _unpack(out)
-            opt.zero_grad(set_to_none=True)
-            l.backward()
-            if reduced is not None:
-                distributed.all_reduce_gradients(reduced)
-            if after_backward is not None:
-                after_backward(model)
-            opt.step()
-            if after_step is not None:
-                after_step(model)
-            for k, v in extras.items():
-                v = v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
-                extra_sums[k] = extra_sums[k] + v if k in extra_sums else v
-            if sched is not None:
-                sched.step()
-            tot_loss += l.detach() * len(y)
-            if logits is not None:
-                correct += (logits.detach().argmax(1) == y).sum()
-                have_logits = True
-            seen += len(y)
-            bar.update(1)
-        if parallel:  # the epoch's sums over every process; BatchNorm statistics from rank 0
-            tot_loss, correct = distributed.all_reduce_sum(tot_loss), distributed.all_reduce_sum(correct)
-            seen *= distributed.world_size()
-            extra_sums = {k: distributed.all_reduce_sum(v) / distributed.world_size() for k, v in extra_sums.items()}
+    # channels-last layout inside the loop (fp32 on the CPU: 1.35-1.6x per step, summation order
+    # only), given back afterwards: in-place weight edits through view(-1) need contiguous weights
+    with channels_last_while(model) if channels_last else nullcontext(False):
+        ddp = None
+        if parallel:
             distributed.broadcast_module(model)
-        row = {"epoch": epoch, "train_loss": float(tot_loss) / seen,
-               "train_acc": float(correct) / seen if have_logits else float("nan"),
-               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
-        row["images_per_s"] = seen / row["seconds"]
-        row.update({k: float(v) / len(batches) for k, v in extra_sums.items()})
-        if val_batches is not None:
-            ev = evaluate(model, val_batches, device=device, amp=amp and device.type == "cuda")
-            row.update(val_loss=ev["loss"], val_acc=ev["acc"])
-        history.append(row)
-        bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("train_loss", "train_acc", "val_acc")})
-        stopped = bool(on_epoch_end is not None and on_epoch_end(epoch, row, model))
-        if ck is not None and main:
-            ck.save({"epoch": epoch, "epochs": epochs, "batches": len(batches), "stopped": stopped,
-                     "model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict() if sched is not None else {},
-                     "callback": on_epoch_end.state_dict() if on_epoch_end is not None else {},
-                     "history": history, "rng": checkpoints.rng_state()})
-    bar.close()
-    model.eval()
-    return pd.DataFrame(history)
+            ddp = distributed.wrap(model, device) if loss is None else None
+        batches = Batches(train, batch_size, device, shuffle=True, seed=seed, drop_last=True)
+        if len(batches) == 0:
+            raise ValueError(f"{len(train)} training images is fewer than one batch of {batch_size}")
+        val_batches = Batches(val, 256, device) if val is not None else None
+        params = [p for p in model.parameters() if p.requires_grad] if params is None else params
+        opt = _optimizer(optimizer, params, lr, momentum, weight_decay)
+        sched = _scheduler(schedule, opt, lr, epochs * len(batches))
+        loss_fn = loss or _cross_entropy
+        forward_model = ddp if ddp is not None else model
+        reduced = [p for g in opt.param_groups for p in g["params"]] if parallel and ddp is None else None
+        history = []
+        bar = tqdm(total=epochs * len(batches), desc=desc, disable=not progress or not main, mininterval=0.5,
+                   dynamic_ncols=True, leave=True)
+        # inside Store.model: save each epoch, resume a killed run (lib.checkpoints); a callback with
+        # state it cannot save makes this fit start over instead
+        ck = checkpoints.current_fit()
+        if ck is not None and on_epoch_end is not None and not hasattr(on_epoch_end, "state_dict"):
+            ck = None
+        first, stopped = 1, False
+        state = ck.load() if ck is not None else None
+        if state is not None and state["epochs"] == epochs and state["batches"] == len(batches):
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            if sched is not None:
+                sched.load_state_dict(state["scheduler"])
+            if on_epoch_end is not None:
+                on_epoch_end.load_state_dict(state["callback"])
+            checkpoints.set_rng_state(state["rng"])
+            history, first, stopped = list(state["history"]), state["epoch"] + 1, state["stopped"]
+            batches.epoch = state["epoch"]
+            bar.update(state["epoch"] * len(batches))
+            ck.resumed_at(state["epoch"])
+            if main:
+                print(f"[checkpoint] {desc}: resumed after epoch {state['epoch']} of {epochs} from {ck.path}")
+        for epoch in range(first, epochs + 1):
+            if stopped:
+                break
+            train_mode(model)
+            t0 = time.perf_counter()
+            tot_loss = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            seen, have_logits = 0, False
+            extra_sums: dict[str, torch.Tensor] = {}
+            for x, y in batches:
+                if augment is not None:
+                    x = augment(x)
+                if parallel:
+                    x, y = distributed.shard(x), distributed.shard(y)
+                x = as_channels_last(x, channels_last)  # before the hook too: its attack runs the model
+                if batch_hook is not None:
+                    x, y = batch_hook(model, x, y)
+                    train_mode(model)  # an attack in the hook may switch to eval mode
+                    x = as_channels_last(x, channels_last)
+                with _autocast(device, amp):
+                    out = loss_fn(forward_model, x, y)
+                l, logits, extras = _unpack(out)
+                opt.zero_grad(set_to_none=True)
+                l.backward()
+                if reduced is not None:
+                    distributed.all_reduce_gradients(reduced)
+                if after_backward is not None:
+                    after_backward(model)
+                opt.step()
+                if after_step is not None:
+                    after_step(model)
+                for k, v in extras.items():
+                    v = v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+                    extra_sums[k] = extra_sums[k] + v if k in extra_sums else v
+                if sched is not None:
+                    sched.step()
+                tot_loss += l.detach() * len(y)
+                if logits is not None:
+                    correct += (logits.detach().argmax(1) == y).sum()
+                    have_logits = True
+                seen += len(y)
+                bar.update(1)
+            if parallel:  # the epoch's sums over every process; BatchNorm statistics from rank 0
+                tot_loss, correct = distributed.all_reduce_sum(tot_loss), distributed.all_reduce_sum(correct)
+                seen *= distributed.world_size()
+                extra_sums = {k: distributed.all_reduce_sum(v) / distributed.world_size()
+                              for k, v in extra_sums.items()}
+                distributed.broadcast_module(model)
+            row = {"epoch": epoch, "train_loss": float(tot_loss) / seen,
+                   "train_acc": float(correct) / seen if have_logits else float("nan"),
+                   "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+            row["images_per_s"] = seen / row["seconds"]
+            row.update({k: float(v) / len(batches) for k, v in extra_sums.items()})
+            if val_batches is not None:
+                ev = evaluate(model, val_batches, device=device, amp=amp and device.type == "cuda")
+                row.update(val_loss=ev["loss"], val_acc=ev["acc"])
+            history.append(row)
+            bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("train_loss", "train_acc", "val_acc")})
+            stopped = bool(on_epoch_end is not None and on_epoch_end(epoch, row, model))
+            if ck is not None and main:
+                ck.save({"epoch": epoch, "epochs": epochs, "batches": len(batches), "stopped": stopped,
+                         "model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "scheduler": sched.state_dict() if sched is not None else {},
+                         "callback": on_epoch_end.state_dict() if on_epoch_end is not None else {},
+                         "history": history, "rng": checkpoints.rng_state()})
+        bar.close()
+        model.eval()
+        return pd.DataFrame(history)
 
 
 class FixedWeights:

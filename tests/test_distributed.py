@@ -130,14 +130,16 @@ def test_a_batch_that_does_not_split_is_a_clear_error(monkeypatch):
 
 
 def test_cpu_precision_is_opt_in_and_follows_the_bf16_check(monkeypatch):
-    """(``fit``'s other speed option, kept beside the parallel one.) ``None`` keeps fp32 on the CPU;
-    ``"auto"`` turns bf16 + channels-last on only where the CPU runs bf16 natively."""
+    """(``fit``'s other speed option, kept beside the parallel one.) ``None`` keeps fp32 on the CPU,
+    channels-last where oneDNN runs the convolutions; ``"auto"`` turns bf16 on only where the CPU
+    runs bf16 natively."""
     from lib import train as T
 
-    cpu = torch.device("cpu")
-    assert T.resolve_precision(cpu, None, None) == (False, False)
+    cpu, layout = torch.device("cpu"), torch.backends.mkldnn.is_available()
+    assert T.resolve_precision(cpu, None, None) == (False, layout)
+    assert T.resolve_precision(cpu, None, False) == (False, False)
     assert T.resolve_precision(torch.device("cuda"), None, None) == (True, True)
-    for forced, expected in (("1", (True, True)), ("0", (False, False))):
+    for forced, expected in (("1", (True, layout)), ("0", (False, layout))):
         monkeypatch.setenv("WORKBOOK_CPU_BF16", forced)
         T.cpu_bf16_supported.cache_clear()
         assert T.resolve_precision(cpu, "auto", "auto") == expected

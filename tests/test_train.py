@@ -212,6 +212,36 @@ def test_predict_runs_channels_last_and_gives_the_layout_back():
     finally:
         T.channels_last_while = saved
     torch.testing.assert_close(logits, plain, rtol=1e-4, atol=1e-5)
-    with T.channels_last_while(model.to(memory_format=torch.channels_last)) as switched:
-        assert not switched  # already channels-last (fit on CUDA): left as it is
+    with T.channels_last_while(model.to(memory_format=torch.channels_last)) as inputs_too:
+        assert inputs_too  # already channels-last (inside fit): inputs follow, the model is left as it is
     assert next(p for p in model.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fit_trains_channels_last_on_the_cpu_and_gives_the_layout_back():
+    """By default fit runs the CPU loop channels-last in fp32 (batches, the attack in batch_hook
+    and the weights), the same steps as the default layout up to summation order; the weights
+    are contiguous again afterwards."""
+    import lib.train as T
+    from lib.models import build
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("channels-last is the CPU default only where oneDNN runs the convolutions")
+    x, y = torch.rand(96, 3, 32, 32), torch.randint(0, 5, (96,))
+    seen = []
+
+    def hook(m, xb, yb):
+        w = next(p for p in m.parameters() if p.dim() == 4)
+        seen.append(xb.is_contiguous(memory_format=torch.channels_last)
+                    and w.is_contiguous(memory_format=torch.channels_last))
+        return xb, yb
+
+    runs = {}
+    for layout in (None, False):
+        model = build("small_cnn", 5, seed=0, width=8)
+        T.fit(model, (x, y), epochs=2, batch_size=32, lr=0.05, channels_last=layout, batch_hook=hook,
+              progress=False, seed=0)
+        assert all(p.is_contiguous() for p in model.parameters())
+        runs[layout] = model.state_dict()
+    assert seen == [True] * 6 + [False] * 6
+    for k, v in runs[None].items():
+        torch.testing.assert_close(v, runs[False][k], rtol=1e-3, atol=1e-4, msg=k)

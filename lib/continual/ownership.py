@@ -51,8 +51,10 @@ def _prune_smallest(model: TaskNet, name: str, task: int, count: int) -> int:
     count = min(count, len(idx))
     mags = w.detach().flatten()[idx].abs()
     drop = idx[torch.argsort(mags, stable=True)[:count]]
+    dropped = torch.zeros(w.numel(), dtype=torch.bool, device=w.device)
+    dropped[drop.to(w.device)] = True
     with torch.no_grad():
-        w.view(-1)[drop.to(w.device)] = 0
+        w.masked_fill_(dropped.view(w.shape), 0)  # by logical index: any memory layout
     own = own.clone().flatten()
     own[drop.to(own.device)] = 0
     model.set_owners(name, own.view_as(w))
