@@ -291,8 +291,9 @@ def fit(model: nn.Module, train, *, epochs: int = 5, lr: float = 0.05, batch_siz
     seed_everything(seed)
     model.to(device)
     # channels-last layout inside the loop (fp32 on the CPU: 1.35-1.6x per step, summation order
-    # only), given back afterwards: in-place weight edits through view(-1) need contiguous weights
-    with channels_last_while(model) if channels_last else nullcontext(False):
+    # only), given back afterwards: in-place weight edits through view(-1) need contiguous weights;
+    # batches follow only for a model with 4-D weights (one without may view its input as flat)
+    with (channels_last_while(model) if channels_last else nullcontext(False)) as channels_last:
         ddp = None
         if parallel:
             distributed.broadcast_module(model)

@@ -245,3 +245,13 @@ def test_fit_trains_channels_last_on_the_cpu_and_gives_the_layout_back():
     assert seen == [True] * 6 + [False] * 6
     for k, v in runs[None].items():
         torch.testing.assert_close(v, runs[False][k], rtol=1e-3, atol=1e-4, msg=k)
+
+    class Flat(torch.nn.Module):  # no 4-D weights: its batches stay in the default layout
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3 * 32 * 32, 5)
+
+        def forward(self, xb):
+            return self.fc(xb.view(len(xb), -1))  # raises on a channels-last batch
+
+    T.fit(Flat(), (x, y), epochs=1, batch_size=32, progress=False)
