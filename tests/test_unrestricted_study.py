@@ -59,3 +59,27 @@ def test_attack_curve_is_stored_and_read_back_equal(tmp_path, monkeypatch):
     assert list(again.trace.columns) == list(ref.trace.columns) and len(again.trace) == 5
     with pytest.raises(AssertionError, match="again"):
         S.attack_curve(G, aux, clf, cfg, steps=3)  # other steps: crafted anew
+
+
+def test_clean_drop_is_paired_and_its_interval_flags_a_real_cost():
+    """clean_drop scores both models on the same images: a model against itself costs exactly 0;
+    a model that always answers one of five classes costs about 80 points, with an interval
+    wholly above notebook 07's 5-point margin (the check fails on it)."""
+    torch.manual_seed(0)
+    x, y = torch.rand(300, 3, 8, 8), torch.arange(300) % 5
+
+    class Oracle(torch.nn.Module):  # right on every image: the label is stored in pixel (0, 0, 0)
+        def forward(self, xb):
+            return torch.nn.functional.one_hot((xb[:, 0, 0, 0] * 5).long().clamp(0, 4), 5).float()
+
+    class Constant(torch.nn.Module):
+        def forward(self, xb):
+            return torch.zeros(len(xb), 5).index_fill_(1, torch.tensor([0]), 1.0)
+
+    x[:, 0, 0, 0] = (y.float() + 0.5) / 5
+    test = (x, y)
+    same = S.clean_drop({"clean": Oracle(), "gan": Oracle()}, "gan", test)
+    assert same == {"drop": 0.0, "low": 0.0, "high": 0.0, "n": 300}
+    cost = S.clean_drop({"clean": Oracle(), "gan": Constant()}, "gan", test)
+    assert cost["drop"] == pytest.approx(0.8) and cost["low"] > S.recipe("smoke")["max_gan_clean_drop"]
+    assert cost["low"] <= cost["drop"] <= cost["high"]
