@@ -40,6 +40,7 @@ from pathlib import Path
 
 from . import runs
 from .paths import ROOT, figures_dir
+from .stall import STALL_ENV, KernelWatch
 
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -65,7 +66,9 @@ def run_notebook(path: Path, parameters: dict | None = None, out_dir: Path | Non
                  timeout: int | None = None, log_output: bool = False) -> Path:
     """Execute one notebook with papermill; returns the path of the executed copy.
 
-    ``log_output``: stream cell progress and the cells' output to the terminal."""
+    ``log_output``: stream cell progress and the cells' output to the terminal. A kernel that
+    goes idle while papermill still waits (:mod:`lib.stall`) is killed and the notebook run once
+    more."""
     import papermill as pm
 
     out_dir = Path(out_dir or ROOT / "runs")
@@ -73,9 +76,21 @@ def run_notebook(path: Path, parameters: dict | None = None, out_dir: Path | Non
     out = out_dir / path.name
     # the kernel inherits this environment: make `import lib` work whatever the kernel's cwd
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name="python3",
-                        cwd=str(path.parent), progress_bar=log_output, log_output=log_output,
-                        execution_timeout=timeout)
+    for attempt in (1, 2):
+        with KernelWatch() as watch:  # a kernel idle while papermill waits is wedged: see lib.stall
+            try:
+                pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name="python3",
+                                    cwd=str(path.parent), progress_bar=log_output, log_output=log_output,
+                                    execution_timeout=timeout)
+                return out
+            except Exception as err:
+                if watch.stalled is None:
+                    raise
+                if attempt == 2:
+                    raise RuntimeError(f"{path.name}: {watch.stalled}, twice; rerun it (--resume), or set "
+                                       f"{STALL_ENV}=0 if a cell really waits that long without computing") from err
+                print(f"{path.name}: {watch.stalled}; running it again (the store keeps what it finished)",
+                      file=sys.stderr, flush=True)
     return out
 
 
