@@ -55,9 +55,9 @@ class KernelWatch:
     (``ipykernel_launcher``) and kills any whose process tree stays idle for ``seconds``.
     ``stalled`` then holds a line saying which kernel and for how long."""
 
-    def __init__(self, seconds: float | None = None, poll: float | None = None):
+    def __init__(self, seconds: float | None = None):
         self.seconds = stall_seconds() if seconds is None else float(seconds)
-        self.poll = poll if poll is not None else max(0.2, min(10.0, self.seconds / 6))
+        self.poll = max(0.2, min(10.0, self.seconds / 6))
         self.stalled: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -97,10 +97,10 @@ class KernelWatch:
                     cpu = _tree_cpu(k)
                 except psutil.Error:
                     continue
-                last_cpu, since = seen.get(k.pid, (cpu, now))
-                if cpu - last_cpu > IDLE_CPU_SECONDS or k.pid not in seen:
+                if k.pid not in seen or cpu - seen[k.pid][0] > IDLE_CPU_SECONDS:
                     seen[k.pid] = (cpu, now)
                     continue
+                last_cpu, since = seen[k.pid]
                 if now - since >= self.seconds:
                     self.stalled = (f"kernel {k.pid} used {cpu - last_cpu:.2f} s of CPU in {now - since:.0f} s "
                                     f"while papermill waited for it (a lost kernel message); killed it")

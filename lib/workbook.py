@@ -91,7 +91,6 @@ def run_notebook(path: Path, parameters: dict | None = None, out_dir: Path | Non
                                        f"{STALL_ENV}=0 if a cell really waits that long without computing") from err
                 print(f"{path.name}: {watch.stalled}; running it again (the store keeps what it finished)",
                       file=sys.stderr, flush=True)
-    return out
 
 
 def _literal(value: str):
