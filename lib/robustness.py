@@ -19,18 +19,21 @@ Step-size rule for PGD: ``alpha = 2.5 * eps / steps`` unless ``alpha`` is given 
 2018's rule of thumb, also the MadryLab ``robustness`` library's: the steps can travel 2.5 times
 the radius, so the walk can cross the ball and reach its boundary from the random start).
 
-The checks (each a row ``check, passed, detail``; tolerance ``slack``, default one image, 1/n;
-computed by :mod:`lib.robustness_checks`):
+The checks (each a row ``check, passed, detail``; computed by :mod:`lib.robustness_checks`). The
+four order checks are paired: of the images only one of two attacks breaks, the one meant to be
+stronger must not leave significantly more than it breaks (exact sign test, family-wise level
+``ORDER_LEVEL`` = 1% over the report's comparisons); images it leaves are reported in ``detail``.
 
 =============================  ===========================================================
 ``eps=0 equals clean``         every attack at eps = 0 (its iterations run; PGD with the step
                                size of the largest eps) gives exactly the clean accuracy
-``non-increasing in eps``      per attack (and steps), accuracy never rises with eps (+ slack)
-``non-increasing in steps``    per eps, PGD accuracy never rises with more steps (+ slack)
+``non-increasing in eps``      per attack (and steps), no significant rise with eps (paired)
+``non-increasing in steps``    per eps, PGD no significantly weaker with more steps (paired)
 ``large eps -> ~0``            accuracy at the largest eps (>= 0.25) is <= 0.05
-``PGD <= FGSM``                at each eps > 0, PGD with the most steps is at most FGSM (+ slack)
-``APGD <= PGD``                at each eps > 0, APGD-CE and APGD-T are at most PGD with the
-                               most steps (+ slack)
+``PGD <= FGSM``                at each eps > 0, PGD with the most steps is no significantly
+                               weaker than FGSM, image by image (paired)
+``APGD <= PGD``                at each eps > 0, APGD-CE and APGD-T are no significantly weaker
+                               than PGD with the most steps (paired)
 ``Square adds nothing``        at each eps > 0, the images Square breaks although every
                                gradient attack (FGSM, PGD-k, APGD-CE, APGD-T) missed them are
                                at most 1% of n, and at least 2 images are allowed (Square
@@ -38,8 +41,9 @@ computed by :mod:`lib.robustness_checks`):
                                Hein 2020); more flags possible gradient masking
 ``white-box <= transfer``      (:func:`transfer_check`, needs an independently trained
                                surrogate) PGD crafted on the surrogate leaves the model at
-                               least the white-box accuracy (- slack): a transfer attack
-                               stronger than white-box means the white-box gradients mislead
+                               least the white-box accuracy (- ``slack``, default one
+                               image): a transfer attack stronger than white-box means the
+                               white-box gradients mislead
 =============================  ===========================================================
 
 A failing check means the evaluation (not the model) is suspect: gradient masking, a bug, or
@@ -63,13 +67,13 @@ from .attacks import square as _square
 from .attacks.core import _check, _model_device, _saved_modes, attack_mode
 from .data import stratified_subset
 from .evaluate import craft, eval_images, transfer_scores
-from .robustness_checks import (CHECKS, LABELS, LARGE_EPS_MIN, LARGE_EPS_THRESHOLD, SQUARE_CHECK, SQUARE_TOLERANCE,
-                                TRANSFER_CHECK, _fmt_eps, _label, sanity_checks)
+from .robustness_checks import (CHECKS, LABELS, LARGE_EPS_MIN, LARGE_EPS_THRESHOLD, ORDER_LEVEL, SQUARE_CHECK,
+                                SQUARE_TOLERANCE, TRANSFER_CHECK, _fmt_eps, _label, sanity_checks)
 from .train import Batches, model_device, predict
 
 __all__ = ["compact_table", "robustness_report", "sanity_checks", "eps_sweep", "make_attack", "default_alpha",
            "autoattack_eval", "transfer_check", "LABELS", "CHECKS", "LARGE_EPS_THRESHOLD", "LARGE_EPS_MIN",
-           "SQUARE_CHECK", "SQUARE_TOLERANCE", "TRANSFER_CHECK", "AA_STAGES"]
+           "SQUARE_CHECK", "SQUARE_TOLERANCE", "TRANSFER_CHECK", "AA_STAGES", "ORDER_LEVEL"]
 
 AA_STAGES = ("apgd_ce", "apgd_t", "square")  # autoattack_eval's stages, in order
 
@@ -204,7 +208,7 @@ def robustness_report(model: nn.Module, data, *, eps_list: Sequence[float] = (2 
                                                   slack=slack))
     table = pd.DataFrame(rows)
     transfer = pd.concat(checks_transfer, ignore_index=True) if checks_transfer else None
-    return table, sanity_checks(table, slack=slack, transfer=transfer)
+    return table, sanity_checks(table, per_image=per_image, transfer=transfer)
 
 
 def _keeping(hook: Callable, store: list) -> Callable:

@@ -98,6 +98,7 @@ def test_checks_on_a_hand_made_table():
     assert rates.loc["bd", "asr"] == 1.0 and rates.loc[A.CLEAN_MODEL, "asr"] == pytest.approx(8 / 40)
     trig = A.trigger_check(scores, rates.reset_index(), target=0).set_index("model")
     assert list(trig.index) == ["bd"] and trig.loc["bd", "fires"] and trig.loc["bd", "passed"]
+    assert trig.loc["bd", "checked"]
     assert trig.loc["bd", "difference"] == pytest.approx(0.38) and trig.loc["bd", "n_fired"] == 32
     table = A.summary(scores)
     assert len(table) == 4 * len(A.KINDS) and (table["n"] == 40).all()
@@ -106,6 +107,37 @@ def test_checks_on_a_hand_made_table():
     assert row["object_mass_low"] < row["object_mass"] < row["object_mass_high"] < row["object_mass"] + 0.02
     text = A.headline_paragraph(table, rates.reset_index(), A.clean_check(scores), trig.reset_index())
     assert "1 backdoored models still fire" in text and "4 of 4 models are clearly above" in text
+
+
+def _retarget(scores, model, *, mass=None, fired=None):
+    """``model``'s triggered rows with trigger mass ``mass`` and the target predicted on the first
+    ``fired`` images only (the rest keep their true labels)."""
+    s = scores.copy()
+    rows = (s["model"] == model) & (s["kind"] == "triggered")
+    if mass is not None:
+        s.loc[rows, "trigger_mass"] = mass
+    if fired is not None:
+        s.loc[rows, "pred"] = np.where(s.loc[rows, "image"] < fired, 0, s.loc[rows, "label"])
+    return s
+
+
+def test_trigger_check_fails_on_a_trigger_that_draws_no_attention():
+    # "bd" fires on every image but puts on the trigger what the clean model puts there: a failure
+    scores = _retarget(_scores(), "bd", mass=0.02 + np.random.default_rng(1).normal(0, 0.005, 40))
+    rates = A.backdoor_table(scores, target=0)
+    trig = A.trigger_check(scores, rates, target=0).set_index("model")
+    assert trig.loc["bd", "fires"] and trig.loc["bd", "checked"] and not trig.loc["bd", "passed"]
+
+
+def test_trigger_check_is_asserted_only_where_enough_images_fire():
+    scores = _retarget(_scores(n=200), "bd", fired=120)  # target on 120 images, 96 of them clean-correct and not target
+    rates = A.backdoor_table(scores, target=0)
+    trig = A.trigger_check(scores, rates, target=0).set_index("model")
+    assert trig.loc["bd", "n_fired"] == 96 and trig.loc["bd", "checked"] and trig.loc["bd", "passed"]
+    few = A.trigger_check(scores, rates, target=0, min_fired=97).set_index("model")
+    assert few.loc["bd", "fires"] and not few.loc["bd", "checked"] and few.loc["bd", "passed"] is None
+    text = A.headline_paragraph(A.summary(scores), rates, A.clean_check(scores), few.reset_index())
+    assert "Too few images fired to check bd (96 fired" in text
 
 
 def test_select_images_rule():
