@@ -1,7 +1,8 @@
 """Run the benchmarks (``make bench``); results land in ``benchmarks/results/*.json``.
 
 ``python benchmarks/run.py`` runs them all (the workbook timing runs every notebook twice: 20+
-minutes on a 2-core CPU, and the precision accuracy check trains 12 small models); ``--only
+minutes on a 2-core CPU, the precision accuracy check trains 12 small models, and the flip rates
+train notebooks 03's and 05's models at five seeds: about 50 minutes); ``--only
 precision fit`` picks some; ``--workbook-only 00`` restricts the workbook timing's notebooks.
 """
 import argparse
@@ -11,7 +12,9 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
 import bench_ddp  # noqa: E402
+import bench_determinism  # noqa: E402
 import bench_fit  # noqa: E402
+import bench_flip_rates  # noqa: E402
 import bench_pgd  # noqa: E402
 import bench_precision  # noqa: E402
 import bench_precision_accuracy  # noqa: E402
@@ -24,7 +27,8 @@ if __name__ == "__main__":
     ap.add_argument("--workbook-only", action="append", default=None, metavar="PREFIX")
     benches = {"synsigns": bench_synsigns.main, "fit": bench_fit.main, "pgd": bench_pgd.main,
                "precision": bench_precision.main, "precision_accuracy": bench_precision_accuracy.main,
-               "ddp": bench_ddp.main, "eval_layout": bench_eval_layout.main, "workbook": None}
+               "ddp": bench_ddp.main, "eval_layout": bench_eval_layout.main, "determinism": bench_determinism.main,
+               "flip_rates": lambda: bench_flip_rates.main([]), "workbook": None}
     ap.add_argument("--only", nargs="+", choices=sorted(benches), default=sorted(benches))
     args = ap.parse_args()
     benches["workbook"] = lambda: bench_workbook.main(args.workbook_only)

@@ -16,7 +16,7 @@ import math
 import pandas as pd
 import torch
 
-from .. import adversarial_training, attacks, continual, metrics
+from .. import adversarial_training, attacks, continual, metrics, robustness_checks
 from .. import data as D
 from ..continual import learn_sequence, parameter_use, task_vgg, val_accuracy
 from ..continual.network import VGG16, VGG16_FC
@@ -308,7 +308,7 @@ def evaluate_methods(runs: dict, cfg: dict, store: Store | None = None, progress
                                       acc=metrics.accuracy(logits, y)))
         return pd.concat(rows, ignore_index=True)
 
-    code = (robustness_report, metrics, attacks.core, attacks.projected, attacks.auto_pgd, *CODE)
+    code = (robustness_report, robustness_checks, metrics, attacks.core, attacks.projected, attacks.auto_pgd, *CODE)
     out, computed = {}, {}
 
     def part_of(name):  # one pass of attacks fills both tables
