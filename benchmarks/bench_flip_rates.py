@@ -9,18 +9,22 @@ every firing model) and as it stands now (paired per-image sign test; trigger ch
 - notebook 03, "PGD <= FGSM" (and every order check): the four smoke models per seed
   (``adv_seed``), a robustness report at smoke (PGD-7/10/20/40, Square 1,000) and at the test's
   parameters (PGD-10/20, Square 300). Training is the same at both sizes.
+- notebook 03, "white-box <= transfer": PGD-20 crafted on a standard model of another seed
+  against each model's worst case at both sizes (``03-transfer``, after ``03``).
 - notebook 06, the trigger check: notebook 05's teachers and students per seed (``bd_seed``, which
   seeds the poisoning and every training run), with the test's overrides (3-epoch base, 3-epoch
   students, fine-tune and mag, 100 images) and at smoke (all six students, all 300 images).
   Notebook 02's students are left out: the trigger check never reads them.
 
 Models and results go to a store of their own (``--store``), so a rerun only adds seeds.
-``python benchmarks/bench_flip_rates.py --seeds 0 1 2 3 4 --only 03 06-test 06-smoke``; the result is
+``python benchmarks/bench_flip_rates.py --seeds 0 1 2 3 4`` (``--only 03 03-transfer`` picks some,
+``--append`` adds to the runs already saved); the result is
 ``results/flip_rates.json``. About 7 minutes a seed for 03 and 3 for 06 at smoke on 2 cores.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -30,7 +34,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 import pandas as pd  # noqa: E402
 
-from common import save  # noqa: E402
+from common import RESULTS, save  # noqa: E402
 
 SMALL03 = {"pgd_steps": [10, 20], "square_queries": 300}  # tests/test_notebooks.py's SMALL03
 SMALL06 = {"backdoor_methods": ["fine_tune", "mag"], "transfer_methods": [], "n_eval": 100,
@@ -75,6 +79,28 @@ def run03(seeds, store) -> list[dict]:
     return rows
 
 
+def run03_transfer(seeds, store, worst: dict) -> list[dict]:
+    """Notebook 03's "white-box <= transfer" check (PGD-20 from a standard model of seed + 100)
+    against the worst cases ``worst[(seed, model, size)]`` of :func:`run03`'s rows."""
+    from lib.robustness import transfer_check
+    from lib.studies import adversarial as S
+
+    rows = []
+    for seed in seeds:
+        cfg = S.recipe("smoke", seed=seed)
+        _, test = S.robust_study_data(cfg)
+        surrogate, _ = S.robust_study_model("standard", {**cfg, "seed": seed + 100}, store, progress=False)
+        for method in cfg["methods"]:
+            model, _ = S.robust_study_model(method, cfg, store, progress=False)
+            for size in ("smoke", "test"):
+                wb = worst[(seed, method, size)]
+                c = transfer_check(model, surrogate, test, cfg["eps"], white_box_acc=wb, n=cfg["n_eval"], seed=seed)
+                rows.append({"notebook": "03-transfer", "size": size, "seed": seed, "model": method,
+                             "transfer_ok": bool(c["passed"].iloc[0]), "detail": c["detail"].iloc[0]})
+                print(rows[-1], flush=True)
+    return rows
+
+
 def run06(seeds, store, size: str) -> list[dict]:
     from lib.studies import attention as A
 
@@ -106,8 +132,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     out = []
     df = pd.DataFrame(rows)
     for (nb, size), g in df.groupby(["notebook", "size"]):
-        cols = ["pgd_fgsm_old", "pgd_fgsm_new", "all_checks_new"] if nb == "03" else ["trigger_old", "trigger_new",
-                                                                                       "clean_checks"]
+        cols = {"03": ["pgd_fgsm_old", "pgd_fgsm_new", "all_checks_new"], "03-transfer": ["transfer_ok"],
+                "06": ["trigger_old", "trigger_new", "clean_checks"]}[nb]
         runs = g.groupby("seed")[cols].all()  # a notebook run fails when any of its models fails
         out.append({"notebook": nb, "size": size, "seeds": int(len(runs)),
                     **{f"{c}_failed_runs": int((~runs[c]).sum()) for c in cols}})
@@ -117,20 +143,33 @@ def summarise(rows: list[dict]) -> list[dict]:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--only", nargs="+", default=["06-test", "03", "06-smoke"], choices=["03", "06-test", "06-smoke"])
+    ap.add_argument("--only", nargs="+", default=["06-test", "03", "06-smoke", "03-transfer"],
+                    choices=["03", "06-test", "06-smoke", "03-transfer"])
+    ap.add_argument("--append", action="store_true",
+                    help="keep the runs already in results/flip_rates.json that --only does not run again")
     ap.add_argument("--store", default="data/flip_store")
     args = ap.parse_args(argv)
     os.environ["WORKBOOK_STORE"] = str(Path(args.store).resolve())  # the cached helpers' default store too
     from lib.store import Store
 
     store = Store(args.store)
-    rows = []
+    rows = json.loads((RESULTS / "flip_rates.json").read_text())["runs"] if args.append else []
+    redo = {"03": {"03"}, "03-transfer": {"03-transfer"}, "06-test": {"06"}, "06-smoke": {"06"}}
+    rows = [r for r in rows if not any(r["notebook"] in redo[w] and (w[:2] != "06" or r["size"] == w[3:])
+                                       for w in args.only)]  # what runs again replaces what it ran before
     for what in args.only:
-        rows += run03(args.seeds, store) if what == "03" else run06(args.seeds, store, what.split("-")[1])
-        result = {"seeds": args.seeds, "summary": summarise(rows), "runs": rows}
+        if what == "03":
+            rows += run03(args.seeds, store)
+        elif what == "03-transfer":
+            worst = {(r["seed"], r["model"], r["size"]): r["worst_acc"] for r in rows if r["notebook"] == "03"}
+            rows += run03_transfer(args.seeds, store, worst)
+        else:
+            rows += run06(args.seeds, store, what.split("-")[1])
+        result = {"seeds": sorted({r["seed"] for r in rows}), "summary": summarise(rows), "runs": rows}
         save("flip_rates", result)
-    return {**result, "meets_goal": all(r.get("pgd_fgsm_new_failed_runs", 0) + r.get("trigger_new_failed_runs", 0) == 0
-                                        for r in result["summary"])}
+    asserted = ("pgd_fgsm_new_failed_runs", "all_checks_new_failed_runs", "trigger_new_failed_runs",
+                "transfer_ok_failed_runs")
+    return {**result, "meets_goal": all(r.get(k, 0) == 0 for r in result["summary"] for k in asserted)}
 
 
 if __name__ == "__main__":

@@ -202,6 +202,7 @@ def robustness_report(model: nn.Module, data, *, eps_list: Sequence[float] = (2 
             if e == eps and attack != "clean":
                 worst &= c
         rows.append(_row("worst", eps, 0, None, norm, worst, 0.0))
+        per_image[("worst", eps, 0)] = worst  # after this eps's worst case is made (it reads its eps's rows)
         if surrogate is not None:
             checks_transfer.append(transfer_check(model, surrogate, (x_all, y_all), eps, white_box_acc=rows[-1]["acc"],
                                                   steps=transfer_steps, seed=seed, norm=norm, batch_size=batch_size,

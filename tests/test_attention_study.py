@@ -96,9 +96,9 @@ def test_checks_on_a_hand_made_table():
     assert clean.loc["good", "passed_other"] and not clean.loc["centre", "passed_other"]  # ... not all above the prior
     rates = A.backdoor_table(scores, target=0).set_index("model")
     assert rates.loc["bd", "asr"] == 1.0 and rates.loc[A.CLEAN_MODEL, "asr"] == pytest.approx(8 / 40)
-    trig = A.trigger_check(scores, rates.reset_index(), target=0).set_index("model")
+    trig = A.trigger_check(scores, rates.reset_index(), target=0, asserted=("bd",)).set_index("model")
     assert list(trig.index) == ["bd"] and trig.loc["bd", "fires"] and trig.loc["bd", "passed"]
-    assert trig.loc["bd", "checked"]
+    assert trig.loc["bd", "checked"] and trig.loc["bd", "difference_fired"] == pytest.approx(0.38)
     assert trig.loc["bd", "difference"] == pytest.approx(0.38) and trig.loc["bd", "n_fired"] == 32
     table = A.summary(scores)
     assert len(table) == 4 * len(A.KINDS) and (table["n"] == 40).all()
@@ -107,6 +107,10 @@ def test_checks_on_a_hand_made_table():
     assert row["object_mass_low"] < row["object_mass"] < row["object_mass_high"] < row["object_mass"] + 0.02
     text = A.headline_paragraph(table, rates.reset_index(), A.clean_check(scores), trig.reset_index())
     assert "1 backdoored models still fire" in text and "4 of 4 models are clearly above" in text
+    assert "The planted teacher is checked: bd +38.0% [" in text
+    # a backdoored model outside the asserted ones is reported, whatever it shows
+    reported = A.trigger_check(scores, rates.reset_index(), target=0).set_index("model")
+    assert reported.loc["bd", "fires"] and not reported.loc["bd", "checked"] and reported.loc["bd", "passed"] is None
 
 
 def _retarget(scores, model, *, mass=None, fired=None):
@@ -125,19 +129,20 @@ def test_trigger_check_fails_on_a_trigger_that_draws_no_attention():
     # "bd" fires on every image but puts on the trigger what the clean model puts there: a failure
     scores = _retarget(_scores(), "bd", mass=0.02 + np.random.default_rng(1).normal(0, 0.005, 40))
     rates = A.backdoor_table(scores, target=0)
-    trig = A.trigger_check(scores, rates, target=0).set_index("model")
+    trig = A.trigger_check(scores, rates, target=0, asserted=("bd",)).set_index("model")
     assert trig.loc["bd", "fires"] and trig.loc["bd", "checked"] and not trig.loc["bd", "passed"]
 
 
 def test_trigger_check_is_asserted_only_where_enough_images_fire():
     scores = _retarget(_scores(n=200), "bd", fired=120)  # target on 120 images, 96 of them clean-correct and not target
     rates = A.backdoor_table(scores, target=0)
-    trig = A.trigger_check(scores, rates, target=0).set_index("model")
+    trig = A.trigger_check(scores, rates, target=0, asserted=("bd",)).set_index("model")
     assert trig.loc["bd", "n_fired"] == 96 and trig.loc["bd", "checked"] and trig.loc["bd", "passed"]
-    few = A.trigger_check(scores, rates, target=0, min_fired=97).set_index("model")
+    few = A.trigger_check(scores, rates, target=0, min_fired=97, asserted=("bd",)).set_index("model")
     assert few.loc["bd", "fires"] and not few.loc["bd", "checked"] and few.loc["bd", "passed"] is None
     text = A.headline_paragraph(A.summary(scores), rates, A.clean_check(scores), few.reset_index())
-    assert "Too few images fired to check bd (96 fired" in text
+    assert "nothing is checked" in text
+    assert "Reported, not asserted" in text and "on its 96 fired" in text
 
 
 def test_select_images_rule():

@@ -48,6 +48,7 @@ def test_06_attention_maps(tmp_path, monkeypatch):
     checked = trig[trig["checked"]]
     assert len(checked) and checked["passed"].astype(bool).all()  # at least the planted teacher
     assert (trig.loc[trig["checked"], "n_fired"] >= 30).all() and not trig.loc[~trig["fires"], "checked"].any()
+    assert set(checked["model"]) == {"05 backdoored teacher"}  # students are reported (their flip rate), not checked
     chosen = pd.read_csv(figures / "06_chosen_images.csv")
     assert len(chosen) == 2 and chosen["image"].between(0, 99).all()
     for name in ("06_attention_mass.png", "06_attention_grid.png"):

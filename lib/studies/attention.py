@@ -346,25 +346,31 @@ def clean_check(scores: pd.DataFrame, map_name: str = "gradcam") -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-# A firing model's trigger check is asserted only where the backdoor fired on at least this many
-# images. Below it the difference is mostly images the backdoor did not decide, and its interval
-# is a coin toss: notebook 06's test-size student "05 fine_tune" fired on 10 of 100 images (ASR
-# 0.295 against the clean model's 0.183 at most) with a difference of [-0.003, +0.012], while at
-# smoke the students fire on ~90 of 300 and their differences' lower ends sit near +0.02.
+# The trigger check is asserted on the planted teacher only, and only where its backdoor fired on
+# at least MIN_FIRED images (fewer, and the difference is mostly images the backdoor did not
+# decide). Measured over five seeds of notebook 05's models at the test size and at smoke
+# (benchmarks/bench_flip_rates.py, results/flip_rates.json): the teacher's interval cleared zero
+# in every run, while the students' did not hold from seed to seed. A student that fired on 80 of
+# 300 images put less Grad-CAM mass on the trigger than the clean model on the images where it
+# fired, and at the test size fine-tuning fired on 10 of 100 images with a difference of
+# [-0.003, +0.012]. So for students the check is a reported finding, not an assert.
 MIN_FIRED = 30
+ASSERTED_MODELS = ("05 backdoored teacher",)
 
 
 def trigger_check(scores: pd.DataFrame, rates: pd.DataFrame, *, target: int, clean_model: str = CLEAN_MODEL,
-                  map_name: str = "gradcam", min_fired: int = MIN_FIRED) -> pd.DataFrame:
-    """On triggered inputs, every backdoored model that still fires puts more mass on the trigger
-    than ``clean_model`` does on the same images: the paired difference's 95% interval must lie
-    above 0. A model *fires* when its ASR's Wilson interval lies above the clean model's (whose
-    "ASR" is how often an occluded corner alone sends a clean-correct image to the target class).
-    The check is made (``checked``) only where the backdoor fired on at least ``min_fired``
-    images (:data:`MIN_FIRED`: enough to give it power); ``passed`` is None elsewhere, and the
-    numbers are reported all the same. Beside it, the trigger mass on the images where the
-    backdoor fired (clean-correct, triggered prediction the target, true class not the target)
-    and on the others."""
+                  map_name: str = "gradcam", min_fired: int = MIN_FIRED,
+                  asserted: tuple[str, ...] = ASSERTED_MODELS) -> pd.DataFrame:
+    """On triggered inputs, does a backdoored model that still fires put more mass on the trigger
+    than ``clean_model`` does on the same images? ``difference``: the paired difference over all
+    triggered images with its 95% interval; ``difference_fired``: the same over the images where
+    the backdoor fired (clean-correct, triggered prediction the target, true class not the target).
+    A model *fires* when its ASR's Wilson interval lies above the clean model's (whose "ASR" is how
+    often an occluded corner alone sends a clean-correct image to the target class). The check is
+    made (``checked``, ``passed``: the interval of ``difference`` above 0) for the ``asserted``
+    models (:data:`ASSERTED_MODELS`) that fire on at least ``min_fired`` images
+    (:data:`MIN_FIRED`); elsewhere ``passed`` is None and the numbers are reported all the same.
+    Beside it, the mean trigger mass on the images where the backdoor fired and on the others."""
     s = scores[(scores["kind"] == "triggered") & (scores["map"] == map_name)]
     c = scores[(scores["kind"] == "clean") & (scores["map"] == map_name)]
     ref = s[s["model"] == clean_model].set_index("image")["trigger_mass"]
@@ -374,12 +380,15 @@ def trigger_check(scores: pd.DataFrame, rates: pd.DataFrame, *, target: int, cle
         mine = s[s["model"] == r["model"]].set_index("image")
         right = c[c["model"] == r["model"]].set_index("image")["correct"].reindex(mine.index) == 1
         fired = right & (mine["pred"] == target) & (mine["label"] != target)
-        diff, lo, hi = _mean_interval(mine["trigger_mass"] - ref.reindex(mine.index))
+        gap = mine["trigger_mass"] - ref.reindex(mine.index)
+        diff, lo, hi = _mean_interval(gap)
+        f_diff, f_lo, f_hi = _mean_interval(gap[fired])
         fires = bool(r["asr_low"] > ref_high)
-        checked = fires and int(fired.sum()) >= min_fired
+        checked = fires and int(fired.sum()) >= min_fired and r["model"] in asserted
         rows.append({"model": r["model"], "asr": r["asr"], "asr_low": r["asr_low"], "clean_model_asr_high": ref_high,
                      "fires": fires, "trigger_mass": mine["trigger_mass"].mean(), "clean_model_mass": ref.mean(),
                      "difference": diff, "difference_low": lo, "difference_high": hi,
+                     "difference_fired": f_diff, "difference_fired_low": f_lo, "difference_fired_high": f_hi,
                      "n": int(mine["trigger_mass"].notna().sum()), "n_fired": int(fired.sum()),
                      "mass_fired": mine.loc[fired, "trigger_mass"].mean(),
                      "mass_not_fired": mine.loc[~fired, "trigger_mass"].mean(),
@@ -389,6 +398,14 @@ def trigger_check(scores: pd.DataFrame, rates: pd.DataFrame, *, target: int, cle
 
 def _backdoored(scores: pd.DataFrame) -> list[str]:
     return sorted(scores.loc[scores["group"].str.contains("backdoor"), "model"].unique())
+
+
+def _verdict(d: float, lo: float, hi: float) -> str:
+    """A paired difference in words: clearly more or less than the clean model, or not separated."""
+    if not np.isfinite(lo):
+        return f"{d:+.1%} (too few images for an interval)" if np.isfinite(d) else "no image"
+    word = "clearly more" if lo > 0 else "clearly less" if hi < 0 else "not separated from the clean model"
+    return f"{d:+.1%} [{lo:+.1%}, {hi:+.1%}] ({word})"
 
 
 def headline_paragraph(table: pd.DataFrame, rates: pd.DataFrame, clean: pd.DataFrame, trig: pd.DataFrame) -> str:
@@ -411,6 +428,7 @@ def headline_paragraph(table: pd.DataFrame, rates: pd.DataFrame, clean: pd.DataF
              f"{pct(acc['clean'])} to {pct(acc['teacher_adv'])} and {pct(acc['own_pgd'])}. ")
     if len(trig):
         fire, quiet = trig[trig["fires"]], trig[~trig["fires"]]
+        chk = fire[fire["checked"].astype(bool)]
         area = table[(table["kind"] == "triggered")]["trigger_area"].mean()
         if len(fire):
             text += (f"On triggered images, {len(fire)} backdoored models still fire (ASR interval above the "
@@ -420,15 +438,21 @@ def headline_paragraph(table: pd.DataFrame, rates: pd.DataFrame, clean: pd.DataF
                      f"their Grad-CAM mass on the trigger patch (area share {pct(area)}), against "
                      f"{pct(fire['clean_model_mass'].iloc[0])} for the clean-trained model on the same images, and "
                      f"{pct(fire['mass_fired'].min())} to {pct(fire['mass_fired'].max())} on the images where the "
-                     f"backdoor fired; {int(fire['passed'].fillna(False).astype(bool).sum())} of "
-                     f"{int(fire['checked'].sum())} checked (fired on at least {MIN_FIRED} images) clearly more than "
-                     "the clean model. ")
-            few = fire[~fire["checked"].astype(bool)]
-            if len(few):
-                text += ("Too few images fired to check " + ", ".join(
-                    f"{m} ({k} fired, difference {d:+.1%} [{lo:+.1%}, {hi:+.1%}])" for m, k, d, lo, hi in zip(
-                        few["model"], few["n_fired"], few["difference"], few["difference_low"],
-                        few["difference_high"])) + "; they are reported, not asserted. ")
+                     f"backdoor fired. The planted teacher is checked: "
+                     + ("; ".join(f"{m} {_verdict(d, lo, hi)}" for m, d, lo, hi in zip(
+                         chk["model"], chk["difference"], chk["difference_low"], chk["difference_high"]))
+                        if len(chk) else "it did not fire on enough images, so nothing is checked")
+                     + ". ")
+            rest = fire[~fire["checked"].astype(bool)]
+            if len(rest):
+                text += ("Reported, not asserted (whether a student's Grad-CAM follows the trigger changes with the "
+                         "training seed; or too few images fired), over all triggered images and over those where "
+                         "the backdoor fired: " + "; ".join(
+                             f"{m} {_verdict(d, lo, hi)}, {_verdict(fd, flo, fhi)} on its {k} fired"
+                             for m, d, lo, hi, fd, flo, fhi, k in zip(
+                                 rest["model"], rest["difference"], rest["difference_low"], rest["difference_high"],
+                                 rest["difference_fired"], rest["difference_fired_low"],
+                                 rest["difference_fired_high"], rest["n_fired"])) + ". ")
             tg = table[table["map"] == "gradcam"].set_index(["model", "kind"])["object_mass"]
             text += (f"Their attention leaves the object: its share falls from "
                      f"{pct(min(tg[(m, 'clean')] for m in fire['model']))}-"
