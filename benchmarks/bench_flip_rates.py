@@ -3,8 +3,9 @@
 A check that fails on one clean clone in twenty is a defect (the fresh-machine issue): this
 trains the models each check reads at several seeds and applies the check as the notebook does,
 both as it stood before (one image of slack between two accuracies; notebook 06's trigger check on
-every firing model) and as it stands now (paired per-image sign test; trigger check where at least
-``MIN_FIRED`` images fired), at the test suite's parameters and at smoke.
+every firing model) and as it stands now (paired per-image sign test; trigger check on the planted
+teacher where it fired on at least ``MIN_FIRED`` images, :func:`lib.studies.attention.trigger_check`),
+at the test suite's parameters and at smoke.
 
 - notebook 03, "PGD <= FGSM" (and every order check): the four smoke models per seed
   (``adv_seed``), a robustness report at smoke (PGD-7/10/20/40, Square 1,000) and at the test's
@@ -154,9 +155,10 @@ def main(argv=None) -> dict:
 
     store = Store(args.store)
     rows = json.loads((RESULTS / "flip_rates.json").read_text())["runs"] if args.append else []
-    redo = {"03": {"03"}, "03-transfer": {"03-transfer"}, "06-test": {"06"}, "06-smoke": {"06"}}
-    rows = [r for r in rows if not any(r["notebook"] in redo[w] and (w[:2] != "06" or r["size"] == w[3:])
-                                       for w in args.only)]  # what runs again replaces what it ran before
+    # what runs again replaces what it ran before: --only choice -> (notebook, size; None = both)
+    redo = [{"03": ("03", None), "03-transfer": ("03-transfer", None), "06-test": ("06", "test"),
+             "06-smoke": ("06", "smoke")}[w] for w in args.only]
+    rows = [r for r in rows if not any(r["notebook"] == nb and size in (None, r["size"]) for nb, size in redo)]
     for what in args.only:
         if what == "03":
             rows += run03(args.seeds, store)
