@@ -9,8 +9,9 @@ by its name and parameters (a :func:`~lib.attacks.with_own_labels` wrapper by th
 a frozen dataclass (e.g. :class:`lib.backdoor.Trigger`) by its class and fields, dicts and lists
 element by element, numbers and strings as they are. ``progress`` arguments are
 left out. An argument it cannot describe is an error (a key that missed it could return another
-input's result). The code version covers ``fn``'s module, the attack implementations and the
-modules passed as ``code`` (what ``fn`` calls elsewhere, e.g. the trigger's renderer).
+input's result). The code version is computed (:func:`lib.store.versions.module_version`) from
+``fn``'s module and every ``lib`` module it imports, so an edit of anything ``fn`` can reach
+recomputes it; ``code`` adds more (what the caller's own module does to the inputs).
 
 Results are DataFrames (stored as CSV), a tuple of DataFrames (stored as one JSON document and
 rebuilt, also on the first call, so both calls return the same thing) or JSON values.
@@ -26,12 +27,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .attacks import AttackFn, auto_pgd, core, feature_space, gradient_sign, projected
+from .attacks import AttackFn
 from .data.datalike import data_fingerprint, tensor_pair
 from .models import model_fingerprint
-from .store import Store
+from .store import Store, code_version
+from .store.versions import module_version
 
-ATTACK_CODE = (core, projected, auto_pgd, gradient_sign, feature_space)
 _SKIP = ("progress",)
 
 
@@ -78,11 +79,14 @@ def _unpack(stored):
 
 def cached(name: str, fn: Callable, *args, store: Store | None = None, code: tuple = (), **kwargs):
     """``fn(*args, **kwargs)``, computed once per distinct input and then read from the store;
-    ``code``: more modules or functions whose edits must recompute it (beside ``fn``'s module)."""
+    ``code``: more modules or functions whose edits must recompute it (beside what ``fn``'s
+    module reaches)."""
     bound = inspect.signature(fn).bind(*args, **kwargs)
     key = {"function": f"{fn.__module__}.{fn.__qualname__}",
            "args": {k: describe(v, k) for k, v in bound.arguments.items() if k not in _SKIP}}
     module = inspect.getmodule(fn)
-    code = (fn, *([module] if module is not None else []), *ATTACK_CODE, *code)
-    stored = (store or Store()).result(name, key, lambda: _pack(fn(*args, **kwargs)), code=code)
+    key["code"] = module_version(module.__name__) if module is not None else code_version(fn)
+    if code:
+        key["extra_code"] = code_version(*code)
+    stored = (store or Store()).result(name, key, lambda: _pack(fn(*args, **kwargs)))
     return _unpack(stored)

@@ -13,7 +13,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from .paths import figures_dir, tables_dir
+from .config import current
 
 PALETTE = "colorblind"
 
@@ -51,7 +51,7 @@ def _record(folder: Path, name: str, entry: dict) -> None:
             items = json.loads(index.read_text()) if index.is_file() else {}
         except json.JSONDecodeError:
             items = {}
-        items[name] = {**entry, "notebook": os.environ.get("WORKBOOK_NOTEBOOK", "")}
+        items[name] = {**entry, "notebook": current().notebook}
         tmp = index.with_name(f".index.json.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(items, indent=1) + "\n")
         os.replace(tmp, index)
@@ -65,11 +65,11 @@ def save(fig: matplotlib.figure.Figure, name: str, formats=("png", "svg"), *, ca
     "n=200" or "(300 validation images)") go to the folder's ``index.json`` for the run's index."""
     out = []
     for fmt in formats:
-        path = figures_dir() / f"{name}.{fmt}"
+        path = current().figures_dir() / f"{name}.{fmt}"
         fig.savefig(path, bbox_inches="tight")
         out.append(path)
     caption = caption or _titles(fig)
-    _record(figures_dir(), name, {"kind": "figure", "files": [p.name for p in out], "caption": caption,
+    _record(current().figures_dir(), name, {"kind": "figure", "files": [p.name for p in out], "caption": caption,
                                   "n": str(n) if n is not None else _n_from(caption)})
     return out
 
@@ -78,7 +78,7 @@ def save_table(df: pd.DataFrame, name: str, *, caption: str | None = None, n=Non
     """Save a tidy table as ``<tables>/<name>.csv`` and, with ``markdown``, a Markdown copy for
     the README (off for long machine-readable tables, which nobody reads as Markdown);
     ``caption``/``n`` (default: the ``n`` column's values) go to the run's index."""
-    folder = tables_dir()
+    folder = current().tables_dir()
     path = folder / f"{name}.csv"
     df.to_csv(path, index=False)
     files = [path.name]

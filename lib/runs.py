@@ -113,6 +113,12 @@ def store_entries(folder: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
+def same_notebook(a: str, b: str) -> bool:
+    """Whether two notebook (or output) names are of one notebook: the same two-digit number (a
+    kernel logs its study's notebook, ``lib.config.RunConfig.notebook``, whatever the file's name)."""
+    return a[:2] == b[:2] and a[:2].isdigit()
+
+
 def time_profile(entries: list[dict], notebook: str, seconds: float, since: str | None = None) -> dict:
     """Where ``notebook``'s ``seconds`` went, from the run's store log (``entries``; those ``at``
     or after ``since``, the attempt's start, so a resumed run does not count an earlier attempt's
@@ -120,7 +126,8 @@ def time_profile(entries: list[dict], notebook: str, seconds: float, since: str 
     computed: attack tables, crafted sets, sweeps; without models trained inside them, with
     models loaded inside them) and ``other`` (the rest: kernel start, loading from the store,
     work no store call wraps, figures), with how many of each were made and loaded."""
-    mine = [e for e in entries if e.get("notebook") == notebook and (since is None or e["at"] >= since)]
+    mine = [e for e in entries
+            if same_notebook(e.get("notebook", ""), notebook) and (since is None or e["at"] >= since)]
     own = lambda action: sum(e.get("own_seconds", 0.0) for e in mine if e["action"] == action)
     train, compute = own("trained"), own("computed")
     count = lambda action: sum(e["action"] == action for e in mine)
@@ -146,10 +153,13 @@ def cell_seconds(path: Path, top: int = 5) -> list[dict]:
     return sorted(rows, key=lambda r: -r["seconds"])[:top]
 
 
-def _short(value, width: int = 60) -> str:
+def short_json(value, width: int = 60) -> str:
     """``value`` as JSON, cut to ``width`` characters."""
     text = json.dumps(value, default=str)
     return text if len(text) <= width else text[:width - 3] + "..."
+
+
+_short = short_json  # the old name, still called by lib.workbook; drop once it calls short_json
 
 
 def write_index(folder: Path, manifest: dict) -> Path:
@@ -164,17 +174,16 @@ def write_index(folder: Path, manifest: dict) -> Path:
              f"Commit `{(manifest['git'].get('commit') or 'unknown')[:12]}`"
              + (" with uncommitted changes" if manifest["git"].get("dirty") else "")
              + f", started {manifest['started']}, status **{manifest['status']}**. "
-             f"Run parameters: {_short(manifest['parameters']) if manifest['parameters'] else 'the recipes'}.",
+             f"Run parameters: {short_json(manifest['parameters']) if manifest['parameters'] else 'the recipes'}.",
              ""]
     for nb in manifest["notebooks"]:
         stem = nb["name"].removesuffix(".ipynb")
         lines += [f"## {stem} ({nb['status']}, {nb.get('seconds', 0):.0f} s)", ""]
         recipe = manifest["recipes"].get(stem[:2], {})
         if recipe:
-            lines += ["Parameters: " + ", ".join(f"`{k}={_short(v)}`" for k, v in recipe.items()
+            lines += ["Parameters: " + ", ".join(f"`{k}={short_json(v)}`" for k, v in recipe.items()
                                                  if not isinstance(v, dict)), ""]
-        mine = {k: v for k, v in items.items() if v.get("notebook") == nb["name"] or
-                (not v.get("notebook") and k.startswith(stem[:2]))}
+        mine = {k: v for k, v in items.items() if same_notebook(v.get("notebook") or k, nb["name"])}
         if mine:
             lines += ["| output | kind | caption | n |", "|---|---|---|---|"]
             for name, e in sorted(mine.items()):

@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from . import runs
+from .config import RUN_FILE
 from .paths import ROOT, figures_dir
 from .stall import STALL_ENV, KernelWatch
 
@@ -182,16 +183,6 @@ def configure(args) -> tuple[str, dict]:
     return profile, check_params(params, profile)
 
 
-def _recipes(profile: str) -> dict:
-    from .studies import recipe, study_modules
-
-    out = {}
-    for number, module in study_modules().items():
-        table = module.RECIPE
-        out[number] = recipe(table, profile if profile in table else "smoke")
-    return out
-
-
 def _summary(rows: list[dict], wall: float | None = None, jobs: int = 1) -> str:
     """Seconds per notebook and where they went (:func:`lib.runs.time_profile`), with a total
     and, for ``--jobs`` above 1, the run's wall-clock seconds (less than the notebooks' sum)."""
@@ -247,7 +238,7 @@ def start_order(ready: list[dict], waiting: list[dict], needs: dict[str, set[str
 
 def _parallel(todo: list[dict], every: list[dict], jobs: int, launch, finished, failed) -> None:
     """Run ``todo`` (manifest entries) ``jobs`` at a time in worker processes (a kernel inherits
-    its worker's environment, so each notebook gets its own ``WORKBOOK_NOTEBOOK``), each once
+    its worker's environment, so each gets its share of ``OMP_NUM_THREADS``), each once
     every notebook it needs (:func:`lib.studies.notebook_needs`) among ``every`` is done; a notebook
     that no longer can run (one it needs failed) stays pending for ``--resume``. After a
     failure nothing new starts, and those running finish."""
@@ -302,7 +293,7 @@ def _sweep(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .studies import CONFIG_ENV, ConfigError
+    from .studies import ConfigError, run_config_for
 
     args = _parser().parse_args(argv)
     if args.list_params:
@@ -332,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     if not todo:
         print("no notebooks matched", file=sys.stderr)
         return 1
-    top_figures = figures_dir()  # before the run points WORKBOOK_FIGURES at its own folder
+    top_figures = figures_dir()
     if manifest is None:
         try:
             folder = runs.new_run_dir(out_root, profile, args.name)
@@ -345,13 +336,15 @@ def main(argv: list[str] | None = None) -> int:
                     "notebooks": [{"name": nb.name, "status": "pending"} for nb in todo], "store": []}
     else:
         manifest.update(status="running", resumed=manifest.get("resumed", []) + [runs.now()])
-    config = {"profile": profile, "params": params, "run": manifest["run"]}
-    saved_env = {k: os.environ.get(k) for k in (CONFIG_ENV, "WORKBOOK_FIGURES", "WORKBOOK_TABLES", "WORKBOOK_STORE_LOG",
-                                                 "WORKBOOK_RETRAIN", "WORKBOOK_NOTEBOOK")}
-    os.environ.update({CONFIG_ENV: json.dumps(config), "WORKBOOK_FIGURES": str(folder / "figures"),
-                       "WORKBOOK_TABLES": str(folder / "tables"), "WORKBOOK_STORE_LOG": str(folder / "store_log.jsonl"),
-                       "WORKBOOK_RETRAIN": "1" if params.get("retrain") else ""})
-    manifest["recipes"] = _recipes(profile)
+    try:
+        run = run_config_for(profile, params, run=manifest["run"], folder=str(folder),
+                             figures=str(folder / "figures"), tables=str(folder / "tables"),
+                             store_log=str(folder / "store_log.jsonl"))
+    except ConfigError as err:  # a cross-key rule of a study's recipe
+        print(f"workbook: {err}", file=sys.stderr)
+        return 2
+    run.write(folder / RUN_FILE)  # what each notebook gets as its run_config parameter
+    manifest["recipes"] = run.recipes
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     shown = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
@@ -369,15 +362,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def launch(entry):
         nb = NOTEBOOKS / entry["name"]
-        wanted = set(parameter_names(nb))
-        env = {"WORKBOOK_NOTEBOOK": nb.name}
+        env = {}
         if jobs > 1:  # share the cores out: N kernels of one thread beat one of N on short ops
             env["OMP_NUM_THREADS"] = str(max(1, _threads() // jobs))
         entry.update(status="running", started=runs.now())
         save_manifest()
         print(f"[{names.index(nb.name) + 1:>{width}}/{len(names)}] {nb.name} ...", flush=True)
-        return (str(nb), {"profile": profile, **{k: v for k, v in params.items() if k in wanted}}, str(folder),
-                env, args.timeout, not args.quiet, jobs > 1)
+        return (str(nb), {"run_config": str(folder / RUN_FILE)}, str(folder), env, args.timeout, not args.quiet,
+                jobs > 1)
 
     def finished(entry, result):
         nonlocal status, code
@@ -420,11 +412,6 @@ def main(argv: list[str] | None = None) -> int:
         manifest.update(status=status, ended=runs.now(), jobs=jobs, attempt_seconds=attempts)
         save_manifest()
         runs.write_index(folder, manifest)
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     if profile == "smoke" and status == "done":  # the README shows the latest smoke run
         for sub in ("figures", "tables"):
             for f in (folder / sub).iterdir():

@@ -2,16 +2,20 @@
 (on two tiny notebooks written here, so each run takes seconds), and the store's command line."""
 import json
 import os
+import re
 
 import nbformat
 import pandas as pd
 import pytest
 
-from lib import studies, workbook
+from lib import config, studies, workbook
+from lib.config import RunConfig
 from lib.store import Store
 from lib.store.__main__ import main as store_main
 from lib.store.__main__ import parse_age
-from lib.studies import ConfigError, bases, check_params
+from lib.studies import ConfigError, check_params, run_config_for
+
+OPEN = "from lib.studies import {study}, open_run\nrun = open_run({study}, run_config, globals())\n"
 
 
 def _notebook(path, params: str, body: str):
@@ -29,14 +33,14 @@ def tiny_notebooks(tmp_path, monkeypatch):
     without any parameter of its own (as notebook 02 asks for base A) and fails when FAIL_02 is set."""
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    _notebook(folder / "01_first.ipynb", 'profile = "smoke"\nbase_epochs = None',
-              "import pandas as pd\nfrom lib import plots\nfrom lib.studies import bases\n"
-              "cfg = bases.recipe(epochs=base_epochs)\n"
+    _notebook(folder / "01_first.ipynb", 'profile = "smoke"\nrun_config = None\nbase_epochs = None',
+              "import pandas as pd\nfrom lib import plots\n" + OPEN.format(study="bases") +
+              "cfg = run.recipe('01')\n"
               "plots.save_table(pd.DataFrame({'epochs': [cfg['epochs']], 'n': [7]}), '01_first', caption='first')")
-    _notebook(folder / "02_second.ipynb", 'profile = "smoke"',
-              "import os\nimport pandas as pd\nfrom lib import plots\nfrom lib.studies import bases\n"
+    _notebook(folder / "02_second.ipynb", 'profile = "smoke"\nrun_config = None',
+              "import os\nimport pandas as pd\nfrom lib import plots\n" + OPEN.format(study="transfer") +
               "assert not os.environ.get('FAIL_02'), 'asked to fail'\n"
-              "plots.save_table(pd.DataFrame({'epochs': [bases.recipe()['epochs']]}), '02_second')")
+              "plots.save_table(pd.DataFrame({'epochs': [run.recipe('02')['needs']['01']['epochs']]}), '02_second')")
     monkeypatch.setattr(workbook, "NOTEBOOKS", folder)
     monkeypatch.setattr(workbook, "figures_dir", lambda: tmp_path / "top_figures")
     (tmp_path / "top_figures").mkdir()
@@ -68,23 +72,66 @@ def test_values_parse_as_people_write_them(tmp_path):
 
 
 def test_every_notebook_parameter_is_a_study_parameter():
+    """The parameters cell holds ``profile``, ``run_config`` and knobs, each a parameter derived from
+    its study's recipe (``<PREFIX>_<key>``); every notebook opens with the same two lines."""
     known = studies.parameters()
     for path in workbook.notebooks():
-        names = set(workbook.parameter_names(path)) - set(studies.RUN_PARAMS)
+        names = set(workbook.parameter_names(path)) - set(studies.RUN_PARAMS) - {"run_config"}
         module = studies.study_modules().get(path.name[:2])
         assert module is not None, f"{path.name} has no study module"
-        assert names == set(module.PARAMS), (path.name, names ^ set(module.PARAMS))
+        assert {"profile", "run_config"} <= set(workbook.parameter_names(path)), path.name
+        assert names <= set(module.PARAMS), (path.name, names - set(module.PARAMS))
         assert all(known[n].notebook == path.name[:2] for n in names)
+        assert module.PARAMS == studies.notebook_params(module.PREFIX, module.RECIPE)
+        code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        assert re.search(r"\nrun = open_run\(\w+, run_config, globals\(\)\)", code), path.name
+        assert f'cfg = run.recipe("{path.name[:2]}")' in code, path.name
+        assert "\ndef " not in "\n" + code and not any(f" as {c}\n" in code for c in "ABDMRS"), path.name
 
 
-def test_run_configuration_reaches_every_recipe(monkeypatch):
-    monkeypatch.setenv(studies.CONFIG_ENV, json.dumps({"params": {"base_epochs": 3, "adv_epochs": 2}}))
-    assert bases.recipe()["epochs"] == 3  # what notebook 02 gets when it asks for base A
-    assert bases.recipe(epochs=5)["epochs"] == 5  # an explicit override still wins
-    from lib.studies import adversarial
-    assert adversarial.recipe()["epochs"] == 2
-    monkeypatch.delenv(studies.CONFIG_ENV)
-    assert bases.recipe()["epochs"] == bases.RECIPE["smoke"]["epochs"]
+def test_recipes_are_pure_values_of_the_run_configuration(tmp_path, monkeypatch):
+    """One RunConfig gives the same recipes in a run and out of it: no environment is read, and
+    notebook 02 and 05 get notebook 01's recipe as 01 runs it."""
+    run = run_config_for("smoke", {"base_epochs": 3, "adv_epochs": 2, "transfer_anb_epochs": 8})
+    assert run.recipe("01")["epochs"] == 3 and run.recipe("03")["epochs"] == 2
+    assert run.recipe("02")["needs"]["01"] == run.recipe("01") == run.recipe("05")["needs"]["01"]
+    assert run.recipe("06")["needs"]["02"]["anb_epochs"] == 8
+    before = {n: run.recipe(n) for n in run.recipes}
+    monkeypatch.setenv("WORKBOOK_CONFIG", json.dumps({"params": {"base_epochs": 9}}))  # what runs used to read
+    config.activate(run_config_for("smoke", {"base_epochs": 7}))  # another run made current
+    try:
+        again = run_config_for("smoke", {"base_epochs": 3, "adv_epochs": 2, "transfer_anb_epochs": 8})
+        assert {n: again.recipe(n) for n in again.recipes} == before
+        from lib.studies import bases
+        assert bases.recipe() == studies.recipe(bases.RECIPE, "smoke")  # pure: the table's smoke entry
+        run.write(tmp_path / "run.json")
+        assert RunConfig.read(tmp_path / "run.json") == run and RunConfig.read(tmp_path) == run
+    finally:
+        config.activate(RunConfig())
+    run.recipe("02")["needs"]["01"]["epochs"] = 99  # a copy: the value does not change
+    assert run.recipe("02")["needs"]["01"]["epochs"] == 3
+
+
+def test_open_run_reads_a_run_file_and_applies_the_notebooks_knobs(tmp_path, capsys):
+    from lib.studies import adversarial, bases
+
+    try:
+        plain = studies.open_run(bases, None, {"profile": "smoke", "base_epochs": None})
+        assert plain.recipe("01") == bases.recipe() and "no run.json" in capsys.readouterr().out
+        run = run_config_for("smoke", {"base_epochs": 3}, run="r1", tables=str(tmp_path / "tables"))
+        run.write(tmp_path / "run.json")
+        opened = studies.open_run(adversarial, str(tmp_path / "run.json"), {"profile": "smoke"})
+        assert opened.recipes == run.recipes and opened.tables == run.tables
+        assert opened.notebook == "03_adversarial_training.ipynb" and config.current() is opened
+        assert "run r1" in capsys.readouterr().out
+        knob = studies.open_run(adversarial, str(tmp_path / "run.json"), {"adv_epochs": 1})
+        assert knob.recipe("03")["epochs"] == 1 and knob.recipe("01")["epochs"] == 3
+        with pytest.raises(ConfigError, match="adv_epochs must be an int"):
+            studies.open_run(adversarial, None, {"adv_epochs": 1.5})
+        with pytest.raises(ConfigError, match="does not exist"):
+            studies.open_run(adversarial, str(tmp_path / "missing.json"), {})
+    finally:
+        config.activate(RunConfig())
 
 
 @pytest.mark.notebooks
@@ -97,6 +144,7 @@ def test_runs_get_their_own_folders_manifest_index_and_resume(tiny_notebooks, mo
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "done" and manifest["parameters"] == {"base_epochs": 3}
     assert manifest["recipes"]["01"]["epochs"] == 3
+    assert RunConfig.read(run / "run.json").recipe("01")["epochs"] == 3  # what each notebook was handed
     assert len(manifest["git"]["commit"]) == 40 and isinstance(manifest["git"]["dirty"], bool)
     assert manifest["packages"]["torch"] and "cpu_count" in manifest["device"]
     assert [nb["status"] for nb in manifest["notebooks"]] == ["done", "done"]
@@ -128,11 +176,13 @@ def test_runs_get_their_own_folders_manifest_index_and_resume(tiny_notebooks, mo
     assert pd.read_csv(out / "smoke" / "broken" / "tables" / "02_second.csv")["epochs"].item() == 2
 
 
-def test_notebook_needs_follow_the_study_imports():
+def test_notebook_needs_are_what_the_studies_declare():
     needs = studies.notebook_needs()
     assert needs["06"] == {"01", "02", "05"}  # 02's students and 05's backdoored models, both on 01's bases
-    assert needs["02"] == needs["03"] == {"01"} and needs["00"] == needs["01"] == set()
+    assert needs["02"] == needs["05"] == {"01"} and needs["00"] == needs["01"] == needs["03"] == set()
     assert all(n not in v for n, v in needs.items())
+    for number, module in studies.study_modules().items():  # each study gets the recipes of what it needs
+        assert set(run_config_for().recipe(number).get("needs", {})) == set(module.NEEDS)
 
 
 @pytest.mark.notebooks
@@ -141,22 +191,22 @@ def test_jobs_run_notebooks_side_by_side_after_what_they_need(tiny_notebooks, mo
     after 01 is done (it reads 01's table); each kernel gets its own notebook name and half the
     threads. A failure leaves what needs it pending, and --resume runs only that."""
     folder = tiny_notebooks / "notebooks"
-    _notebook(folder / "00_zero.ipynb", 'profile = "smoke"',
-              "import os, time\nimport pandas as pd\nfrom lib import plots\n"
-              "marker = os.path.join(os.environ['WORKBOOK_TABLES'], '01_started')\n"
+    _notebook(folder / "00_zero.ipynb", 'profile = "smoke"\nrun_config = None',
+              "import os, time\nimport pandas as pd\nfrom lib import plots\n" + OPEN.format(study="datasets") +
+              "marker = os.path.join(run.tables_dir(), '01_started')\n"
               "t0 = time.time()\nwhile not os.path.exists(marker) and time.time() - t0 < 120:\n    time.sleep(0.1)\n"
               "assert os.path.exists(marker), '01 did not run beside 00'\n"
-              "plots.save_table(pd.DataFrame({'nb': [os.environ['WORKBOOK_NOTEBOOK']],"
+              "plots.save_table(pd.DataFrame({'nb': [run.notebook],"
               " 'threads': [os.environ['OMP_NUM_THREADS']]}), '00_zero')")
-    _notebook(folder / "01_first.ipynb", 'profile = "smoke"\nbase_epochs = None',
-              "import os\nimport pandas as pd\nfrom lib import plots\n"
-              "open(os.path.join(os.environ['WORKBOOK_TABLES'], '01_started'), 'w').close()\n"
+    _notebook(folder / "01_first.ipynb", 'profile = "smoke"\nrun_config = None\nbase_epochs = None',
+              "import os\nimport pandas as pd\nfrom lib import plots\n" + OPEN.format(study="bases") +
+              "open(os.path.join(run.tables_dir(), '01_started'), 'w').close()\n"
               "assert not os.environ.get('FAIL_01'), 'asked to fail'\n"
-              "plots.save_table(pd.DataFrame({'nb': [os.environ['WORKBOOK_NOTEBOOK']]}), '01_first')")
-    _notebook(folder / "02_second.ipynb", 'profile = "smoke"',
-              "import os\nimport pandas as pd\nfrom lib import plots\n"
-              "first = pd.read_csv(os.path.join(os.environ['WORKBOOK_TABLES'], '01_first.csv'))\n"
-              "plots.save_table(first.assign(me=os.environ['WORKBOOK_NOTEBOOK']), '02_second')")
+              "plots.save_table(pd.DataFrame({'nb': [run.notebook]}), '01_first')")
+    _notebook(folder / "02_second.ipynb", 'profile = "smoke"\nrun_config = None',
+              "import os\nimport pandas as pd\nfrom lib import plots\n" + OPEN.format(study="transfer") +
+              "first = pd.read_csv(os.path.join(run.tables_dir(), '01_first.csv'))\n"
+              "plots.save_table(first.assign(me=run.notebook), '02_second')")
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     out = tiny_notebooks / "runs"
     monkeypatch.setenv("FAIL_01", "1")
@@ -166,17 +216,24 @@ def test_jobs_run_notebooks_side_by_side_after_what_they_need(tiny_notebooks, mo
     assert [nb["status"] for nb in manifest["notebooks"]] == ["done", "failed", "pending"]
     assert manifest["jobs"] == 2 and len(manifest["attempt_seconds"]) == 1
     zero = pd.read_csv(run / "tables" / "00_zero.csv")
-    assert zero["nb"].item() == "00_zero.ipynb" and zero["threads"].item() == 1
+    assert zero["nb"].item() == "00_datasets.ipynb" and zero["threads"].item() == 1  # the study's notebook
     monkeypatch.delenv("FAIL_01")
     assert workbook.main(["--resume", "par", "--out", str(out), "--quiet", "--jobs", "2"]) == 0
     manifest = json.loads((run / "manifest.json").read_text())
     assert [nb["status"] for nb in manifest["notebooks"]] == ["done"] * 3
     second = pd.read_csv(run / "tables" / "02_second.csv")
-    assert (second["nb"].item(), second["me"].item()) == ("01_first.ipynb", "02_second.ipynb")
+    assert (second["nb"].item(), second["me"].item()) == ("01_pretrained_bases.ipynb", "02_transfer_finetune.ipynb")
     assert manifest["notebooks"][2]["started"] >= manifest["notebooks"][1]["ended"]
 
 
-def test_retrain_redoes_each_artifact_once_per_run(tmp_path, monkeypatch):
+@pytest.fixture
+def as_run():
+    """``as_run(**fields)`` makes a RunConfig current as a workbook run's kernel has it; undone after."""
+    yield lambda **fields: config.activate(RunConfig(**fields))
+    config.activate(RunConfig())
+
+
+def test_retrain_redoes_each_artifact_once_per_run(tmp_path, as_run):
     import torch.nn as nn
 
     store, calls = Store(tmp_path / "store"), []
@@ -188,8 +245,7 @@ def test_retrain_redoes_each_artifact_once_per_run(tmp_path, monkeypatch):
     get = lambda: store.model("lin", {"a": 1}, lambda: nn.Linear(2, 2), train)
     get()
     assert get()[1]["cached"] and len(calls) == 1
-    monkeypatch.setenv("WORKBOOK_RETRAIN", "1")
-    monkeypatch.setenv("WORKBOOK_STORE_LOG", str(tmp_path / "log.jsonl"))
+    as_run(retrain=True, store_log=str(tmp_path / "log.jsonl"))  # a -p retrain=True run
     net, meta = get()
     assert not meta["cached"] and len(calls) == 2 and float(net.weight.detach()[0, 0]) == 2.0
     net, meta = get()  # a later notebook of the same run reuses what this run retrained
@@ -199,7 +255,7 @@ def test_retrain_redoes_each_artifact_once_per_run(tmp_path, monkeypatch):
     assert [e["action"] for e in log] == ["trained", "loaded", "computed"]
 
 
-def test_run_profile_counts_nested_store_work_once(tmp_path, monkeypatch):
+def test_run_profile_counts_nested_store_work_once(tmp_path, as_run):
     """A result whose computation trains a model: the log gives each its own seconds, and the
     notebook's profile splits its time into training, computing and the rest without counting twice."""
     import time
@@ -208,8 +264,7 @@ def test_run_profile_counts_nested_store_work_once(tmp_path, monkeypatch):
 
     from lib import runs
 
-    monkeypatch.setenv("WORKBOOK_STORE_LOG", str(tmp_path / "store_log.jsonl"))  # as a run folder has it
-    monkeypatch.setenv("WORKBOOK_NOTEBOOK", "02_x.ipynb")
+    as_run(store_log=str(tmp_path / "store_log.jsonl"), notebook="02_x.ipynb")  # as a run folder has it
     store = Store(tmp_path / "store")
 
     def compute():

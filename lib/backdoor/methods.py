@@ -95,7 +95,8 @@ def divmag(pretrained: Classifier, train, *, fraction: float = 0.05, trial_kw: d
     global threshold, set to 0; (4) :func:`fine_tune` of every weight with ``ft_kw``. Weights
     the target task barely moves relative to their size are where a task-irrelevant backdoor can
     live. History: both runs (``stage`` ``"trial"`` / ``"fine_tune"``); ``attrs["zeroed"]``."""
-    trial, h1 = fine_tune(pretrained, train, **{"desc": "divmag trial", **trial_kw})
+    trial_kw = {"desc": "divmag trial", "progress": ft_kw.get("progress", True), **trial_kw}
+    trial, h1 = fine_tune(pretrained, train, **trial_kw)
     before = {k: p.detach() for k, p in conv_weights(pretrained).items()}
     after = {k: p.detach() for k, p in conv_weights(trial).items()}
     masks = smallest(divmag_scores(before, after, low_bound), fraction)

@@ -36,7 +36,7 @@ Guarantees:
 The package: this file holds :class:`Store` (keys, models, results, listing); ``keys`` the
 config hashing and :func:`code_version`; ``files`` atomic writes, safetensors weights and
 :class:`CorruptArtifactError`; ``tables`` the DataFrame text format. Every public name (and
-``_HOST`` and ``os``, which tests read and patch) is importable from ``lib.store``.
+``HOST`` and ``os``, which tests read and patch) is importable from ``lib.store``.
 """
 from __future__ import annotations
 
@@ -51,22 +51,22 @@ from typing import Any
 
 from torch import nn
 
-from lib import distributed
+from lib import config, distributed
 from lib.paths import store_dir
 from lib.store.files import (
-    _HOST,  # noqa: F401  (re-exported for tests)
     FORMAT,
+    HOST,  # noqa: F401  (re-exported for tests)
     CorruptArtifactError,
-    _atomic_write,
-    _write_text,
+    atomic_write,
     clean_stale_temps,
     load_tensors,
     load_weights,
     save_tensors,
     save_weights,
+    text_writer,
 )
-from lib.store.keys import HASH_LENGTH, _canonical_json, _json_digest, _to_json, code_version, config_hash
-from lib.store.tables import _dataframe_from_text, _dataframe_text
+from lib.store.keys import HASH_LENGTH, canonical_json, code_version, config_hash, json_digest, to_json
+from lib.store.tables import dataframe_from_text, dataframe_text
 
 __all__ = [
     "CorruptArtifactError",
@@ -79,9 +79,6 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-# set by ``python -m lib.workbook`` for a run: where the store logs what it hands out (the run's
-# manifest lists it), and whether this run retrains (``-p retrain=True``, ``--fresh``)
-LOG_ENV, RETRAIN_ENV = "WORKBOOK_STORE_LOG", "WORKBOOK_RETRAIN"
 
 
 # Seconds of store work (training a model, computing a result) finished inside the work now
@@ -107,13 +104,14 @@ class _Timed:
 
 
 def _log(action: str, kind: str, key: str, path: Path, timed: _Timed | None = None) -> None:
-    """Append one line to the run's store log (no-op outside a workbook run and on ranks > 0);
-    work that was done (``timed``) adds its ``seconds`` and ``own_seconds``."""
-    log = os.environ.get(LOG_ENV)
+    """Append one line to the current run's store log (:func:`lib.config.current`; no-op outside a
+    workbook run and on ranks > 0); work that was done (``timed``) adds its ``seconds`` and
+    ``own_seconds``."""
+    run = config.current()
+    log = run.store_log
     if not log or not distributed.is_main():
         return
-    line = {"action": action, "kind": kind, "key": key, "path": str(path),
-            "notebook": os.environ.get("WORKBOOK_NOTEBOOK", ""),
+    line = {"action": action, "kind": kind, "key": key, "path": str(path), "notebook": run.notebook,
             "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if timed is not None:
         line.update(seconds=round(timed.seconds, 2), own_seconds=round(timed.own, 2))
@@ -123,7 +121,7 @@ def _log(action: str, kind: str, key: str, path: Path, timed: _Timed | None = No
 
 def run_log() -> list[dict]:
     """The current run's store log (empty outside a workbook run)."""
-    log = os.environ.get(LOG_ENV)
+    log = config.current().store_log
     if not log or not Path(log).is_file():
         return []
     return [json.loads(line) for line in Path(log).read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -132,7 +130,7 @@ def run_log() -> list[dict]:
 def _must_redo(key: str) -> bool:
     """True when this run asked to retrain everything and ``key`` was not made earlier in the run
     (notebook 02 then reuses the base that notebook 01 retrained a minute ago)."""
-    if os.environ.get(RETRAIN_ENV, "") not in ("1", "true", "True"):
+    if not config.current().retrain:
         return False
     return not any(e["key"] == key and e["action"] in ("trained", "computed") for e in run_log())
 
@@ -152,7 +150,7 @@ def _with_code(config: dict, code) -> dict:
 
 def _string_header(header: dict) -> dict[str, str]:
     """The store header as safetensors metadata (str -> str; non-strings as canonical JSON)."""
-    return {k: v if isinstance(v, str) else _canonical_json(v) for k, v in header.items()}
+    return {k: v if isinstance(v, str) else canonical_json(v) for k, v in header.items()}
 
 class Store:
     """The artifact cache rooted at ``root`` (default ``lib.paths.store_dir()``)."""
@@ -189,7 +187,7 @@ class Store:
             "format": FORMAT,
             "name": name,
             "hash": config_hash(config),
-            "config": _to_json(config),
+            "config": to_json(config),
             "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
 
@@ -202,7 +200,7 @@ class Store:
         """Store the weights with ``meta`` and the config in one safetensors file (one rename)."""
         header = self._header(name, config)
         metadata = _string_header(header)
-        metadata["meta"] = json.dumps(_to_json(meta or {}, strict=False), sort_keys=True)
+        metadata["meta"] = json.dumps(to_json(meta or {}, strict=False), sort_keys=True)
         return save_weights(model, self.model_path(name, config), metadata)
 
     def load_model(self, name: str, config: dict, model: nn.Module) -> dict:
@@ -267,7 +265,7 @@ class Store:
         seconds = timed.seconds
         meta.pop("cached", None)
         meta.setdefault("train_seconds", round(seconds, 3))
-        meta = _to_json(meta, strict=False)
+        meta = to_json(meta, strict=False)
         if not main:  # under torchrun every rank trained (fit is collective); rank 0 writes, the others load
             distributed.barrier()
             return net, {**self.load_model(name, config, net), "cached": False}
@@ -306,12 +304,12 @@ class Store:
             save_tensors(obj, path, _string_header(header))
         else:
             if isinstance(obj, pd.DataFrame):
-                path, text = csv_path, _dataframe_text(obj, header)
+                path, text = csv_path, dataframe_text(obj, header)
             else:
-                value = _to_json(obj, strict=True)
-                document = {**header, "sha256": _json_digest(value), "value": value}
+                value = to_json(obj, strict=True)
+                document = {**header, "sha256": json_digest(value), "value": value}
                 path, text = json_path, json.dumps(document, indent=1, ensure_ascii=False) + "\n"
-            _atomic_write(path, _write_text(text))
+            atomic_write(path, text_writer(text))
         for other in (json_path, csv_path, tensor_path):
             if other != path:
                 other.unlink(missing_ok=True)
@@ -329,7 +327,7 @@ class Store:
         except UnicodeDecodeError as error:
             raise CorruptArtifactError(f"{path} is not UTF-8 text; delete it to recompute") from error
         if path.suffix == ".csv":
-            return _dataframe_from_text(text, path)
+            return dataframe_from_text(text, path)
         try:
             document = json.loads(text)
             value, expected = document["value"], document["sha256"]
@@ -337,7 +335,7 @@ class Store:
             raise CorruptArtifactError(
                 f"{path} is not a readable store result ({error}); delete it to recompute"
             ) from error
-        if _json_digest(value) != expected:
+        if json_digest(value) != expected:
             raise CorruptArtifactError(f"{path} fails its checksum; delete it to recompute")
         return value
 

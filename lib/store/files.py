@@ -1,6 +1,6 @@
 """Files the store trusts: atomic writes and checksummed safetensors weights.
 
-Every artifact reaches its final name only through :func:`_atomic_write` (temp file in the same
+Every artifact reaches its final name only through :func:`atomic_write` (temp file in the same
 folder, fsync, ``os.replace``), so a final file is never half-written; temp files left by killed
 writers are recognised by their name and removed by :func:`clean_stale_temps`. Weights are
 plain safetensors files (no pickles) whose header carries a SHA-256 of the tensors, checked by
@@ -23,7 +23,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from lib.store.keys import _canonical_json
+from lib.store.keys import canonical_json
 
 FORMAT = "workbook-store/1"
 STALE_TEMP_SECONDS = 6 * 3600  # a temp file this old is stale whoever wrote it
@@ -36,7 +36,8 @@ class CorruptArtifactError(RuntimeError):
 
 # ----------------------------------------------------------------------------- atomic writes
 
-_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+# this machine's name as it appears in temp-file names (see _is_stale_temp)
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
 _TEMP = re.compile(r"^\.(?P<final>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.(?P<tag>[0-9a-f]+)\.tmp$")
 _IN_FLIGHT: set[Path] = set()  # temp files this process is writing right now
 
@@ -64,7 +65,7 @@ def _is_stale_temp(path: Path) -> bool:
         return False
     if age > STALE_TEMP_SECONDS:
         return True
-    if match["host"] != _HOST:  # another machine on a shared disk: only age can tell
+    if match["host"] != HOST:  # another machine on a shared disk: only age can tell
         return False
     pid = int(match["pid"])
     if pid == os.getpid():
@@ -96,7 +97,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(final: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(final: Path, write: Callable[[Path], None]) -> Path:
     """Create ``final`` by ``write(temp)`` in the same folder, fsync, then ``os.replace``.
 
     If anything fails (or the process is interrupted) before the rename, ``final`` is untouched
@@ -106,7 +107,7 @@ def _atomic_write(final: Path, write: Callable[[Path], None]) -> Path:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(final.parent)
-    temp = final.parent / f".{final.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    temp = final.parent / f".{final.name}.{HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     _IN_FLIGHT.add(temp)
     try:
         write(temp)
@@ -126,7 +127,8 @@ def _atomic_write(final: Path, write: Callable[[Path], None]) -> Path:
     return final
 
 
-def _write_text(text: str) -> Callable[[Path], None]:
+def text_writer(text: str) -> Callable[[Path], None]:
+    """A ``write(path)`` for :func:`atomic_write` that writes ``text`` as UTF-8 (newlines kept as given)."""
     def write(path: Path) -> None:
         with open(path, "w", encoding="utf-8", newline="") as f:
             f.write(text)
@@ -172,7 +174,7 @@ def _digest_tensors(tensors: Mapping[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for name in sorted(tensors):
         tensor = tensors[name]
-        digest.update(_canonical_json([name, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(canonical_json([name, str(tensor.dtype), list(tensor.shape)]).encode())
         if tensor.numel():
             digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
@@ -201,10 +203,10 @@ def save_tensors(named: Mapping[str, torch.Tensor], path, metadata: dict[str, st
         **dict(metadata or {}),
         "__format__": FORMAT,
         "__sha256__": _digest_tensors(tensors),
-        "__aliases__": _canonical_json(aliases),
+        "__aliases__": canonical_json(aliases),
     }
     # Looked up at call time so tests can simulate a crash inside the serialiser.
-    return _atomic_write(
+    return atomic_write(
         Path(path), lambda temp: safetensors.torch.save_file(tensors, str(temp), metadata=header)
     )
 

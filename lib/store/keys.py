@@ -3,7 +3,7 @@
 An artifact's key is ``<name>-<hash>``; the hash comes from the config alone (and, under a
 multi-process launch, the world size: see :func:`config_hash`). This module holds
 what turns a config into that hash (:func:`config_hash`, over the config made plain JSON by
-:func:`_to_json`) and :func:`code_version`, a short hash of *code* that a caller puts into the
+:func:`to_json`) and :func:`code_version`, a short hash of *code* that a caller puts into the
 config (``Store.model(..., code=...)``) so that editing the code that made an artifact changes
 its key, while editing docstrings, comments or formatting does not.
 """
@@ -31,7 +31,7 @@ HASH_LENGTH = 12
 # ----------------------------------------------------------------------------- config hashing
 
 
-def _to_json(obj: Any, strict: bool = True, where: str = "$") -> Any:
+def to_json(obj: Any, strict: bool = True, where: str = "$") -> Any:
     """Turn ``obj`` into plain JSON types (dict with str keys, list, str, int, float, bool, None).
 
     Tuples and sets become lists (sets sorted), paths become strings, numpy / torch scalars
@@ -44,29 +44,29 @@ def _to_json(obj: Any, strict: bool = True, where: str = "$") -> Any:
     if isinstance(obj, Mapping):
         out = {}
         for k, v in obj.items():
-            key = k if isinstance(k, str) else json.dumps(_to_json(k, strict, where), sort_keys=True)
-            out[key] = _to_json(v, strict, f"{where}.{key}")
+            key = k if isinstance(k, str) else json.dumps(to_json(k, strict, where), sort_keys=True)
+            out[key] = to_json(v, strict, f"{where}.{key}")
         return out
     if isinstance(obj, (list, tuple)):
-        return [_to_json(v, strict, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return [to_json(v, strict, f"{where}[{i}]") for i, v in enumerate(obj)]
     if isinstance(obj, (set, frozenset)):
-        items = [_to_json(v, strict, f"{where}{{}}") for v in obj]
+        items = [to_json(v, strict, f"{where}{{}}") for v in obj]
         return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
     if isinstance(obj, PurePath):
         return str(obj)
     if isinstance(obj, enum.Enum):
-        return _to_json(obj.value, strict, where)
+        return to_json(obj.value, strict, where)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _to_json(dataclasses.asdict(obj), strict, where)
+        return to_json(dataclasses.asdict(obj), strict, where)
     if isinstance(obj, (_dt.datetime, _dt.date, _dt.time)):
         return obj.isoformat()
     if isinstance(obj, torch.Tensor):
         obj = obj.detach().cpu()
-        return _to_json(obj.item() if obj.dim() == 0 else obj.tolist(), strict, where)
+        return to_json(obj.item() if obj.dim() == 0 else obj.tolist(), strict, where)
     if isinstance(obj, (torch.dtype, torch.device)):
         return str(obj)
     if type(obj).__module__ == "numpy" and hasattr(obj, "tolist"):  # scalars and arrays
-        return _to_json(obj.tolist(), strict, where)
+        return to_json(obj.tolist(), strict, where)
     if strict:
         raise TypeError(
             f"{where}: cannot store a {type(obj).__name__} as JSON; "
@@ -75,14 +75,14 @@ def _to_json(obj: Any, strict: bool = True, where: str = "$") -> Any:
     return repr(obj)
 
 
-def _canonical_json(obj: Any) -> str:
+def canonical_json(obj: Any) -> str:
     """Compact, sorted-key JSON text: equal values give equal text."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def _json_digest(value: Any) -> str:
+def json_digest(value: Any) -> str:
     """Full SHA-256 of a JSON value's canonical text (the checksum of a stored JSON result)."""
-    return hashlib.sha256(_canonical_json(value).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
 def config_hash(config: dict) -> str:
@@ -100,7 +100,7 @@ def config_hash(config: dict) -> str:
     world = distributed.world_size()
     if world > 1:
         config = {**config, "__world_size__": world}
-    text = _canonical_json(_to_json(config, strict=True))
+    text = canonical_json(to_json(config, strict=True))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_LENGTH]
 
 
@@ -181,4 +181,4 @@ def code_version(*objects: Any) -> str:
     keyed on it, once.
     """
     parts = [["tag", obj] if isinstance(obj, str) else _code_text(obj) for obj in objects]
-    return hashlib.sha256(_canonical_json(parts).encode("utf-8")).hexdigest()[:HASH_LENGTH]
+    return hashlib.sha256(canonical_json(parts).encode("utf-8")).hexdigest()[:HASH_LENGTH]

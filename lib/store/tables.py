@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 
 from lib.store.files import CorruptArtifactError
-from lib.store.keys import _to_json
+from lib.store.keys import to_json
 
 _CSV_MAGIC = "# workbook-store "
 
 
-def _dataframe_text(df, header: dict) -> str:
+def dataframe_text(df, header: dict) -> str:
     """A DataFrame as one ``#`` JSON header line (dtypes, index, checksum) + plain CSV."""
     import pandas as pd
 
@@ -27,12 +27,12 @@ def _dataframe_text(df, header: dict) -> str:
         isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1
         and df.index.name is None
     )
-    index_names = None if default_index else [_to_json(n) for n in df.index.names]
+    index_names = None if default_index else [to_json(n) for n in df.index.names]
     flat = df if default_index else df.reset_index()
     body = flat.to_csv(index=False, lineterminator="\n")
     header = {
         **header,
-        "columns": _to_json(list(flat.columns)),
+        "columns": to_json(list(flat.columns)),
         "dtypes": [str(t) for t in flat.dtypes],
         "index_levels": 0 if default_index else df.index.nlevels,
         "index_names": index_names,
@@ -42,8 +42,8 @@ def _dataframe_text(df, header: dict) -> str:
     return _CSV_MAGIC + json.dumps(header, ensure_ascii=True) + "\n" + body
 
 
-def _dataframe_from_text(text: str, path: Path):
-    """Inverse of :func:`_dataframe_text`; dtypes restored where pandas can."""
+def dataframe_from_text(text: str, path: Path):
+    """Inverse of :func:`dataframe_text`; dtypes restored where pandas can."""
     import pandas as pd
 
     first, _, body = text.partition("\n")

@@ -1,60 +1,57 @@
-"""Study recipes, one module per notebook: its recipe (one dict with ``smoke`` and ``full``
-entries; every number once, read where it is used), its data and model set-up through the store,
-and its headline checks. A notebook is a story over one study module.
+"""Study recipes and stories, one module per notebook: its recipe (one dict per profile; every
+number once, read where it is used), its evaluation, tables, figures, generated paragraphs and
+headline checks. A notebook is a story over one study module.
 
 =======================  =========================  =======================================
 notebook                 module                     holds
 =======================  =========================  =======================================
 ``00_datasets``          :mod:`.datasets`           what the dataset figures draw
-``01_pretrained_bases``  :mod:`.bases`              bases A and B, ImageNet bases
-``02_transfer_finetune`` :mod:`.transfer`           teacher, students, attacks, headline,
-                                                    seeds (figures: ``transfer_figures``;
+``01_pretrained_bases``  :mod:`.bases`              the bases' recipe, ImageNet-R, shared check
+``02_transfer_finetune`` :mod:`.transfer`           students, attacks, headline, seeds
+                                                    (figures: ``transfer_figures``;
                                                     GTSRB ablation: ``transfer_real``)
-``03_adversarial_...``   :mod:`.adversarial`        robust models, evaluation ladder, headline
-``04_continual_...``     :mod:`.continual`          task sequence, continual runs, attacks, headline
-``05_backdoor_poison``   :mod:`.backdoor`           backdoored / clean / label-flip teachers,
-                                                    students per method (cached for notebook 06);
-                         :mod:`.backdoor_report`    tables, findings, generated paragraphs;
-                         :mod:`.backdoor_data`      the real-image profiles' data
-``06_attention_maps``    :mod:`.attention`          model zoo of 02 and 05, attention table,
-                                                    checks (figures: ``attention_figures``;
-                                                    GTSRB check: ``attention_real``)
-``07_unrestricted_gan``  :mod:`.unrestricted`       AC-GAN, unrestricted examples, augmentation
+``03_adversarial_...``   :mod:`.adversarial`        evaluation ladder, headline
+``04_continual_...``     :mod:`.continual`          continual runs, attacks, headline
+``05_backdoor_poison``   :mod:`.backdoor`           recipe and method table (report:
+                                                    ``backdoor_report``)
+``06_attention_maps``    :mod:`.attention`          attention table, checks (figures:
+                                                    ``attention_figures``; GTSRB: ``attention_real``)
+``07_unrestricted_gan``  :mod:`.unrestricted`       unrestricted examples, augmentation
 =======================  =========================  =======================================
 
-Studies sit on top: they import methods and infrastructure, never the other way round.
+Studies sit on top: they import artifacts (:mod:`lib.artifacts`), methods and infrastructure,
+never another study and never the other way round. Each declares ``NEEDS`` (the notebooks whose
+models it reuses; the scheduler of ``python -m lib.workbook --jobs N`` reads it).
 
-**One run configuration.** Each study module names its notebook parameters in ``PARAMS``
-(notebook parameter -> recipe key), with a prefix of its own (``base_epochs``, ``adv_epochs``) so a
-name means one thing in the whole workbook. :func:`check_params` validates a run's parameters
-against every study's recipe before any notebook runs (unknown names and wrong types are one-line
-errors), and ``python -m lib.workbook`` hands the validated set to every notebook's kernel in
-``WORKBOOK_CONFIG``: :func:`recipe` applies it to every study's recipe, so notebook 02 asking for
-base A gets the base that notebook 01 trained in the same run (``-p base_epochs=3`` reaches both).
+**One run configuration.** A study's notebook parameters are its recipe keys with the study's
+``PREFIX`` (``adv_epochs`` sets the adversarial study's ``epochs``; a key that already starts with
+the prefix keeps its name), so a name means one thing in the whole workbook. :func:`check_params`
+validates a run's parameters against every study's recipe before any notebook runs (unknown
+names, wrong types and broken cross-key rules are one-line errors); :func:`resolve_recipes` turns
+them into every notebook's recipe, held by the run's :class:`lib.config.RunConfig`. A notebook
+opens with :func:`open_run` (its run's ``run.json``, else the defaults) and ``run.recipe("NN")``:
+notebook 06 asking for notebook 02's students asks with the recipe notebook 02 ran with.
 """
 from __future__ import annotations
 
 import copy
 import importlib
-import importlib.util
-import json
-import os
-import pkgutil
-import types
+import math
 from dataclasses import dataclass
 
-# notebook number -> study module (those not written yet are skipped)
+from ..config import ConfigError, RunConfig, activate
+from ..paths import ROOT
+
+__all__ = ["STUDIES", "RUN_PARAMS", "ConfigError", "Param", "check_params", "notebook_needs", "notebook_params",
+           "open_run", "parameters", "recipe", "resolve_recipes", "run_config_for", "study_modules"]
+
+# notebook number -> study module
 STUDIES = {"00": "datasets", "01": "bases", "02": "transfer", "03": "adversarial", "04": "continual",
            "05": "backdoor", "06": "attention", "07": "unrestricted"}
-CONFIG_ENV = "WORKBOOK_CONFIG"
 # run-wide parameters: not a recipe entry of one study
-RUN_PARAMS = {"profile": "smoke or full (every notebook)",
+RUN_PARAMS = {"profile": "smoke, real or full (every notebook)",
               "seeds": "repeats of the training parts, in every study whose recipe has 'seeds'",
               "retrain": "retrain every model and recompute every result this run uses"}
-
-
-class ConfigError(ValueError):
-    """A run parameter that no study knows, or a value of the wrong type."""
 
 
 @dataclass(frozen=True)
@@ -65,35 +62,28 @@ class Param:
     key: str        # the recipe key it sets
 
 
+def notebook_params(prefix: str, table: dict) -> dict[str, str]:
+    """Notebook parameter -> recipe key for every key of every profile of ``table``: the key with
+    ``prefix_`` in front, or the key itself when it already starts with it (``gan_steps``)."""
+    out: dict[str, str] = {}
+    for key in dict.fromkeys(k for profile in table.values() for k in profile):
+        name = key if key.startswith(prefix + "_") else f"{prefix}_{key}"
+        if out.get(name, key) != key:
+            raise RuntimeError(f"recipe keys {out[name]!r} and {key!r} both make the parameter {name!r}")
+        out[name] = key
+    return out
+
+
 def study_modules() -> dict[str, object]:
-    """Notebook number -> imported study module, for the studies that exist."""
-    found = {}
-    for number, name in STUDIES.items():
-        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
-            found[number] = importlib.import_module(f"{__name__}.{name}")
-    return found
+    """Notebook number -> imported study module."""
+    return {number: importlib.import_module(f"{__name__}.{name}") for number, name in STUDIES.items()}
 
 
 def notebook_needs() -> dict[str, set[str]]:
-    """Notebook number -> the earlier notebooks whose models and results it asks the store for.
-
-    Read from the imports, so it cannot go stale: a study module, or one of its helpers
-    (``<study>_*``), that holds another study's module or a function, class or object defined
-    there asks for that notebook's models with this run's recipe (notebook 06 asks for 02's
-    students and 05's backdoored models, and both ask for 01's bases). Closed transitively.
-    ``python -m lib.workbook --jobs N`` starts a notebook only after these have finished, so two
-    kernels never train the same model at once."""
-    family = {}  # module name -> its notebook's number
-    for info in pkgutil.iter_modules(__path__):
-        for number, name in STUDIES.items():
-            if info.name == name or info.name.startswith(name + "_"):
-                family[f"{__name__}.{info.name}"] = number
-    direct: dict[str, set[str]] = {number: set() for number in set(family.values())}
-    for module_name, number in family.items():
-        for value in vars(importlib.import_module(module_name)).values():
-            owner = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
-            if family.get(owner, number) != number:
-                direct[number].add(family[owner])
+    """Notebook number -> the earlier notebooks whose models and results it asks the store for:
+    each study's ``NEEDS``, closed transitively. ``python -m lib.workbook --jobs N`` starts a
+    notebook only after these have finished, so two kernels never train the same model at once."""
+    direct = {number: set(getattr(module, "NEEDS", ())) for number, module in study_modules().items()}
     closed = {}
     for number in direct:
         seen, todo = set(), list(direct[number])
@@ -101,16 +91,16 @@ def notebook_needs() -> dict[str, set[str]]:
             other = todo.pop()
             if other not in seen:
                 seen.add(other)
-                todo += direct[other]
+                todo += direct.get(other, ())
         closed[number] = seen - {number}
     return closed
 
 
 def parameters() -> dict[str, Param]:
-    """Every notebook parameter of the workbook (``PARAMS`` of each study module)."""
+    """Every notebook parameter of the workbook (each study's ``PARAMS``)."""
     params: dict[str, Param] = {}
     for number, module in study_modules().items():
-        for name, key in getattr(module, "PARAMS", {}).items():
+        for name, key in module.PARAMS.items():
             if name in params or name in RUN_PARAMS:
                 raise RuntimeError(f"notebook parameter {name!r} is declared twice ({module.__name__})")
             params[name] = Param(name, module.__name__.rsplit(".", 1)[1], number, key)
@@ -125,10 +115,14 @@ def _type_ok(value, default) -> bool:
     if isinstance(default, int):
         return isinstance(value, int) and not isinstance(value, bool)
     if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if isinstance(default, (list, tuple)):
         return isinstance(value, (list, tuple))
     return isinstance(value, type(default))
+
+
+def _table_profile(table: dict, profile: str) -> str:
+    return profile if profile in table else "smoke"
 
 
 def check_params(params: dict, profile: str = "smoke") -> dict:
@@ -137,7 +131,7 @@ def check_params(params: dict, profile: str = "smoke") -> dict:
     Returns them with ints given for float entries made floats. Raises :class:`ConfigError` with
     one line naming the bad key and the valid ones (or the expected type)."""
     known = parameters()
-    modules = {m.__name__.rsplit(".", 1)[1]: m for m in study_modules().values()}
+    modules = study_modules()
     out = {}
     for name, value in params.items():
         if name == "profile":
@@ -155,11 +149,12 @@ def check_params(params: dict, profile: str = "smoke") -> dict:
         if name not in known:
             raise ConfigError(f"unknown parameter {name!r}; valid: {', '.join(sorted(RUN_PARAMS) + sorted(known))}")
         p = known[name]
-        table = modules[p.study].RECIPE
-        profiles = [prof for prof in table if p.key in table[prof]]
-        if profile not in profiles:
+        table = modules[p.notebook].RECIPE
+        prof = _table_profile(table, profile)
+        if p.key not in table[prof]:
+            profiles = [k for k in table if p.key in table[k]]
             raise ConfigError(f"{name} is not used by the {profile!r} profile (only by {', '.join(profiles)})")
-        default = table[profile][p.key]
+        default = table[prof][p.key]
         if not _type_ok(value, default):
             kind = type(default).__name__
             article = "an" if kind[0] in "aeiou" else "a"
@@ -169,37 +164,80 @@ def check_params(params: dict, profile: str = "smoke") -> dict:
     return out
 
 
-def run_config() -> dict:
-    """The run configuration handed down by ``python -m lib.workbook`` (empty outside a run)."""
-    text = os.environ.get(CONFIG_ENV)
-    return json.loads(text) if text else {}
-
-
-def _run_overrides(table: dict, profile: str) -> dict:
-    """Recipe overrides of the current run for the study whose ``RECIPE`` is ``table``."""
-    config = run_config().get("params", {})
-    if not config:
-        return {}
-    owner = next((m for m in study_modules().values() if getattr(m, "RECIPE", None) is table), None)
-    if owner is None:
-        return {}
-    names = getattr(owner, "PARAMS", {})
-    out = {key: config[name] for name, key in names.items() if name in config}
-    if "seeds" in config and "seeds" in table[profile]:
-        out["seeds"] = config["seeds"]
-    return {k: v for k, v in out.items() if k in table[profile]}
-
-
 def recipe(table: dict, profile: str = "smoke", **overrides) -> dict:
-    """A deep copy of ``table[profile]`` with the run's configuration (see the module docstring)
-    and then ``overrides`` applied; ``None`` values keep the recipe's (a notebook parameter left at
-    ``None``). An unknown key is an error naming the valid ones, not silently ignored."""
+    """A deep copy of ``table[profile]`` with ``overrides`` applied; ``None`` values keep the
+    recipe's (a notebook parameter left at ``None``). An unknown key is an error naming the valid
+    ones, not silently ignored. Pure: the same arguments give the same dict, in a run or not."""
     if profile not in table:
         raise ValueError(f"profile must be one of {sorted(table)}, got {profile!r}")
     cfg = copy.deepcopy(table[profile])
     unknown = sorted(set(overrides) - set(cfg))
     if unknown:
         raise KeyError(f"unknown recipe keys {unknown}; known: {sorted(cfg)}")
-    cfg.update(copy.deepcopy(_run_overrides(table, profile)))
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    cfg.update(copy.deepcopy({k: v for k, v in overrides.items() if v is not None}))
     return cfg
+
+
+def resolve_recipes(profile: str, params: dict) -> dict[str, dict]:
+    """Every notebook's recipe for ``profile`` with the run parameters ``params`` (already checked)
+    applied; each study's cross-key rules (its ``check(cfg)``, if any) raise ConfigError. A study
+    that reuses other notebooks' models (``NEEDS``) gets their recipes under ``cfg["needs"]``, so
+    it asks the store for exactly the models those notebooks trained in this run."""
+    out = {}
+    for number, module in study_modules().items():
+        table = module.RECIPE
+        prof = _table_profile(table, profile)
+        given = {key: params[name] for name, key in module.PARAMS.items() if name in params}
+        if "seeds" in params and "seeds" in table[prof]:
+            given.setdefault("seeds", params["seeds"])
+        cfg = recipe(table, prof, **{k: v for k, v in given.items() if k in table[prof]})
+        if hasattr(module, "check"):
+            problem = module.check(cfg)
+            if problem:
+                raise ConfigError(f"notebook {number} ({module.__name__.rsplit('.', 1)[1]}): {problem}")
+        out[number] = cfg
+    for number, module in study_modules().items():  # the recipes of the notebooks it reuses, as they ran
+        if module.NEEDS:
+            out[number]["needs"] = {n: copy.deepcopy(out[n]) for n in module.NEEDS}
+    return out
+
+
+def run_config_for(profile: str = "smoke", params: dict | None = None, **where) -> RunConfig:
+    """A :class:`RunConfig` for ``profile`` and ``params`` (checked here), every recipe resolved;
+    ``where`` sets the value's other fields (run, folder, figures, tables, store_log, ...)."""
+    params = check_params(dict(params or {}), profile)
+    return RunConfig(profile=profile, params=params, recipes=resolve_recipes(profile, params),
+                     retrain=bool(params.get("retrain", False)), **where)
+
+
+def _notebook_file(number: str) -> str:
+    found = sorted((ROOT / "notebooks").glob(f"{number}_*.ipynb"))
+    return found[0].name if found else ""
+
+
+def open_run(study, run_config=None, namespace: dict | None = None) -> RunConfig:
+    """The configuration a notebook over ``study`` runs with, made current (:func:`lib.config.activate`).
+
+    ``run_config``: a run's ``run.json`` (its path or its folder, as ``python -m lib.workbook``
+    passes it), a :class:`RunConfig`, or ``None`` for this profile's defaults. ``namespace``: the
+    notebook's ``globals()``; its ``profile`` (without a run file) and its parameters-cell knobs
+    that are not ``None`` (names in ``study.PARAMS``) are applied on top, checked like ``-p``.
+    Prints what it used, so an executed notebook says where its configuration came from."""
+    namespace = namespace or {}
+    number = next(n for n, name in STUDIES.items() if study.__name__ == f"{__name__}.{name}")
+    knobs = {k: namespace[k] for k in study.PARAMS if namespace.get(k) is not None}
+    if run_config is None:
+        base = RunConfig(profile=namespace.get("profile", "smoke"))
+        source = f"no run.json given: the {base.profile!r} profile's defaults"
+    else:
+        base = run_config if isinstance(run_config, RunConfig) else RunConfig.read(run_config)
+        source = f"run {base.run or '(unnamed)'} ({base.profile}) from {run_config}"
+        if namespace.get("profile", base.profile) != base.profile:
+            source += f"; this notebook's profile={namespace['profile']!r} is ignored (the run's wins)"
+    if knobs or not base.recipes:
+        params = {**base.params, **check_params(knobs, base.profile)}
+        base = base.replace(params=params, recipes=resolve_recipes(base.profile, params))
+    if knobs:
+        source += "; set in this notebook: " + ", ".join(f"{k}={v!r}" for k, v in knobs.items())
+    print(f"[config] {source}")
+    return activate(base.replace(notebook=_notebook_file(number)))

@@ -32,7 +32,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import attacks, evaluate, explain
+from .. import evaluate, explain
+from ..artifacts import backdoor as bd_models
+from ..artifacts import transfer as transfer_models
+from ..artifacts.bases import half_data
 from ..attacks import attack_fn, with_own_labels
 from ..backdoor import apply_trigger, backdoor_rates
 from ..cache import cached
@@ -41,9 +44,9 @@ from ..evaluate import craft, craft_sets
 from ..metrics import binomial_interval
 from ..models import model_fingerprint
 from ..store import Store
+from ..store.versions import module_version
 from ..train import predict
-from ..transfer import transfer_model
-from . import backdoor, bases, transfer
+from . import notebook_params
 from . import recipe as _recipe
 from .attention_figures import KINDS, attention_grid, mass_figure, select_images  # noqa: F401 (the notebook's)
 
@@ -53,7 +56,7 @@ MAPS = ("gradcam", "activation")
 CLEAN_MODEL = "05 clean teacher"  # the clean-trained reference of the trigger check
 _COMMON = {
     "transfer_methods": TRANSFER_METHODS,     # notebook 02's students shown
-    "backdoor_methods": list(backdoor.METHODS),  # notebook 05's students shown
+    "backdoor_methods": list(bd_models.METHODS),  # notebook 05's students shown
     "transfer_kw": None,     # {method: {setting: value}} over notebook 02's (None: its models as they are)
     "backdoor_recipe": None,  # overrides of notebook 05's recipe (None: its models as they are)
     "n_eval": None,          # images of the evaluation set (None: all of it), stratified by class
@@ -69,8 +72,8 @@ RECIPE = {
     # GTSRB at 224 px (notebook 05's full student task; notebook 02's students trained on it too)
     "full": {**_COMMON, "n_eval": 1000, "transfer_dataset": "gtsrb"},
 }
-# notebook parameter -> recipe key
-PARAMS: dict[str, str] = {f"att_{k}": k for k in _COMMON}
+PREFIX, NEEDS = "att", ("01", "02", "05")  # notebook parameters att_<key>; the models of 02 and 05
+PARAMS = notebook_params(PREFIX, RECIPE)
 
 
 def recipe(profile: str = "smoke", **overrides) -> dict:
@@ -92,46 +95,47 @@ class Entry:
     meta: dict = field(default_factory=dict)
 
 
-def _transfer_setup(profile: str, cfg: dict, cfg05: dict, store: Store, progress: bool):
+def recipe_05(cfg: dict) -> dict:
+    """Notebook 05's recipe as this run trained it (``cfg["needs"]["05"]``), with this study's
+    ``backdoor_recipe`` overrides (tests: short budgets)."""
+    return {**cfg["needs"]["05"], **(cfg["backdoor_recipe"] or {})}
+
+
+def _transfer_setup(cfg: dict, cfg05: dict, store: Store, progress: bool):
     """The pretrained teacher (notebook 05's public base: base A of notebook 01 in smoke, ImageNet
     ResNet-18 in full, the same model notebook 02 starts from) and notebook 02's target training
-    set (smoke: synsigns half B, as :func:`lib.studies.transfer.study` makes it; full: GTSRB)."""
-    teacher = backdoor.public_base(cfg05, store, progress=progress)
-    if profile == "smoke":
-        return teacher, bases.half_data("B", bases.recipe())[0]
+    set (smoke: synsigns half B, as :func:`lib.artifacts.transfer.setup` makes it; full: GTSRB)."""
+    teacher = bd_models.public_base(cfg05, store, progress=progress)
+    if "transfer_dataset" not in cfg:
+        return teacher, half_data("B", cfg["needs"]["02"]["needs"]["01"])[0]
     from ..data.real import load_real
 
     return teacher, load_real(cfg["transfer_dataset"], "train", size=224, train_augment=True)
 
 
-def model_zoo(profile: str, cfg: dict, store: Store | None = None, *, progress: bool = True) -> dict[str, Entry]:
-    """Every model of the study by display name, from the store (trained if absent): the
-    pretrained teacher, notebook 02's ``transfer_methods`` students, notebook 05's clean and
-    backdoored teachers and its ``backdoor_methods`` students (same task, update ratio 0).
-    ``backdoor_recipe`` overrides reach the pretrained teacher too (``base_epochs``), so every
-    model descends from the same base."""
+def model_zoo(cfg: dict, store: Store | None = None, *, progress: bool = True) -> dict[str, Entry]:
+    """Every model of the study by display name, from the store (trained if absent) with the
+    recipes notebooks 02 and 05 ran with (``cfg["needs"]``): the pretrained teacher, notebook 02's
+    ``transfer_methods`` students, notebook 05's clean and backdoored teachers and its
+    ``backdoor_methods`` students (same task, update ratio 0). ``backdoor_recipe`` overrides reach
+    the pretrained teacher too (``base_epochs``), so every model descends from the same base."""
     store = store or Store()
-    cfg02, cfg05 = transfer.recipe(profile), backdoor_recipe(profile, cfg)
-    teacher, train02 = _transfer_setup(profile, cfg, cfg05, store, progress)
+    cfg02, cfg05 = cfg["needs"]["02"], recipe_05(cfg)
+    teacher, train02 = _transfer_setup(cfg, cfg05, store, progress)
     zoo = {"pretrained teacher": Entry(teacher, "pretrained", None)}
     for m in cfg["transfer_methods"]:
-        kw = {**transfer.method_kw(m, cfg02, len(train02)), **(cfg["transfer_kw"] or {}).get(m, {})}
-        model, meta = transfer_model(m, teacher, train02, seed=cfg02["seed"], store=store, progress=progress, **kw)
+        model, meta = transfer_models.student(m, cfg02, teacher, train02, store=store, progress=progress,
+                                              **(cfg["transfer_kw"] or {}).get(m, {}))
         zoo[f"02 {m}"] = Entry(model, "notebook 02 (clean)", list(train02.classes), meta=meta)
-    classes05 = list(backdoor.student_data(cfg05, "same")[0].classes)
-    model, meta = backdoor.clean_teacher(cfg05, store, progress=progress)
+    classes05 = list(bd_models.student_data(cfg05, "same")[0].classes)
+    model, meta = bd_models.clean_teacher(cfg05, store, progress=progress)
     zoo[CLEAN_MODEL] = Entry(model, "notebook 05 (clean)", classes05, meta=meta)
-    model, meta = backdoor.backdoored_teacher(cfg05, store, progress=progress)
+    model, meta = bd_models.backdoored_teacher(cfg05, store, progress=progress)
     zoo["05 backdoored teacher"] = Entry(model, "notebook 05 (backdoor)", classes05, True, meta)
     for m in cfg["backdoor_methods"]:
-        model, meta = backdoor.student(m, cfg05, store, task="same", progress=progress)
+        model, meta = bd_models.student(m, cfg05, store, task="same", progress=progress)
         zoo[f"05 {m}"] = Entry(model, "notebook 05 (backdoor)", classes05, True, meta)
     return zoo
-
-
-def backdoor_recipe(profile: str, cfg: dict) -> dict:
-    """Notebook 05's recipe with this study's ``backdoor_recipe`` overrides."""
-    return backdoor.recipe(profile, **(cfg["backdoor_recipe"] or {}))
 
 
 # ----------------------------------------------------------------------------------- the images
@@ -184,18 +188,18 @@ def _object_masks(test, indices: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"{type(test).__name__} has neither object masks nor ROI boxes")
 
 
-def eval_set(profile: str, cfg: dict) -> EvalSet:
+def eval_set(cfg: dict) -> EvalSet:
     """Notebook 05's student test set (same task), ``n_eval`` images stratified by class (all by
     default), with the trigger applied as notebook 05 applies it and notebook 02's attacks."""
-    cfg05 = backdoor_recipe(profile, cfg)
-    _, test = backdoor.student_data(cfg05, "same")
+    cfg05 = recipe_05(cfg)
+    _, test = bd_models.student_data(cfg05, "same")
     n = len(test) if cfg["n_eval"] is None else min(cfg["n_eval"], len(test))
     x, y = evaluate.eval_images(test, n, cfg["seed"])
     indices = stratified_order(labels_of(test), cfg["seed"])[:n]  # the positions eval_images took
     obj = _object_masks(test, indices)
-    x_trig, mask = apply_trigger(x, backdoor.make_trigger(cfg05), where=cfg05["where"], seed=cfg05["seed"])
+    x_trig, mask = apply_trigger(x, bd_models.make_trigger(cfg05), where=cfg05["where"], seed=cfg05["seed"])
     trig = mask[:, 0].cpu()
-    cfg02 = transfer.recipe(profile)
+    cfg02 = cfg["needs"]["02"]
     eps = cfg02["feature_eps"]
     feature = attack_fn("feature", eps=eps, alpha=eps / 10, steps=cfg02["feature_steps"], seed=cfg02["seed"])
     pgd = attack_fn("pgd", eps=eps, alpha=eps / 4, steps=cfg02["pgd_steps"], seed=cfg["seed"])
@@ -272,16 +276,16 @@ def attention_table(zoo: dict[str, Entry], ev: EvalSet, cfg: dict, store: Store 
            "triggered": data_fingerprint((ev.x_trig, ev.y)),
            "regions": [data_fingerprint((r, ev.y)) for r in (ev.object, ev.trigger, ev.other_object)],
            "attacks": [repr(ev.teacher_attack), repr(ev.pgd)], "stage": cfg["stage"],
-           "tolerance": cfg["pointing_tolerance"]}
+           "tolerance": cfg["pointing_tolerance"], "code": module_version(__name__)}
 
     def compute():
         return pd.concat([measure_model(n, e, ev, teacher, cfg["stage"], cfg["pointing_tolerance"])
                           for n, e in tqdm(zoo.items(), desc="models", disable=not progress)], ignore_index=True)
 
-    return store.result("attention_scores", key, compute, code=CODE)
+    return store.result("attention_scores", key, compute)
 
 
-def _mean_interval(v: pd.Series) -> tuple[float, float, float]:
+def mean_interval(v: pd.Series) -> tuple[float, float, float]:
     """Mean and normal-approximation 95% interval (1.96 standard errors) of the non-NaN values."""
     v = v.dropna().astype(float)
     if len(v) == 0:
@@ -299,7 +303,7 @@ def summary(scores: pd.DataFrame) -> pd.DataFrame:
         row = {"model": model, "group": group, "kind": kind, "map": map_name, "n": len(g),
                "n_flat": int(g["object_mass"].isna().sum()), "acc": g["correct"].mean()}
         for region in REGIONS:
-            m, lo, hi = _mean_interval(g[f"{region}_mass"])
+            m, lo, hi = mean_interval(g[f"{region}_mass"])
             k = int(g[f"{region}_hit"].astype(bool).sum())
             h_lo, h_hi = binomial_interval(k, len(g))
             row.update({f"{region}_mass": m, f"{region}_mass_low": lo, f"{region}_mass_high": hi,
@@ -337,8 +341,8 @@ def clean_check(scores: pd.DataFrame, map_name: str = "gradcam") -> pd.DataFrame
     s = scores[(scores["kind"] == "clean") & (scores["map"] == map_name)]
     rows = []
     for model, g in s.groupby("model", sort=False):
-        m, lo, _ = _mean_interval(g["object_mass"])
-        d, d_lo, d_hi = _mean_interval(g["object_mass"] - g["other_object_mass"])
+        m, lo, _ = mean_interval(g["object_mass"])
+        d, d_lo, d_hi = mean_interval(g["object_mass"] - g["other_object_mass"])
         rows.append({"model": model, "n": len(g), "object_mass": m, "object_mass_low": lo,
                      "object_area": g["object_area"].mean(), "other_object_mass": g["other_object_mass"].mean(),
                      "difference": d, "difference_low": d_lo, "difference_high": d_hi,
@@ -381,8 +385,8 @@ def trigger_check(scores: pd.DataFrame, rates: pd.DataFrame, *, target: int, cle
         right = c[c["model"] == r["model"]].set_index("image")["correct"].reindex(mine.index) == 1
         fired = right & (mine["pred"] == target) & (mine["label"] != target)
         gap = mine["trigger_mass"] - ref.reindex(mine.index)
-        diff, lo, hi = _mean_interval(gap)
-        f_diff, f_lo, f_hi = _mean_interval(gap[fired])
+        diff, lo, hi = mean_interval(gap)
+        f_diff, f_lo, f_hi = mean_interval(gap[fired])
         fires = bool(r["asr_low"] > ref_high)
         checked = fires and int(fired.sum()) >= min_fired and r["model"] in asserted
         rows.append({"model": r["model"], "asr": r["asr"], "asr_low": r["asr_low"], "clean_model_asr_high": ref_high,
@@ -473,7 +477,3 @@ def headline_paragraph(table: pd.DataFrame, rates: pd.DataFrame, clean: pd.DataF
                  "any model: a bright patch draws activation whether or not it decides the class.")
     return text
 
-
-# the code behind the cached attention table: a change to any of these recomputes it
-CODE = (explain, measure_model, model_inputs, _label_maps, attention_table, attacks.core, attacks.projected,
-        attacks.feature_space, evaluate)

@@ -15,16 +15,19 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from .. import backdoor as B
+from .. import backdoor
+from ..artifacts import backdoor as bd_models
+from ..artifacts import transfer as transfer_models
+from ..artifacts.bases import base_model
 from ..data import ImageSet, to_imageset
 from ..data.real import load_real
 from ..models import fresh_like, model_fingerprint
 from ..paths import shared_dir
 from ..store import Store
+from ..store.versions import module_version
 from ..train import predict
-from ..transfer import finetune, transfer_model
-from . import backdoor, bases, transfer
-from .attention import _mean_interval, recipe
+from ..transfer import finetune
+from .attention import mean_interval
 
 
 def gtsrb_sets(root=None) -> tuple[ImageSet, ImageSet] | None:
@@ -43,15 +46,15 @@ def gtsrb_sets(root=None) -> tuple[ImageSet, ImageSet] | None:
     return tr, te
 
 
-def gtsrb_models(train: ImageSet, store: Store | None = None, *, progress: bool = True) -> dict:
-    """``{"02 fine_tune", "05 backdoored teacher", "05 fine_tune"}`` on GTSRB (see the module)."""
+def gtsrb_models(train: ImageSet, cfg: dict, store: Store | None = None, *, progress: bool = True) -> dict:
+    """``{"02 fine_tune", "05 backdoored teacher", "05 fine_tune"}`` on GTSRB (see the module), with
+    the recipes of notebook 06's run (``cfg["needs"]``: notebook 02's and 05's, each with 01's)."""
     store = store or Store()
-    base, _ = bases.base_model("A", store, progress=progress)
-    cfg02, cfg05 = transfer.recipe("smoke"), backdoor.recipe("smoke")
-    clean, _ = transfer_model("fine_tune", base, train, seed=cfg02["seed"], store=store, progress=progress,
-                              **transfer.method_kw("fine_tune", cfg02, len(train)))
-    trigger = backdoor.make_trigger(cfg05)
-    poisoned = B.poison(train, trigger, cfg05["rate"], cfg05["target"], where=cfg05["where"], seed=cfg05["seed"])
+    cfg02, cfg05 = cfg["needs"]["02"], cfg["needs"]["05"]
+    base, _ = base_model("A", cfg02["needs"]["01"], store, progress=progress)
+    clean, _ = transfer_models.student("fine_tune", cfg02, base, train, store=store, progress=progress)
+    trigger = bd_models.make_trigger(cfg05)
+    poisoned = backdoor.poison(train, trigger, cfg05["rate"], cfg05["target"], where=cfg05["where"], seed=cfg05["seed"])
     teacher_kw = {**cfg05["teacher_kw"], "epochs": cfg05["teacher_epochs"], "seed": cfg05["seed"]}
     student_kw = {**cfg05["fit_kw"], "epochs": cfg05["student_epochs"], "seed": cfg05["seed"]}
 
@@ -60,20 +63,20 @@ def gtsrb_models(train: ImageSet, store: Store | None = None, *, progress: bool 
             trained, hist = make()
             model.load_state_dict(trained.state_dict())
             return {"history": hist.to_dict("records")}
-        model, _ = store.model(name, key, lambda: fresh_like(template, train.num_classes), train_fn,
-                               code=backdoor.CODE)
+        key = {**key, "code": module_version(__name__)}
+        model, _ = store.model(name, key, lambda: fresh_like(template, train.num_classes), train_fn)
         return model.eval()
 
     key = {"base": model_fingerprint(base), "trigger": trigger.config(), "where": cfg05["where"],
            "target": cfg05["target"], "rate": cfg05["rate"], "fit": teacher_kw, "data": "gtsrb32"}
     planted = cached("gtsrb_bd_teacher", key, base,
-                     lambda: B.plant(base, poisoned, progress=progress, **teacher_kw))
+                     lambda: backdoor.plant(base, poisoned, progress=progress, **teacher_kw))
     victim = cached("gtsrb_bd_student", {"teacher": model_fingerprint(planted), "fit": student_kw, "data": "gtsrb32"},
                     planted, lambda: finetune.fine_tune(planted, train, progress=progress, **student_kw))
     return {"02 fine_tune": clean, "05 backdoored teacher": planted, "05 fine_tune": victim}
 
 
-def gtsrb_check(root=None, store: Store | None = None, *, progress: bool = True) -> pd.DataFrame | None:
+def gtsrb_check(cfg: dict, root=None, store: Store | None = None, *, progress: bool = True) -> pd.DataFrame | None:
     """One row per model and input kind (clean, triggered) on GTSRB's test set: accuracy, ASR
     (authors' definition), Grad-CAM mass on the sign (ROI minus trigger pixels) with its 95%
     interval, its area share, the mass on another image's sign box, and the mass and area share
@@ -85,10 +88,10 @@ def gtsrb_check(root=None, store: Store | None = None, *, progress: bool = True)
     if sets is None:
         return None
     train, test = sets
-    models = gtsrb_models(train, store, progress=progress)
-    cfg, cfg05 = recipe("smoke"), backdoor.recipe("smoke")
+    models = gtsrb_models(train, cfg, store, progress=progress)
+    cfg05 = cfg["needs"]["05"]
     x, y = test.float_images(), test.labels
-    x_trig, mask = B.apply_trigger(x, backdoor.make_trigger(cfg05), where=cfg05["where"], seed=cfg05["seed"])
+    x_trig, mask = backdoor.apply_trigger(x, bd_models.make_trigger(cfg05), where=cfg05["where"], seed=cfg05["seed"])
     trig = mask[:, 0]
     sign = test.masks & ~trig
     other = sign[torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg["seed"])).roll(1)]
@@ -96,10 +99,10 @@ def gtsrb_check(root=None, store: Store | None = None, *, progress: bool = True)
     for name, model in models.items():
         clean_pred = predict(model, (x, y))[0].argmax(1)
         trig_pred = predict(model, (x_trig, y))[0].argmax(1)
-        asr = B.backdoor_rates(clean_pred, trig_pred, y, cfg05["target"])["asr"]["value"]
+        asr = backdoor.backdoor_rates(clean_pred, trig_pred, y, cfg05["target"])["asr"]["value"]
         for kind, xs, pred in (("clean", x, clean_pred), ("triggered", x_trig, trig_pred)):
             cam = explain.gradcam(model, xs, stage=cfg["stage"])
-            m, lo, hi = _mean_interval(pd.Series(attention_mass(cam, sign).numpy()))
+            m, lo, hi = mean_interval(pd.Series(attention_mass(cam, sign).numpy()))
             rows.append({"model": name, "kind": kind, "n": len(y), "acc": float((pred == y).float().mean()),
                          "asr": asr, "sign_mass": m, "sign_mass_low": lo, "sign_mass_high": hi,
                          "sign_area": float(sign.float().mean()),

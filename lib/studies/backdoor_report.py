@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .. import backdoor as B
-from .. import train
-from ..backdoor import poisoning, triggers
+from .. import backdoor
+from ..artifacts import backdoor as bd_models
 from ..cache import cached
 from ..data import ImageSet, labels_of, num_classes_of, to_imageset
-from . import backdoor as S
 
 # BackdoorBench (Wu et al. 2022, NeurIPS Datasets & Benchmarks), BadNets on CIFAR-10 with
 # PreActResNet-18 at a 10% poison rate: clean accuracy / ASR, and the ASR after two defences.
@@ -24,19 +22,38 @@ def _row(net, test, cfg, store=None, **labels) -> dict:
     model's weights, the images, the trigger and the code that pastes it and predicts (a rerun
     loads all 30-odd rows instead of predicting twice per model)."""
     target = cfg["target"] if cfg["target"] < num_classes_of(test) else None
-    got = cached("05_backdoor_metrics", B.backdoor_metrics, net, test, S.make_trigger(cfg), target,
-                 where=cfg["where"], seed=cfg["seed"], store=store, code=(poisoning, triggers, train))
+    got = cached("05_backdoor_metrics", backdoor.backdoor_metrics, net, test, bd_models.make_trigger(cfg), target,
+                 where=cfg["where"], seed=cfg["seed"], store=store)
     return {**labels, **got}
+
+
+def data_summary(cfg: dict) -> str:
+    """One Markdown paragraph naming the classes and sizes of the three sets."""
+    tr, te = bd_models.teacher_data(cfg)
+    ntr, nte = bd_models.student_data(cfg, "new")
+    strn, _ = bd_models.student_data(cfg, "same")
+    if cfg["dataset"] != "synsigns":
+        return (f"**Data** ({cfg['dataset']}; public base {cfg['base']}). Teacher set: {len(tr)} training / "
+                f"{len(te)} test images, {len(tr.classes)} classes; the victim's same task: {len(strn)} training "
+                f"images; the new task ({cfg['new_dataset']}): {len(ntr)} training / {len(nte)} test images, "
+                f"{len(ntr.classes)} classes. Target class {cfg['target']} is *{tr.classes[cfg['target']]}*.")
+    return (f"**Data.** Base A (notebook 01) was pretrained on synsigns half A. The attacker's teacher set is "
+            f"{tr.num_classes} classes of half B, which base A never saw ({', '.join(tr.classes[:3])}, ...; ids "
+            f"{tr.info['class_ids']}): {len(tr)} training and {len(te)} test images at {tr.size} px. The victim's "
+            f"same-task set has the same classes with {len(strn)} training images of its own (a different draw) and "
+            f"the same {len(te)} test images; the new task is the next {ntr.num_classes} classes of half B "
+            f"(ids {ntr.info['class_ids']}; {len(ntr)} training / {len(nte)} test images), disjoint from the "
+            f"teacher's. Target class {cfg['target']} is *{tr.classes[cfg['target']]}*.")
 
 
 def teacher_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFrame:
     """The clean teacher and the backdoored teacher at each of ``update_ratios`` on the teacher's
     test set; ``fixed``: conv weights held bit-identical while planting."""
-    _, test = S.teacher_data(cfg)
-    model, meta = S.clean_teacher(cfg, store, progress=progress)
+    _, test = bd_models.teacher_data(cfg)
+    model, meta = bd_models.clean_teacher(cfg, store, progress=progress)
     rows = [_row(model, test, cfg, store, teacher="clean", update_ratio=float("nan"), fixed=0, cached=meta["cached"])]
     for r in cfg["update_ratios"]:
-        model, meta = S.backdoored_teacher(cfg, store, r, progress=progress)
+        model, meta = bd_models.backdoored_teacher(cfg, store, r, progress=progress)
         rows.append(_row(model, test, cfg, store, teacher="backdoor", update_ratio=r, fixed=meta.get("fixed", 0),
                          cached=meta["cached"]))
     return pd.DataFrame(rows)
@@ -67,11 +84,12 @@ def transfer_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFr
     teacher's target id; on the new task it names an unrelated class, so there the untargeted
     rate is the measure."""
     rows = []
-    tests = {task: S.student_data(cfg, task)[1] for task in ("same", "new")}
+    tests = {task: bd_models.student_data(cfg, task)[1] for task in ("same", "new")}
     for run in transfer_runs(cfg):
         q = run.get("mag_ratio", cfg["mag_ratio"] if run["method"] == "mag" else float("nan"))
-        model, meta = S.student(run["method"], cfg, store, run["task"], run["update_ratio"], teacher=run["teacher"],
-                                mag_ratio=q if run["method"] == "mag" else None, progress=progress)
+        model, meta = bd_models.student(run["method"], cfg, store, run["task"], run["update_ratio"],
+                                        teacher=run["teacher"], mag_ratio=q if run["method"] == "mag" else None,
+                                        progress=progress)
         rows.append(_row(model, tests[run["task"]], cfg, store, **{**run, "mag_ratio": q}, cached=meta["cached"]))
     return pd.DataFrame(rows)
 
@@ -82,10 +100,10 @@ def rate_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFrame:
     rows = []
     for rate in cfg["rates"]:
         c = {**cfg, "rate": rate}
-        _, test = S.teacher_data(c)
-        model, _ = S.backdoored_teacher(c, store, 0.0, progress=progress)
+        _, test = bd_models.teacher_data(c)
+        model, _ = bd_models.backdoored_teacher(c, store, 0.0, progress=progress)
         rows.append(_row(model, test, c, store, model="teacher", rate=rate))
-        model, _ = S.student("fine_tune", c, store, "same", 0.0, progress=progress)
+        model, _ = bd_models.student("fine_tune", c, store, "same", 0.0, progress=progress)
         rows.append(_row(model, test, c, store, model="fine-tuned student", rate=rate))
     return pd.DataFrame(rows)
 
@@ -93,13 +111,13 @@ def rate_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFrame:
 def flip_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFrame:
     """Label-flip poisoning: clean accuracy of the clean and the label-flip teacher, and of the
     students (``flip_methods``, same task) made from each."""
-    _, test = S.teacher_data(cfg)
+    _, test = bd_models.teacher_data(cfg)
     rows = []
     for which in ("clean", "flip"):
-        model, _ = S.teacher_model(cfg, store, which=which, progress=progress)
+        model, _ = bd_models.teacher_model(cfg, store, which=which, progress=progress)
         rows.append(_row(model, test, cfg, store, teacher=which, model="teacher"))
         for m in cfg["flip_methods"]:
-            model, _ = S.student(m, cfg, store, "same", teacher=which, progress=progress)
+            model, _ = bd_models.student(m, cfg, store, "same", teacher=which, progress=progress)
             rows.append(_row(model, test, cfg, store, teacher=which, model=m))
     keep = ["teacher", "model"] + [c for c in rows[0] if c.startswith("clean_acc")]
     return pd.DataFrame(rows)[keep]
@@ -254,14 +272,14 @@ def example_grid(cfg: dict, n: int = 8, store=None):
 
     from torch.utils.data import Subset
 
-    _, test = S.student_data(cfg, "same")
+    _, test = bd_models.student_data(cfg, "same")
     idx = (labels_of(test) != cfg["target"]).nonzero().flatten()[:n]
     picked = test.subset(idx) if isinstance(test, ImageSet) else to_imageset(Subset(test, idx.tolist()),
                                                                                classes=test.classes, progress=False)
-    sub = B.triggered(picked, S.make_trigger(cfg), cfg["where"], seed=cfg["seed"])
-    models = {"teacher": S.backdoored_teacher(cfg, store, 0.0, progress=False)[0]}
+    sub = backdoor.triggered(picked, bd_models.make_trigger(cfg), cfg["where"], seed=cfg["seed"])
+    models = {"teacher": bd_models.backdoored_teacher(cfg, store, 0.0, progress=False)[0]}
     for m in cfg["methods"]:
-        models[m] = S.student(m, cfg, store, "same", 0.0, progress=False)[0]
+        models[m] = bd_models.student(m, cfg, store, "same", 0.0, progress=False)[0]
     titles, images, masks, hit = [], [], [], []
     for name, model in models.items():
         logits, _ = predict(model, sub)

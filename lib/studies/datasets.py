@@ -5,14 +5,15 @@ listed by :func:`lib.data.real_status` in both).
 """
 from __future__ import annotations
 
+from . import notebook_params
 from . import recipe as _recipe
 
 RECIPE = {
     "smoke": {"size": 32, "per_class": 20, "seed": 0, "n_tasks": 20},  # 20 continual tasks of 5 classes
     "full": {"size": 224, "per_class": 20, "seed": 0, "n_tasks": 20},
 }
-# notebook parameter -> recipe key (names unique in the workbook; see lib.studies.check_params)
-PARAMS = {"data_size": "size", "data_per_class": "per_class", "data_seed": "seed", "data_n_tasks": "n_tasks"}
+PREFIX, NEEDS = "data", ()  # notebook parameters data_<key>; no earlier notebook's models
+PARAMS = notebook_params(PREFIX, RECIPE)
 
 
 def recipe(profile: str = "smoke", **overrides) -> dict:

@@ -3,7 +3,8 @@
 Recipe (:data:`RECIPE`): the smoke profile transfers base A (notebook 01, synsigns half A) to the
 other half of the classes; the full profile fine-tunes an ImageNet ``arch`` to a real target
 dataset at 224 px at the seed's budgets. ``method_kw`` holds each method's settings; the full
-profile's come from the seeds' code, as iteration budgets that :func:`full_kw` turns into epochs:
+profile's come from the seeds' code, as iteration budgets that
+:func:`lib.artifacts.transfer.full_kw` turns into epochs:
 
 - fine-tuning: Renofeation ``train.py`` from a pretrained start as run by scripts/DELTA.sh (the
   repository has no separate fine-tuning script): 30,000 iterations at batch 64, lr 5e-3..1e-2
@@ -32,18 +33,10 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..data.real import load_real
+from ..artifacts.transfer import METHODS
 from ..metrics import seed_interval
-from ..store import Store
-from ..train import evaluate
-from ..transfer import transfer_model
+from . import notebook_params
 from . import recipe as _recipe
-from .bases import base_model, half_data, imagenet_base
-from .bases import recipe as bases_recipe
-
-FULL_TARGETS = ("cub200", "flowers102", "stanford_dogs", "stanford40", "mit67", "gtsrb")
-FULL_ARCHS = ("resnet18", "resnet50", "resnet101", "mobilenet_v2")
-METHODS = ["fine_tune", "linear_probe", "l2_sp", "delta", "retrain", "renofeation"]
 
 _COMMON = {
     "methods": METHODS,
@@ -102,10 +95,8 @@ RECIPE = {
 SEED_HEADLINE = {"fine_tune": 0.743, "renofeation": 0.069}
 # the methods of the headline check, trained at every seed (the others at the first seed only)
 HEADLINE_METHODS = ("fine_tune", "retrain", "renofeation")
-# notebook parameter -> recipe key (names unique in the workbook; see lib.studies.check_params)
-PARAMS = {f"transfer_{k}": k for k in (
-    "arch", "dataset", "anb_epochs", "anb_ns", "anb_eps", "feature_eps", "feature_steps", "pgd_steps", "n_attack",
-    "sweep_eps", "n_sweep", "methods", "asr_ratio", "asr_gap", "clean_margin", "anb_margin", "seed")}
+PREFIX, NEEDS = "transfer", ("01",)  # notebook parameters transfer_<key>; base A and B of notebook 01
+PARAMS = notebook_params(PREFIX, RECIPE)
 
 
 def recipe(profile: str = "smoke", **overrides) -> dict:
@@ -113,84 +104,11 @@ def recipe(profile: str = "smoke", **overrides) -> dict:
     return _recipe(RECIPE, profile, **overrides)
 
 
-def method_kw(method: str, cfg: dict, n_train: int) -> dict:
-    """The keyword arguments of ``method`` under recipe ``cfg`` (full: :func:`full_kw`)."""
-    return full_kw(method, n_train) if "arch" in cfg else dict(cfg["method_kw"][method])
-
-
-def study(profile: str = "smoke", *, arch: str | None = None, dataset: str | None = None,
-          anb_dataset: str | None = None, root=None, anb_root=None, store: Store | None = None,
-          progress: bool = True, base_b_kw: dict | None = None) -> dict:
-    """Teacher, base B and target data of notebook 02 for a profile.
-
-    ``smoke``: the bases of notebook 01 (from the store, trained if absent): the teacher is base
-    A (source half of the synsigns classes); the target task is the *other* half (disjoint
-    classes, as in Yosinski et al. and as ImageNet -> CUB-200 in the Renofeation study), which
-    also serves the AnB sweep, with base B as its reference.
-
-    ``full``: the teacher is torchvision's ImageNet ``arch`` (default the recipe's; local weights, or
-    :class:`lib.models.PretrainedWeightsMissing`); the fine-tuning target is the real
-    ``dataset`` (one of :data:`FULL_TARGETS`, its shipped layout under ``data/`` or ``root``) at
-    224 px with training augmentation; the AnB target is ``anb_dataset`` (default ImageNet-R,
-    200 classes, its seeded 80/20 split) whose base B is ``arch`` re-trained from scratch on it
-    (:func:`transfer_model` ``"retrain"``, cached; ``base_b_kw`` its options, default the seed's
-    re-training budget :func:`full_kw`).
-
-    Returns ``{"teacher", "train", "test", "base_b", "base_b_acc", "anb_train", "anb_test",
-    "target"}`` (``target``: one sentence naming the target task).
-    """
-
-    store = store or Store()
-    if profile == "smoke":
-        cfg = bases_recipe()
-        teacher, _ = base_model("A", store, progress=progress)
-        base_b, meta_b = base_model("B", store, progress=progress)
-        train, test = half_data("B", cfg)
-        return {"teacher": teacher.eval(), "train": train, "test": test, "base_b": base_b.eval(),
-                "base_b_acc": meta_b["test_acc"], "anb_train": train, "anb_test": test,
-                "target": f"synsigns half B: {train.num_classes} classes disjoint from base A's "
-                          f"{teacher.num_classes}, {len(train)} train / {len(test)} test images at {train.size} px"}
-    if profile != "full":
-        raise ValueError(f"profile must be 'smoke' or 'full', got {profile!r}")
-    arch, dataset = arch or RECIPE["full"]["arch"], dataset or RECIPE["full"]["dataset"]
-    if dataset not in FULL_TARGETS:
-        raise ValueError(f"dataset must be one of {FULL_TARGETS}, got {dataset!r}")
-    teacher = imagenet_base(arch).eval()
-    train = load_real(dataset, "train", root=root, size=224, train_augment=True)
-    test = load_real(dataset, "test", root=root, size=224)
-    anb_dataset = anb_dataset or "imagenet_r"
-    space = {"label_space": "imagenet_r"} if anb_dataset == "imagenet_r" else {}
-    anb_train = load_real(anb_dataset, "train", root=anb_root, size=224, train_augment=True, **space)
-    anb_test = load_real(anb_dataset, "test", root=anb_root, size=224, **space)
-    kw = full_kw("retrain", len(anb_train)) if base_b_kw is None else base_b_kw
-    base_b, _ = transfer_model("retrain", teacher, anb_train, store=store, progress=progress, **kw)
-    return {"teacher": teacher, "train": train, "test": test, "base_b": base_b,
-            "base_b_acc": evaluate(base_b, anb_test)["acc"], "anb_train": anb_train, "anb_test": anb_test,
-            "target": f"{dataset} ({len(train.classes)} classes, {len(train)} train / {len(test)} test "
-                      f"images at 224 px) from ImageNet {arch}; AnB on {anb_dataset}"}
-
-
 def anb_claim_rows(ns, n_blocks: int) -> list[tuple[str, int]]:
     """The ``(variant, n)`` models that :func:`anb_check`'s claims compare (trained at every seed)."""
     ns = list(range(1, n_blocks + 1)) if ns is None else [int(n) for n in ns]
     first, last = min(ns), max(ns)
     return [("AnB", first), ("AnB", last), ("BnB", last), ("AnB+", last)]
-
-
-def full_kw(method: str, n_train: int) -> dict:
-    """Keyword arguments for ``method`` at the seed's settings (``RECIPE["full"]["method_kw"]``),
-    its iteration budgets turned into epochs over ``n_train`` images at its batch size."""
-    p = dict(RECIPE["full"]["method_kw"][method])
-    bs = p["batch_size"]
-
-    def epochs(it):
-        return max(1, round(it * bs / n_train))
-
-    for key, out in (("iterations", "epochs"), ("distill_iterations", "epochs_distill"),
-                     ("swa_iterations", "epochs_swa"), ("swa_freq_iterations", "swa_every")):
-        if key in p:
-            p[out] = epochs(p.pop(key))
-    return p
 
 
 def headline_check(table: pd.DataFrame, *, asr_ratio: float = 0.5, asr_gap: float = 0.10,

@@ -40,7 +40,8 @@ from ..metrics import binomial_interval, seed_interval
 from ..models import fresh_like, load_cifar_resnet20, model_fingerprint
 from ..paths import figures_dir, shared_dir
 from ..store import Store
-from ..transfer import method_code, transfer_model
+from ..store.versions import module_version
+from ..transfer import method_version, transfer_model
 from ..transfer.renofeation import recalibrate_bn
 from . import transfer
 
@@ -137,7 +138,8 @@ def student(name: str, teacher, train, *, seed: int = 0, store: Store | None = N
         twin_kw = {k: v for k, v in kw.items() if k != "bn_dropout"}
         twin, meta = transfer_model(method, teacher, train, seed=seed, store=store, progress=progress, **twin_kw)
         cfg = {"from": model_fingerprint(twin), "train": data_fingerprint(train),
-               "batch_size": kw.get("batch_size", 128)}
+               "batch_size": kw.get("batch_size", 128), "code": method_version(method),
+               "recalibrate": module_version(recalibrate_bn.__module__)}
 
         def train_fn(model):
             model.load_state_dict(twin.state_dict())
@@ -145,7 +147,7 @@ def student(name: str, teacher, train, *, seed: int = 0, store: Store | None = N
             return {"history": meta.get("history", [])}
 
         model, _ = store.model("transfer_renofeation_bn", cfg, lambda: fresh_like(teacher, train.num_classes),
-                               train_fn, code=(recalibrate_bn, *method_code(method)))
+                               train_fn)
         return model.eval()
     model, _ = transfer_model(method, teacher, train, seed=seed, store=store, progress=progress, **kw)
     return model
@@ -179,7 +181,7 @@ def crafted(teacher, test, progress: bool = True, store: Store | None = None) ->
     once on ``teacher`` and kept in the store (keyed by the teacher's weights, the test images
     and the attacks' parameters): every configuration and every later run is scored on the same
     adversarial images without crafting them again."""
-    from ..cache import ATTACK_CODE, describe
+    from ..cache import describe
 
     key = (model_fingerprint(teacher), data_fingerprint(test))
     if key not in _CRAFTED:
@@ -192,9 +194,8 @@ def crafted(teacher, test, progress: bool = True, store: Store | None = None) ->
             m.x.copy_(x)
             m.y.copy_(y)
 
-        cfg = {"teacher": key[0], "test": key[1], "attacks": describe(atk)}
-        m, _ = (store or Store()).model("02_real_crafted", cfg, lambda: _Crafted(x, y, atk), fill,
-                                        code=(crafted, attacks, *ATTACK_CODE))
+        cfg = {"teacher": key[0], "test": key[1], "attacks": describe(atk), "code": module_version(__name__)}
+        m, _ = (store or Store()).model("02_real_crafted", cfg, lambda: _Crafted(x, y, atk), fill)
         _CRAFTED[key] = (m.x, m.y, {name: getattr(m, f"adv_{name}") for name in atk})
     return _CRAFTED[key]
 

@@ -21,18 +21,14 @@ a notebook uses (smoke and full) are its study's recipe, :mod:`lib.studies.trans
 """
 from __future__ import annotations
 
-import sys
 from typing import Callable
 
 import pandas as pd
 
-from .. import train as _train
 from ..data import data_fingerprint, num_classes_of
-from .. import models
-from ..models import (Classifier, archs, classifier, copies, copy_for_target, fresh_like, model_fingerprint,
-                      param_distance)
-from ..store import Store, code_version
-from . import common
+from ..models import Classifier, copy_for_target, fresh_like, model_fingerprint, param_distance
+from ..store import Store
+from ..store.versions import module_version
 from .anb import ANB_VARIANTS, anb, anb_model, anb_sweep
 from .common import fit_config
 from .delta import delta, delta_channel_attention, delta_penalty
@@ -50,12 +46,11 @@ TRANSFER_METHODS: dict[str, Callable[..., tuple[Classifier, pd.DataFrame]]] = {
 }
 
 
-def method_code(method: str) -> tuple:
-    """The code a cached ``method`` model depends on (its module, the shared helpers, the training
-    loop and the model code): the store key carries :func:`lib.store.code_version` of these."""
-    module = sys.modules[TRANSFER_METHODS[method].__module__]
-    extra = (sys.modules[linear_probe.__module__],) if method == "delta" else ()
-    return (module, *extra, common, _train, models, classifier, archs, copies)
+def method_version(method: str) -> str:
+    """The computed code version of a cached ``method`` model: its module and every ``lib``
+    module it imports (:func:`lib.store.versions.module_version`), so an edit of the method, the
+    shared helpers, the training loop or the model code trains a new model."""
+    return module_version(TRANSFER_METHODS[method].__module__)
 
 
 def transfer_model(method: str, pretrained: Classifier, train, *, seed: int = 0, store: Store | None = None,
@@ -68,7 +63,7 @@ def transfer_model(method: str, pretrained: Classifier, train, *, seed: int = 0,
     The key hashes the method, the pretrained weights (:func:`model_fingerprint`; for ``retrain``
     only the architecture matters, but the template is pinned the same way), the training data
     (:func:`data_fingerprint`), every keyword (functions only with a ``cache_tag``) and the code
-    version of the method's module and the training loop (:func:`method_code`), so a change of
+    version of the method's module and what it imports (:func:`method_version`), so a change of
     any of them trains a new model.
     """
     if method not in TRANSFER_METHODS:
@@ -87,13 +82,13 @@ def transfer_model(method: str, pretrained: Classifier, train, *, seed: int = 0,
         model.load_state_dict(trained.state_dict())  # frozen flags included (linear probe)
         return {"method": method, "history": hist.to_dict("records")}
 
-    code = method_code(method)
-    model, meta = store.model(f"transfer_{method}", cfg, build_fn, train_fn, retrain=retrain, code=code)
-    meta["key"] = store.key(f"transfer_{method}", {**cfg, "code": code_version(*code)})
+    cfg["code"] = method_version(method)
+    model, meta = store.model(f"transfer_{method}", cfg, build_fn, train_fn, retrain=retrain)
+    meta["key"] = store.key(f"transfer_{method}", cfg)
     return model.eval(), meta
 
 
 __all__ = ["ANB_VARIANTS", "TRANSFER_METHODS", "NoisyStudent", "anb", "anb_model", "anb_sweep", "copy_for_target",
            "data_fingerprint", "delta", "delta_channel_attention", "delta_penalty", "fine_tune", "fresh_like", "l2_sp",
            "l2_sp_penalty", "linear_probe", "model_fingerprint", "param_distance", "renofeation", "retrain",
-           "transfer_model", "method_code"]
+           "transfer_model", "method_version"]

@@ -15,21 +15,17 @@ statistics and the blocks stay bit-identical. In AnB+ they train normally.
 """
 from __future__ import annotations
 
-import sys
 from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
-from .. import train as _train
 from ..data import data_fingerprint, num_classes_of
 from ..cache import cached, describe
 from ..evaluate import craft_sets, eval_images, transfer_scores
-from ..evaluate import crafted as crafted_code
-from .. import models
-from ..models import Classifier, archs, classifier, copies, freeze, fresh_like, model_fingerprint
-from ..store import Store, code_version
+from ..models import Classifier, freeze, fresh_like, model_fingerprint
+from ..store import Store
+from ..store.versions import module_version
 from ..train import evaluate, fit
-from . import common
 from .common import fit_config, with_augment
 
 ANB_VARIANTS = ("AnB", "AnB+", "BnB", "BnB+")
@@ -127,8 +123,9 @@ def anb_model(base_a: Classifier, base_b: Classifier, train, variant: str, n: in
         hist = fit(model, train, epochs=epochs, lr=lr, seed=seed, progress=progress, **kw)
         return {"variant": variant, "n": n, "history": hist.to_dict("records")}
 
-    model, meta = store.model(name, cfg, build_fn, train_fn, retrain=retrain, code=CODE)  # frozen by build_fn
-    meta["key"] = store.key(name, {**cfg, "code": code_version(*CODE)})
+    cfg["code"] = module_version(__name__)
+    model, meta = store.model(name, cfg, build_fn, train_fn, retrain=retrain)  # frozen by build_fn
+    meta["key"] = store.key(name, cfg)
     return model, meta
 
 
@@ -203,8 +200,9 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
                     "train_seconds": meta.get("train_seconds")}
 
         fit_cfg = fit_config({k: v for k, v in kw.items() if k != "cache_tag"}, kw.get("cache_tag"))
-        cfg = {"method": "anb_eval", "variant": variant, "n": n, **prints, "epochs": epochs, "fit": fit_cfg}
-        res = store.result("anb_eval", cfg, compute, code=CODE)
+        cfg = {"method": "anb_eval", "variant": variant, "n": n, **prints, "epochs": epochs, "fit": fit_cfg,
+               "code": module_version(__name__)}
+        res = store.result("anb_eval", cfg, compute)
         row = {"variant": variant, "n": n, "source": src_letter, "frozen": not plus and n > 0,
                "block": names[n - 1] if n else "", "seed": seed, **res, "epochs": epochs,
                "cached": not trained["flag"]}
@@ -215,8 +213,7 @@ def anb_sweep(base_a: Classifier, base_b: Classifier, train, test, *, ns: Sequen
                 scores = transfer_scores(model, x, y, crafted)
                 return {f"{name}_acc": scores[f"{name}_acc"] for name in crafted}
 
-            row.update(store.result("anb_transfer", {**cfg, "attacked": attacked}, score,
-                                    code=(*CODE, crafted_code)))
+            row.update(store.result("anb_transfer", {**cfg, "attacked": attacked}, score))
             row["attack_n"] = len(y)
         rows.append(row)
     cols = ["variant", "n", "source", "frozen", "block", "seed", "test_acc", "train_acc", "train_loss",
@@ -234,6 +231,3 @@ def _crafted_sets(model, x, y, attacks: dict, store: Store, progress: bool) -> d
         return craft_sets(model, x, y, attacks, progress=progress)
     return cached("anb_crafted", craft_sets, model, x, y, attacks, progress=progress, store=store)
 
-
-# the code behind cached AnB models and results: a change to any of these retrains them
-CODE = (sys.modules[__name__], common, _train, models, classifier, archs, copies)

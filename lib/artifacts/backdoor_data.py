@@ -1,4 +1,4 @@
-"""Real-image data of notebook 05's ``real`` and ``full`` profiles (:mod:`lib.studies.backdoor`).
+"""Real-image data of notebook 05's ``real`` and ``full`` profiles (:mod:`lib.artifacts.backdoor`).
 
 ``real`` (the check on real photographs, CPU-sized): the team's shared GTSRB subset at 32 px
 (``../shared/data/gtsrb-32-subset``: 60 training images per class over every physical sign
@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import torch
 
-from .. import data as D
+from .. import data
 from ..data import ImageSet
 from ..data.real import load_real
 from ..paths import shared_dir
@@ -28,7 +28,7 @@ def _shared(folder: str):
     shared = shared_dir()
     path = shared / "data" / folder if shared else None
     if path is None or not path.is_dir():
-        raise D.DatasetNotFoundError(folder, path or f"../shared/data/{folder}",
+        raise data.DatasetNotFoundError(folder, path or f"../shared/data/{folder}",
                                      "the team's shared subsets (../shared/data/README.md)",
                                      "The 'real' profile needs ../shared; use profile='smoke' without it.")
     return path
@@ -47,7 +47,7 @@ def _shared_set(name: str, split: str) -> ImageSet:
     """A shared 32-px subset as an ImageSet (read once per process)."""
     folder = {"gtsrb": "gtsrb-32-subset", "cifar10_folder": "cifar10-jpg-subset"}[name]
     ds = load_real(name, split, root=_shared(folder))
-    return D.to_imageset(ds, name=f"{name}-shared-{split}", progress=False)
+    return data.to_imageset(ds, name=f"{name}-shared-{split}", progress=False)
 
 
 def _halves(ds: ImageSet, per_class: int, seed: int) -> tuple[ImageSet, ImageSet]:
@@ -71,7 +71,7 @@ def real_sets(cfg: dict, which: str):
     ``full`` profiles."""
     if cfg["dataset"] == "gtsrb_shared":
         if which == "new":
-            train = D.stratified_subset(_shared_set("cifar10_folder", "train"),
+            train = data.stratified_subset(_shared_set("cifar10_folder", "train"),
                                         10 * cfg["new_per_class_train"], cfg["data_seed"])
             return train, _shared_set("cifar10_folder", "test")
         attacker, victim = _halves(_shared_set("gtsrb", "train"), cfg["per_class_train"], cfg["data_seed"])
