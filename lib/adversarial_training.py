@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attacks import as_batch_hook, attack_fn, attack_mode, ll_fgsm
-from .attacks.projected import _pgd_loop
+from .attacks.projected import pgd_loop
 from .data import labels_of, stratified_subset
 from .metrics import accuracy
 from .train import Batches, fit, model_device, predict
@@ -103,8 +103,8 @@ class TradesLoss:
                 return F.kl_div(F.log_softmax(z.float(), dim=1), p_clean, reduction="none").sum(1)
 
             start = (x0 + 0.001 * torch.randn_like(x0)).clamp(0, 1)
-            return _pgd_loop(model, x0, kl, self.eps, self.alpha, self.steps, "linf", random_start=False,
-                             seed=None, start=start)
+            return pgd_loop(model, x0, kl, self.eps, self.alpha, self.steps, "linf", random_start=False,
+                            seed=None, start=start)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         x_adv = self.perturb(model, x)

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attacks.core import _prepare, attack_mode
+from .attacks.core import attack_mode, prepare_batch
 from .models import Classifier
 
 
@@ -65,7 +65,7 @@ def _stage(model: nn.Module, stage: str | None) -> tuple[str, nn.Module]:
 def _images(model: nn.Module, x: Tensor) -> Tensor:
     if not torch.is_tensor(x) or x.ndim != 4:
         raise ValueError(f"expected a batch of images (N, C, H, W), got {getattr(x, 'shape', type(x))}")
-    return _prepare(model, x)  # float, in [0, 1], on the model's device
+    return prepare_batch(model, x)  # float, in [0, 1], on the model's device
 
 
 def _normalize_upsampled(maps: Tensor, size: tuple[int, int]) -> Tensor:

@@ -67,7 +67,7 @@ def _targets(y: ArrayLike) -> Tensor:
     return y.detach().cpu().long()
 
 
-def _pair(pred: ArrayLike, y: ArrayLike) -> tuple[Tensor, Tensor]:
+def label_pair(pred: ArrayLike, y: ArrayLike) -> tuple[Tensor, Tensor]:
     """``(predicted labels, true labels)``, checked to have the same length."""
     p, t = _labels(pred), _targets(y)
     if p.shape != t.shape:
@@ -98,7 +98,7 @@ def accuracy(pred: ArrayLike, y: ArrayLike) -> float:
     Why: the one definition of accuracy in the workbook (predictions may be logits).
     Reference: ``sklearn.metrics.accuracy_score``.
     """
-    p, t = _pair(pred, y)
+    p, t = label_pair(pred, y)
     if t.numel() == 0:
         return float("nan")
     return (p == t).sum().item() / t.numel()
@@ -112,7 +112,7 @@ def confusion_matrix(pred: ArrayLike, y: ArrayLike, num_classes: int | None = No
     cover all classes ``0 .. C-1`` even when a class is absent (so matrices of different runs
     line up). Reference: ``sklearn.metrics.confusion_matrix(y, pred, labels=range(C))``.
     """
-    p, t = _pair(pred, y)
+    p, t = label_pair(pred, y)
     c = _num_classes(pred, p, t, num_classes)
     return torch.bincount(t * c + p, minlength=c * c).reshape(c, c).long()
 
@@ -166,8 +166,8 @@ def attack_success_rate(clean_pred: ArrayLike, adv_pred: ArrayLike, y: ArrayLike
     Why: robust accuracy mixes the clean error in; the success rate isolates what the attack
     does (the definition of the Renofeation evaluation); mismatched lengths raise ``ValueError``.
     """
-    clean, y_ = _pair(clean_pred, y)
-    adv, _ = _pair(adv_pred, y)
+    clean, y_ = label_pair(clean_pred, y)
+    adv, _ = label_pair(adv_pred, y)
     right = clean == y_
     if not right.any():
         return float("nan")
@@ -216,7 +216,7 @@ def accuracy_with_interval(pred: ArrayLike, y: ArrayLike, level: float = 0.95) -
     Why: accuracies on a few hundred test images differ by chance by several points; report
     the interval alongside. Reference: :func:`binomial_interval`.
     """
-    p, t = _pair(pred, y)
+    p, t = label_pair(pred, y)
     n = t.numel()
     k = int((p == t).sum().item())
     low, high = binomial_interval(k, n, level)

@@ -64,11 +64,11 @@ from tqdm.auto import tqdm
 from .attacks import apgd as _apgd
 from .attacks import as_batch_hook, attack_fn
 from .attacks import square as _square
-from .attacks.core import _check, _model_device, _saved_modes, attack_mode
+from .attacks.core import attack_mode, check_attack_args, module_device, saved_modes
 from .data import stratified_subset
-from .evaluate import craft, eval_images, transfer_scores
+from .evaluate.crafted import craft, eval_images, transfer_scores  # not lib.evaluate: its reports import this module
 from .robustness_checks import (CHECKS, LABELS, LARGE_EPS_MIN, LARGE_EPS_THRESHOLD, ORDER_LEVEL, SQUARE_CHECK,
-                                SQUARE_TOLERANCE, TRANSFER_CHECK, _fmt_eps, _label, sanity_checks)
+                                SQUARE_TOLERANCE, TRANSFER_CHECK, attack_label, format_eps, sanity_checks)
 from .train import Batches, model_device, predict
 
 __all__ = ["compact_table", "robustness_report", "sanity_checks", "eps_sweep", "make_attack", "default_alpha",
@@ -104,7 +104,7 @@ def make_attack(name: str, eps: float, *, steps: int = 10, alpha: float | None =
 
 
 def _row(attack, eps, steps, alpha, norm, correct: torch.Tensor, seconds: float, **extra) -> dict:
-    label = extra.pop("label", None) or _label(attack, steps)
+    label = extra.pop("label", None) or attack_label(attack, steps)
     return {"attack": attack, "label": label, "eps": float(eps), "eps_255": float(eps) * 255, "steps": int(steps),
             "alpha": alpha, "norm": norm, "acc": int(correct.sum()) / max(len(correct), 1),
             "correct": int(correct.sum()),
@@ -195,7 +195,7 @@ def robustness_report(model: nn.Module, data, *, eps_list: Sequence[float] = (2 
             aa = r["robust_after"][list(r["robust_after"])[-1]]
             per_image[("autoattack", eps, apgd_steps)] = aa
             rows.append(_row("autoattack", eps, apgd_steps, None, norm, aa, time.perf_counter() - t0,
-                             label=_label("autoattack", stages=stages.replace(" (DLR)", "")),
+                             label=attack_label("autoattack", stages=stages.replace(" (DLR)", "")),
                              queries=int(square_queries), square_extra=extra))
         worst = clean.clone()
         for (attack, e, _), c in per_image.items():
@@ -239,7 +239,7 @@ def transfer_check(model: nn.Module, surrogate: nn.Module, data_or_xy, eps: floa
     and ``seed``) or an ``(x, y)`` pair used as it is. Returns a one-row DataFrame
     ``check, passed, detail`` (the format of :func:`sanity_checks`, to concatenate with it).
     """
-    _check(eps, norm)
+    check_attack_args(eps, norm)
     x, y = data_or_xy if isinstance(data_or_xy, (tuple, list)) else eval_images(data_or_xy, n, seed, batch_size)
     if isinstance(data_or_xy, (tuple, list)) and n is not None:
         x, y = x[:n], y[:n]
@@ -251,7 +251,7 @@ def transfer_check(model: nn.Module, surrogate: nn.Module, data_or_xy, eps: floa
     tol = (1.0 / m if slack is None else float(slack)) + 1e-9
     acc_t = got["transfer_acc"]
     passed = bool(acc_t >= white_box_acc - tol)
-    detail = (f"eps={_fmt_eps(eps)}: PGD-{steps} from the surrogate leaves {acc_t:.4f} (surrogate itself "
+    detail = (f"eps={format_eps(eps)}: PGD-{steps} from the surrogate leaves {acc_t:.4f} (surrogate itself "
               f"{own['transfer_acc']:.4f}), white-box {white_box_acc:.4f}, n={m}, tolerance {tol:.4f}")
     if not passed:
         detail += ": the transfer attack is stronger than white-box, possible gradient masking"
@@ -303,12 +303,12 @@ def autoattack_eval(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: st
     queries per image (0 where it did not run); ``x_adv`` on the CPU (clean images where the model
     was already wrong).
     """
-    _check(eps, norm)
+    check_attack_args(eps, norm)
     if evaluator not in ("ours", "autoattack"):
         raise ValueError(f"evaluator must be 'ours' or 'autoattack', got {evaluator!r}")
     if square_queries < 0:
         raise ValueError(f"square_queries must be >= 0 (0 skips Square), got {square_queries}")
-    device = _model_device(model)
+    device = module_device(model)
     x, y = x.detach(), torch.as_tensor(y).long()
     for name, images in (given or {}).items():
         if name not in AA_STAGES or images.shape != x.shape:
@@ -316,7 +316,7 @@ def autoattack_eval(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: st
                              f"{tuple(x.shape)}, got {tuple(images.shape)}")
 
     def accuracy(images) -> tuple[float, Tensor]:
-        with _saved_modes(model), torch.no_grad():
+        with saved_modes(model), torch.no_grad():
             model.eval()
             pred = torch.cat([model(images[i:i + batch_size].to(device)).argmax(1).cpu()
                               for i in range(0, len(images), batch_size)])

@@ -58,12 +58,14 @@ def inversion_p(kept: int, broke: int) -> float:
     return 1.0 if kept + broke == 0 else float(binomtest(kept, kept + broke, 0.5, alternative="greater").pvalue)
 
 
-def _fmt_eps(eps: float) -> str:
+def format_eps(eps: float) -> str:
+    """A budget as people write it: ``8/255`` below 1 (in 255ths), else the number itself."""
     v = eps * 255
     return f"{v:.3g}/255" if eps < 1 else f"{eps:.3g}"
 
 
-def _label(attack: str, steps: int = 0, stages: str = "") -> str:
+def attack_label(attack: str, steps: int = 0, stages: str = "") -> str:
+    """The display label of ``attack`` (:data:`LABELS`, filled with ``steps`` and ``stages``)."""
     return LABELS.get(attack, attack).format(steps=int(steps), stages=stages)
 
 
@@ -114,7 +116,7 @@ def sanity_checks(table: pd.DataFrame, *, per_image: dict | None = None, level: 
 
     def name_of(r):
         label = getattr(r, "label", None)
-        return f"{label if isinstance(label, str) else _label(r.attack, r.steps)} eps={_fmt_eps(r.eps)}"
+        return f"{label if isinstance(label, str) else attack_label(r.attack, r.steps)} eps={format_eps(r.eps)}"
 
     clean_rows = t[t.attack == "clean"]
     clean_acc = float(clean_rows.acc.iloc[0]) if len(clean_rows) else None
@@ -196,9 +198,9 @@ def sanity_checks(table: pd.DataFrame, *, per_image: dict | None = None, level: 
     for r in (aa[aa.square_extra.notna()] if "square_extra" in aa else aa.iloc[:0]).itertuples():
         k, m = int(r.square_extra), int(r.n)
         allowed = max(float(square_tolerance), SQUARE_MIN_IMAGES / m)
-        seen.append(f"eps={_fmt_eps(r.eps)}: {k} of {m}")
+        seen.append(f"eps={format_eps(r.eps)}: {k} of {m}")
         if k / m > allowed + 1e-9:
-            bad.append(f"eps={_fmt_eps(r.eps)}: Square broke {k} of {m} images ({k / m:.1%}) that every gradient "
+            bad.append(f"eps={format_eps(r.eps)}: Square broke {k} of {m} images ({k / m:.1%}) that every gradient "
                        f"attack missed, more than {allowed:.1%}: possible gradient masking")
     if not seen:
         add(CHECKS[6], [], 0, "no AutoAttack-style row with Square (square_queries=0 or apgd=False)")

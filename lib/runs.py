@@ -159,8 +159,6 @@ def short_json(value, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-_short = short_json  # the old name, still called by lib.workbook; drop once it calls short_json
-
 
 def write_index(folder: Path, manifest: dict) -> Path:
     """``index.md``: per notebook, its parameters, then each figure and table with caption and n."""

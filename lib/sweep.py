@@ -39,6 +39,10 @@ is still queued or running is left alone.
 
 Executors: ``slurm`` needs Slurm on this machine (``sbatch`` on ``PATH``); ``local`` (the default)
 runs each point as a local process (submitit's ``LocalExecutor``), ``parallel`` at a time.
+
+This module does not import :mod:`lib.workbook` (which imports it to run ``--sweep``): a job
+starts ``python -m lib.workbook`` as a child process (:func:`run_point`), and the sweep file and
+the notebook names are read here.
 """
 from __future__ import annotations
 
@@ -46,6 +50,8 @@ import itertools
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -55,6 +61,7 @@ from . import runs
 from .paths import ROOT
 
 ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED")
+NOTEBOOKS = ROOT / "notebooks"  # the workbook's notebooks, NN_<name>.ipynb (as lib.workbook.NOTEBOOKS)
 
 
 class SweepError(ValueError):
@@ -87,12 +94,36 @@ def expand(params: dict | None = None, grid: dict | None = None, points: list | 
     return out
 
 
+def read_file(path: str) -> dict:
+    """A sweep file's tables: TOML, YAML or JSON, chosen by the file's suffix."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"sweep file {p} does not exist")
+    if p.suffix == ".toml":
+        import tomllib
+        data = tomllib.loads(p.read_text())
+    elif p.suffix in (".yaml", ".yml"):
+        import yaml
+        data = yaml.safe_load(p.read_text()) or {}
+    elif p.suffix == ".json":
+        data = json.loads(p.read_text())
+    else:
+        raise ValueError(f"sweep file {p} must end in .toml, .yaml, .yml or .json")
+    if not isinstance(data, dict):
+        raise ValueError(f"sweep file {p} must hold a table of name = value")
+    return data
+
+
+def notebooks(only: list[str]) -> list[Path]:
+    """The workbook's notebooks (``notebooks/NN_*.ipynb``) whose names start with one of ``only``."""
+    return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb") if any(p.name.startswith(o) for o in only))
+
+
 def load(path: str, only: list[str] | None = None, profile: str | None = None) -> Sweep:
     """Read and validate a sweep file (``only``/``profile`` from the command line win)."""
     from .studies import check_params
-    from .workbook import notebooks, read_config
 
-    data = read_config(path)
+    data = read_file(path)
     known = {"name", "only", "profile", "parallel", "timeout", "params", "grid", "points", "slurm"}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -114,7 +145,7 @@ def load(path: str, only: list[str] | None = None, profile: str | None = None) -
         try:
             points[i] = check_params(p, profile)
         except ValueError as err:
-            raise SweepError(f"point {i} ({runs._short(p)}): {err}") from err
+            raise SweepError(f"point {i} ({runs.short_json(p)}): {err}") from err
     parallel = data.get("parallel", 1)
     if not isinstance(parallel, int) or parallel < 1:
         raise SweepError(f"parallel must be a whole number >= 1, got {parallel!r}")
@@ -146,11 +177,25 @@ def make_executor(kind: str, folder: Path, sweep: Sweep):
 
 
 def run_point(argv: list[str]) -> int:
-    """The job of one point: ``python -m lib.workbook`` with ``argv`` (raises when the run fails,
-    so submitit records the job as failed)."""
-    from .workbook import main
-
-    code = main(argv)
+    """The job of one point: ``python -m lib.workbook`` with ``argv``, a child process of the job
+    (this Python, working folder the repository root, the repository on ``PYTHONPATH``); returns
+    its exit code 0, raises when the run fails, so submitit records the job as failed. An interrupt
+    of the job (submitit cancels a local job with SIGINT) is passed on to the run, which then
+    records itself as interrupted, as it does on Ctrl-C."""
+    env = dict(os.environ)
+    others = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT)]
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *others])
+    proc = subprocess.Popen([sys.executable, "-m", "lib.workbook", *argv], cwd=ROOT, env=env)
+    try:
+        code = proc.wait()
+    except BaseException:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        raise
     if code != 0:
         raise RuntimeError(f"lib.workbook {' '.join(argv)} exited with {code}")
     return code
@@ -229,7 +274,7 @@ def summary(record: dict) -> str:
     lines = [f"{'point':<5} {'run':<28} {'status':<11} {'seconds':>8}  parameters"]
     for p in record["points"]:
         lines.append(f"{p['index']:<5} {p['run']:<28} {p['status']:<11} {p.get('seconds', 0):>8.0f}  "
-                     f"{runs._short(p['params'], 70)}")
+                     f"{runs.short_json(p['params'], 70)}")
         if p.get("error"):
             lines.append(f"{'':<5} error: {p['error']}")
     done = sum(p["status"] == "done" for p in record["points"])
@@ -266,7 +311,7 @@ def _finish(entry: dict, job, out: Path, profile: str) -> None:
 def run(path: str, executor: str = "local", *, resume: bool = False, only: list[str] | None = None,
         profile: str | None = None, out: Path | None = None, parallel: int | None = None) -> int:
     """Submit the sweep in ``path`` and wait for its points; 0 when every point is done."""
-    out = Path(out or ROOT / "runs")
+    out = Path(out or ROOT / "runs").resolve()  # the points run in the repository root
     sweep = load(path, only, profile)
     if parallel:
         sweep.parallel = parallel

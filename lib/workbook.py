@@ -159,7 +159,7 @@ def list_params() -> str:
     lines += [f"{name:<26} {'all':<8} {text}" for name, text in RUN_PARAMS.items()]
     for p in parameters().values():
         table = modules[p.notebook].RECIPE
-        show = lambda prof: runs._short(table[prof][p.key], 26) if p.key in table.get(prof, {}) else "-"
+        show = lambda prof: runs.short_json(table[prof][p.key], 26) if p.key in table.get(prof, {}) else "-"
         lines.append(f"{p.name:<26} {p.notebook:<8} {show('smoke'):<28} {show('full')}")
     return "\n".join(lines)
 

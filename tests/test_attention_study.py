@@ -7,12 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
+from lib.store import Store
 from lib.studies import attention as A
 
 
 def test_recipe_and_params():
     cfg = A.recipe()
-    assert set(A.PARAMS.values()) <= set(cfg) and all(p.startswith("att_") for p in A.PARAMS)
+    assert set(A.PARAMS.values()) <= set(cfg) | set(A.RECIPE["full"]) and all(p.startswith("att_") for p in A.PARAMS)
     assert cfg["stage"] == "conv3" and A.recipe("full")["stage"] is None
     with pytest.raises(KeyError, match="unknown recipe keys"):
         A.recipe(epochs=3)
@@ -20,7 +21,7 @@ def test_recipe_and_params():
 
 def test_eval_set_regions():
     cfg = A.recipe(n_eval=40, backdoor_recipe={"per_class_test": 10})
-    ev = A.eval_set("smoke", cfg)
+    ev = A.eval_set(cfg)
     assert len(ev) == 40 and ev.x.shape == (40, 3, 32, 32) and len(set(ev.indices.tolist())) == 40
     assert torch.bincount(ev.y).tolist() == [4] * 10  # stratified: every class in proportion
     assert not (ev.object & ev.trigger).any()        # the object region leaves the patch out
@@ -42,9 +43,9 @@ def test_teacher_adv_is_crafted_once_and_read_back_from_the_store(tmp_path, monk
     monkeypatch.setenv("WORKBOOK_STORE", str(tmp_path))
     cfg = A.recipe(n_eval=20, backdoor_recipe={"per_class_test": 10})
     teacher = build("small_cnn", 10, seed=0, width=8).eval()
-    first = A.eval_set("smoke", cfg).teacher_adv(teacher)
+    first = A.eval_set(cfg).teacher_adv(teacher)
     assert len(list((tmp_path / "results").glob("06_teacher_adv-*.safetensors"))) == 1
-    again = A.eval_set("smoke", cfg)  # a new session's set: nothing kept on the object
+    again = A.eval_set(cfg)  # a new session's set: nothing kept on the object
 
     def no_crafting(*args, **kwargs):
         raise AssertionError("crafted again")
@@ -56,6 +57,46 @@ def test_teacher_adv_is_crafted_once_and_read_back_from_the_store(tmp_path, monk
     fresh = craft(teacher, (again.x, again.y), again.teacher_attack)[1]
     assert torch.equal(loaded, first) and torch.equal(loaded, fresh)  # the stored images are the crafted ones
     assert (loaded - again.x).abs().max() > 0
+
+class _KeyRecorder(Store):
+    """A store that records the key of every model asked for and hands back the untrained model."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.asked = []
+
+    def model(self, name, config, build, train, *, retrain=False, code=None):
+        self.asked.append(self.key(name, config))
+        return build(), {"cached": True, "history": [], "test_acc": 0.0}
+
+
+def test_notebook_06_asks_for_the_models_notebook_02_trained_in_its_run(tmp_path):
+    """A run with a changed notebook-02 knob (the students' seed) and a changed base: notebook 06
+    opened with that run's run.json asks the store for exactly the keys notebook 02 asks for."""
+    from lib.artifacts import transfer as transfer_models
+    from lib.config import RunConfig, activate
+    from lib.studies import open_run, run_config_for, transfer
+
+    run = run_config_for("smoke", {"transfer_seed": 5, "base_epochs": 2, "transfer_methods": ["fine_tune"],
+                                   "att_transfer_methods": ["fine_tune"], "att_backdoor_methods": []}, run="r")
+    run.write(tmp_path / "run.json")
+    try:
+        cfg02 = open_run(transfer, str(tmp_path / "run.json"), {}).recipe("02")
+        store02 = _KeyRecorder(tmp_path / "store")
+        setup = transfer_models.setup(cfg02, store02, progress=False)
+        transfer_models.student("fine_tune", cfg02, setup["teacher"], setup["train"], store=store02, progress=False)
+        cfg06 = open_run(A, str(tmp_path / "run.json"), {}).recipe("06")
+        store06 = _KeyRecorder(tmp_path / "store")
+        A.model_zoo(cfg06, store06, progress=False)
+        default06 = _KeyRecorder(tmp_path / "store")
+        A.model_zoo(A.recipe(transfer_methods=["fine_tune"], backdoor_methods=[]), default06, progress=False)
+    finally:
+        activate(RunConfig())
+    student = [k for k in store02.asked if k.startswith("transfer_fine_tune-")]
+    assert len(student) == 1 and student[0] in store06.asked  # the very student notebook 02 trained
+    assert [k for k in store02.asked if k.startswith("base_A-")][0] in store06.asked
+    assert student[0] not in default06.asked  # the knob matters: without the run file, other keys
+
 
 def test_label_maps():
     entry = A.Entry(torch.nn.Identity(), "g", ["c", "a", "x", "b"])

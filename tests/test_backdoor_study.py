@@ -9,6 +9,7 @@ import torch
 import lib.backdoor as B
 from lib.models import build, model_fingerprint
 from lib.store import Store
+from lib.artifacts import backdoor as bd_models
 from lib.studies import backdoor as S
 from lib.studies import backdoor_report as R
 from lib.train import fit
@@ -46,9 +47,9 @@ def test_recipe_and_params():
 
 def test_data_split_classes_and_masks():
     cfg = S.recipe(**TINY)
-    tr, te = S.teacher_data(cfg)
-    s_tr, s_te = S.student_data(cfg, "same")
-    n_tr, n_te = S.student_data(cfg, "new")
+    tr, te = bd_models.teacher_data(cfg)
+    s_tr, s_te = bd_models.student_data(cfg, "same")
+    n_tr, n_te = bd_models.student_data(cfg, "new")
     assert tr.info["class_ids"] == s_tr.info["class_ids"]
     assert not set(tr.info["class_ids"]) & set(n_tr.info["class_ids"])
     assert not torch.equal(tr.images, s_tr.images) and torch.equal(te.images, s_te.images)  # victim's own images
@@ -56,25 +57,25 @@ def test_data_split_classes_and_masks():
         assert ds.masks is not None and ds.masks.shape == (len(ds), ds.size, ds.size)
     assert len(tr) == 3 * 22 and len(n_te) == 3 * 6
     with pytest.raises(ValueError, match="task"):
-        S.student_data(cfg, "other")
-    assert isinstance(S.make_trigger(cfg), B.Trigger) and S.make_trigger({**cfg, "trigger": "badnets"}).size == 3
+        bd_models.student_data(cfg, "other")
+    assert isinstance(bd_models.make_trigger(cfg), B.Trigger) and bd_models.make_trigger({**cfg, "trigger": "badnets"}).size == 3
 
 
 def test_teachers_and_students_train_once_then_load(study):
     cfg, store = study
-    t, meta = S.backdoored_teacher(cfg, store, update_ratio=0.5, progress=False)
+    t, meta = bd_models.backdoored_teacher(cfg, store, update_ratio=0.5, progress=False)
     assert not meta["cached"] and meta["fixed"] > 0 and t.num_classes == 3
-    t2, meta2 = S.backdoored_teacher(cfg, store, update_ratio=0.5, progress=False)
+    t2, meta2 = bd_models.backdoored_teacher(cfg, store, update_ratio=0.5, progress=False)
     assert meta2["cached"] and model_fingerprint(t2) == model_fingerprint(t)
-    c, _ = S.clean_teacher(cfg, store, progress=False)
+    c, _ = bd_models.clean_teacher(cfg, store, progress=False)
     assert model_fingerprint(c) != model_fingerprint(t)
-    for method in S.METHODS:
-        m, meta = S.student(method, cfg, store, task="new", update_ratio=0.5, progress=False)
+    for method in bd_models.METHODS:
+        m, meta = bd_models.student(method, cfg, store, task="new", update_ratio=0.5, progress=False)
         assert not meta["cached"] and m.num_classes == 3, method
-        again, meta = S.student(method, cfg, store, task="new", update_ratio=0.5, progress=False)
+        again, meta = bd_models.student(method, cfg, store, task="new", update_ratio=0.5, progress=False)
         assert meta["cached"] and model_fingerprint(again) == model_fingerprint(m), method
     with pytest.raises(ValueError, match="method"):
-        S.student("prune_everything", cfg, store)
+        bd_models.student("prune_everything", cfg, store)
 
 
 def test_report_tables_and_findings(study):

@@ -335,7 +335,7 @@ def test_killed_writer_leaves_a_temp_that_is_ignored_then_removed(tmp_path):
 
 
 def test_stale_temp_rules(tmp_path):
-    host, me = store_module._HOST, os.getpid()
+    host, me = store_module.HOST, os.getpid()
     live_other = tmp_path / f".a.safetensors.{host}.{os.getppid()}.ab12.tmp"  # writer alive
     own_dead = tmp_path / f".b.safetensors.{host}.{me}.cd34.tmp"  # ours, not in flight
     remote_fresh = tmp_path / ".c.json.otherhost.123.ef56.tmp"  # another machine, recent

@@ -1,4 +1,6 @@
-"""The study layer: recipes reject unknown keys, and lib/ keeps its three floors (arrows down only)."""
+"""The study layer: recipes reject unknown keys, and lib/ keeps its four floors (arrows down only): a
+study imports no other study, nothing below the entry points reads the environment, and no store key
+depends on a hand-kept list of code or training keys."""
 import ast
 from pathlib import Path
 
@@ -7,7 +9,7 @@ import pytest
 from lib.studies import adversarial, bases, datasets, recipe, transfer
 
 LIB = Path(__file__).resolve().parent.parent / "lib"
-INFRASTRUCTURE = {"data", "models", "train", "store", "metrics", "plots", "paths"}
+INFRASTRUCTURE = {"config", "data", "models", "train", "store", "metrics", "plots", "paths"}
 METHODS = {"attacks", "evaluate", "robustness", "adversarial_training", "transfer", "widgets"}
 
 
@@ -28,14 +30,16 @@ def test_recipes_have_smoke_and_full_and_reject_unknown_keys():
 
 def test_full_method_kw_are_the_seed_budgets_in_epochs():
     cfg = transfer.recipe("full")
-    assert transfer.method_kw("retrain", cfg, 6400)["epochs"] == 900  # 90,000 iterations at batch 64
-    assert transfer.method_kw("retrain", transfer.recipe("smoke"), 6400) == {"epochs": 12, "lr": 0.1}
+    from lib.artifacts.transfer import method_kw
+
+    assert method_kw("retrain", cfg, 6400)["epochs"] == 900  # 90,000 iterations at batch 64
+    assert method_kw("retrain", transfer.recipe("smoke"), 6400) == {"epochs": 12, "lr": 0.1}
 
 
 def _floor(module: str) -> str | None:
     top = module.split(".")[0]
-    if top == "studies":
-        return "studies"
+    if top in ("studies", "artifacts"):
+        return top
     return "methods" if top in METHODS else "infrastructure" if top in INFRASTRUCTURE else None
 
 
@@ -62,7 +66,7 @@ def _lib_imports(path: Path) -> set[str]:
 
 
 def test_imports_point_down_only():
-    order = {"infrastructure": 0, "methods": 1, "studies": 2}
+    order = {"infrastructure": 0, "methods": 1, "artifacts": 2, "studies": 3}
     bad = []
     for path in LIB.rglob("*.py"):
         rel = path.relative_to(LIB)
@@ -74,3 +78,46 @@ def test_imports_point_down_only():
             if floor is not None and order[floor] > order[own]:
                 bad.append(f"{rel} ({own}) imports lib.{target} ({floor})")
     assert not bad, "\n".join(bad)
+
+
+def _family(name: str) -> str:
+    """A study module's family: its notebook's main module (``attention_figures`` -> ``attention``)."""
+    from lib.studies import STUDIES
+
+    return next((s for s in STUDIES.values() if name == s or name.startswith(s + "_")), name)
+
+
+def test_a_study_imports_no_other_study():
+    bad = []
+    for path in (LIB / "studies").glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        for target in _lib_imports(path):
+            parts = target.split(".")
+            is_module = len(parts) > 1 and (LIB / "studies" / f"{parts[1]}.py").is_file()
+            if parts[0] == "studies" and is_module and _family(parts[1]) != _family(path.stem):
+                bad.append(f"{path.name} imports lib.{target}")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_environment_and_no_hand_kept_code_lists():
+    """The run's settings reach studies and artifacts as values (lib.config), and store keys carry
+    computed code versions (lib.store.versions), not lists of code or training keys kept by hand."""
+    import re
+
+    env = [f"{p.relative_to(LIB)}" for d in ("studies", "artifacts") for p in (LIB / d).glob("*.py")
+           if "os.environ" in p.read_text()]
+    assert not env, env
+    lists = [f"{p.relative_to(LIB)}: {m.group(0)}" for p in LIB.rglob("*.py")
+             for m in re.finditer(r"^\w*(CODE|TRAIN_KEYS) *=", p.read_text(), re.M)]
+    assert not lists, lists
+
+
+def test_code_versions_follow_imports():
+    from lib.store.versions import module_closure
+
+    closure = module_closure("lib.artifacts.robust")
+    assert {"lib.artifacts.robust", "lib.adversarial_training", "lib.attacks.core", "lib.train", "lib.models.archs",
+            "lib.data.synsigns", "lib.artifacts.bases"} <= set(closure)
+    assert not any(m.startswith(("lib.studies", "lib.store", "lib.plots", "lib.config")) for m in closure)
+    assert "lib.studies.attention" in module_closure("lib.studies.attention")  # the module itself always counts

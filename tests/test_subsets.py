@@ -109,7 +109,7 @@ def test_eps_zero_check_catches_a_projection_bug(monkeypatch):
     _, checks = robustness_report(model, ds, **kw)
     assert checks.set_index("check").loc["eps=0 equals clean", "passed"]
     # a step that forgets to project onto the ball: at eps 0 PGD now moves the images
-    monkeypatch.setattr(P, "_linf_step", lambda x_adv, g, x0, alpha, eps: (x_adv + alpha * g.sign()).clamp(0, 1))
+    monkeypatch.setattr(P, "linf_step", lambda x_adv, g, x0, alpha, eps: (x_adv + alpha * g.sign()).clamp(0, 1))
     _, checks = robustness_report(model, ds, **kw)
     assert not checks.set_index("check").loc["eps=0 equals clean", "passed"]
 

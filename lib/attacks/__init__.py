@@ -27,7 +27,7 @@ from torch import Tensor
 
 from . import core
 from .auto_pgd import apgd
-from .core import LOSSES, NORMS, _prepare, attack_mode, dlr_loss
+from .core import LOSSES, NORMS, attack_mode, dlr_loss, prepare_batch
 from .feature_space import feature_attack, feature_attack_loss
 from .gradient_sign import fgsm, ll_fgsm
 from .projected import pgd
@@ -45,7 +45,7 @@ def with_own_labels(attack: Callable) -> Callable[[nn.Module, Tensor, Tensor | N
 
     def own(model: nn.Module, x: Tensor, y: Tensor | None = None) -> Tensor:
         with attack_mode(model):
-            x0 = _prepare(model, x)
+            x0 = prepare_batch(model, x)
             with torch.no_grad():
                 pred = model(x0).float().argmax(1)
         return attack(model, x0, pred)

@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .core import (_ascent_direction, _bcast, _check, _generator, _normalized_l2, _objective, _prepare, _project,
-                   _value_and_grad, attack_mode)
+from .core import (ascent_direction, attack_mode, attack_objective, bcast_per_sample, check_attack_args, l2_normalized,
+                   prepare_batch, project_ball, seeded_generator, value_and_grad)
 
 
 # --------------------------------------------------------------------------------------------
@@ -57,16 +57,16 @@ def _apgd_run(model: nn.Module, x0: Tensor, objective, success, eps: float, norm
     otherwise the iterate with the highest objective (``x_max``).
     """
     n = len(x0)
-    b = lambda v: _bcast(v, x0)
+    b = lambda v: bcast_per_sample(v, x0)
     # x(0): a random point on the surface of the eps-ball, clamped to [0, 1] (as the reference
     # code: L-inf eps * t / ||t||_inf with t ~ U(-1, 1); L2 a Gaussian direction of length eps).
     if norm == "linf":
         t = torch.rand(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype) * 2 - 1
         t = t / b(t.flatten(1).abs().amax(dim=1).clamp_min(1e-12))
     else:
-        t = _normalized_l2(torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype))
+        t = l2_normalized(torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype))
     x_cur = (x0 + eps * t).clamp_(0.0, 1.0)
-    f_cur, logits, grad = _value_and_grad(model, x_cur, objective)
+    f_cur, logits, grad = value_and_grad(model, x_cur, objective)
     # Best point so far (x_max, f_max) and its gradient, to restart from it.
     x_max, f_max, g_max = x_cur.clone(), f_cur.clone(), grad.clone()
     # Best adversarial point so far (the result for samples that were fooled at any iterate).
@@ -83,14 +83,14 @@ def _apgd_run(model: nn.Module, x0: Tensor, objective, success, eps: float, norm
     x_prev = x_cur
     for k in range(steps):
         # z(k+1) = P_S(x(k) + eta * direction(grad f(x(k))))
-        z = _project(x0, x_cur + b(eta) * _ascent_direction(grad, norm), eps, norm)
+        z = project_ball(x0, x_cur + b(eta) * ascent_direction(grad, norm), eps, norm)
         if k == 0:
             x_new = z  # x(1) = z(1): the first step has no momentum
         else:
             # x(k+1) = P_S(x(k) + alpha (z(k+1) - x(k)) + (1 - alpha) (x(k) - x(k-1))), alpha = 0.75
-            x_new = _project(x0, x_cur + momentum * (z - x_cur) + (1 - momentum) * (x_cur - x_prev), eps, norm)
+            x_new = project_ball(x0, x_cur + momentum * (z - x_cur) + (1 - momentum) * (x_cur - x_prev), eps, norm)
         # The last iterate only needs its value (nothing steps from it), not a gradient.
-        f_new, logits, g_new = _value_and_grad(model, x_new, objective, need_grad=k < steps - 1)
+        f_new, logits, g_new = value_and_grad(model, x_new, objective, need_grad=k < steps - 1)
 
         n_increase += f_new > f_cur  # counts 1[f(x(k+1)) > f(x(k))] for condition 1
         better = f_new > f_max  # if f(x(k+1)) > f_max: x_max <- x(k+1), f_max <- f(x(k+1))
@@ -142,13 +142,13 @@ def apgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, norm: str = "lin
     sanity check "eps 0 equals clean accuracy" then exercises them); ``zero_shortcut=True``
     returns ``x`` at once instead.
     """
-    _check(eps, norm, loss)
+    check_attack_args(eps, norm, loss)
     if steps < 1 or restarts < 1:
         raise ValueError(f"steps and restarts must be >= 1, got {steps} and {restarts}")
     if not 0 < rho <= 1:
         raise ValueError(f"rho must be in (0, 1], got {rho}")
     with attack_mode(model):
-        x0, y = _prepare(model, x, y)
+        x0, y = prepare_batch(model, x, y)
         if eps == 0 and zero_shortcut:
             return x0.clone()
         with torch.no_grad():
@@ -173,14 +173,14 @@ def apgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, norm: str = "lin
                 targets = [None]
         x_out = x0.clone()
         best = torch.full((len(x0),), float("-inf"), device=x0.device)
-        gen = _generator(seed, x0.device)
+        gen = seeded_generator(seed, x0.device)
         for t in targets:
             for _ in range(restarts):
                 idx = (~done).nonzero().squeeze(1)
                 if idx.numel() == 0:
                     break
                 y_run, t_run = y[idx], (t[idx] if t is not None else None)
-                objective = _objective(loss, y_run, targeted, t_run)
+                objective = attack_objective(loss, y_run, targeted, t_run)
                 if explicit:
                     succ = lambda pred, t_run=t_run: pred == t_run
                 else:

@@ -49,7 +49,7 @@ _DLR_DIV = 1e-12  # added to the DLR denominator (as in the paper's reference co
 # Model state and input handling
 # --------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _saved_modes(model: nn.Module):
+def saved_modes(model: nn.Module):
     """Restore the ``training`` flag of every submodule on exit (frozen parts included)."""
     modes = [(m, m.training) for m in model.modules()]
     try:
@@ -69,7 +69,7 @@ def attack_mode(model: nn.Module):
     an attack run inside a caller's ``torch.no_grad()`` / ``torch.inference_mode()``.
     """
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    with _saved_modes(model):
+    with saved_modes(model):
         model.eval()
         try:
             for p, _ in flags:
@@ -81,18 +81,19 @@ def attack_mode(model: nn.Module):
                 p.requires_grad_(flag)
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def module_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter, else of its first buffer, else the CPU."""
     p = next(model.parameters(), None)
     if p is None:
         p = next(model.buffers(), None)
     return p.device if p is not None else torch.device("cpu")
 
 
-def _prepare(model: nn.Module, x: Tensor, y: Tensor | None = None):
+def prepare_batch(model: nn.Module, x: Tensor, y: Tensor | None = None):
     """``x`` (and ``y``) on the model's device, detached, checked to be images in [0, 1]."""
     if not torch.is_tensor(x) or not x.is_floating_point():
         raise ValueError(f"attacks expect float images in [0, 1], got {getattr(x, 'dtype', type(x))}")
-    device = _model_device(model)
+    device = module_device(model)
     x0 = x.detach().to(device)
     if x0.is_inference():
         x0 = x0.clone()  # a normal tensor, usable by autograd outside inference mode
@@ -109,7 +110,8 @@ def _prepare(model: nn.Module, x: Tensor, y: Tensor | None = None):
     return x0, y
 
 
-def _check(eps: float, norm: str = "linf", loss: str = "ce") -> None:
+def check_attack_args(eps: float, norm: str = "linf", loss: str = "ce") -> None:
+    """Raise ValueError unless ``norm`` is one of :data:`NORMS`, ``loss`` one of :data:`LOSSES` and ``eps >= 0``."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     if loss not in LOSSES:
@@ -118,17 +120,17 @@ def _check(eps: float, norm: str = "linf", loss: str = "ce") -> None:
         raise ValueError(f"eps must be >= 0, got {eps}")
 
 
-def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
+def seeded_generator(seed: int | None, device: torch.device) -> torch.Generator | None:
     """A private generator for ``seed`` (the global RNG stays untouched); None: global RNG."""
     return None if seed is None else torch.Generator(device=device).manual_seed(int(seed))
 
 
-def _bcast(v: Tensor, x: Tensor) -> Tensor:
+def bcast_per_sample(v: Tensor, x: Tensor) -> Tensor:
     """Per-sample values ``(N,)`` shaped to broadcast against ``x`` ``(N, ...)``."""
     return v.view(-1, *([1] * (x.dim() - 1)))
 
 
-def _l2(v: Tensor) -> Tensor:
+def l2_norms(v: Tensor) -> Tensor:
     """Per-sample L2 norm over all non-batch dimensions, shape ``(N,)``."""
     return torch.linalg.vector_norm(v.flatten(1), dim=1)
 
@@ -163,7 +165,8 @@ def dlr_loss(logits: Tensor, y: Tensor, y_target: Tensor | None = None) -> Tenso
     return -(z_y - z_t) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _DLR_DIV)
 
 
-def _objective(loss: str, y: Tensor, targeted: bool, y_target: Tensor | None = None) -> Callable[[Tensor], Tensor]:
+def attack_objective(loss: str, y: Tensor, targeted: bool,
+                     y_target: Tensor | None = None) -> Callable[[Tensor], Tensor]:
     """The per-sample function of the logits that an attack maximises (computed in float32).
 
     ``y_target`` is None for FGSM/PGD, where ``targeted`` means ``y`` *is* the target; APGD
@@ -182,7 +185,7 @@ def _objective(loss: str, y: Tensor, targeted: bool, y_target: Tensor | None = N
     return lambda z: dlr_loss(z, y, y_target)
 
 
-def _value_and_grad(model: nn.Module, x: Tensor, objective, need_grad: bool = True):
+def value_and_grad(model: nn.Module, x: Tensor, objective, need_grad: bool = True):
     """Per-sample objective, logits and the gradient of the summed objective w.r.t. ``x``."""
     if not need_grad:
         with torch.no_grad():
@@ -195,7 +198,7 @@ def _value_and_grad(model: nn.Module, x: Tensor, objective, need_grad: bool = Tr
     return values.detach(), logits.detach(), grad
 
 
-def _project(x0: Tensor, x_new: Tensor, eps: float, norm: str) -> Tensor:
+def project_ball(x0: Tensor, x_new: Tensor, eps: float, norm: str) -> Tensor:
     """Onto the eps-ball around ``x0`` (L-inf: clip the perturbation; L2: rescale it), then into
     [0, 1]. Clamping after the ball projection cannot leave the ball: with ``x0`` in [0, 1],
     clamping moves every coordinate of ``x0 + delta`` toward ``x0``."""
@@ -203,23 +206,24 @@ def _project(x0: Tensor, x_new: Tensor, eps: float, norm: str) -> Tensor:
     if norm == "linf":
         delta = delta.clamp_(-eps, eps)
     else:
-        delta = delta.mul_(_bcast((eps / _l2(delta).clamp_min(1e-12)).clamp_max(1.0), delta))
+        delta = delta.mul_(bcast_per_sample((eps / l2_norms(delta).clamp_min(1e-12)).clamp_max(1.0), delta))
     return (x0 + delta).clamp_(0.0, 1.0)
 
 
-def _linf_step(x_adv: Tensor, g: Tensor, x0: Tensor, alpha: float, eps: float) -> Tensor:
+def linf_step(x_adv: Tensor, g: Tensor, x0: Tensor, alpha: float, eps: float) -> Tensor:
     """One L-inf PGD step ``x + alpha sign(g)``, projected onto the eps-ball around ``x0`` and into
-    [0, 1]: :func:`_project`'s arithmetic in place on fresh tensors (fewer passes over memory; the
+    [0, 1]: :func:`project_ball`'s arithmetic in place on fresh tensors (fewer passes over memory; the
     same floating-point operations as torchattacks' PGD, so results match it bit for bit)."""
     delta = torch.add(x_adv, g.sign(), alpha=alpha).sub_(x0).clamp_(-eps, eps)  # g may be a broadcast view
     return delta.add_(x0).clamp_(0.0, 1.0)
 
 
-def _normalized_l2(g: Tensor) -> Tensor:
-    return g / _bcast(_l2(g) + _L2_DIV, g)
+def l2_normalized(g: Tensor) -> Tensor:
+    """``g`` divided per sample by its L2 norm (plus ``_L2_DIV``, which guards all-zero gradients)."""
+    return g / bcast_per_sample(l2_norms(g) + _L2_DIV, g)
 
 
-def _ascent_direction(g: Tensor, norm: str) -> Tensor:
+def ascent_direction(g: Tensor, norm: str) -> Tensor:
     """Steepest ascent direction of unit norm: ``sign(g)`` (L-inf), ``g / ||g||_2`` (L2)."""
-    return g.sign() if norm == "linf" else _normalized_l2(g)
+    return g.sign() if norm == "linf" else l2_normalized(g)
 

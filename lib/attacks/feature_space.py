@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .core import (_check, _prepare, attack_mode)
-from .projected import _pgd_loop
+from .core import attack_mode, check_attack_args, prepare_batch
+from .projected import pgd_loop
 
 
 # --------------------------------------------------------------------------------------------
@@ -56,11 +56,11 @@ def feature_attack(model: nn.Module, x: Tensor, eps: float, alpha: float, steps:
     ``features``: any ``x -> (N, ...)`` callable of the model to attack instead of the
     penultimate layer (e.g. ``lambda x: model.features(x, ["conv3"])["conv3"]``).
     """
-    _check(eps, norm)
+    check_attack_args(eps, norm)
     if features is None and not hasattr(model, "penultimate"):
         raise TypeError(f"{type(model).__name__} has no penultimate(); pass features=...")
     with attack_mode(model):
-        x0 = _prepare(model, x)
+        x0 = prepare_batch(model, x)
         objective = lambda f: -feature_attack_loss(f, neuron, target, rest_weight)
-        return _pgd_loop(features or model.penultimate, x0, objective, eps, alpha, steps, norm, random_start, seed,
-                         zero_shortcut=zero_shortcut)
+        return pgd_loop(features or model.penultimate, x0, objective, eps, alpha, steps, norm, random_start, seed,
+                        zero_shortcut=zero_shortcut)

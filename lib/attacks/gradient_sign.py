@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .core import (_check, _objective, _prepare, _value_and_grad, attack_mode)
+from .core import attack_mode, attack_objective, check_attack_args, prepare_batch, value_and_grad
 
 
 # --------------------------------------------------------------------------------------------
@@ -20,12 +20,12 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, targeted: bool =
     At ``eps = 0`` the iterations still run (so the "eps 0 equals clean accuracy" sanity check
     exercises projection and clamping); ``zero_shortcut=True`` returns ``x`` at once instead.
     """
-    _check(eps)
+    check_attack_args(eps)
     with attack_mode(model):
-        x0, y = _prepare(model, x, y)
+        x0, y = prepare_batch(model, x, y)
         if eps == 0 and zero_shortcut:
             return x0.clone()
-        _, _, g = _value_and_grad(model, x0, _objective("ce", y, targeted))
+        _, _, g = value_and_grad(model, x0, attack_objective("ce", y, targeted))
         return (x0 + eps * g.sign()).clamp_(0.0, 1.0).detach()
 
 
@@ -33,9 +33,9 @@ def ll_fgsm(model: nn.Module, x: Tensor, eps: float) -> Tensor:
     """Least-likely-class FGSM ("step l.l.", Kurakin et al. 2017, "Adversarial machine learning at
     scale"): ``clip(x - eps * sign(grad_x CE(f(x), y_LL)))`` with ``y_LL`` the class the model
     finds least likely on the clean ``x``. Needs no labels."""
-    _check(eps)
+    check_attack_args(eps)
     with attack_mode(model):
-        x0 = _prepare(model, x)
+        x0 = prepare_batch(model, x)
         with torch.no_grad():
             y_ll = model(x0).float().argmin(dim=1)
         return fgsm(model, x0, y_ll, eps, targeted=True)

@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .core import (_bcast, _check, _generator, _linf_step, _normalized_l2, _objective, _prepare, _project,
-                   _value_and_grad, attack_mode)
+from .core import (attack_mode, attack_objective, bcast_per_sample, check_attack_args, l2_normalized, linf_step,
+                   prepare_batch, project_ball, seeded_generator, value_and_grad)
 
 
 # --------------------------------------------------------------------------------------------
@@ -28,9 +28,9 @@ def _random_delta(x: Tensor, eps: float, norm: str, gen: torch.Generator | None)
     if norm == "linf":
         return (torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) * 2 - 1) * eps
     d = x[0].numel()
-    direction = _normalized_l2(torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype))
+    direction = l2_normalized(torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype))
     radius = eps * torch.rand(len(x), generator=gen, device=x.device, dtype=x.dtype) ** (1.0 / d)
-    return direction * _bcast(radius, x)
+    return direction * bcast_per_sample(radius, x)
 
 
 def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, alpha: float, steps: int, norm: str = "linf",
@@ -47,16 +47,16 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, alpha: float, steps:
     At ``eps = 0`` the iterations still run (so the "eps 0 equals clean accuracy" sanity check
     exercises projection and clamping); ``zero_shortcut=True`` returns ``x`` at once instead.
     """
-    _check(eps, norm, loss)
+    check_attack_args(eps, norm, loss)
     with attack_mode(model):
-        x0, y = _prepare(model, x, y)
-        return _pgd_loop(model, x0, _objective(loss, y, targeted), eps, alpha, steps, norm, random_start, seed,
-                         zero_shortcut=zero_shortcut)
+        x0, y = prepare_batch(model, x, y)
+        return pgd_loop(model, x0, attack_objective(loss, y, targeted), eps, alpha, steps, norm, random_start, seed,
+                        zero_shortcut=zero_shortcut)
 
 
-def _pgd_loop(model: Callable[[Tensor], Tensor], x0: Tensor, objective, eps: float, alpha: float, steps: int, norm: str,
-              random_start: bool, seed: int | None, start: Tensor | None = None,
-              zero_shortcut: bool = False) -> Tensor:
+def pgd_loop(model: Callable[[Tensor], Tensor], x0: Tensor, objective, eps: float, alpha: float, steps: int, norm: str,
+             random_start: bool, seed: int | None, start: Tensor | None = None,
+             zero_shortcut: bool = False) -> Tensor:
     """PGD's iterations on a prepared ``x0`` (inside :func:`attack_mode`), maximising the per-sample
     ``objective(model(x))``; shared by :func:`pgd` and :func:`feature_attack` (whose ``model`` is
     a feature function of the attacked model). ``start``: the first iterate (projected onto the
@@ -66,15 +66,15 @@ def _pgd_loop(model: Callable[[Tensor], Tensor], x0: Tensor, objective, eps: flo
     if eps == 0 and zero_shortcut:
         return x0.clone()
     if start is not None:
-        x_adv = _project(x0, start.detach().clone(), eps, norm)
+        x_adv = project_ball(x0, start.detach().clone(), eps, norm)
     elif random_start:
-        x_adv = (x0 + _random_delta(x0, eps, norm, _generator(seed, x0.device))).clamp_(0.0, 1.0)
+        x_adv = (x0 + _random_delta(x0, eps, norm, seeded_generator(seed, x0.device))).clamp_(0.0, 1.0)
     else:
         x_adv = x0.clone()
     for _ in range(steps):
-        _, _, g = _value_and_grad(model, x_adv, objective)
+        _, _, g = value_and_grad(model, x_adv, objective)
         if norm == "linf":
-            x_adv = _linf_step(x_adv, g, x0, alpha, eps)
+            x_adv = linf_step(x_adv, g, x0, alpha, eps)
         else:
-            x_adv = _project(x0, x_adv + alpha * _normalized_l2(g), eps, norm)
+            x_adv = project_ball(x0, x_adv + alpha * l2_normalized(g), eps, norm)
     return x_adv.detach()

@@ -41,7 +41,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .core import _bcast, _check, _generator, _l2, _prepare, _project, attack_mode
+from .core import (attack_mode, bcast_per_sample, check_attack_args, l2_norms, prepare_batch, project_ball,
+                   seeded_generator)
 
 # p is halved after each of these iterations of a 10,000-query schedule (the paper's Sec. 4 and
 # the reference code's p_selection).
@@ -149,7 +150,7 @@ def _init_l2(x0: Tensor, eps: float, gen) -> Tensor:
                 continue
             bump = _random_bumps(1, s, gen, x0.device)[0]
             delta[:, :, top:top + s, left:left + s] += bump * _signs((n, c, 1, 1), gen, x0.device)
-    return (x0 + eps * delta / _bcast(_l2(delta).clamp_min(1e-12), delta)).clamp_(0.0, 1.0)
+    return (x0 + eps * delta / bcast_per_sample(l2_norms(delta).clamp_min(1e-12), delta)).clamp_(0.0, 1.0)
 
 
 def _propose_linf(xc: Tensor, xb: Tensor, eps: float, p: float, gen) -> Tensor:
@@ -165,7 +166,7 @@ def _propose_linf(xc: Tensor, xb: Tensor, eps: float, p: float, gen) -> Tensor:
         same = (((x_new - xb).abs() < 1e-7) | ~mask).flatten(1).all(1)
         if not same.any():
             break
-        signs = torch.where(_bcast(same, signs), _signs((m, c, 1, 1), gen, xc.device), signs)
+        signs = torch.where(bcast_per_sample(same, signs), _signs((m, c, 1, 1), gen, xc.device), signs)
     return x_new
 
 
@@ -179,14 +180,14 @@ def _propose_l2(xc: Tensor, xb: Tensor, eps: float, p: float, gen) -> Tensor:
     m2, _, _ = _windows(m, s, h, w, gen, xc.device)
     delta = xb - xc
     norm_win1 = (delta * m1).square().sum((2, 3), keepdim=True).sqrt()             # (m, c, 1, 1)
-    norm_img = _bcast(_l2(delta), delta)                                           # (m, 1, 1, 1)
+    norm_img = bcast_per_sample(l2_norms(delta), delta)                            # (m, 1, 1, 1)
     norm_wins = (delta * (m1 | m2)).square().sum((2, 3), keepdim=True).sqrt()      # (m, c, 1, 1)
     new = _random_bumps(m, s, gen, xc.device) * _signs((m, c, 1, 1), gen, xc.device)
     new = new + _place(delta, vh, vw, s) / (1e-10 + norm_win1)
     budget = ((eps ** 2 - norm_img ** 2).clamp_min(0) / c + norm_wins ** 2).sqrt()
     new = new / new.square().sum((2, 3), keepdim=True).sqrt().clamp_min(1e-12) * budget
     delta = _place(delta * ~m2, vh, vw, s, new)
-    return (xc + eps * delta / _bcast(_l2(delta).clamp_min(1e-12), delta)).clamp_(0.0, 1.0)
+    return (xc + eps * delta / bcast_per_sample(l2_norms(delta).clamp_min(1e-12), delta)).clamp_(0.0, 1.0)
 
 
 def square(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: str = "linf", queries: int = 5000,
@@ -214,18 +215,18 @@ def square(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: str = "linf
         on ``x`` (the clean prediction is not counted, as in the paper), otherwise 1 (the start)
         plus one per update tried, never above ``queries``.
     """
-    _check(eps, norm)
+    check_attack_args(eps, norm)
     if queries < 1:
         raise ValueError(f"queries must be >= 1, got {queries}")
     p_init = P_INIT[norm] if p_init is None else float(p_init)
     if not 0 < p_init <= 1:
         raise ValueError(f"p_init must be in (0, 1], got {p_init}")
     with attack_mode(model), torch.no_grad():
-        x0, y = _prepare(model, x, y)
+        x0, y = prepare_batch(model, x, y)
         if x0.dim() != 4 or min(x0.shape[2:]) < (5 if norm == "l2" else 2):
             raise ValueError(f"square needs images (N, C, H, W) with H, W >= {5 if norm == 'l2' else 2}, "
                              f"got {tuple(x0.shape)}")
-        gen = _generator(seed, x0.device)
+        gen = seeded_generator(seed, x0.device)
         n_queries = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
         x_best = x0.clone()
         best = margin(model(x0), y)
@@ -243,8 +244,8 @@ def square(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: str = "linf
             x_new = propose(xc, xb, eps, p_schedule(p_init, it, queries, rescale_schedule), gen)
             m_new = margin(model(x_new), y[idx])
             better = m_new < best[idx]
-            x_best[idx] = torch.where(_bcast(better, xb), x_new, xb)
+            x_best[idx] = torch.where(bcast_per_sample(better, xb), x_new, xb)
             best[idx] = torch.where(better, m_new, best[idx])
             n_queries[idx] += 1
-        x_best = _project(x0, x_best, eps, norm)  # float rounding of the L2 rescaling only
+        x_best = project_ball(x0, x_best, eps, norm)  # float rounding of the L2 rescaling only
     return (x_best, n_queries) if return_queries else x_best

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from ..metrics import _pair, binomial_interval
+from ..metrics import binomial_interval, label_pair
 from .poisoning import triggered
 from .triggers import Trigger
 
@@ -39,8 +39,8 @@ def _rate(hit: torch.Tensor, among: torch.Tensor) -> dict:
 def backdoor_rates(clean_pred, trig_pred, y, target: int | None) -> dict[str, dict]:
     """The metrics of the table above from labels or logits: ``{name: {"value", "k", "n",
     "low", "high"}}``."""
-    clean, y = _pair(clean_pred, y)
-    trig, _ = _pair(trig_pred, y)
+    clean, y = label_pair(clean_pred, y)
+    trig, _ = label_pair(trig_pred, y)
     every = torch.ones_like(y, dtype=torch.bool)
     right = clean == y
     out = {"clean_acc": _rate(right, every)}

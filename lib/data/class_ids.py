@@ -3,11 +3,11 @@
 ``GTSRB_CLASSES``: GTSRB's 43 sign names, indexed by ClassId. ``IMAGENET1K_WNIDS``: the 1000
 ILSVRC-2012 wnids in sorted order (ImageNet-1k class index = position). ``IMAGENET_R_WNIDS``:
 ImageNet-R's 200 wnids (ImageNet-R label = position). ``IMAGENET_R_TO_IMAGENET1K``: ImageNet-R
-label -> ImageNet-1k class index.
+label -> ImageNet-1k class index. ``IMAGENET_R_INDEX``: ImageNet-R wnid -> ImageNet-R label.
 
 They are pure data, kept apart from the readers so that the reading code stays short and the
 tables can be imported (e.g. by :mod:`lib.studies.bases`) without reading anything.
-:mod:`lib.data.real` re-exports every name here.
+:mod:`lib.data.real` re-exports every public name here.
 """
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ n07697313 n07697537 n07714571 n07714990 n07718472 n07720875 n07734744 n07742313 
 n07753275 n07753592 n07768694 n07873807 n07880968 n07920052 n09472597 n09835506 n10565667 n12267677
 """.split()
 
-_R_INDEX = {w: k for k, w in enumerate(IMAGENET_R_WNIDS)}
+IMAGENET_R_INDEX = {w: k for k, w in enumerate(IMAGENET_R_WNIDS)}
 _1K_INDEX = {w: k for k, w in enumerate(IMAGENET1K_WNIDS)}
 # ImageNet-R label k -> ImageNet-1k class index (position in the sorted 1000 wnids)
 IMAGENET_R_TO_IMAGENET1K: list[int] = [_1K_INDEX[w] for w in IMAGENET_R_WNIDS]

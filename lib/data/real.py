@@ -43,9 +43,15 @@ from torch.utils.data import Dataset
 from ..paths import data_dir
 from .base import DatasetNotFoundError
 
-# The class-id tables and the readers live in their own modules; every name that this module
-# held before the split is re-exported here (tests, lib.studies.bases and lib.data import from here).
-from .class_ids import _1K_INDEX, _R_INDEX, GTSRB_CLASSES, IMAGENET1K_WNIDS, IMAGENET_R_TO_IMAGENET1K, IMAGENET_R_WNIDS  # noqa: F401
+# The class-id tables and the readers live in their own modules; their public names are
+# re-exported here (tests, lib.studies.bases and lib.data import from here).
+from .class_ids import (  # noqa: F401
+    GTSRB_CLASSES,
+    IMAGENET1K_WNIDS,
+    IMAGENET_R_INDEX,
+    IMAGENET_R_TO_IMAGENET1K,
+    IMAGENET_R_WNIDS,
+)
 from .readers import (  # noqa: F401
     CIFAR10,
     CIFAR10_BATCHES,
@@ -54,25 +60,20 @@ from .readers import (  # noqa: F401
     CifarPickles,
     GTSRBImages,
     ImageFiles,
-    _check_files,
-    _cifar10,
-    _cifar100,
-    _cub200,
-    _first_file,
-    _flowers102,
-    _gtsrb,
-    _gtsrb_rows,
-    _id_table,
-    _image_files,
-    _image_folder,
-    _imagenet_r,
-    _lines,
-    _locate,
-    _Missing,
-    _mit67,
-    _stanford40,
-    _stanford_dogs,
-    _unpickle,
+    MissingDataError,
+    flowers102_class,
+    image_folder_reader,
+    locate_folder,
+    read_cifar10,
+    read_cifar100,
+    read_cifar_pickle,
+    read_cub200,
+    read_flowers102,
+    read_gtsrb,
+    read_imagenet_r,
+    read_mit67,
+    read_stanford40,
+    read_stanford_dogs,
 )
 
 
@@ -120,7 +121,7 @@ REAL_DATASETS: dict[str, RealSpec] = {
         "  pickles of the CIFAR-10 release; batches: dicts with data (N x 3072 uint8, RRR..GGG..BBB),\n"
         "  labels, batch_label, filenames; batches.meta: label_names\n"
         "  (or, without cifar-10-batches-py, an ImageFolder <root>/{train,test}/<class>/*.png|jpg)",
-        ("train", "test"), 32, _cifar10,
+        ("train", "test"), 32, read_cifar10,
         download="torchvision.datasets.CIFAR10(root='{root}', download=True)"),
     "cifar100": RealSpec(
         "cifar100",
@@ -128,14 +129,14 @@ REAL_DATASETS: dict[str, RealSpec] = {
         "  train/test: dicts with data (N x 3072 uint8, RRR..GGG..BBB), fine_labels, coarse_labels\n"
         "  meta: fine_label_names, coarse_label_names\n"
         "kw: label='fine' (100 classes) | 'coarse' (20 superclasses)",
-        ("train", "test"), 32, _cifar100,
+        ("train", "test"), 32, read_cifar100,
         download="torchvision.datasets.CIFAR100(root='{root}', download=True)"),
     "flowers102": RealSpec(
         "flowers102",
         "<root>/flowers-102/jpg/image_00001.jpg ... image_08189.jpg\n"
         "<root>/flowers-102/imagelabels.mat (key labels, 1-based)\n"
         "<root>/flowers-102/setid.mat (keys trnid, valid, tstid)",
-        ("train", "val", "test"), 224, _flowers102,
+        ("train", "val", "test"), 224, read_flowers102,
         download="torchvision.datasets.Flowers102(root='{root}', split=..., download=True)"),
     "gtsrb": RealSpec(
         "gtsrb",
@@ -144,7 +145,7 @@ REAL_DATASETS: dict[str, RealSpec] = {
         "  CSVs: Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId\n"
         "  (<root> may be the GTSRB folder itself; torchvision's download layout, GTSRB/Training/\n"
         "  and <root>/GT-final_test.csv, is read too)",
-        ("train", "test"), 32, _gtsrb, flip=False, square=True,
+        ("train", "test"), 32, read_gtsrb, flip=False, square=True,
         download="torchvision.datasets.GTSRB(root='{parent}', split=..., download=True) "
                  "(it writes {parent}/gtsrb: pass that folder as root)"),
     "cub200": RealSpec(
@@ -152,42 +153,42 @@ REAL_DATASETS: dict[str, RealSpec] = {
         "<root>/CUB_200_2011/images/<NNN.Class_Name>/*.jpg\n"
         "<root>/CUB_200_2011/{images.txt, image_class_labels.txt, train_test_split.txt, classes.txt}\n"
         "  (lines '<id> <value>'; labels 1-based; is_training 1/0; bounding_boxes.txt optional)",
-        ("train", "test"), 224, _cub200),
+        ("train", "test"), 224, read_cub200),
     "stanford_dogs": RealSpec(
         "stanford_dogs",
         "<root>/Images/n02085620-Chihuahua/*.jpg (120 breed folders)\n"
         "<root>/lists/{train_list.mat, test_list.mat} (keys file_list, labels 1-based; "
         "lists/ may be flattened into <root>)",
-        ("train", "test"), 224, _stanford_dogs),
+        ("train", "test"), 224, read_stanford_dogs),
     "stanford40": RealSpec(
         "stanford40",
         "<root>/JPEGImages/<action>_NNN.jpg\n"
         "<root>/ImageSplits/actions.txt (header 'action_name number_of_images', then one action a line)\n"
         "<root>/ImageSplits/<action>_train.txt, <action>_test.txt (one image file name a line)",
-        ("train", "test"), 224, _stanford40),
+        ("train", "test"), 224, read_stanford40),
     "mit67": RealSpec(
         "mit67",
         "<root>/Images/<category>/*.jpg (67 category folders)\n"
         "<root>/TrainImages.txt, <root>/TestImages.txt (lines like kitchen/int474.jpg)",
-        ("train", "test"), 224, _mit67),
+        ("train", "test"), 224, read_mit67),
     "imagenet_r": RealSpec(
         "imagenet_r",
         "<root>/imagenet-r/<wnid>/*.jpg (200 ImageNet wnid folders; <root> may be imagenet-r itself)\n"
         "  no official split: train/test is a seeded 80/20 split per class; split='all' is everything\n"
         "kw: label_space='imagenet_r' (0..199) | 'imagenet1k', seed=0, test_fraction=0.2",
-        ("train", "test", "all"), 224, _imagenet_r),
+        ("train", "test", "all"), 224, read_imagenet_r),
     "cifar10_folder": RealSpec(
         "cifar10_folder",
         "<root>/{train,test}/<class>/*.jpg (torchvision ImageFolder; e.g. shared/data/cifar10-jpg-subset)",
-        ("train", "test"), 32, _image_folder("cifar10_folder")),
+        ("train", "test"), 32, image_folder_reader("cifar10_folder")),
     "image_folder": RealSpec(
         "image_folder",
         "<root>/<split>/<class>/*.jpg (torchvision ImageFolder; any split folder name)",
-        None, 224, _image_folder("image_folder")),
+        None, 224, image_folder_reader("image_folder")),
 }
 
 
-def _error(name: str, root: Path, e: _Missing) -> DatasetNotFoundError:
+def _error(name: str, root: Path, e: MissingDataError) -> DatasetNotFoundError:
     spec = REAL_DATASETS[name]
     hint = [f"Problem: {e.problem}." if e.problem else "",
             f"Put it under {data_dir() / spec.folder} (the default root) or pass root=... "
@@ -216,9 +217,9 @@ def load_real(name: str, split: str = "train", root=None, size: int | None = Non
     tf = _transform(size, train_augment, small=spec.size <= 64, flip=spec.flip, square=spec.square)
     try:
         if not root.is_dir():
-            raise _Missing(root, "folder not found")
+            raise MissingDataError(root, "folder not found")
         return spec.read(root, split, tf, size, **kw)
-    except _Missing as e:
+    except MissingDataError as e:
         raise _error(name, root, e) from None
 
 
@@ -234,10 +235,10 @@ def cifar100_superclass_tasks(root=None) -> list[list[int]]:
     ``coarse_labels``."""
     root = Path(root).expanduser() if root is not None else data_dir() / REAL_DATASETS["cifar100"].folder
     try:
-        base = _locate(root, "cifar-100-python", ("train",))
-    except _Missing as e:
+        base = locate_folder(root, "cifar-100-python", ("train",))
+    except MissingDataError as e:
         raise _error("cifar100", root, e) from None
-    d = _unpickle(base / "train")
+    d = read_cifar_pickle(base / "train")
     coarse_of: dict[int, int] = {}
     for f, c in zip(d["fine_labels"], d["coarse_labels"]):
         if coarse_of.setdefault(int(f), int(c)) != int(c):

@@ -8,6 +8,10 @@ compare image for image and nothing is crafted twice. :func:`craft` makes the se
 :func:`attack_table` does both for a dict of students (plus a white-box attack on each) on a
 stratified subset (:func:`eval_images`).
 ``transfer_eval`` is the one-source, one-target case.
+
+Both :mod:`lib.robustness` and :mod:`lib.evaluate`'s checkpoint reports build on this module; it
+imports neither of them (they import it as ``lib.evaluate.crafted``), so no import circle runs
+through it.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..attacks.core import _model_device, _saved_modes
+from ..attacks.core import module_device, saved_modes
 from ..data import stratified_subset
 from ..metrics import accuracy, attack_success_rate
 from ..train import Batches, as_channels_last, channels_last_while, predict
@@ -40,8 +44,8 @@ def craft(source: nn.Module, data, attack: Callable, *, batch_size: int = 256,
     one crafted set can be sent to many target models (``data``: an ``ImageSet``, an
     ``(images, labels)`` pair or a ``Dataset``)."""
     xs, advs, ys = [], [], []
-    with _saved_modes(source), channels_last_while(source) as cl:
-        for x, y in tqdm(Batches(data, batch_size, _model_device(source)), desc="craft",
+    with saved_modes(source), channels_last_while(source) as cl:
+        for x, y in tqdm(Batches(data, batch_size, module_device(source)), desc="craft",
                          disable=not progress, mininterval=1, leave=False):
             advs.append(attack(source, as_channels_last(x, cl), y).contiguous().cpu())
             xs.append(x.cpu())

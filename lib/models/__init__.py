@@ -7,8 +7,8 @@ Every model is a :class:`Classifier` (:mod:`lib.models.classifier`)::
 :func:`build` makes any architecture of :data:`ARCHS` (:mod:`lib.models.archs`; the adversarial-training
 literature's PreActResNet-18 and Wide ResNets in :mod:`lib.models.robust_archs`), randomly
 initialised (seeded) or from a checkpoint, and records its arguments in ``model.build_args`` so
-that :func:`fresh_like` can make a new one of the same kind. :mod:`lib.models.copies` holds the
-helpers that derive one model from another (fresh copies, target copies, frozen teachers,
+that :func:`fresh_like` (here too) can make a new one of the same kind. :mod:`lib.models.copies`
+holds the other helpers that derive one model from another (target copies, frozen teachers,
 fingerprints, parameter distances).
 
 Pretrained ImageNet weights for the torchvision architectures are read from the local torch hub
@@ -23,12 +23,12 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .archs import (_HEAD_KEY, _RAW_HEAD_KEY, _TV_WEIGHTS, ARCHS, CIFAR_RESNETS, TORCHVISION_ARCHS, CifarBasicBlock,
-                    CifarResNet, ShortcutA, _torchvision_net, _wrap_cifar_resnet, _wrap_torchvision, pretrained_path,
-                    remap_densenet_keys, small_cnn, torchvision_weights)
+from .archs import (ARCHS, CIFAR_RESNETS, HEAD_KEY, RAW_HEAD_KEYS, TORCHVISION_ARCHS, TV_WEIGHTS, CifarBasicBlock,
+                    CifarResNet, ShortcutA, pretrained_path, remap_densenet_keys, small_cnn, torchvision_net,
+                    torchvision_weights, wrap_cifar_resnet, wrap_torchvision)
 from .classifier import (IMAGENET_MEAN, IMAGENET_STD, Classifier, Head, Normalize, count_parameters, freeze,
                          is_frozen, train_mode)
-from .copies import copy_for_target, derived_seed, fresh_like, frozen_copy, model_fingerprint, param_distance, seeded
+from .copies import copy_for_target, derived_seed, frozen_copy, model_fingerprint, param_distance, seeded
 from .robust_archs import (ROBUST_ARCHS, PreActBlock, PreActResNet, WideBlock, WideResNet, is_robust_arch,
                            remap_wrn_keys, robust_net, wrap_robust)
 
@@ -36,7 +36,7 @@ __all__ = ["ARCHS", "CIFAR_RESNETS", "TORCHVISION_ARCHS", "IMAGENET_MEAN", "IMAG
            "Normalize", "PretrainedWeightsMissing", "build", "load_cifar_resnet20", "count_parameters", "freeze",
            "is_frozen", "train_mode", "small_cnn", "CifarResNet", "CifarBasicBlock", "ShortcutA",
            "pretrained_path", "torchvision_weights", "remap_densenet_keys", "fresh_like", "copy_for_target",
-           "frozen_copy", "model_fingerprint", "param_distance", "seeded", "derived_seed", "_TV_WEIGHTS",
+           "frozen_copy", "model_fingerprint", "param_distance", "seeded", "derived_seed", "TV_WEIGHTS",
            "ROBUST_ARCHS", "PreActResNet", "PreActBlock", "WideResNet", "WideBlock", "is_robust_arch", "robust_net",
            "wrap_robust", "remap_wrn_keys", "known_arch", "raw_net", "wrap_raw", "raw_head_key"]
 
@@ -64,7 +64,7 @@ def _safetensors_head_classes(path: Path) -> int | None:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        return f.get_slice(_HEAD_KEY).get_shape()[0] if _HEAD_KEY in f.keys() else None
+        return f.get_slice(HEAD_KEY).get_shape()[0] if HEAD_KEY in f.keys() else None
 
 
 def _is_wrapped(state: Mapping[str, Tensor]) -> bool:
@@ -78,7 +78,7 @@ def known_arch(arch: str) -> bool:
 
 def raw_head_key(arch: str) -> str:
     """The last Linear's weight in ``arch``'s own (unwrapped) state dict."""
-    return "fc.weight" if is_robust_arch(arch) and arch.startswith("wrn") else _RAW_HEAD_KEY[arch]
+    return "fc.weight" if is_robust_arch(arch) and arch.startswith("wrn") else RAW_HEAD_KEYS[arch]
 
 
 def raw_net(arch: str, num_classes: int):
@@ -89,17 +89,17 @@ def raw_net(arch: str, num_classes: int):
     if is_robust_arch(arch):
         return robust_net(arch, num_classes)
     if arch in TORCHVISION_ARCHS:
-        return _torchvision_net(arch, num_classes)
+        return torchvision_net(arch, num_classes)
     raise ValueError(f"{arch} has no unwrapped layout (its checkpoints are Classifier state dicts)")
 
 
 def wrap_raw(net, arch: str, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Classifier:
     """:func:`raw_net`'s network as a :class:`Classifier` (sharing its modules) with ``Normalize(mean, std)``."""
     if arch in CIFAR_RESNETS:
-        return _wrap_cifar_resnet(net, arch, mean, std)
+        return wrap_cifar_resnet(net, arch, mean, std)
     if is_robust_arch(arch):
         return wrap_robust(net, arch, mean, std)
-    return _wrap_torchvision(net, arch, mean, std)
+    return wrap_torchvision(net, arch, mean, std)
 
 
 def build(arch: str, num_classes: int, pretrained: bool | str | Path = False, *,
@@ -162,8 +162,8 @@ def build(arch: str, num_classes: int, pretrained: bool | str | Path = False, *,
         state = _read_state_dict(path)
         if _is_wrapped(state) or arch == "small_cnn":
             wrapped_state = state
-            if _HEAD_KEY in state:
-                head_classes = state[_HEAD_KEY].shape[0]
+            if HEAD_KEY in state:
+                head_classes = state[HEAD_KEY].shape[0]
         else:
             raw_state = remap_densenet_keys(state) if arch == "densenet121" else state
             raw_state = remap_wrn_keys(raw_state) if arch.startswith("wrn") else raw_state
@@ -192,6 +192,21 @@ def build(arch: str, num_classes: int, pretrained: bool | str | Path = False, *,
     model.build_args = {"arch": arch, "num_classes": num_classes, "mean": [float(v) for v in mean],
                         "std": [float(v) for v in std], **kw}
     return model
+
+
+def fresh_like(template: Classifier, num_classes: int | None = None, seed: int = 0) -> Classifier:
+    """A randomly initialised model of ``template``'s kind (its ``build_args``: builder, width,
+    ...; its ``Normalize`` statistics) with ``num_classes`` outputs, unfrozen, on ``template``'s
+    device. The builder's own initialisation, seeded from ``derived_seed(seed, "fresh_like")``."""
+    if template.build_args is None:
+        raise ValueError(f"{template.arch} model was not made by lib.models.build; it has no build_args to copy")
+    args = dict(template.build_args)
+    args["num_classes"] = template.num_classes if num_classes is None else num_classes
+    args["mean"] = template.normalize.mean.flatten().tolist()
+    args["std"] = template.normalize.std.flatten().tolist()
+    model = build(seed=derived_seed(seed, "fresh_like"), **args)
+    freeze(model, False)
+    return model.to(next(template.parameters()).device)
 
 
 def load_cifar_resnet20(path: str | Path, num_classes: int = 10) -> Classifier:

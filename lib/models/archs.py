@@ -31,7 +31,7 @@ TORCHVISION_ARCHS = ("resnet18", "resnet50", "resnet101", "mobilenet_v2", "dense
 ARCHS = ("small_cnn", *CIFAR_RESNETS, *TORCHVISION_ARCHS, *ROBUST_ARCHS)
 
 # torchvision Weights enum class per architecture; the tag (default IMAGENET1K_V1) picks a member.
-_TV_WEIGHTS = {
+TV_WEIGHTS = {
     "resnet18": "ResNet18_Weights",
     "resnet50": "ResNet50_Weights",
     "resnet101": "ResNet101_Weights",
@@ -39,7 +39,7 @@ _TV_WEIGHTS = {
     "densenet121": "DenseNet121_Weights",
 }
 # Key of the last Linear's weight in each architecture's *unwrapped* state dict.
-_RAW_HEAD_KEY = {
+RAW_HEAD_KEYS = {
     "resnet18": "fc.weight",
     "resnet50": "fc.weight",
     "resnet101": "fc.weight",
@@ -48,7 +48,7 @@ _RAW_HEAD_KEY = {
     **{a: "linear.weight" for a in CIFAR_RESNETS},
     "preact_resnet18": "linear.weight",  # wrn<depth>_<widen>: "fc.weight" (see raw_head_key)
 }
-_HEAD_KEY = "head.fc.weight"  # the same in the wrapped (Classifier) state dict
+HEAD_KEY = "head.fc.weight"  # the same in the wrapped (Classifier) state dict
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +147,8 @@ class CifarResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight)
 
 
-def _wrap_cifar_resnet(net: CifarResNet, arch: str, mean, std) -> Classifier:
+def wrap_cifar_resnet(net: CifarResNet, arch: str, mean, std) -> Classifier:
+    """``net`` as a :class:`Classifier` sharing its modules: stem, one block per residual block, head."""
     blocks = OrderedDict(stem=nn.Sequential(OrderedDict(conv1=net.conv1, bn1=net.bn1, relu=nn.ReLU())))
     stages = []
     for i in (1, 2, 3):
@@ -160,7 +161,8 @@ def _wrap_cifar_resnet(net: CifarResNet, arch: str, mean, std) -> Classifier:
 # --------------------------------------------------------------------------------------------
 # torchvision architectures
 # --------------------------------------------------------------------------------------------
-def _wrap_torchvision(net: nn.Module, arch: str, mean, std) -> Classifier:
+def wrap_torchvision(net: nn.Module, arch: str, mean, std) -> Classifier:
+    """A torchvision ``arch`` network as a :class:`Classifier` sharing its modules (its stages and head)."""
     blocks: OrderedDict[str, nn.Module] = OrderedDict()
     if arch.startswith("resnet"):
         blocks["stem"] = nn.Sequential(OrderedDict(
@@ -194,7 +196,8 @@ def _wrap_torchvision(net: nn.Module, arch: str, mean, std) -> Classifier:
     return Classifier(arch, blocks, head, stages, mean, std)
 
 
-def _torchvision_net(arch: str, num_classes: int) -> nn.Module:
+def torchvision_net(arch: str, num_classes: int) -> nn.Module:
+    """torchvision's ``arch`` with ``num_classes`` outputs, randomly initialised (no weights loaded)."""
     import torchvision.models as tvm
 
     return getattr(tvm, arch)(weights=None, num_classes=num_classes)
@@ -204,9 +207,9 @@ def torchvision_weights(arch: str, tag: str = "IMAGENET1K_V1"):
     """The torchvision ``Weights`` enum member for ``arch`` (e.g. ``ResNet18_Weights.IMAGENET1K_V1``)."""
     import torchvision.models as tvm
 
-    if arch not in _TV_WEIGHTS:
+    if arch not in TV_WEIGHTS:
         raise ValueError(f"no torchvision ImageNet weights for {arch!r}; choose from {TORCHVISION_ARCHS}")
-    return getattr(getattr(tvm, _TV_WEIGHTS[arch]), tag)
+    return getattr(getattr(tvm, TV_WEIGHTS[arch]), tag)
 
 
 def pretrained_path(arch: str, tag: str = "IMAGENET1K_V1") -> Path:

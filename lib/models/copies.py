@@ -1,5 +1,6 @@
-"""Models made from other models: fresh re-initialisations, copies for a new target task, frozen
-teachers; and the fingerprints and distances that compare them.
+"""Models made from other models: copies for a new target task, frozen teachers; and the
+fingerprints and distances that compare them (fresh re-initialisations, which need
+:func:`lib.models.build`, are :func:`lib.models.fresh_like`).
 
 Every random draw here is seeded from ``(seed, purpose)`` inside a forked RNG, so making a copy
 never disturbs the caller's random stream and ``seed=0`` does not replay ``torch.manual_seed(0)``
@@ -31,23 +32,6 @@ def seeded(seed: int, purpose: str = "init"):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derived_seed(seed, purpose))
         yield
-
-
-def fresh_like(template: Classifier, num_classes: int | None = None, seed: int = 0) -> Classifier:
-    """A randomly initialised model of ``template``'s kind (its ``build_args``: builder, width,
-    ...; its ``Normalize`` statistics) with ``num_classes`` outputs, unfrozen, on ``template``'s
-    device. The builder's own initialisation, seeded from ``derived_seed(seed, "fresh_like")``."""
-    from . import build
-
-    if template.build_args is None:
-        raise ValueError(f"{template.arch} model was not made by lib.models.build; it has no build_args to copy")
-    args = dict(template.build_args)
-    args["num_classes"] = template.num_classes if num_classes is None else num_classes
-    args["mean"] = template.normalize.mean.flatten().tolist()
-    args["std"] = template.normalize.std.flatten().tolist()
-    model = build(seed=derived_seed(seed, "fresh_like"), **args)
-    freeze(model, False)
-    return model.to(next(template.parameters()).device)
 
 
 def copy_for_target(pretrained: Classifier, num_classes: int, seed: int = 0) -> Classifier:

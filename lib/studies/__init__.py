@@ -43,7 +43,7 @@ from ..config import ConfigError, RunConfig, activate
 from ..paths import ROOT
 
 __all__ = ["STUDIES", "RUN_PARAMS", "ConfigError", "Param", "check_params", "notebook_needs", "notebook_params",
-           "open_run", "parameters", "recipe", "resolve_recipes", "run_config_for", "study_modules"]
+           "open_run", "parameters", "recipe", "resolve_recipes", "run_config_for", "study_modules", "with_needs"]
 
 # notebook number -> study module
 STUDIES = {"00": "datasets", "01": "bases", "02": "transfer", "03": "adversarial", "04": "continual",
@@ -200,6 +200,16 @@ def resolve_recipes(profile: str, params: dict) -> dict[str, dict]:
         if module.NEEDS:
             out[number]["needs"] = {n: copy.deepcopy(out[n]) for n in module.NEEDS}
     return out
+
+
+def with_needs(cfg: dict, needs, profile: str = "smoke", params: dict | None = None) -> dict:
+    """``cfg`` with ``cfg["needs"]``: the recipes of the notebooks ``needs`` for ``profile`` and the run
+    parameters ``params`` (default none), as :func:`resolve_recipes` makes them (a study's
+    ``recipe()`` outside a run: tests, benchmarks, a user's own script)."""
+    if needs:
+        resolved = resolve_recipes(profile, check_params(dict(params or {}), profile))
+        cfg["needs"] = {n: resolved[n] for n in needs}
+    return cfg
 
 
 def run_config_for(profile: str = "smoke", params: dict | None = None, **where) -> RunConfig:

@@ -46,7 +46,7 @@ from ..models import model_fingerprint
 from ..store import Store
 from ..store.versions import module_version
 from ..train import predict
-from . import notebook_params
+from . import notebook_params, with_needs
 from . import recipe as _recipe
 from .attention_figures import KINDS, attention_grid, mass_figure, select_images  # noqa: F401 (the notebook's)
 
@@ -77,8 +77,9 @@ PARAMS = notebook_params(PREFIX, RECIPE)
 
 
 def recipe(profile: str = "smoke", **overrides) -> dict:
-    """Notebook 06's recipe for ``profile`` with ``overrides`` (``None`` keeps the recipe's)."""
-    return _recipe(RECIPE, profile, **overrides)
+    """Notebook 06's recipe for ``profile`` with ``overrides`` (``None`` keeps the recipe's), with
+    the default recipes of the notebooks it needs (``cfg["needs"]``: :func:`lib.studies.with_needs`)."""
+    return with_needs(_recipe(RECIPE, profile, **overrides), NEEDS, profile)
 
 
 # ------------------------------------------------------------------------------------- models

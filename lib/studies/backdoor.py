@@ -23,7 +23,7 @@ generated paragraphs.
 from __future__ import annotations
 
 from ..artifacts.backdoor import METHODS
-from . import notebook_params
+from . import notebook_params, with_needs
 from . import recipe as _recipe
 
 _COMMON = {
@@ -86,8 +86,9 @@ RECIPE["full"] = {**_COMMON, "dataset": "gtsrb", "new_dataset": "mit67", "base":
 
 
 def recipe(profile: str = "smoke", **overrides) -> dict:
-    """Notebook 05's recipe for ``profile`` with ``overrides`` (``None`` keeps the recipe's)."""
-    return _recipe(RECIPE, profile, **overrides)
+    """Notebook 05's recipe for ``profile`` with ``overrides`` (``None`` keeps the recipe's), with
+    the default recipes of the notebooks it needs (``cfg["needs"]``: :func:`lib.studies.with_needs`)."""
+    return with_needs(_recipe(RECIPE, profile, **overrides), NEEDS, profile)
 
 
 PREFIX, NEEDS = "bd", ("01",)  # notebook parameters bd_<key>; base A of notebook 01

@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..artifacts.transfer import METHODS
 from ..metrics import seed_interval
-from . import notebook_params
+from . import notebook_params, with_needs
 from . import recipe as _recipe
 
 _COMMON = {
@@ -100,8 +100,9 @@ PARAMS = notebook_params(PREFIX, RECIPE)
 
 
 def recipe(profile: str = "smoke", **overrides) -> dict:
-    """Notebook 02's recipe for ``profile`` with ``overrides`` (``None`` keeps the recipe's)."""
-    return _recipe(RECIPE, profile, **overrides)
+    """Notebook 02's recipe for ``profile`` with ``overrides`` (``None`` keeps the recipe's), with
+    the default recipes of the notebooks it needs (``cfg["needs"]``: :func:`lib.studies.with_needs`)."""
+    return with_needs(_recipe(RECIPE, profile, **overrides), NEEDS, profile)
 
 
 def anb_claim_rows(ns, n_blocks: int) -> list[tuple[str, int]]:
