@@ -21,8 +21,9 @@ from common import save  # noqa: E402
 PROBE = """
 import hashlib, json, sys, tempfile, torch
 from lib.store import Store
+from lib.artifacts.bases import base_model
 from lib.studies import bases
-m, meta = bases.base_model("A", Store(tempfile.mkdtemp()), progress=False, epochs=int(sys.argv[1]))
+m, meta = base_model("A", bases.recipe(epochs=int(sys.argv[1])), Store(tempfile.mkdtemp()), progress=False)
 h = hashlib.sha256(b"".join(t.detach().contiguous().numpy().tobytes() for t in m.state_dict().values()))
 print(json.dumps({"weights": h.hexdigest()[:16], "test_acc": meta["test_acc"], "threads": torch.get_num_threads()}))
 """

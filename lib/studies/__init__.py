@@ -231,11 +231,13 @@ def open_run(study, run_config=None, namespace: dict | None = None) -> RunConfig
     ``run_config``: a run's ``run.json`` (its path or its folder, as ``python -m lib.workbook``
     passes it), a :class:`RunConfig`, or ``None`` for this profile's defaults. ``namespace``: the
     notebook's ``globals()``; its ``profile`` (without a run file) and its parameters-cell knobs
-    that are not ``None`` (names in ``study.PARAMS``) are applied on top, checked like ``-p``.
+    that are not ``None`` (names in ``study.PARAMS``, and the run-wide ``seeds`` and ``retrain``)
+    are applied on top, checked like ``-p``.
     Prints what it used, so an executed notebook says where its configuration came from."""
     namespace = namespace or {}
     number = next(n for n, name in STUDIES.items() if study.__name__ == f"{__name__}.{name}")
-    knobs = {k: namespace[k] for k in study.PARAMS if namespace.get(k) is not None}
+    names = [*study.PARAMS, "seeds", "retrain"]  # its own knobs and the run-wide ones
+    knobs = {k: namespace[k] for k in names if namespace.get(k) is not None}
     if run_config is None:
         base = RunConfig(profile=namespace.get("profile", "smoke"))
         source = f"no run.json given: the {base.profile!r} profile's defaults"
