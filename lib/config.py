@@ -105,6 +105,27 @@ class RunConfig:
         return cls(**data)
 
 
+def read_table(path, what: str = "config file") -> dict:
+    """A flat table of name = value from a TOML, YAML or JSON file (chosen by its suffix): run
+    parameters (``--config``) or a sweep file; ``what`` names it in the errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} {p} does not exist")
+    if p.suffix == ".toml":
+        import tomllib
+        data = tomllib.loads(p.read_text())
+    elif p.suffix in (".yaml", ".yml"):
+        import yaml
+        data = yaml.safe_load(p.read_text()) or {}
+    elif p.suffix == ".json":
+        data = json.loads(p.read_text())
+    else:
+        raise ValueError(f"{what} {p} must end in .toml, .yaml, .yml or .json")
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {p} must hold a table of name = value")
+    return data
+
+
 _CURRENT: list[RunConfig] = [RunConfig()]
 
 

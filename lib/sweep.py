@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import runs
+from .config import read_table
 from .paths import ROOT
 
 ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED")
@@ -94,26 +95,6 @@ def expand(params: dict | None = None, grid: dict | None = None, points: list | 
     return out
 
 
-def read_file(path: str) -> dict:
-    """A sweep file's tables: TOML, YAML or JSON, chosen by the file's suffix."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"sweep file {p} does not exist")
-    if p.suffix == ".toml":
-        import tomllib
-        data = tomllib.loads(p.read_text())
-    elif p.suffix in (".yaml", ".yml"):
-        import yaml
-        data = yaml.safe_load(p.read_text()) or {}
-    elif p.suffix == ".json":
-        data = json.loads(p.read_text())
-    else:
-        raise ValueError(f"sweep file {p} must end in .toml, .yaml, .yml or .json")
-    if not isinstance(data, dict):
-        raise ValueError(f"sweep file {p} must hold a table of name = value")
-    return data
-
-
 def notebooks(only: list[str]) -> list[Path]:
     """The workbook's notebooks (``notebooks/NN_*.ipynb``) whose names start with one of ``only``."""
     return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb") if any(p.name.startswith(o) for o in only))
@@ -123,7 +104,7 @@ def load(path: str, only: list[str] | None = None, profile: str | None = None) -
     """Read and validate a sweep file (``only``/``profile`` from the command line win)."""
     from .studies import check_params
 
-    data = read_file(path)
+    data = read_table(path, "sweep file")
     known = {"name", "only", "profile", "parallel", "timeout", "params", "grid", "points", "slurm"}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from . import runs
-from .config import RUN_FILE
+from .config import RUN_FILE, read_table
 from .paths import ROOT, figures_dir
 from .stall import STALL_ENV, KernelWatch
 
@@ -104,26 +104,6 @@ def _literal(value: str):
         return value
 
 
-def read_config(path: str) -> dict:
-    """Run parameters from a TOML, YAML or JSON file (a flat table of name = value)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"config file {p} does not exist")
-    if p.suffix == ".toml":
-        import tomllib
-        data = tomllib.loads(p.read_text())
-    elif p.suffix in (".yaml", ".yml"):
-        import yaml
-        data = yaml.safe_load(p.read_text()) or {}
-    elif p.suffix == ".json":
-        data = json.loads(p.read_text())
-    else:
-        raise ValueError(f"config file {p} must end in .toml, .yaml, .yml or .json")
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {p} must hold a table of name = value")
-    return data
-
-
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default=None, choices=["smoke", "full"], help="default: smoke")
@@ -169,7 +149,7 @@ def configure(args) -> tuple[str, dict]:
     """The run's profile and validated parameters from ``--config`` and ``-p`` (or ConfigError)."""
     from .studies import ConfigError, check_params
 
-    params = read_config(args.config) if args.config else {}
+    params = read_table(args.config, "config file") if args.config else {}
     for kv in args.param:
         key, sep, value = kv.partition("=")
         if not sep:

@@ -251,5 +251,7 @@ def open_run(study, run_config=None, namespace: dict | None = None) -> RunConfig
         base = base.replace(params=params, recipes=resolve_recipes(base.profile, params))
     if knobs:
         source += "; set in this notebook: " + ", ".join(f"{k}={v!r}" for k, v in knobs.items())
-    print(f"[config] {source}")
-    return activate(base.replace(notebook=_notebook_file(number)))
+    run = activate(base.replace(notebook=_notebook_file(number)))
+    print(f"[config] {source}; figures and tables go to {run.figures_dir()}"
+          + (f" and {run.tables_dir()}" if run.tables_dir() != run.figures_dir() else ""))
+    return run
