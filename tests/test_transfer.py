@@ -19,6 +19,7 @@ from lib import transfer as T
 from lib.evaluate import attack_table, craft
 from lib.metrics import attack_success_rate
 from lib.store import Store
+from lib.artifacts import transfer as transfer_models
 from lib.studies import transfer as ST
 from lib.transfer.anb import _anb_build
 from lib.transfer.delta import _channel_loss_increase
@@ -394,15 +395,16 @@ def test_headline_check_and_paragraph():
 
 
 def test_full_kw_uses_the_seed_budgets():
-    kw = ST.full_kw("renofeation", 6400)
+    full = lambda m, n: transfer_models.method_kw(m, ST.recipe("full"), n)
+    kw = full("renofeation", 6400)
     assert kw["epochs_distill"] == 900 and kw["epochs_swa"] == 300 and kw["swa_every"] == 5
     assert kw["lr"] == 0.01 and kw["swa_lr"] == 0.005 and kw["weight_decay"] == 5e-3
-    assert ST.full_kw("fine_tune", 6400)["epochs"] == 300 and ST.full_kw("l2_sp", 6400)["epochs"] == 90
+    assert full("fine_tune", 6400)["epochs"] == 300 and full("l2_sp", 6400)["epochs"] == 90
     for m in T.TRANSFER_METHODS:  # every keyword is one the method accepts
         import inspect
         sig = inspect.signature(T.TRANSFER_METHODS[m])
         fit_params = set(inspect.signature(train_module.fit).parameters)
-        assert set(ST.full_kw(m, 1000)) <= set(sig.parameters) | fit_params, m
+        assert set(full(m, 1000)) <= set(sig.parameters) | fit_params, m
 
 
 # ------------------------------------------------------------------- full profile, end to end
@@ -427,8 +429,8 @@ def test_full_profile_runs_on_the_real_layouts(tmp_path, monkeypatch):
     store = Store(tmp_path / "store")
     few = dict(epochs=1, batch_size=4, progress=False)
 
-    s = ST.study("full", arch="resnet18", dataset="cub200", root=cub, anb_root=inr, store=store, progress=False,
-                base_b_kw={"epochs": 1, "batch_size": 4})
+    s = transfer_models.setup(ST.recipe("full", arch="resnet18", dataset="cub200"), store, root=cub, anb_root=inr,
+                              progress=False, base_b_kw={"epochs": 1, "batch_size": 4})
     assert s["teacher"].num_classes == 1000 and s["base_b"].num_classes == 200
     assert len(s["train"]) == 6 and len(s["test"]) == 6 and "cub200" in s["target"]
     ft, _ = T.transfer_model("fine_tune", s["teacher"], s["train"], store=store, **few)
@@ -444,4 +446,4 @@ def test_full_profile_runs_on_the_real_layouts(tmp_path, monkeypatch):
                            progress=False)
     assert list(table["n"]) == [3, 3] and table["clean_acc"].between(0, 1).all()
     with pytest.raises(ValueError, match="dataset must be one of"):
-        ST.study("full", dataset="cifar10")
+        transfer_models.setup(ST.recipe("full", dataset="cifar10"))
