@@ -6,7 +6,7 @@ item 7); this study measures them against regions whose pixels are known.
 **Models**, asked from the store with their own notebooks' recipes (trained there if absent):
 the public pretrained teacher (base A; full: ImageNet ``arch``), notebook 02's students of it
 (:data:`TRANSFER_METHODS`; smoke: on synsigns half B, full: on GTSRB) and notebook 05's clean and
-backdoored teachers and their students on the same task (:data:`lib.studies.backdoor.METHODS`).
+backdoored teachers and their students on the same task (:data:`lib.artifacts.backdoor.METHODS`).
 
 **Images**: notebook 05's student test set (``task="same"``), the same images for every model
 (notebook 02's students, trained on all of half B, read them through their class names). Smoke:
