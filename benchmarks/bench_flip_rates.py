@@ -53,16 +53,17 @@ def old_pgd_fgsm(table: pd.DataFrame) -> bool:
 
 
 def run03(seeds, store) -> list[dict]:
+    from lib.artifacts import robust
     from lib.robustness import robustness_report
-    from lib.studies import adversarial as S
+    from lib.studies import adversarial
 
     rows = []
     for seed in seeds:
-        cfg = S.recipe("smoke", seed=seed)
-        _, test = S.robust_study_data(cfg)
+        cfg = adversarial.recipe("smoke", seed=seed)
+        _, test = robust.robust_study_data(cfg)
         for method in cfg["methods"]:
             t0 = time.perf_counter()
-            model, _ = S.robust_study_model(method, cfg, store, progress=False)
+            model, _ = robust.robust_model(method, cfg, store, progress=False)
             for size, kw in (("smoke", {}), ("test", SMALL03)):
                 ev = {**cfg, **kw}
                 table, checks = robustness_report(model, test, eps_list=ev["eps_list"], pgd_steps=ev["pgd_steps"],
@@ -83,16 +84,17 @@ def run03(seeds, store) -> list[dict]:
 def run03_transfer(seeds, store, worst: dict) -> list[dict]:
     """Notebook 03's "white-box <= transfer" check (PGD-20 from a standard model of seed + 100)
     against the worst cases ``worst[(seed, model, size)]`` of :func:`run03`'s rows."""
+    from lib.artifacts import robust
     from lib.robustness import transfer_check
-    from lib.studies import adversarial as S
+    from lib.studies import adversarial
 
     rows = []
     for seed in seeds:
-        cfg = S.recipe("smoke", seed=seed)
-        _, test = S.robust_study_data(cfg)
-        surrogate, _ = S.robust_study_model("standard", {**cfg, "seed": seed + 100}, store, progress=False)
+        cfg = adversarial.recipe("smoke", seed=seed)
+        _, test = robust.robust_study_data(cfg)
+        surrogate, _ = robust.robust_model("standard", {**cfg, "seed": seed + 100}, store, progress=False)
         for method in cfg["methods"]:
-            model, _ = S.robust_study_model(method, cfg, store, progress=False)
+            model, _ = robust.robust_model(method, cfg, store, progress=False)
             for size in ("smoke", "test"):
                 wb = worst[(seed, method, size)]
                 c = transfer_check(model, surrogate, test, cfg["eps"], white_box_acc=wb, n=cfg["n_eval"], seed=seed)
@@ -110,8 +112,8 @@ def run06(seeds, store, size: str) -> list[dict]:
         t0 = time.perf_counter()
         over = SMALL06 if size == "test" else {"transfer_methods": []}
         cfg = A.recipe("smoke", **{**over, "backdoor_recipe": {**over.get("backdoor_recipe", {}), "seed": seed}})
-        zoo = A.model_zoo("smoke", cfg, store, progress=False)
-        ev = A.eval_set("smoke", cfg)
+        zoo = A.model_zoo(cfg, store, progress=False)
+        ev = A.eval_set(cfg)
         scores = A.attention_table(zoo, ev, cfg, store, progress=False)
         rates = A.backdoor_table(scores, ev.target)
         trig = A.trigger_check(scores, rates, target=ev.target)

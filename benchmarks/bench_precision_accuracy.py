@@ -5,8 +5,8 @@ Two smoke recipes, trained twice per seed, once in fp32 and once with ``fit``'s 
 channels-last (every ``fit`` of the process switched through its keyword defaults, so the study
 code runs unchanged), each into its own throwaway store:
 
-- notebook 01's base A (:func:`lib.studies.bases.base_model`), test accuracy on its test set;
-- notebook 03's standard small CNN (:func:`lib.studies.adversarial.robust_study_model`), test
+- notebook 01's base A (:func:`lib.artifacts.bases.base_model`), test accuracy on its test set;
+- notebook 03's standard small CNN (:func:`lib.artifacts.robust.robust_model`), test
   accuracy on its ``per_class_test`` test images.
 
 The accuracy difference (bf16 - fp32) is given per seed and pooled over the seeds' test images,
@@ -29,6 +29,8 @@ from common import save
 from lib import train as T
 from lib.attacks import pgd
 from lib.metrics import bootstrap_interval, seed_interval
+from lib.artifacts import robust
+from lib.artifacts.bases import base_model, half_data
 from lib.store import Store
 from lib.studies import adversarial, bases
 
@@ -97,11 +99,11 @@ def main(seeds=(0, 1, 2), eps_list=(1 / 255, 2 / 255, 4 / 255, 8 / 255), root: s
             folder = ("bf16" if variant == "bf16_channels_last" else variant) if bf16 else "fp32"
             store = Store(os.path.join(root, folder))
             if with_base:
-                model, _ = bases.base_model("A", store, progress=False, seed=seed)
-                pair_base.append(_correct(model, bases.half_data("A", bases.recipe(seed=seed))[1]))
+                model, _ = base_model("A", bases.recipe(seed=seed), store, progress=False)
+                pair_base.append(_correct(model, half_data("A", bases.recipe(seed=seed))[1]))
             cfg = adversarial.recipe(seed=seed)
-            model, _ = adversarial.robust_study_model("standard", cfg, store, progress=False)
-            test = adversarial.robust_study_data(cfg)[1]
+            model, _ = robust.robust_model("standard", cfg, store, progress=False)
+            test = robust.robust_study_data(cfg)[1]
             pair_std.append(_correct(model, test))
             if not bf16 and eps_list:
                 _precision(False)

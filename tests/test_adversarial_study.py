@@ -1,19 +1,21 @@
 """Notebook 03's study (lib.studies.adversarial) beyond the smoke profile: the full profile end to
 end on tiny fixtures of the CIFAR-10 (the release's pickles), CIFAR-100 and GTSRB layouts, with
 the recipe's PreActResNet-18 and the papers' schedules cut to one epoch; and the learning-rate
-schedules those recipes name."""
+schedules those recipes name; the recipe's cross-key check and what the robust models' keys hold."""
 from __future__ import annotations
 
 import pytest
 import torch
 
+from lib.artifacts import robust
+from lib.config import ConfigError
 from lib.robustness import compact_table, robustness_report
 from lib.store import Store
-from lib.studies import adversarial as S
+from lib.studies import adversarial, run_config_for
 from lib.train import _scheduler
 from real_fixtures import write_data_dir
 
-ONE_EPOCH = {m: {**kw, "epochs": 1} for m, kw in S.RECIPE["full"]["method_kw"].items()}
+ONE_EPOCH = {m: {**kw, "epochs": 1} for m, kw in adversarial.RECIPE["full"]["method_kw"].items()}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,8 @@ def data_root(tmp_path_factory):
 
 
 def _cfg(dataset, root, **kw):
-    return S.recipe("full", dataset=dataset, data_root=str(root / dataset), n_val=6, batch_size=4, n_eval=8, **kw)
+    return adversarial.recipe("full", dataset=dataset, data_root=str(root / dataset), n_val=6, batch_size=4, n_eval=8,
+                              **kw)
 
 
 # PreActResNet-18 (the recipe's) on CIFAR-10; the other two layouts with the small CNN, which keeps
@@ -35,8 +38,8 @@ def test_full_profile_runs_end_to_end_on_each_layout(dataset, arch, data_root, t
     method_kw = {m: {**kw, "steps": 1} if "steps" in kw else kw for m, kw in ONE_EPOCH.items()}
     cfg = _cfg(dataset, data_root, arch=arch, width=8 if arch == "small_cnn" else None, method_kw=method_kw,
                methods=["standard", "pgd_at"])
-    train, test = S.robust_study_data(cfg)
-    val = S.robust_val_data(cfg)
+    train, test = robust.robust_study_data(cfg)
+    val = robust.robust_val_data(cfg)
     classes, with_images = {"cifar10": (10, 10), "cifar100": (100, 100), "gtsrb": (43, 3)}[dataset]
     assert train.num_classes == classes and train.size == 32 and test.size == 32
     # validation images are held out of the training images, never drawn from the test split
@@ -44,7 +47,7 @@ def test_full_profile_runs_end_to_end_on_each_layout(dataset, arch, data_root, t
     store = Store(tmp_path / "store")
     models = {}
     for m in cfg["methods"]:
-        models[m], meta = S.robust_study_model(m, cfg, store, progress=False)
+        models[m], meta = robust.robust_model(m, cfg, store, progress=False)
         assert models[m].arch == arch and len(meta["history"]) == 1
         # normalisation inside the model, from the training images (eps stays in pixel units)
         assert torch.allclose(models[m].normalize.mean.flatten(), train.float_images().mean((0, 2, 3)), atol=1e-4)
@@ -53,18 +56,19 @@ def test_full_profile_runs_end_to_end_on_each_layout(dataset, arch, data_root, t
     assert {"autoattack", "worst"} <= set(report["attack"])
     compact = compact_table(report.assign(method="pgd_at", seed=0), [8 / 255], 2)
     assert set(compact["attack"]) >= {"clean", "worst case"}
-    best_last = S.best_and_last(models, {**cfg, "apgd_steps": 1, "square_queries": 3}, test, store=store)
+    best_last = adversarial.best_and_last(models, {**cfg, "apgd_steps": 1, "square_queries": 3}, test, store=store)
     assert list(best_last["method"]) == ["pgd_at"] and best_last["last_epoch"].iloc[0] == 1
 
 
 def test_full_recipe_is_the_papers():
-    full = S.RECIPE["full"]
+    full = adversarial.RECIPE["full"]
     assert full["dataset"] == "cifar10" and full["arch"] == "preact_resnet18" and full["square_queries"] == 5000
     kw = full["method_kw"]
     assert kw["pgd_at"]["epochs"] == 200 and kw["pgd_at"]["schedule"] == "piecewise"      # Rice et al.
     assert kw["fgsm_rs"]["epochs"] == 15 and kw["fgsm_rs"]["schedule"] == "cyclic"        # Wong et al.
     assert kw["trades"]["beta"] == 6.0                                                    # Zhang et al.
-    assert S.train_kw("fgsm_rs", full)["lr"] == 0.2 and S.train_kw("standard", S.recipe("smoke"))["epochs"] == 20
+    assert robust.train_kw("fgsm_rs", full)["lr"] == 0.2
+    assert robust.train_kw("standard", adversarial.recipe("smoke"))["epochs"] == 20
 
 
 def _lrs(name, steps=200):
@@ -87,3 +91,32 @@ def test_piecewise_and_cyclic_schedules():
     assert lr[0] == 0.0 and max(lr) == pytest.approx(0.1) and lr.index(max(lr)) == 100 and lr[-1] < 0.002
     with pytest.raises(ValueError, match="piecewise"):
         _lrs("stepwise")
+
+
+def test_run_configuration_checks_the_recipes_cross_keys():
+    # a training eps that is not in the eps list: every model would be trained and attacked before the
+    # transfer check (the worst case at the training eps) failed; the run configuration refuses it up front
+    with pytest.raises(ConfigError, match=r"notebook 03 .*adv_eps_list"):
+        run_config_for("smoke", {"adv_eps": 4 / 255})
+    fixed = run_config_for("smoke", {"adv_eps": 4 / 255, "adv_eps_list": [4 / 255, 8 / 255]})
+    assert fixed.recipe("03")["eps"] == 4 / 255
+    run_config_for("smoke")  # the defaults pass
+    for profile in adversarial.RECIPE:
+        assert adversarial.check(adversarial.recipe(profile)) is None, profile
+    assert "adv_methods" in adversarial.check(adversarial.recipe(methods=["standard", "madry"]))
+    assert "adv_n_eval" in adversarial.check(adversarial.recipe(n_eval=0))
+    assert adversarial.check({**adversarial.recipe(), "n_eval": None}) is None  # None: every test image
+    with pytest.raises(ConfigError, match="adv_methods"):
+        run_config_for("smoke", {"adv_methods": ["pgd_at", "pgdat"]})
+
+
+def test_robust_models_key_on_training_entries_only(tmp_path):
+    smoke = adversarial.recipe("smoke")
+    evaluation = adversarial.recipe("smoke", eps_list=[8 / 255], pgd_steps=[10], n_eval=50, methods=["standard"],
+                                    seeds=3, min_pgd_at_gain=0.5)
+    assert robust.training_recipe(evaluation) == robust.training_recipe(smoke)
+    assert set(robust.training_recipe(smoke)) == set(smoke) - set(robust.NOT_TRAINING)
+    # a training setting that is missing is an error, never silently the smoke profile's
+    with pytest.raises(KeyError, match="epochs"):
+        robust.robust_model("standard", {k: v for k, v in smoke.items() if k != "epochs"}, Store(tmp_path),
+                            progress=False)

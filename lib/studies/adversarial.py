@@ -15,31 +15,21 @@ Profiles:
   the standard model on PGD-AT's schedule. Validation: ``n_val`` training images held out
   (Rice et al. hold out 1,000).
 
-Every model is evaluated by :func:`lib.robustness.robustness_report` (its headline is the
-AutoAttack-style per-image worst case) on the same ``n_eval`` test images.
+The models themselves (their data, network and training) are :mod:`lib.artifacts.robust`; this
+module holds the recipe, its cross-key rules (:func:`check`) and the evaluation. Every model is
+evaluated by :func:`lib.robustness.robustness_report` (its headline is the AutoAttack-style
+per-image worst case) on the same ``n_eval`` test images.
 """
 from __future__ import annotations
 
-import functools
-
 import pandas as pd
-import torch
 
-from .. import adversarial_training, attacks
-from .. import data as D
-from ..adversarial_training import adversarial_train
-from ..data import ImageSet
-from ..models import build
-from ..paths import shared_dir
-from ..store import Store, code_version
-from ..train import random_translate
-from . import bases
+from ..adversarial_training import METHODS
+from ..artifacts.robust import robust_model
+from . import notebook_params
 from . import recipe as _recipe
 from .adversarial_report import compact_table, read_results  # noqa: F401  (the notebook's tables and text)
 
-TRAIN_KEYS = ("dataset", "data_root", "shared_data", "arch", "n_classes", "per_class_train", "per_class_val", "n_val",
-              "per_class_test", "width", "epochs", "eps", "lr", "batch_size", "schedule", "method_kw", "seed",
-              "split_seed", "data_seed")
 _SMOKE = {"dataset": "synsigns", "data_root": None, "arch": "small_cnn",
           "n_classes": 10, "per_class_train": 100, "per_class_test": 40, "width": 16,
           "epochs": 20,  # one-cycle: the validation curves have flattened by then (10 epochs left them rising)
@@ -73,11 +63,8 @@ RECIPE = {
              "per_class_test": None, "n_val": 1000, "width": None, "batch_size": 128, "method_kw": _PAPERS,
              "apgd_steps": 100, "square_queries": 5000, "n_eval": 1000, "seeds": 3},  # paper: 100 APGD steps
 }
-# notebook parameter -> recipe key (names unique in the workbook; see lib.studies.check_params)
-PARAMS = {f"adv_{k}": k for k in (
-    "dataset", "data_root", "arch", "n_classes", "per_class_train", "per_class_test", "width", "epochs", "eps",
-    "eps_list", "pgd_steps", "apgd_steps", "square_queries", "n_eval", "methods", "seed", "min_pgd_at_gain",
-    "weights", "weights_arch")}
+PREFIX, NEEDS = "adv", ()  # notebook parameters adv_<key>
+PARAMS = notebook_params(PREFIX, RECIPE)
 
 
 def recipe(profile: str = "smoke", **overrides) -> dict:
@@ -85,154 +72,36 @@ def recipe(profile: str = "smoke", **overrides) -> dict:
     return _recipe(RECIPE, profile, **overrides)
 
 
-def _classes(cfg: dict) -> list[int]:
-    return bases.halves(bases.recipe(split_seed=cfg["split_seed"]))["A"][:cfg["n_classes"]]
+def check(cfg: dict) -> str | None:
+    """The recipe's cross-key rules, checked before any notebook runs (:func:`lib.studies.resolve_recipes`
+    turns the line into a ConfigError); ``None`` when they hold.
 
-
-def _real_root(cfg: dict):
-    """Where the real dataset lives: ``data_root``; else the team's ``../shared/data/<shared_data>``
-    (profile ``real``); else the loader's default ``data/<name>``."""
-    if cfg.get("data_root"):
-        return cfg["data_root"]
-    if cfg.get("shared_data"):
-        shared = shared_dir()
-        if shared is None or not (shared / "data" / cfg["shared_data"]).is_dir():
-            raise FileNotFoundError(f"profile 'real' reads ../shared/data/{cfg['shared_data']} (the team's subsets), "
-                                    "which is not beside this checkout: set adv_data_root to a copy of that layout, "
-                                    "or WORKBOOK_SHARED to the shared folder")
-        return shared / "data" / cfg["shared_data"]
+    - ``eps`` (the training budget) is one of the positive entries of ``eps_list``: the transfer
+      check, the best/last table and the headline read each model's ``worst`` row at the training
+      eps, and :func:`lib.robustness.robustness_report` makes that row only for the positive
+      entries of ``eps_list``, compared with ``==``;
+    - every entry of ``methods`` is one of :data:`lib.adversarial_training.METHODS`;
+    - ``n_eval`` (when given) is at least 1."""
+    eps, eps_list = cfg["eps"], cfg["eps_list"]
+    if not any(e > 0 and e == eps for e in eps_list):
+        shown = ", ".join(f"{e * 255:g}/255" for e in eps_list)
+        return (f"{PREFIX}_eps {eps * 255:g}/255 ({eps!r}) is not one of {PREFIX}_eps_list [{shown}] (positive "
+                f"entries): the transfer check and the headline read the worst case at the training eps; add it "
+                f"to {PREFIX}_eps_list or pick one of those")
+    unknown = [m for m in cfg["methods"] if m not in METHODS]
+    if unknown:
+        return f"{PREFIX}_methods has unknown methods {unknown}; valid: {', '.join(METHODS)}"
+    if cfg["n_eval"] is not None and cfg["n_eval"] < 1:
+        return f"{PREFIX}_n_eval must be at least 1 (or None: every test image), got {cfg['n_eval']!r}"
     return None
 
 
-@functools.lru_cache(maxsize=4)
-def _real_split(dataset: str, root: str | None, split: str) -> ImageSet:
-    from ..data.real import load_real
-    return D.to_imageset(load_real(dataset, split, root=root), name=f"{dataset}-{split}", progress=False)
-
-
-def _real_sets(cfg: dict) -> tuple[ImageSet, ImageSet, ImageSet]:
-    """Train, validation (``n_val`` training images held out, every class in proportion) and test
-    sets of a real dataset at its native size: the first ``n_classes`` classes (None: all),
-    ``per_class_train`` / ``per_class_test`` images per class (None: all)."""
-    root = _real_root(cfg)
-    root = None if root is None else str(root)
-    train, test = _real_split(cfg["dataset"], root, "train"), _real_split(cfg["dataset"], root, "test")
-    if cfg["n_classes"] is not None and cfg["n_classes"] < train.num_classes:
-        keep = list(range(cfg["n_classes"]))
-        train, test = D.subset_classes(train, keep), D.subset_classes(test, keep)
-    k = train.num_classes
-    n_val = cfg["n_val"] if cfg["n_val"] is not None else cfg["per_class_val"] * k
-    train, val = D.train_val_split(train, val_fraction=n_val / len(train), seed=cfg["split_seed"])
-    if cfg["per_class_train"] is not None:
-        train = D.stratified_subset(train, cfg["per_class_train"] * k, cfg["data_seed"])
-    if cfg["per_class_test"] is not None:
-        test = D.stratified_subset(test, cfg["per_class_test"] * k, cfg["data_seed"])
-    return train, val, test
-
-
-def robust_study_data(cfg: dict) -> tuple[ImageSet, ImageSet]:
-    """Train/test sets of notebook 03's task. synsigns: the first ``n_classes`` classes of the
-    source half A (the half base A is trained on), relabelled ``0..n_classes-1``; a real
-    ``dataset``: see :func:`_real_sets`."""
-    cfg = {**RECIPE["smoke"], **cfg}
-    if cfg["dataset"] != "synsigns":
-        train, _, test = _real_sets(cfg)
-        return train, test
-    classes = _classes(cfg)
-    return bases.class_data(classes, cfg["per_class_train"], cfg["per_class_test"], seed=cfg["data_seed"],
-                            tag=f"A{len(classes)}")
-
-
-def robust_val_data(cfg: dict) -> ImageSet:
-    """The validation set that selects checkpoints, never the test set. synsigns:
-    ``per_class_val`` images per class from its own validation draw (independent of the training
-    and test images); real data: ``n_val`` held-out training images. All of them are used every
-    epoch."""
-    cfg = {**RECIPE["smoke"], **cfg}
-    if cfg["dataset"] != "synsigns":
-        return _real_sets(cfg)[1]
-    classes = _classes(cfg)
-    ds = D.load_synsigns("val", n=len(classes) * cfg["per_class_val"], seed=cfg["data_seed"], classes=classes)
-    return D.subset_classes(ds, classes, name=f"synsigns-A{len(classes)}-val")
-
-
-def train_kw(method: str, cfg: dict) -> dict:
-    """:func:`adversarial_train` keywords of ``method`` under ``cfg``: the recipe's epochs, lr and
-    schedule, overridden by ``cfg["method_kw"][method]`` (the papers' schedules in ``full``)."""
-    return {"epochs": cfg["epochs"], "lr": cfg["lr"], "schedule": cfg["schedule"],
-            **(cfg.get("method_kw") or {}).get(method, {})}
-
-
-def build_model(cfg: dict, train: ImageSet):
-    """The study's network for ``train`` (initial weights from the recipe's seed). On real data the
-    model normalises with the training set's per-channel mean and std (inside the model, so eps
-    stays in pixel units)."""
-    kw = {"width": cfg["width"]} if cfg["arch"] == "small_cnn" and cfg["width"] else {}
-    if cfg["dataset"] != "synsigns":
-        x = train.float_images(torch.arange(min(len(train), 5000)))
-        kw.update(mean=x.mean((0, 2, 3)).tolist(), std=x.std((0, 2, 3)).tolist())
-    return build(cfg["arch"], train.num_classes, seed=cfg["seed"], **kw)
-
-
-def _augment(cfg: dict):
-    if cfg["dataset"] == "synsigns":
-        return random_translate(2)
-    from ..data.real import REAL_DATASETS  # CIFAR's 4-pixel crop with flips; no flips for traffic signs
-    return random_translate(4, flip=REAL_DATASETS[cfg["dataset"]].flip)
-
-
-def robust_study_model(method: str, cfg: dict, store=None, *, progress: bool = True, which: str = "selected"):
-    """The recipe's network (a small CNN at smoke) trained on :func:`robust_study_data` with ``method`` (see
-    :data:`lib.adversarial_training.METHODS`) through :func:`adversarial_train`, cached in the store
-    under the method and the recipe.
-
-    Checkpoints are selected on :func:`robust_val_data` (never the test set; PGD-10 on all its
-    images each epoch): adversarially trained models keep their best-robust epoch (Rice et al.
-    2020), the standard model its last epoch (selecting a standard model on robust accuracy would
-    pick a weak early epoch and flatter the baseline's robustness; it is not attacked during
-    training). ``which="last"`` returns the last epoch's weights instead (stored beside the
-    selected ones by the same training run; for the standard model the two are the same).
-    Returns ``(model, meta)`` with the history (incl. ``val_robust_acc`` and ``selected``)."""
-    if which not in ("selected", "last"):
-        raise ValueError(f"which must be 'selected' or 'last', got {which!r}")
-    store = store or Store()
-    cfg = {k: v for k, v in {**RECIPE["smoke"], **cfg}.items() if k in TRAIN_KEYS}
-    train, _ = robust_study_data(cfg)
-    val = robust_val_data(cfg)
-    select = "last" if method == "standard" else "best_robust"
-    key = {"method": method, "select": select, **cfg, "init": "seeded"}
-    last_key = {**key, "code": code_version(*CODE)}
-
-    def build_fn():  # initial weights from the recipe's seed
-        return build_model(cfg, train)
-
-    def train_fn(model):
-        last = {}
-        hist = adversarial_train(model, train, val, method, eps=cfg["eps"], batch_size=cfg["batch_size"],
-                                 seed=cfg["seed"], augment=_augment(cfg), select=select, val_n=None, keep_last=last,
-                                 progress=progress, **train_kw(method, cfg))
-        meta = {"method": method, "recipe": cfg, "history": hist.to_dict("records"),
-                "selected_epoch": hist.attrs.get("selected_epoch"), "stopped_epoch": hist.attrs.get("stopped_epoch"),
-                "last_epoch": last["epoch"], "val_n": hist.attrs.get("val_n")}
-        last_model = build_fn()
-        last_model.load_state_dict(last["state"])
-        store.save_model(f"robust_{method}_last", last_key, last_model, meta)
-        return meta
-
-    if which == "last":
-        cached = store.has_model(f"robust_{method}_last", last_key)
-        if not cached:
-            store.model(f"robust_{method}", key, build_fn, train_fn, retrain=True, code=CODE)
-        model = build_fn()
-        return model.eval(), {**store.load_model(f"robust_{method}_last", last_key, model), "cached": cached}
-    return store.model(f"robust_{method}", key, build_fn, train_fn, code=CODE)
-
-
-# the code behind the cached robust models (the training functions, not the whole study module,
-# so that an evaluation setting or helper retrains nothing): a change to any of these retrains them
-CODE = (robust_study_model, robust_study_data, robust_val_data, _classes, _real_sets, _real_split, train_kw,
-        build_model, _augment, bases.class_data, bases.halves,
-        *bases.TRAINING_CODE, adversarial_training, attacks.core, attacks.projected, attacks.gradient_sign)
+def compact_cells(compact: pd.DataFrame) -> pd.DataFrame:
+    """The compact table (:func:`compact_table`) for reading: one row per method, one column per
+    attack and eps, each cell ``acc [low, high]``."""
+    cells = compact.assign(cell=[f"{r.acc:.3f} [{r.low:.2f}, {r.high:.2f}]" for r in compact.itertuples()])
+    return cells.pivot_table(index="method", columns=["attack", "eps_255"], values="cell", aggfunc="first",
+                             sort=False)
 
 
 def checkpoint_eval(model, x, y, eps: float, apgd_steps: int, square_queries: int, seed: int = 0) -> pd.DataFrame:
@@ -275,7 +144,7 @@ def best_and_last(models: dict, cfg: dict, test, *, report: pd.DataFrame | None 
     for method, model in models.items():
         if method == "standard":
             continue
-        last, meta = robust_study_model(method, cfg, store, progress=progress, which="last")
+        last, meta = robust_model(method, cfg, store, progress=progress, which="last")
         hist = pd.DataFrame(meta["history"])
         val_n = int(meta["val_n"])
         sel = hist[hist["epoch"] == meta["selected_epoch"]].iloc[0]

@@ -21,7 +21,7 @@ def read_results(compact: pd.DataFrame, best_last: pd.DataFrame, metas: dict, cf
     """A paragraph (Markdown) reading the compact table at the training eps: what the standard
     model loses, what each robust method buys back and costs, and why FGSM-RS and PGD-AT compare
     as they do here (clean accuracy, catastrophic overfitting, robust overfitting, intervals).
-    ``metas``: method -> the training meta of :func:`lib.studies.adversarial.robust_study_model`."""
+    ``metas``: method -> the training meta of :func:`lib.artifacts.robust.robust_model`."""
     e = round(cfg["eps"] * 255, 6)
     clean = {m: _cell(compact, m, "clean", 0.0) for m in compact["method"].unique()}
     worst = {m: _cell(compact, m, "worst case", e) for m in compact["method"].unique()}
