@@ -58,7 +58,8 @@ def test_data_split_classes_and_masks():
     assert len(tr) == 3 * 22 and len(n_te) == 3 * 6
     with pytest.raises(ValueError, match="task"):
         bd_models.student_data(cfg, "other")
-    assert isinstance(bd_models.make_trigger(cfg), B.Trigger) and bd_models.make_trigger({**cfg, "trigger": "badnets"}).size == 3
+    assert isinstance(bd_models.make_trigger(cfg), B.Trigger)
+    assert bd_models.make_trigger({**cfg, "trigger": "badnets"}).size == 3
 
 
 def test_teachers_and_students_train_once_then_load(study):

@@ -83,7 +83,8 @@ def test_every_notebook_parameter_is_a_study_parameter():
         assert names <= set(module.PARAMS), (path.name, names - set(module.PARAMS))
         assert all(known[n].notebook == path.name[:2] for n in names)
         assert module.PARAMS == studies.notebook_params(module.PREFIX, module.RECIPE)
-        code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        cells = json.loads(path.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
         assert re.search(r"\nrun = open_run\(\w+, run_config, globals\(\)\)", code), path.name
         assert f'cfg = run.recipe("{path.name[:2]}")' in code, path.name
         assert "\ndef " not in "\n" + code and not any(f" as {c}\n" in code for c in "ABDMRS"), path.name
