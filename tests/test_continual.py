@@ -1,6 +1,7 @@
 """lib.continual: ownership masks keep earlier tasks bit-identical through fit, PackNet's prune,
 CPG's pick mask and growth, save/load of a continual model, and the continual metrics checked
-against Avalanche's and scikit-learn's definitions."""
+against Avalanche's and scikit-learn's definitions; notebook 04's summary row and pooled PGD
+lookup (lib.studies.continual) on a hand-made log."""
 import numpy as np
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch.nn.functional as F
 
 from lib import continual as C
 from lib import metrics as M
+from lib.studies import continual as study
 
 CFG = (4, "M", 8, "M", 8)
 KW = dict(batch_size=16, progress=False, momentum=0.9, weight_decay=5e-3)
@@ -259,3 +261,23 @@ def test_task_model_is_plain_and_attackable():
     assert (adv - x).abs().max() <= 8 / 255 + 1e-6
     assert not any(p.requires_grad for p in view.parameters())
     assert torch.allclose(view(x), F.linear(view.penultimate(x), view.head.fc.weight, view.head.fc.bias), atol=1e-5)
+
+
+def test_study_summary_row_and_pgd_accuracy_on_a_hand_made_log():
+    # R (0-based): task 1 learnt to 0.8, then 0.6 after task 2 (learnt to 0.9); the evals' digests (1-based)
+    # say task 1's predictions changed once
+    log = {"matrix": [{"after_task": 0, "task": 0, "acc": 0.8}, {"after_task": 1, "task": 0, "acc": 0.6},
+                      {"after_task": 1, "task": 1, "acc": 0.9}],
+           "evals": [{"after_task": 1, "task": 1, "digest": "a"}, {"after_task": 2, "task": 1, "digest": "b"},
+                     {"after_task": 2, "task": 2, "digest": "c"}]}
+    R = study.accuracy_matrix(log, 2)
+    assert R[0, 0] == 0.8 and R[1, 0] == 0.6 and np.isnan(R[0, 1])
+    row = study.summary_row("finetune", log, 2)
+    assert row["average_accuracy"] == pytest.approx(0.75) and row["backward_transfer"] == pytest.approx(-0.2)
+    assert row["forgetting"] == pytest.approx(0.2) and row["avalanche_forgetting"] == pytest.approx(0.2)
+    assert row["earlier_evals"] == 1 and row["earlier_evals_changed"] == 1
+    import pandas as pd
+    pooled = pd.DataFrame([{"method": "cmat", "attack": "pgd", "eps": 2 / 255, "steps": s, "acc": a}
+                           for s, a in ((7, 0.5), (20, 0.4))] +
+                          [{"method": "cmat", "attack": "fgsm", "eps": 2 / 255, "steps": 1, "acc": 0.6}])
+    assert study.pgd_accuracy(pooled, "cmat", 20, 2 / 255) == 0.4

@@ -5,15 +5,16 @@ pooled test accuracy above 0.5). The 5-task check of every method is in the READ
 import pandas as pd
 import pytest
 
+from lib.artifacts.continual import continual_run
 from lib.metrics import binomial_interval
-from lib.studies import continual as S
+from lib.studies.continual import real_check_recipe
 
-CFG = S.real_check_recipe(n_tasks=2, per_class_train=250, per_class_test=50, retrain_epochs=1)
+CFG = real_check_recipe(n_tasks=2, per_class_train=250, per_class_test=50, retrain_epochs=1)
 pytestmark = pytest.mark.skipif(CFG is None, reason="../shared/data/cifar10-jpg-subset is absent")
 
 
 def test_packnet_zero_forgetting_on_real_images():
-    _, log = S.continual_run("packnet", CFG, progress=False)
+    _, log = continual_run("packnet", CFG, progress=False)
     ev = pd.DataFrame(log["evals"])
     final = ev[ev["after_task"] == CFG["n_tasks"]].set_index("task")
     earlier = ev[ev["after_task"] < CFG["n_tasks"]]

@@ -1,10 +1,12 @@
-"""lib.studies.unrestricted: the recipe contract (PARAMS <-> notebook parameters), the study's
-FGSM arm (one eps per batch) and its errors."""
+"""lib.studies.unrestricted and lib.artifacts.gan: the recipe contract (PARAMS <-> notebook
+parameters), the models' keys (a GAN key that no classifier or evaluation setting changes; a
+missing training setting is a KeyError), the study's FGSM arm (one eps per batch) and its errors."""
 import json
 
 import pytest
 import torch
 
+from lib.artifacts import gan as gan_models
 from lib.studies import unrestricted as S
 from lib.workbook import notebooks
 
@@ -18,22 +20,43 @@ def test_params_match_recipe_and_notebook():
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     names = [line.split("=")[0].strip() for line in "".join(cell["source"]).splitlines()
              if "=" in line and not line.startswith("#")]
-    assert names == ["profile", *S.PARAMS]
+    assert names[:2] == ["profile", "run_config"] and names[2:] and set(names[2:]) <= set(S.PARAMS)
     with pytest.raises(KeyError):
         S.recipe("smoke", gan_stepz=3)
 
 
+def test_keys_hold_what_training_reads():
+    cfg = S.recipe()
+    gan_key = gan_models.gan_key(cfg)
+    # classifier, evaluation and checkpointing settings never retrain the GAN
+    for other in ({"clf_epochs": 1}, {"n_eval": 7, "attack_steps": 3}, {"gan_checkpoint_every": 7},
+                  {"per_class_test": 3}):
+        assert gan_models.gan_key({**cfg, **other}) == gan_key, other
+    assert gan_models.gan_key({**cfg, "gan_steps": 7}) != gan_key and gan_key["code"]
+    clean = gan_models.classifier_key("clean", cfg)
+    assert gan_models.classifier_key("clean", {**cfg, "clf_epochs": 1}) != clean
+    assert gan_models.classifier_key("clean", {**cfg, "n_eval": 7, "gan_steps": 7}) == clean
+    assert gan_models.classifier_key("gan", cfg)["gan"] == gan_key
+    assert gan_models.classifier_key("unrestricted", {**cfg, "attack_lr": 1.0}) != gan_models.classifier_key(
+        "unrestricted", cfg)
+    # a training setting missing from the recipe is an error, not a default
+    for key in ("gan_lr", "clf_epochs"):
+        with pytest.raises(KeyError, match=key):
+            gan_models.classifier_key("gan", {k: v for k, v in cfg.items() if k != key})
+    assert set(gan_models.NOT_TRAINING) - {"needs"} <= set(cfg)
+
+
 def test_study_fgsm_arm_draws_one_eps_per_batch_in_range():
-    loss = S.training_loss("fgsm", S.recipe())
+    loss = gan_models.training_loss("fgsm", S.recipe())
     torch.manual_seed(0)
     for _ in range(20):
         e = loss.sample_eps(7, "cpu")
         assert e.shape == (7,) and (e == e[0]).all() and 1e-4 <= e[0] <= S.recipe()["fgsm_eps_max"]
-    assert S.training_loss("clean", S.recipe()) is None
+    assert gan_models.training_loss("clean", S.recipe()) is None
     with pytest.raises(ValueError, match="method"):
-        S.training_loss("mixup", S.recipe())
+        gan_models.training_loss("mixup", S.recipe())
     with pytest.raises(ValueError, match="needs the generator"):
-        S.classifier_model("gan", S.recipe(per_class_train=2, per_class_test=2))
+        gan_models.classifier_model("gan", S.recipe(per_class_train=2, per_class_test=2))
 
 
 def test_attack_curve_is_stored_and_read_back_equal(tmp_path, monkeypatch):
@@ -51,7 +74,7 @@ def test_attack_curve_is_stored_and_read_back_equal(tmp_path, monkeypatch):
     first = S.attack_curve(G, aux, clf, cfg)
     monkeypatch.setattr(S, "unrestricted_batches", lambda *a, **k: (_ for _ in ()).throw(AssertionError("again")))
     again = S.attack_curve(G, aux, clf, cfg)
-    ref = unrestricted_batches(G, aux, clf, first.y, 4, seed=cfg["seed"] + 1, **S._attack_kw(cfg))
+    ref = unrestricted_batches(G, aux, clf, first.y, 4, seed=cfg["seed"] + 1, **gan_models.attack_kw(cfg))
     for name in S._RESULT:
         assert torch.equal(getattr(again, name), getattr(ref, name)) and torch.equal(getattr(first, name),
                                                                                     getattr(ref, name)), name

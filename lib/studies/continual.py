@@ -5,30 +5,31 @@ and sequential fine-tuning, over a sequence of 5-class tasks (task-incremental).
 Smoke: the first ``n_tasks`` tasks of synsigns split into 20 tasks of 5 classes
 (:func:`lib.data.task_split`), a four-conv VGG-style :class:`~lib.continual.TaskNet`. Full:
 CIFAR-100's 20 superclass tasks with CPG's VGG-16-BN (``cfg``/``fc`` = ``VGG16``/``VGG16_FC``)
-and the papers' schedules. Every run is cached in the store; :func:`evaluate_methods` caches
-its attack tables.
+and the papers' schedules. The learners (task data, networks, runs) are
+:mod:`lib.artifacts.continual`'s; this module holds the recipe, the evaluation (cached in the
+store: :func:`evaluate_methods`, :func:`adversarial_matrix`), the tables and the headline's pieces.
 """
 from __future__ import annotations
 
-import functools
 import math
 
+import numpy as np
 import pandas as pd
 import torch
 
-from .. import adversarial_training, attacks, continual, metrics, robustness_checks
-from .. import data as D
-from ..continual import learn_sequence, parameter_use, task_vgg, val_accuracy
+from .. import data, metrics
+from ..artifacts import continual as learners
+from ..attacks import as_batch_hook
+from ..continual import parameter_use, val_accuracy
 from ..continual.network import VGG16, VGG16_FC
-from ..models import model_fingerprint
 from ..robustness import make_attack, robustness_report
 from ..store import Store
-from ..train import predict, random_translate
-from . import bases
+from ..store.versions import module_version
+from ..train import predict
+from . import notebook_params
 from . import recipe as _recipe
 
 METHODS = ["independent", "independent_adv", "finetune", "packnet", "packnet_adv", "cpg", "cmat"]
-BASE = {"independent_adv": "independent", "packnet_adv": "packnet", "cmat": "cpg"}  # adversarial -> learner
 _SMOKE = {
     "dataset": "synsigns", "n_tasks": 4, "classes_per_task": 5, "task_seed": 0, "data_seed": 0,
     "per_class_train": 64, "per_class_val": 20, "per_class_test": 20,
@@ -60,13 +61,8 @@ _FULL = {**_SMOKE, "dataset": "cifar100", "n_tasks": 20, "cfg": list(VGG16), "fc
          "prune_frequency": 10, "prune_ramp": 0.2, "cpg_retrain_epochs": 30, "allow_acc_loss": 0.0,
          "train_steps": 7, "val_steps": 40, "apgd_steps": 100, "square_queries": 5000, "n_eval": 500}
 RECIPE = {"smoke": _SMOKE, "full": _FULL}
-PARAMS = {"cl_n_tasks": "n_tasks", "cl_per_class_train": "per_class_train", "cl_per_class_test": "per_class_test",
-          "cl_epochs": "epochs", "cl_retrain_epochs": "retrain_epochs", "cl_sparsities": "sparsities",
-          "cl_prune_epochs": "prune_epochs", "cl_eps_train": "eps_train", "cl_train_steps": "train_steps",
-          "cl_eps_list": "eps_list", "cl_pgd_steps": "pgd_steps", "cl_apgd_steps": "apgd_steps",
-          "cl_square_queries": "square_queries", "cl_n_eval": "n_eval", "cl_methods": "methods", "cl_seed": "seed"}
-_EVAL_KEYS = ("methods", "eps_list", "pgd_steps", "apgd_steps", "square_queries", "n_eval", "matrix_steps",
-              "min_forgetting", "report_methods")
+PREFIX, NEEDS = "cl", ()  # notebook parameters cl_<key>
+PARAMS = notebook_params(PREFIX, RECIPE)
 ANCHORS = {  # CPG README (clean VGG-16, CIFAR-100 20 tasks, mean accuracy); CMAT README bar chart (PGD-k, 2/255)
     "clean": {"packnet": 0.675, "cpg": 0.809},
     "adversarial": {"cmat": {7: 0.615, 10: 0.545, 20: 0.520}, "packnet_adv": {7: 0.561, 10: 0.514, 20: 0.490}},
@@ -95,178 +91,6 @@ def real_check_recipe(**overrides) -> dict:
     return {**cfg, **{k: v for k, v in overrides.items() if v is not None}}
 
 
-def task_classes(cfg: dict) -> list[list[int]]:
-    if cfg["dataset"] == "cifar100":
-        return D.cifar100_superclass_tasks()[:cfg["n_tasks"]]
-    if cfg["dataset"] == "cifar10_shared":
-        per = cfg["classes_per_task"]
-        return [list(range(t * per, (t + 1) * per)) for t in range(cfg["n_tasks"])]
-    n = len(D.SYNSIGNS_CLASSES)
-    return D.task_split(n, n // cfg["classes_per_task"], cfg["task_seed"])[:cfg["n_tasks"]]
-
-
-def task_data(cfg: dict) -> list[dict]:
-    """One dict per task: ``train``, ``val`` (an independent synsigns validation draw: CPG used its
-    test split as validation; we do not), ``test``, ``num_classes``, ``classes``."""
-    out = []
-    for i, classes in enumerate(task_classes(cfg)):
-        if cfg["dataset"] == "cifar100":
-            train, val, test = _cifar100_task(classes, cfg)
-        elif cfg["dataset"] == "cifar10_shared":
-            train, val, test = _cifar10_shared_task(classes, cfg)
-        else:
-            train, test = bases.class_data(classes, cfg["per_class_train"], cfg["per_class_test"],
-                                           seed=cfg["data_seed"], tag=f"cl{i + 1}")
-            v = D.load_synsigns("val", n=len(classes) * cfg["per_class_val"], seed=cfg["data_seed"], classes=classes)
-            val = D.subset_classes(v, classes, name=f"synsigns-cl{i + 1}-val")
-        out.append({"train": train, "val": val, "test": test, "num_classes": len(classes), "classes": classes})
-    return out
-
-
-def _cifar100_task(classes, cfg):
-    from ..data import to_imageset
-    from ..data.real import load_real
-
-    sets = {}
-    for split in ("train", "test"):
-        ds = to_imageset(load_real("cifar100", split, size=32), name=f"cifar100-{split}", progress=False)
-        sets[split] = D.subset_classes(ds, classes)
-    train, val = D.train_val_split(sets["train"], cfg["per_class_val"] / cfg["per_class_train"], seed=cfg["data_seed"])
-    return train, val, sets["test"]
-
-
-@functools.lru_cache(maxsize=4)
-def _cifar10_shared_split(split: str):
-    """The shared CIFAR-10 JPEG subset's ``split``, decoded once per process (every task and
-    method reads it)."""
-    from ..data import to_imageset
-    from ..data.real import load_real
-    from ..paths import shared_dir
-
-    root = shared_dir() / "data/cifar10-jpg-subset"
-    return to_imageset(load_real("cifar10_folder", split, root=root, size=32), name=f"cifar10-{split}", progress=False)
-
-
-def _cifar10_shared_task(classes, cfg):
-    train = D.subset_classes(_cifar10_shared_split("train"), classes)
-    test = D.subset_classes(_cifar10_shared_split("test"), classes)
-    train, val = D.train_val_split(train, cfg["per_class_val"] / 500, seed=cfg["data_seed"])
-    train = D.stratified_subset(train, cfg["per_class_train"] * len(classes), cfg["data_seed"])
-    test = D.stratified_subset(test, cfg["per_class_test"] * len(classes), cfg["data_seed"])
-    return train, val, test
-
-
-# ----------------------------------------------------------------------------- training
-def adversarial(cfg: dict) -> dict:
-    """The PGD-AT step of the adversarial variants: ``train_steps`` steps of ``2.5 eps / steps``."""
-    return {"eps": cfg["eps_train"], "steps": cfg["train_steps"], "alpha": 2.5 * cfg["eps_train"] / cfg["train_steps"]}
-
-
-def val_attack(cfg: dict):
-    """CMAT validates (and compares with its goals) on adversarial accuracy: PGD-``val_steps``."""
-    return make_attack("pgd", cfg["eps_train"], steps=cfg["val_steps"], seed=cfg["seed"])
-
-
-def build(cfg: dict):
-    return task_vgg(cfg["cfg"], cfg["fc"], cfg["classes_per_task"], seed=cfg["seed"])
-
-
-def _fit_kw(cfg):
-    return {"batch_size": cfg["batch_size"], "weight_decay": cfg["weight_decay"],
-            "augment": random_translate(cfg["translate"]) if cfg["translate"] else None}
-
-
-def _method_kw(method: str, cfg: dict) -> dict:
-    base = BASE.get(method, method)
-    kw = {"epochs": cfg["epochs"], "lr": cfg["lr"], "seed": cfg["seed"], **_fit_kw(cfg),
-          "adversarial": adversarial(cfg) if method in BASE else None}
-    if base == "packnet":
-        kw.update(prune=cfg["prune"], retrain_epochs=cfg["retrain_epochs"], retrain_lr=cfg["retrain_lr"])
-    if base == "cpg":
-        kw.update(sparsities=tuple(cfg["sparsities"]), prune_epochs=cfg["prune_epochs"], prune_lr=cfg["prune_lr"],
-                  prune_frequency=cfg["prune_frequency"], prune_ramp=cfg["prune_ramp"],
-                  retrain_epochs=cfg["cpg_retrain_epochs"], retrain_lr=cfg["retrain_lr"], lr_mask=cfg["lr_mask"],
-                  retrain_lr_mask=cfg["retrain_lr_mask"], grow_factor=cfg["grow_factor"], max_width=cfg["max_width"],
-                  allow_acc_loss=cfg["allow_acc_loss"],
-                  val_attack=val_attack(cfg) if method == "cmat" else None)
-    return kw
-
-
-def _key(method: str, cfg: dict) -> dict:
-    return {"method": method, **{k: v for k, v in cfg.items() if k not in _EVAL_KEYS}}
-
-
-def independent_models(cfg: dict, adv: bool = False, store: Store | None = None, progress: bool = True):
-    """One model per task trained on that task alone (clean, or PGD-AT with ``adv``), cached;
-    returns ``(models, val accuracies)``: CPG's accuracy goals (adversarial ones under
-    :func:`val_attack` for CMAT)."""
-    store = store or Store()
-    method = "independent_adv" if adv else "independent"
-    tasks = task_data(cfg)
-    models, goals = [], []
-    for i, t in enumerate(tasks):
-        kw = _method_kw(method, cfg)
-        kw["seed"] += i
-
-        def train_fn(net, t=t, kw=kw):
-            info = continual.independent_task(net, t["train"], t["num_classes"], progress=progress, **kw)
-            return {"info": info}
-
-        net, _ = store.model(f"cl_{method}_task{i + 1}", {**_key(method, cfg), "task": i + 1}, lambda: build(cfg),
-                             train_fn, code=CODE)
-        models.append(net)
-    # the goals are measured once and stored (keyed by the models' weights): CPG and CMAT ask again
-    goals = store.result(f"cl_{method}_goals", {**_key(method, cfg), "models": _fingerprint(models)},
-                         lambda: [val_accuracy(m.task_model(1), t["val"], val_attack(cfg) if adv else None)
-                                  for m, t in zip(models, tasks)], code=(independent_models, *CODE))
-    return models, goals
-
-
-def continual_run(method: str, cfg: dict, store: Store | None = None, progress: bool = True):
-    """The model of ``method`` after the whole sequence and its log (accuracy matrix, prediction
-    digests, per-task details), trained once and cached; independent baselines return a list of
-    models and a log computed from them."""
-    store = store or Store()
-    tasks = task_data(cfg)
-    if method in ("independent", "independent_adv"):
-        models, goals = independent_models(cfg, method == "independent_adv", store, progress)
-        return models, _independent_log(models, tasks, goals)
-    if BASE.get(method, method) == "cpg":
-        _, goals = independent_models(cfg, method == "cmat", store, progress)
-        tasks = [{**t, "goal": g} for t, g in zip(tasks, goals)]
-    learner = BASE.get(method, method)
-
-    def train_fn(net):
-        _, log = learn_sequence(learner, lambda: net, tasks, progress=progress, **_method_kw(method, cfg))
-        return {"log": log}
-
-    model, meta = store.model(f"cl_{method}", _key(method, cfg), lambda: build(cfg), train_fn, code=CODE)
-    return model, {**meta["log"], "cached": meta["cached"]}
-
-
-def _independent_log(models, tasks, goals) -> dict:
-    from ..continual.sequence import predictions_digest, task_predictions
-
-    R = metrics.AccuracyMatrix(len(tasks))
-    evals = []
-    for j, (m, t) in enumerate(zip(models, tasks)):
-        pred, y = task_predictions(m.task_model(1), t["test"])
-        acc = metrics.accuracy(pred, y)
-        for i in range(j, len(tasks)):
-            R.record(i, j, acc)
-            evals.append({"after_task": i + 1, "task": j + 1, "acc": acc, "n": len(y),
-                          "digest": predictions_digest(pred)})
-    return {"matrix": R.to_frame().to_dict("records"), "evals": evals, "summary": R.summary(),
-            "tasks": [{"task": j + 1, "val_acc": g} for j, g in enumerate(goals)]}
-
-
-# the code behind the cached models: a change to any of these retrains them
-CODE = (task_data, task_classes, _cifar100_task, _cifar10_shared_task, _cifar10_shared_split, adversarial, val_attack,
-        build, _fit_kw, _method_kw, continual.network, continual.ownership, continual.training, continual.packnet,
-        continual.cpg, continual.baselines, continual.sequence, adversarial_training, attacks.core, attacks.projected,
-        bases.class_data, *bases.TRAINING_CODE)
-
-
 # ----------------------------------------------------------------------------- evaluation
 def task_views(method: str, model) -> list:
     """The plain per-task models of a trained method (the independent models' own)."""
@@ -282,10 +106,11 @@ def evaluate_methods(runs: dict, cfg: dict, store: Store | None = None, progress
     of every method: precision / recall / F1 per class and macro-F1 over the task's **whole**
     test set. Cached. Returns ``{"report", "checks", "f1"}`` DataFrames."""
     store = store or Store()
-    tasks = task_data(cfg)
+    tasks = learners.task_data(cfg)
     attacked = {m: runs[m] for m in cfg["report_methods"] if m in runs}
     key = {**{k: cfg[k] for k in ("eps_list", "pgd_steps", "apgd_steps", "n_eval", "seed")},
-           "train": {m: _key(m, cfg) for m in runs}, "attacked": sorted(attacked)}
+           "train": {m: learners.model_key(m, cfg) for m in runs}, "attacked": sorted(attacked),
+           "eval_code": module_version(__name__)}
 
     def reports():
         reps, chks = [], []
@@ -308,7 +133,6 @@ def evaluate_methods(runs: dict, cfg: dict, store: Store | None = None, progress
                                       acc=metrics.accuracy(logits, y)))
         return pd.concat(rows, ignore_index=True)
 
-    code = (robustness_report, robustness_checks, metrics, attacks.core, attacks.projected, attacks.auto_pgd, *CODE)
     out, computed = {}, {}
 
     def part_of(name):  # one pass of attacks fills both tables
@@ -317,8 +141,8 @@ def evaluate_methods(runs: dict, cfg: dict, store: Store | None = None, progress
         return computed[name]
 
     for part in ("report", "checks"):
-        out[part] = store.result(f"cl_eval_{part}", key, lambda part=part: part_of(part), code=code)
-    out["f1"] = store.result("cl_eval_f1", key, f1_table, code=code)
+        out[part] = store.result(f"cl_eval_{part}", key, lambda part=part: part_of(part))
+    out["f1"] = store.result("cl_eval_f1", key, f1_table)
     return out
 
 
@@ -327,20 +151,57 @@ def adversarial_matrix(method: str, model, cfg: dict, store: Store | None = None
     rows of the masked methods equal it: their task views never change, see the digests).
     Stored, keyed by the model's weights, its recipe and the attack."""
     def compute():
-        tasks = task_data(cfg)
+        tasks = learners.task_data(cfg)
         attack = make_attack("pgd", cfg["eps_train"], steps=cfg["matrix_steps"], seed=cfg["seed"])
-        return [val_accuracy(v, D.stratified_subset(t["test"], cfg["n_eval"], cfg["seed"]), attack)
+        return [val_accuracy(v, data.stratified_subset(t["test"], cfg["n_eval"], cfg["seed"]), attack)
                 for v, t in zip(task_views(method, model), tasks)]
 
-    key = {**_key(method, cfg), "model": _fingerprint(model), "n_eval": cfg["n_eval"],
-           "matrix_steps": cfg["matrix_steps"]}
-    return (store or Store()).result("cl_adv_matrix", key, compute,
-                                     code=(adversarial_matrix, task_views, make_attack, *CODE))
+    key = {**learners.model_key(method, cfg), "model": learners.fingerprint(model), "n_eval": cfg["n_eval"],
+           "matrix_steps": cfg["matrix_steps"], "eval_code": module_version(__name__)}
+    return (store or Store()).result("cl_adv_matrix", key, compute)
 
 
-def _fingerprint(model) -> str | list[str]:
-    """The weights' fingerprint of a model (of each, for the independent baselines' list)."""
-    return [model_fingerprint(m) for m in model] if isinstance(model, list) else model_fingerprint(model)
+def correct_vector(method: str, model, tasks: list[dict], cfg: dict, steps: int = 20) -> torch.Tensor:
+    """Per attacked image, whether ``method``'s ``model`` still classifies it correctly under
+    PGD-``steps`` at ``eps_train``: the same ``n_eval`` stratified test images of every task (the
+    same for every model), all tasks in order, as one bool tensor (the input of
+    :func:`paired_difference`). ``tasks``: :func:`lib.artifacts.continual.task_data` of ``cfg``."""
+    out = []
+    for view, t in zip(task_views(method, model), tasks):
+        hook = as_batch_hook(make_attack("pgd", cfg["eps_train"], steps=steps, seed=cfg["seed"]))
+        logits, y = predict(view, data.stratified_subset(t["test"], cfg["n_eval"], cfg["seed"]), batch_hook=hook)
+        out.append(logits.argmax(1) == y)
+    return torch.cat(out)
+
+
+def accuracy_matrix(log: dict, n_tasks: int) -> np.ndarray:
+    """``R[i, j]``: accuracy on task ``j`` after training task ``i`` from a run's log (NaN above the
+    diagonal, where task ``j`` is not learnt yet)."""
+    R = np.full((n_tasks, n_tasks), np.nan)
+    for r in log["matrix"]:
+        R[r["after_task"], r["task"]] = r["acc"]
+    return R
+
+
+def summary_row(method: str, log: dict, n_tasks: int) -> dict:
+    """One row of the continual summary: average accuracy, backward transfer, forgetting (and
+    Avalanche's, ``-BWT``) of the accuracy matrix, and how many earlier evaluations ``R[i, j]``,
+    ``i < T``, have predictions (digests) that differ from the final model's on the same task."""
+    R = accuracy_matrix(log, n_tasks)
+    ev = pd.DataFrame(log["evals"])
+    last = ev[ev["after_task"] == n_tasks].set_index("task")["digest"]
+    earlier = ev[ev["after_task"] < n_tasks]
+    changed = int((earlier["digest"] != earlier["task"].map(last)).sum())
+    return {"method": method, "average_accuracy": metrics.average_accuracy(R),
+            "backward_transfer": metrics.backward_transfer(R), "forgetting": metrics.forgetting(R),
+            "avalanche_forgetting": -metrics.backward_transfer(R), "earlier_evals": len(earlier),
+            "earlier_evals_changed": changed}
+
+
+def pgd_accuracy(pooled: pd.DataFrame, method: str, steps: int, eps: float) -> float:
+    """Pooled accuracy of ``method`` under PGD-``steps`` at ``eps`` from the pooled attack table
+    (columns ``method``, ``attack``, ``eps``, ``steps``, ``acc``)."""
+    return pooled.set_index(["method", "attack", "eps", "steps"]).loc[(method, "pgd", eps, steps), "acc"]
 
 
 def paired_difference(a: torch.Tensor, b: torch.Tensor, level: float = 0.95) -> dict:
