@@ -32,7 +32,7 @@ def tiny_base():
 
 @pytest.fixture()
 def study(tiny_base, monkeypatch, tmp_path):
-    monkeypatch.setattr(S, "public_base", lambda cfg, store=None, progress=True: tiny_base)
+    monkeypatch.setattr(bd_models, "public_base", lambda cfg, store=None, progress=True: tiny_base)
     return S.recipe("smoke", **TINY), Store(tmp_path / "store")
 
 
