@@ -32,6 +32,11 @@ def figures_dir() -> Path:
     return _dir("WORKBOOK_FIGURES", ROOT / "figures")
 
 
+def docs_dir() -> Path:
+    """Where the generated results page goes (``docs/``); ``WORKBOOK_DOCS`` overrides."""
+    return _dir("WORKBOOK_DOCS", ROOT / "docs")
+
+
 def tables_dir() -> Path:
     """Tables the notebooks write (CSV + Markdown): ``WORKBOOK_TABLES``, else :func:`figures_dir`
     (a workbook run puts them in its run folder's ``tables/``)."""

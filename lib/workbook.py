@@ -18,8 +18,9 @@ name or a value of the wrong type stops with one line. A parameter means one thi
 notebook, and a notebook that asks for an earlier notebook's model asks with this run's recipe.
 
 Each run writes ``runs/<profile>/<name>/`` (see :mod:`lib.runs`): executed notebooks, figures,
-tables, ``manifest.json`` and ``index.md``; a smoke run also copies its figures and tables to
-the top-level ``figures/`` (what the README shows). Cell progress and each notebook's output
+tables, ``manifest.json`` and ``index.md``. A whole run of the profile's recipes from committed
+code is published to ``figures/`` with its manifest and ``docs/results.md`` (:mod:`lib.publish`);
+any other run leaves them as they are and says why. Cell progress and each notebook's output
 (training and attack progress bars) stream to the terminal; a summary of seconds per notebook,
 and how many of them trained models or computed stored results (:func:`lib.runs.time_profile`),
 ends the run.
@@ -33,14 +34,13 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
 
-from . import runs
+from . import publish, runs
 from .config import RUN_FILE, read_table
-from .paths import ROOT, figures_dir
+from .paths import ROOT
 from .stall import STALL_ENV, KernelWatch
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -272,6 +272,20 @@ def _sweep(args) -> int:
         return 2
 
 
+def _publish(folder: Path, manifest: dict) -> None:
+    """Publish a whole run of the profile's recipes from committed code to ``figures/`` (see
+    :mod:`lib.publish`), or say why ``figures/`` was left as it is."""
+    if manifest["status"] != "done":
+        return
+    reason = publish.why_not(manifest, notebooks(None))
+    if reason:
+        print(f"[workbook] figures/ left as it is: {reason}; only a whole run of the {manifest['profile']} "
+              "recipes from committed code is published", flush=True)
+        return
+    top = publish.publish(folder, manifest)
+    print(f"[workbook] published to {top} and {publish.results_doc(manifest['profile'])}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .studies import ConfigError, run_config_for
 
@@ -303,7 +317,6 @@ def main(argv: list[str] | None = None) -> int:
     if not todo:
         print("no notebooks matched", file=sys.stderr)
         return 1
-    top_figures = figures_dir()
     if manifest is None:
         try:
             folder = runs.new_run_dir(out_root, profile, args.name)
@@ -313,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         manifest = {"run": folder.name, "folder": str(folder), "profile": profile, "parameters": params,
                     "only": args.only, "recipes": {}, "git": runs.git_info(), "packages": runs.packages(),
                     "device": runs.device_info(), "started": runs.now(), "ended": None, "status": "running",
-                    "notebooks": [{"name": nb.name, "status": "pending"} for nb in todo], "store": []}
+                    "notebooks": [{"name": nb.name, "status": "pending"} for nb in todo], "store": [],
+                    "code": publish.code_versions(todo)}
     else:
         manifest.update(status="running", resumed=manifest.get("resumed", []) + [runs.now()])
     try:
@@ -392,11 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest.update(status=status, ended=runs.now(), jobs=jobs, attempt_seconds=attempts)
         save_manifest()
         runs.write_index(folder, manifest)
-    if profile == "smoke" and status == "done":  # the README shows the latest smoke run
-        for sub in ("figures", "tables"):
-            for f in (folder / sub).iterdir():
-                if f.is_file() and f.name != "index.json" and not f.name.startswith("."):
-                    shutil.copy2(f, top_figures / f.name)
+    _publish(folder, manifest)
     print(_summary(manifest["notebooks"], manifest["attempt_seconds"][-1], jobs))
     print(f"[workbook] {status}; run folder {shown} (manifest.json, index.md)", flush=True)
     return code

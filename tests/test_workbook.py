@@ -42,8 +42,10 @@ def tiny_notebooks(tmp_path, monkeypatch):
               "assert not os.environ.get('FAIL_02'), 'asked to fail'\n"
               "plots.save_table(pd.DataFrame({'epochs': [run.recipe('02')['needs']['01']['epochs']]}), '02_second')")
     monkeypatch.setattr(workbook, "NOTEBOOKS", folder)
-    monkeypatch.setattr(workbook, "figures_dir", lambda: tmp_path / "top_figures")
+    monkeypatch.setenv("WORKBOOK_FIGURES", str(tmp_path / "top_figures"))
+    monkeypatch.setenv("WORKBOOK_DOCS", str(tmp_path / "docs"))
     (tmp_path / "top_figures").mkdir()
+    (tmp_path / "top_figures" / "01_old.csv").write_text("an earlier run's table\n")
     return tmp_path
 
 
@@ -157,10 +159,19 @@ def test_runs_get_their_own_folders_manifest_index_and_resume(tiny_notebooks, mo
         assert sum(c["code"].startswith("import ") for c in cells) == 1  # the body, by its first line of code
     index = (run / "index.md").read_text()
     assert "[01_first](tables/01_first.csv)" in index and "| first | 7 |" in index and "`epochs=3`" in index
-    assert (tiny_notebooks / "top_figures" / "01_first.csv").is_file()  # the latest smoke run's outputs
-    # a second run never reuses the first one's folder; the same --name is refused
+    top = tiny_notebooks / "top_figures"
+    assert sorted(f.name for f in top.iterdir()) == ["01_old.csv"]  # a run with -p is not published
+    # a second run never reuses the first one's folder; the same --name is refused. It runs the
+    # recipes as they are from committed code (git_info says so), so it replaces figures/
+    monkeypatch.setattr(workbook.runs, "git_info", lambda: {"commit": "c" * 40, "dirty": False, "changed": []})
     assert workbook.main(["--out", str(out), "--quiet"]) == 0
     assert len(list((out / "smoke").iterdir())) == 2
+    published = json.loads((top / "MANIFEST.json").read_text())
+    assert sorted(published["files"]) == ["01_first.csv", "01_first.md", "02_second.csv", "02_second.md"]
+    assert sorted(f.name for f in top.iterdir()) == sorted([*published["files"], "MANIFEST.json"])
+    assert published["commit"] == "c" * 40 and set(published["code"]) == {"01_first.ipynb", "02_second.ipynb"}
+    results = (tiny_notebooks / "docs" / "results.md").read_text()
+    assert "## 01_first" in results and "first (n: 7)" in results
     assert workbook.main(["--out", str(out), "--name", "first", "--quiet"]) == 2
     # a failed run resumes where it stopped, with its own parameters
     monkeypatch.setenv("FAIL_02", "1")

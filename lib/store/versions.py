@@ -41,8 +41,14 @@ def _imports(name: str) -> set[str]:
     if path is None:
         return set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    return lib_imports(ast.parse(path.read_text()), package)
+
+
+def lib_imports(tree: ast.AST, package: str = "") -> set[str]:
+    """The ``lib`` modules that the code ``tree`` imports anywhere (``package``: the package its
+    relative imports start from; a notebook's cells have none)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -57,18 +63,19 @@ def _imports(name: str) -> set[str]:
     return {m for m in found | parents if m == "lib" or m.startswith("lib.")}
 
 
-def _numeric(name: str) -> bool:
-    return name != "lib" and not any(name == m or name.startswith(m + ".") for m in NOT_NUMERIC)
+def _counted(name: str, leave_out: tuple[str, ...]) -> bool:
+    return name != "lib" and not any(name == m or name.startswith(m + ".") for m in leave_out)
 
 
 @functools.lru_cache(maxsize=None)
-def module_closure(name: str) -> tuple[str, ...]:
+def module_closure(name: str, leave_out: tuple[str, ...] = NOT_NUMERIC) -> tuple[str, ...]:
     """``name`` and every ``lib`` module it reaches through imports, sorted (the modules it reaches
-    in :data:`NOT_NUMERIC` and their imports are left out; ``name`` itself always counts)."""
+    in ``leave_out``, by default :data:`NOT_NUMERIC`, and their imports are left out; ``name``
+    itself always counts)."""
     seen, todo = set(), [name]
     while todo:
         current = todo.pop()
-        if current in seen or (current != name and not _numeric(current)):
+        if current in seen or (current != name and not _counted(current, leave_out)):
             continue
         seen.add(current)
         todo += sorted(_imports(current) - seen)
