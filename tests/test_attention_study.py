@@ -198,3 +198,14 @@ def test_select_images_rule():
     chosen = A.select_images(scores, n_show=3)
     assert chosen["passed"].sum() == 2 and set(chosen[chosen["passed"]]["image"]) == {3, 7}
     assert chosen["chosen"].sum() == 3 and chosen.iloc[:2]["passed"].all()
+
+
+def test_selection_says_how_few_pass_and_random_pick_is_seeded():
+    chosen = pd.DataFrame({"image": np.arange(10), "passed": [True] * 2 + [False] * 8,
+                           "clean_ok": True, "trigger_ok": [True] * 2 + [False] * 8, "divmag_ok": True,
+                           "chosen": [True] * 4 + [False] * 6})
+    assert "2 of 10 images pass" in A.selection_caption(chosen) and "Not typical" in A.selection_caption(chosen)
+    assert "not typical" in A.selection_text(chosen, 4) and "Fewer than 4 pass" in A.selection_text(chosen, 4)
+    a, b = A.random_images(chosen, 4, seed=1), A.random_images(chosen, 4, seed=1)
+    assert a["chosen"].sum() == 4 and a["chosen"].equals(b["chosen"])
+    assert "seed 1" in A.selection_caption(a, "random", seed=1)

@@ -106,3 +106,29 @@ def test_clean_drop_is_paired_and_its_interval_flags_a_real_cost():
     cost = S.clean_drop({"clean": Oracle(), "gan": Constant()}, "gan", test)
     assert cost["drop"] == pytest.approx(0.8) and cost["low"] > S.recipe("smoke")["max_gan_clean_drop"]
     assert cost["low"] <= cost["drop"] <= cost["high"]
+
+
+def test_step0_baseline_and_judges_count_only_what_the_attack_did():
+    from lib.gan import UnrestrictedResult
+    from lib.studies import unrestricted_report as R
+
+    class Fixed(torch.nn.Module):  # predicts the class stored in the image's first pixel
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot((x[:, 0, 0, 0] * 10).round().long(), 5).float() + 0 * self.p
+
+    y = torch.tensor([0, 1, 2, 3])
+    clean = torch.zeros(4, 3, 2, 2)
+    clean[:, 0, 0, 0] = torch.tensor([0, 1, 0, 3]) / 10  # step 0: codes 0, 1, 3 right, code 2 wrong
+    images = clean.clone()
+    images[:, 0, 0, 0] = torch.tensor([1, 1, 0, 0]) / 10  # end: 0, 2, 3 wrong
+    ok = torch.tensor([True, False, True, True])
+    att = UnrestrictedResult(images, images, clean, None, None, y, Fixed()(images).argmax(1), y, ok, None)
+    base = R.step0_baseline(att, Fixed()).set_index("quantity")
+    assert (base.loc["wrong at step 0", ["k", "n"]] == [1, 4]).all()
+    assert (base.loc["made unrestricted (right at step 0)", ["k", "n"]] == [2, 3]).all()
+    judges = R.judge_table(att, {"clean": Fixed(), "fgsm": Fixed()})
+    assert list(judges["judge"]) == ["fgsm"] and judges["n"].iloc[0] == 3 and judges["k"].iloc[0] == 0

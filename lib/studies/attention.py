@@ -48,7 +48,9 @@ from ..store.versions import module_version
 from ..train import predict
 from . import notebook_params, with_needs
 from . import recipe as _recipe
-from .attention_figures import KINDS, attention_grid, mass_figure, select_images  # noqa: F401 (the notebook's)
+from .attention_figures import (  # noqa: F401 (the notebook's)
+    KINDS, attention_grid, mass_figure, mean_interval, random_images, select_images, selection_caption,
+    selection_text)
 
 TRANSFER_METHODS = ["fine_tune", "retrain", "renofeation"]
 REGIONS = ("object", "trigger", "other_object")
@@ -284,15 +286,6 @@ def attention_table(zoo: dict[str, Entry], ev: EvalSet, cfg: dict, store: Store 
                           for n, e in tqdm(zoo.items(), desc="models", disable=not progress)], ignore_index=True)
 
     return store.result("attention_scores", key, compute)
-
-
-def mean_interval(v: pd.Series) -> tuple[float, float, float]:
-    """Mean and normal-approximation 95% interval (1.96 standard errors) of the non-NaN values."""
-    v = v.dropna().astype(float)
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    half = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
 
 
 def summary(scores: pd.DataFrame) -> pd.DataFrame:
