@@ -11,7 +11,7 @@ from lib.artifacts import robust
 from lib.config import ConfigError
 from lib.robustness import compact_table, robustness_report
 from lib.store import Store
-from lib.studies import adversarial, run_config_for
+from lib.studies import adversarial, adversarial_figures, run_config_for
 from lib.train import _scheduler
 from real_fixtures import write_data_dir
 
@@ -120,3 +120,71 @@ def test_robust_models_key_on_training_entries_only(tmp_path):
     with pytest.raises(KeyError, match="epochs"):
         robust.robust_model("standard", {k: v for k, v in smoke.items() if k != "epochs"}, Store(tmp_path),
                             progress=False)
+
+
+# --- notebook 03's figures and headline text, on small synthetic tables (no training) ---------------
+def _compact():
+    import pandas as pd
+
+    rows = []
+    for method, clean, worst, pgd40 in (("standard", 158, 1, 2), ("pgd_at", 109, 44, 65), ("fgsm_rs", 107, 45, 61)):
+        for attack, eps, k in (("clean", 0.0, clean), ("worst case", 8.0, worst), ("PGD-40", 8.0, pgd40)):
+            rows.append({"method": method, "attack": attack, "eps_255": eps, "correct": k})
+    t = pd.DataFrame(rows).assign(n=200, seeds=1, interval="Wilson, test images")
+    t["acc"] = t["correct"] / 200
+    ci = [adversarial_figures.binomial_interval(k, 200) for k in t["correct"]]
+    return t.assign(low=[c[0] for c in ci], high=[c[1] for c in ci])
+
+
+def test_class_labels_stay_distinct_and_short():
+    names = ["circle/blue-white/bar", "circle/blue-white/arrow", "circle/blue-white/cross", "stop"]
+    labels = adversarial.class_labels(names)
+    assert len(set(labels)) == len(names) and all(len(s) <= adversarial_figures.LABEL_WIDTH for s in labels)
+    assert labels[0].startswith("0 ") and labels[3] == "3 stop"
+    # cut to the width, names differing only in their tail collided before the index was added
+    assert len({n.replace("/", " ")[:18] for n in names[:3]}) == 1
+
+
+def test_tradeoff_figure_draws_both_intervals_in_percent():
+    import matplotlib
+    matplotlib.use("Agg")
+    compact = _compact()
+    table = adversarial.tradeoff_table(compact, 8 / 255)
+    assert list(table["method"]) == ["standard", "pgd_at", "fgsm_rs"]
+    assert (table["worst_low"] < table["worst"]).all() and (table["clean"] < table["clean_high"]).all()
+    fig, saved = adversarial.tradeoff_figure(compact, 8 / 255)
+    ax = fig.axes[0]
+    assert "n = 200" in ax.get_title() and "Wilson" in ax.get_title() and saved["n"].startswith("200")
+    assert ax.xaxis.get_major_formatter()(0.5, 0) == "50%"
+    assert len(ax.containers) == 3 and all(c.has_xerr and c.has_yerr for c in ax.containers)
+
+
+def test_accuracy_figures_draw_wilson_intervals():
+    import matplotlib
+    import pandas as pd
+    matplotlib.use("Agg")
+    rows = [{"attack": "pgd", "eps": e / 255, "eps_255": e, "steps": s, "acc": k / 200, "correct": k, "n": 200,
+             "method": m} for m, k in (("standard", 20), ("pgd_at", 60)) for e in (0, 2, 8) for s in (7, 40)]
+    report = pd.DataFrame(rows)
+    fig, saved = adversarial.pgd_steps_figure(report, [2 / 255, 8 / 255])
+    assert "Wilson" in fig._suptitle.get_text() and "n = 200" in fig._suptitle.get_text()
+    assert len(fig.axes) == 2 and fig.axes[0].get_title() == "eps = 2/255"
+    sweep = report[report["steps"] == 7]
+    fig, saved = adversarial.eps_sweep_figure(sweep, 8 / 255)
+    assert "Wilson" in fig.axes[0].get_title() and "200" in saved["n"]
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "val_acc": [0.2, 0.4, 0.5], "val_robust_acc": [0.1, 0.2, 0.3],
+                         "selected": [False, True, False]})
+    fig, saved = adversarial.training_curves_figure({"pgd_at": hist}, {"pgd_at": {"val_n": 300}}, 8 / 255, 300)
+    assert "Wilson" in saved["caption"] and "300" in saved["n"]
+    assert len(fig.axes[0].collections) >= 1  # the band
+
+
+def test_headline_names_the_asserted_quantity():
+    cfg = adversarial.recipe("smoke", methods=["standard", "pgd_at", "fgsm_rs"])
+    head = adversarial.headline(_compact(), cfg)
+    assert head["gain"] == pytest.approx(43 / 200) and head["floor"] == cfg["min_pgd_at_gain"]
+    assert head["slack"] == pytest.approx(0.5 / 200)
+    text = head["text"]
+    assert "per-image worst-case accuracy at 8/255" in text and "+21.5 points" in text
+    assert "Not asserted" in text and "PGD-40 accuracy alone" in text and "+31.5 points" in text
+    assert head["pgd_at"].low > head["standard"].high and "are disjoint" in text

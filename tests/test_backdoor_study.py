@@ -3,6 +3,7 @@ every teacher and student is trained once and then loaded from the store (on a t
 so that base A of notebook 01 is not trained here)."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -93,3 +94,44 @@ def test_report_tables_and_findings(study):
     assert "BackdoorBench" in text and f"{transfer.iloc[1]['asr_bb']:.1%}" in text
     flips = R.flip_table(cfg, store, progress=False)
     assert list(flips["model"]) == ["teacher", "fine_tune"] * 2
+
+
+def _rates(**cols):
+    """One table row per entry of ``cols``' lists, with Wilson intervals and n for each rate."""
+    from lib.metrics import binomial_interval
+
+    df = pd.DataFrame({k: v for k, v in cols.items() if not isinstance(v, tuple)})
+    for m, (ks, n) in {k: v for k, v in cols.items() if isinstance(v, tuple)}.items():
+        df[m], df[m + "_n"] = [k / n for k in ks], n
+        df[m + "_low"], df[m + "_high"] = zip(*[binomial_interval(k, n) for k in ks])
+    return df
+
+
+def test_gap_interval_and_findings_sentence():
+    t = _rates(asr_bb=([150, 140, 10], 270))
+    d, lo, hi = R.gap(t.iloc[0], t.iloc[1], "asr_bb")
+    assert d == pytest.approx(10 / 270) and lo < 0 < hi  # 150 vs 140 of 270: not separated
+    d, lo, hi = R.gap(t.iloc[0], t.iloc[2], "asr_bb")
+    assert 0 < lo < d < hi and R._pts((d, lo, hi)).endswith("separated") and "not" not in R._pts((d, lo, hi))
+    found = pd.DataFrame([R._finding("a", "", (0.5, 0.4, 0.6), 0.2, "x"),
+                          R._finding("b", "", (0.04, -0.02, 0.1), 0.0, "y"),
+                          R._finding("c", "", (-0.1, -0.2, 0.0), 0.0, "z")])
+    assert list(found["held"]) == [True, True, False] and list(found["shown"]) == [True, False, False]
+    text = R.findings_sentence(found)
+    assert "margin: a." in text and "point estimate only" in text and "b (" in text and "Not shown here: c" in text
+
+
+def test_tradeoff_and_rate_figures():
+    transfer = _rates(method=["fine_tune", "fine_tune", "mag", "retrain", "fine_tune", "fine_tune"],
+                      task=["same", "same", "same", "same", "new", "new"], update_ratio=[0.0, 0.0, 0.9, 0.0, 0.0, 0.0],
+                      teacher=["clean", "backdoor", "backdoor", "backdoor", "clean", "backdoor"],
+                      mag_ratio=[float("nan"), float("nan"), 0.5, float("nan"), float("nan"), float("nan")],
+                      clean_acc=([250, 240, 245, 255, 140, 130], 300), asr_bb=([8, 160, 60, 7, 3, 50], 270),
+                      untargeted_asr=([5, 120, 50, 4, 8, 70], 240))
+    fig = S.tradeoff_figure(transfer)
+    assert "n=300 clean" in fig.axes[0].get_title() and "270 triggered" in fig.axes[0].get_title()
+    assert len(fig.axes[0].lines) >= 4  # one marker per same-task student
+    rates = _rates(model=["teacher", "fine-tuned student"] * 2, rate=[0.05, 0.05, 0.2, 0.2],
+                   asr_bb=([100, 40, 268, 150], 270))
+    fig = S.rate_figure(rates)
+    assert "n=270" in fig.axes[0].get_title() and len(fig.axes[0].get_legend().get_texts()) == 2

@@ -281,3 +281,53 @@ def test_study_summary_row_and_pgd_accuracy_on_a_hand_made_log():
                            for s, a in ((7, 0.5), (20, 0.4))] +
                           [{"method": "cmat", "attack": "fgsm", "eps": 2 / 255, "steps": 1, "acc": 0.6}])
     assert study.pgd_accuracy(pooled, "cmat", 20, 2 / 255) == 0.4
+
+
+def test_report_tables_and_generated_text_of_notebook_04():
+    # the reporting of lib.studies.continual_report / continual_figures on hand-made tables
+    import matplotlib
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from lib.studies import continual_figures as fig_
+    from lib.studies import continual_report as rep
+
+    log = {"matrix": [{"after_task": 0, "task": 0, "acc": 0.8}, {"after_task": 1, "task": 0, "acc": 0.6},
+                      {"after_task": 1, "task": 1, "acc": 0.9}],
+           "evals": [{"after_task": a, "task": t, "n": 40} for a, t in ((1, 1), (2, 1), (2, 2))]}
+    matrix = rep.matrix_table({"finetune": log, "cmat": log}, ["finetune", "cmat"])
+    assert (matrix["n"] == 40).all() and len(matrix) == 6
+    final = pd.DataFrame([{"method": m, "task": t, "pgd_acc": a} for m in ("finetune", "cmat")
+                          for t, a in ((1, 0.5), (2, 0.25))])
+    summary = pd.DataFrame([{"method": "finetune", "earlier_evals_changed": 1},
+                            {"method": "cmat", "earlier_evals_changed": 0}])
+    adv = rep.adversarial_matrix_table(final, summary, 20).set_index(["method", "after_task", "task"])
+    assert adv.loc[("cmat", 0, 0), "acc"] == 0.5 and adv.loc[("cmat", 1, 0), "measured"]
+    assert np.isnan(adv.loc[("finetune", 0, 0), "acc"]) and not adv.loc[("finetune", 0, 0), "measured"]
+    _, caption = fig_.adversarial_matrices(matrix, adv.reset_index(), ["finetune", "cmat"], 2, 40, 20, "PGD-20")
+    assert "n = 40" in caption and "n = 20" in caption
+    # attack gaps: PGD-40 vs APGD-T and worst case, in images; the largest named
+    eps = 2 / 255
+    pooled = pd.DataFrame([{"method": "cmat", "attack": a, "eps": eps, "steps": s, "correct": c, "n": 100}
+                           for a, s, c in (("pgd", 7, 50), ("pgd", 40, 48), ("apgd_t", 20, 42), ("worst", 0, 41))])
+    gaps = rep.attack_gaps(pooled, [eps])
+    assert gaps.loc[0, "gap_apgd_t"] == 6 and gaps.loc[0, "gap_worst"] == 7
+    assert "6 of 100 images" in rep.attack_gap_markdown(gaps) and "7 of 100" in rep.attack_gap_markdown(gaps)
+    # a ranking only where the paired interval excludes zero
+    row = {"diff": 0.02, "low": -0.05, "high": 0.09, "n": 100, "a_only": 7, "b_only": 5, "steps": 20, "eps": eps}
+    assert rep.paired_verdict(row).startswith("not separated")
+    assert rep.paired_verdict({**row, "low": 0.01}).startswith("CMAT is more robust")
+    assert "not separated" in rep.paired_markdown(row, 4)
+    paired = pd.DataFrame([{**row, "task": "all"}, {**row, "task": "1", "n": 25}])
+    assert "[-5.0, +9.0]" in rep.paired_note(paired, eps) and rep.paired_note(paired, 8 / 255) == ""
+    _, caption = fig_.cmat_vs_packnet(paired, 20)
+    assert "n = 25 per task, 100 pooled" in caption
+
+
+def test_recipe_paragraph_is_generated_from_the_recipe():
+    from lib.studies import continual_report as rep
+
+    cfg = study.recipe("smoke", per_class_train=80, train_steps=3, n_eval=30)
+    text = rep.recipe_markdown(cfg)
+    assert "80 training" in text and "PGD-3 at" in text and "30 stratified test images" in text
+    assert "64 training" not in rep.recipe_markdown(study.recipe("full"))

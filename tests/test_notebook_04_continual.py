@@ -40,5 +40,6 @@ def test_04_continual_adversarial(tmp_path):
     checks = pd.read_csv(figures / "04_sanity_checks.csv")
     assert checks["passed"].astype(bool).all()
     assert len(pd.read_csv(figures / "04_cmat_vs_packnet_adv.csv")) == 1
-    for name in ("04_accuracy_matrices.png", "04_pgd_bars.png", "04_parameter_use.png"):
+    for name in ("04_accuracy_matrices.png", "04_pgd_bars.png", "04_parameter_use.png", "04_adversarial_matrices.png",
+                 "04_cmat_vs_packnet.png"):
         assert (figures / name).stat().st_size > 5000, name

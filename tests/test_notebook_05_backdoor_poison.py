@@ -25,7 +25,7 @@ def test_05_backdoor_poison(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBOOK_STORE", str(tmp_path / "store"))
     run_notebook(notebooks(["05"])[0], SMALL, tmp_path)
     figures = Path(os.environ["WORKBOOK_FIGURES"])
-    for name in ("05_triggers.png", "05_transfer.png", "05_poison_rate.png", "05_examples.png"):
+    for name in ("05_triggers.png", "05_transfer.png", "05_poison_rate.png", "05_examples.png", "05_tradeoff.png"):
         assert (figures / name).stat().st_size > 5000, name
     teachers = pd.read_csv(figures / "05_teachers.csv")
     assert list(teachers["update_ratio"].fillna(-1)) == [-1, 0.0, 0.9] and (teachers["clean_acc_n"] == 300).all()

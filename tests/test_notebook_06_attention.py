@@ -51,5 +51,5 @@ def test_06_attention_maps(tmp_path, monkeypatch):
     assert set(checked["model"]) == {"05 backdoored teacher"}  # students are reported (their flip rate), not checked
     chosen = pd.read_csv(figures / "06_chosen_images.csv")
     assert len(chosen) == 2 and chosen["image"].between(0, 99).all()
-    for name in ("06_attention_mass.png", "06_attention_grid.png"):
+    for name in ("06_attention_mass.png", "06_attention_grid.png", "06_attention_grid_random.png"):
         assert (figures / name).stat().st_size > 5000, name

@@ -40,6 +40,8 @@ def test_07_unrestricted_gan_trains_then_reuses(tmp_path):
     for name in ("07_gan_losses.png", "07_sample_grid.png", "07_attack_steps.png", "07_unrestricted_examples.png",
                  "07_augmentation.png"):
         assert (_figures() / name).stat().st_size > 5000, name
+    for name in ("07_attack_baseline.csv", "07_judges.csv"):  # the step-0 baseline and the other judges
+        assert len(pd.read_csv(_figures() / name)) > 0, name
     run_notebook(nb, SMALL, tmp_path / "second")
     run2 = pd.read_csv(_figures() / "07_run.csv").iloc[0]
     assert run2.filter(like="cached").astype(bool).all()

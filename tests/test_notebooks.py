@@ -87,7 +87,7 @@ def test_02_transfer_finetune(tmp_path):
     attacked = pd.read_csv(_figures() / "02_attacked_images.csv")  # every class of the target, in proportion
     assert len(attacked) == 50 and attacked["images"].sum() == table["n"].iloc[0] == SMALL02["transfer_n_attack"]
     assert attacked["images"].max() - attacked["images"].min() <= 1
-    for name in ("02_anb.png", "02_transfer_attacks.png", "02_feature_attack_eps.png"):
+    for name in ("02_anb.png", "02_transfer_attacks.png", "02_feature_attack_eps.png", "02_tradeoff.png"):
         assert (_figures() / name).stat().st_size > 5000, name
 
 
@@ -117,5 +117,6 @@ def test_03_adversarial_training(tmp_path):
     assert (best_last["val_low"] <= best_last["val_robust_selected"]).all()
     assert {"test_worst_selected", "test_worst_last"} <= set(best_last.columns)
     assert (best_last["test_worst_selected"] <= best_last["test_pgd20_selected"]).all()
-    for name in ("03_training_curves.png", "03_pgd_steps_bars.png", "03_eps_sweep.png", "03_examples_pgd_at.png"):
+    for name in ("03_training_curves.png", "03_pgd_steps_bars.png", "03_eps_sweep.png", "03_examples_pgd_at.png",
+                 "03_tradeoff.png"):
         assert (_figures() / name).stat().st_size > 5000, name

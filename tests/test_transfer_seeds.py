@@ -193,3 +193,57 @@ def test_ablation_stage_names_and_seed_verdicts():
     missed = R._seed_verdicts(pd.DataFrame(rows("fine_tune_x4", 0.89, 0.27) + rows("reno_early_x4+bn", 0.88, 0.12)),
                               0.03, 0.10)
     assert "**not met**" in missed
+
+
+def test_budgets_beside_accuracies_and_unequal_budget_wording():
+    kw = ST.recipe("smoke")["method_kw"]
+    b = ST.budgets(kw)
+    assert b["fine_tune"] == f"{kw['fine_tune']['epochs']} epochs, lr {kw['fine_tune']['lr']:g}"
+    assert "distil" in b["renofeation"] and "SWA" in b["renofeation"]
+    assert "iterations" in ST.budgets(ST.recipe("full")["method_kw"])["fine_tune"]
+    table = pd.DataFrame({"method": ["fine_tune", "retrain", "renofeation"], "clean_acc": [0.70, 0.72, 0.81],
+                          "feature_asr": [0.45, 0.12, 0.09]})
+    with_b = ST.with_budget(table, kw, reference="fine_tune")
+    assert list(with_b.columns[:4]) == ["method", "budget", "epochs", "lr"] and "fine_tune_budget" in with_b
+    assert with_b.set_index("method").loc["renofeation", "epochs"] == (kw["renofeation"]["epochs_distill"]
+                                                                       + kw["renofeation"]["epochs_swa"])
+    assert ST.with_budget(with_b, kw, reference="fine_tune").shape == with_b.shape  # idempotent
+    text = ST.headline_paragraph(table, "a test", budget=b)
+    assert f"81.0% (renofeation: {b['renofeation']})" in text and "unequal budgets" in text
+    assert "11.0 points above fine-tuning" in text and "do not rank" in text
+
+
+def test_anb_reading_states_what_base_b_loses():
+    rows = [{"variant": v, "n": n, "test_acc": 0.7, "pgd_acc": p, "seed": 0}
+            for v, n, p in (("AnB", 1, 0.22), ("AnB", 4, 0.08), ("BnB", 1, 0.24), ("BnB", 4, 0.45))]
+    rows.append({"variant": "base B", "n": 0, "test_acc": 0.714, "pgd_acc": 0.454, "seed": 0})
+    text = ST.anb_reading(pd.DataFrame(rows).assign(attack_n=500), n_natural=1000)
+    assert "26.0 points lower" in text and "transfers in part" in text and "-14.0 points" in text
+    assert "does not transfer" not in text
+
+
+def test_sweep_paragraph_groups_and_intervals():
+    rows = [{"method": m, "eps255": e, "clean_acc": 0.7, "n": 200,
+             "feature_asr": (0.1 if m in ST.FRESH_START else 0.6) * e / 4} for m in ST.KEPT_WEIGHTS + ST.FRESH_START
+            for e in (2.0, 4.0)]
+    text = ST.sweep_paragraph(pd.DataFrame(rows))
+    assert "2/255: 30.0%-30.0% against 5.0%-5.0%" in text and "apart at 2/255, 4/255" in text
+
+
+def test_attack_figure_hatches_single_seed_bars_and_tradeoff_and_eps_figures():
+    runs = pd.DataFrame({"method": ["fine_tune", "delta", "renofeation", "fine_tune", "renofeation"],
+                         "seed": [0, 0, 0, 1, 1], "clean_acc": [0.8, 0.7, 0.75, 0.82, 0.74],
+                         "whitebox_acc": 0.1, "feature_asr": [0.5, 0.45, 0.1, 0.55, 0.12],
+                         "teacher_pgd_asr": 0.4, "n": 200})
+    fig = TF.attack_figure(runs, 5.8 / 255, budgets=ST.budgets(ST.recipe("smoke")["method_kw"]))
+    hatched = {round(p.get_x(), 2) for p in fig.axes[1].patches if p.get_hatch()}
+    assert hatched and all(0.5 < x < 1.5 for x in hatched)  # only delta's bars (x = 1) rest on one seed
+    caption = fig._suptitle.get_text()
+    assert "single seed, 95% Wilson" in caption and "mean of 2 seeds, 95% t" in caption and "(delta)" in caption
+    from lib.studies import transfer_tradeoff as TT
+    fig = TT.tradeoff_figure(runs, None, budgets={"fine_tune": "8 epochs, lr 0.02"})
+    assert "%" in fig.axes[0].get_xlabel() and "n = 200" in fig.axes[0].get_title()
+    assert any("fine tune; 8 epochs, lr 0.02 (2 seeds)" == t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    sweep = runs[runs["seed"] == 0].assign(eps255=4.0)
+    fig = TF.feature_eps_figure(pd.concat([sweep, sweep.assign(eps255=8.0)]))
+    assert "n = 200" in fig.axes[0].get_title() and "Wilson" in fig.axes[0].get_legend().get_title().get_text()

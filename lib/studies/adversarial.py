@@ -28,7 +28,9 @@ from ..adversarial_training import METHODS
 from ..artifacts.robust import robust_model
 from . import notebook_params
 from . import recipe as _recipe
-from .adversarial_report import compact_table, read_results  # noqa: F401  (the notebook's tables and text)
+from .adversarial_report import compact_table, headline, read_results  # noqa: F401  (the notebook's tables and text)
+from .adversarial_figures import (class_labels, curves_flat_text, eps_sweep_figure, examples_figure,  # noqa: F401
+                                  pgd_steps_figure, tradeoff_figure, tradeoff_table, training_curves_figure)
 
 _SMOKE = {"dataset": "synsigns", "data_root": None, "arch": "small_cnn",
           "n_classes": 10, "per_class_train": 100, "per_class_test": 40, "width": 16,

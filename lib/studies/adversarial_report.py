@@ -90,3 +90,39 @@ def read_results(compact: pd.DataFrame, best_last: pd.DataFrame, metas: dict, cf
                       "the extra attacks of the ladder (FGSM, PGD-k) still find images the chain misses, so report "
                       "the worst case."))
     return " ".join(out)
+
+
+def headline(compact: pd.DataFrame, cfg: dict) -> dict:
+    """The quantities notebook 03 asserts, and a Markdown paragraph naming exactly them: PGD-AT's
+    gain in **per-image worst-case** accuracy at the training eps over the standard model (an image
+    counts as robust only if every attack of the report fails on it: FGSM, PGD-k for each k,
+    APGD-CE, APGD-T and the AutoAttack-style chain with Square), against the recipe's floor, and
+    whether the two 95% intervals are disjoint. Not the PGD-k accuracy: its gain is quoted beside
+    it, marked as not asserted, so nobody reads one for the other. Returns ``{"text", "gain",
+    "floor", "slack", "pgd_at", "standard"}`` (``slack``: half an image, the float tolerance of
+    the floor: one seed compares image counts)."""
+    e = round(cfg["eps"] * 255, 6)
+    at_eps = compact[(compact["eps_255"] - e).abs() < 1e-6]
+    worst = at_eps[at_eps["attack"] == "worst case"].set_index("method")
+    std, pgd = worst.loc["standard"], worst.loc["pgd_at"]
+    n, gain, floor = int(std.n), float(pgd.acc - std.acc), float(cfg["min_pgd_at_gain"])
+    steps = "/".join(str(k) for k in cfg["pgd_steps"])
+    longest = f"PGD-{max(cfg['pgd_steps'])}"
+    lines = [f"**Asserted below: PGD-AT's gain in per-image worst-case accuracy at {e:g}/255 over the standard "
+             f"model** (an image counts as robust only if every attack fails on it: FGSM, PGD-{steps}, APGD-CE, "
+             f"APGD-T and the AutoAttack-style chain with Square). It is {gain * 100:+.1f} points "
+             f"(floor {floor * 100:.0f} points); n = {n} test images, brackets: 95% interval ({std.interval})."]
+    for m in [k for k in cfg["methods"] if k != "standard" and k in worst.index]:
+        r = worst.loc[m]
+        lines.append(f"- {m}{' (asserted)' if m == 'pgd_at' else ' (not asserted)'}: worst case {_pct(r)} vs "
+                     f"standard {_pct(std)}, gain {(r.acc - std.acc) * 100:+.1f} points")
+    disjoint = bool(pgd.low > std.high)
+    lines.append(f"- PGD-AT's and the standard model's worst-case intervals {'are disjoint' if disjoint else 'overlap'}"
+                 " (second assert).")
+    pg = at_eps[at_eps["attack"] == longest].set_index("method")
+    if {"standard", "pgd_at"} <= set(pg.index):
+        lines.append(f"- Not asserted, for reference: the {longest} accuracy alone gives PGD-AT a gain of "
+                     f"{(pg.loc['pgd_at', 'acc'] - pg.loc['standard', 'acc']) * 100:+.1f} points; the worst case is "
+                     "the lower, trustworthy number.")
+    return {"text": lines[0] + "\n\n" + "\n".join(lines[1:]), "gain": gain, "floor": floor, "slack": 0.5 / n,
+            "pgd_at": pgd, "standard": std}

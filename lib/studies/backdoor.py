@@ -17,8 +17,9 @@ on GTSRB (same) and a new task (``full_new``: MIT-67 or CUB-200), file-backed wi
 pasted after the 224-px crop (:class:`PoisonedImages`).
 
 The models are :mod:`lib.artifacts.backdoor` (one row of its ``METHOD_TABLE`` per transfer
-method); this module holds the recipe, and :mod:`.backdoor_report` the tables, findings and
-generated paragraphs.
+method); this module holds the recipe and the figures drawn from the tables (poison rate,
+clean accuracy against ASR), and :mod:`.backdoor_report` the tables, findings and generated
+paragraphs.
 """
 from __future__ import annotations
 
@@ -107,3 +108,79 @@ def check(cfg: dict) -> str | None:
     if not 0 <= cfg["target"] < cfg["teacher_classes"]:
         return f"bd_target {cfg['target']} is not one of the teacher's {cfg['teacher_classes']} classes"
     return None
+
+
+def rate_figure(rates):
+    """ASR (BackdoorBench) against the poison rate, one line per model of
+    :func:`lib.studies.backdoor_report.rate_table` (the teacher and its fine-tuned student), each
+    point with its 95% Wilson interval over the triggered non-target test images."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for (model, g), mk in zip(rates.groupby("model", sort=False), "osD^v"):
+        ax.errorbar(g["rate"] * 100, g["asr_bb"] * 100, yerr=[(g["asr_bb"] - g["asr_bb_low"]) * 100,
+                                                             (g["asr_bb_high"] - g["asr_bb"]) * 100],
+                    marker=mk, capsize=3, label=model)
+    ticks = sorted(set(rates["rate"]))
+    ax.set(xscale="log", xlabel="poison rate (% of the teacher's training images)", ylabel="ASR, BackdoorBench (%)",
+           ylim=(0, 102), title=f"ASR vs poison rate (n={_n(rates, 'asr_bb')} triggered test images, 95% Wilson)")
+    ax.set_xticks([r * 100 for r in ticks], [f"{r * 100:g}" for r in ticks])
+    ax.minorticks_off()
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+_MARKERS = "osD^vP"
+_COLOURS = [0, 1, 2, 3, 4, 5, 9, 8, 7]  # the colour-blind palette without its second pink
+
+
+def tradeoff_figure(transfer):
+    """Clean accuracy against ASR, one point per student of
+    :func:`lib.studies.backdoor_report.transfer_table` (colour: method, marker: update ratio), both
+    95% Wilson intervals as error bars; the control (fine-tuning of the clean teacher) is the black
+    star. Same task: BackdoorBench ASR; new task, where the target names an unrelated class: the
+    untargeted rate. A defence is good where it sits at the control's corner (low ASR, high accuracy)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    t = transfer.copy()
+    t["model"] = [("control (clean teacher)" if r.teacher == "clean" else f"mag {r.mag_ratio:g}" if r.method == "mag"
+                   else r.method) for r in t.itertuples()]
+    models = [m for m in dict.fromkeys(t["model"]) if not m.startswith("control")]
+    colour = {m: f"C{i}" for i, m in zip(_COLOURS, models)} | {"control (clean teacher)": "k"}
+    ratios = sorted(set(t["update_ratio"]))
+    marker = {r: _MARKERS[i % len(_MARKERS)] for i, r in enumerate(ratios)}
+    panels = [("same", "asr_bb", "ASR, BackdoorBench (%)"), ("new", "untargeted_asr", "untargeted rate (%)")]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, (task, x, xlabel) in zip(axes, panels):
+        d = t[t["task"] == task]
+        for r in d.itertuples():
+            r = r._asdict()
+            ctrl = r["teacher"] == "clean"
+            ax.errorbar(r[x] * 100, r["clean_acc"] * 100, xerr=_err(r, x), yerr=_err(r, "clean_acc"),
+                        marker="*" if ctrl else marker[r["update_ratio"]], ms=16 if ctrl else 7,
+                        mfc="none" if ctrl else None, mew=1.5 if ctrl else 1,  # hollow: points under it show
+                        color=colour[r["model"]], capsize=2, lw=0.9, alpha=0.9, zorder=2 if ctrl else 3)
+        ax.set(xlim=(-3, 103), ylim=(0, 100), xlabel=xlabel, ylabel="clean accuracy (%)",
+               title=f"{task} task\n(n={_n(d, 'clean_acc')} clean test images; {_n(d, x)} triggered"
+                     + (")" if task == "same" else ", clean-correct)"))
+    handles = [Line2D([], [], color=c, marker="*" if c == "k" else "o", ms=10 if c == "k" else 6, ls="", label=m,
+                      mfc="none" if c == "k" else c) for m, c in colour.items()]
+    handles += [Line2D([], [], color="grey", marker=marker[r], ls="", label=f"update ratio {r:g}") for r in ratios]
+    axes[1].legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle("students of the backdoored teacher and the control: clean accuracy vs backdoor "
+                 "(95% Wilson intervals)")
+    fig.tight_layout()
+    return fig
+
+
+def _err(r: dict, m: str) -> list:
+    """Matplotlib's ``[[below], [above]]`` error of column ``m`` of row ``r``, in percent."""
+    return [[(r[m] - r[m + "_low"]) * 100], [(r[m + "_high"] - r[m]) * 100]]
+
+
+def _n(table, m: str) -> str:
+    """The ``n`` of column ``m`` in ``table``: one number, or the range when the rows differ."""
+    lo, hi = int(table[m + "_n"].min()), int(table[m + "_n"].max())
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"

@@ -130,9 +130,27 @@ def _pick(table: pd.DataFrame, **where) -> pd.Series | None:
     return t.iloc[0] if len(t) else None
 
 
-def _finding(name: str, claim: str, value: float, margin: float, detail: str) -> dict:
-    return {"finding": name, "claim": claim, "value": value, "margin": margin, "held": bool(value >= margin),
-            "detail": detail}
+def gap(a: pd.Series, b: pd.Series, m: str) -> tuple[float, float, float]:
+    """``a[m] - b[m]`` and its 95% interval by Newcombe's hybrid score method (1998, method 10) from
+    the two rows' Wilson intervals. It treats the rows as independent; where both are measured on
+    the same images (as here) a paired interval would be narrower, so this one is conservative."""
+    d = a[m] - b[m]
+    return (d, d - ((a[m] - a[m + "_low"]) ** 2 + (b[m + "_high"] - b[m]) ** 2) ** 0.5,
+            d + ((a[m + "_high"] - a[m]) ** 2 + (b[m] - b[m + "_low"]) ** 2) ** 0.5)
+
+
+def _pts(g: tuple[float, float, float]) -> str:
+    """A gap from :func:`gap` in points with its interval and whether that excludes zero."""
+    sep = "separated" if g[1] > 0 or g[2] < 0 else "not separated"
+    return f"{g[0] * 100:+.1f} points [{g[1] * 100:+.1f}, {g[2] * 100:+.1f}], {sep}"
+
+
+def _finding(name: str, claim: str, g: tuple[float, float, float], margin: float, detail: str) -> dict:
+    """``held``: the point estimate reaches ``margin`` (what the notebook asserts); ``shown``: the
+    whole 95% interval ``[low, high]`` of the value does."""
+    value, low, high = g
+    return {"finding": name, "claim": claim, "value": value, "low": low, "high": high, "margin": margin,
+            "held": bool(value >= margin), "shown": bool(low >= margin), "detail": detail}
 
 
 def _pct(r: pd.Series, m: str) -> str:
@@ -140,7 +158,8 @@ def _pct(r: pd.Series, m: str) -> str:
 
 
 def findings(teachers: pd.DataFrame, transfer: pd.DataFrame, cfg: dict) -> pd.DataFrame:
-    """The notebook's findings, each a measured ``value`` against its ``margin`` (``held``):
+    """The notebook's findings, each a measured ``value`` with its 95% interval ``[low, high]``
+    (:func:`gap`) against its ``margin``: ``held`` by the point estimate, ``shown`` by the interval:
 
     - ``planted``: the backdoored teacher (update ratio 0) reaches ASR >= ``min_asr`` (value:
       ASR - min_asr, margin 0) ...
@@ -162,27 +181,29 @@ def findings(teachers: pd.DataFrame, transfer: pd.DataFrame, cfg: dict) -> pd.Da
     m, mc = cfg["asr_margin"], cfg["clean_margin"]
     bd = _pick(teachers, teacher="backdoor", update_ratio=0.0)
     clean = _pick(teachers, teacher="clean")
-    out.append(_finding("planted", f"planted teacher ASR >= {cfg['min_asr']:.0%}", bd["asr"] - cfg["min_asr"], 0.0,
+    out.append(_finding("planted", f"planted teacher ASR >= {cfg['min_asr']:.0%}",
+                        tuple(bd[c] - cfg["min_asr"] for c in ("asr", "asr_low", "asr_high")), 0.0,
                         f"teacher ASR {_pct(bd, 'asr')}"))
-    drop = clean["clean_acc"] - bd["clean_acc"]
+    drop = gap(clean, bd, "clean_acc")
     out.append(_finding("planted_clean", f"planted teacher's clean accuracy within {mc:.0%} of the clean teacher's",
-                        mc - drop, 0.0, f"clean {_pct(bd, 'clean_acc')} vs {_pct(clean, 'clean_acc')}"))
+                        (mc - drop[0], mc - drop[2], mc - drop[1]), 0.0,
+                        f"clean {_pct(bd, 'clean_acc')} vs {_pct(clean, 'clean_acc')}"))
     same = transfer[transfer["task"] == "same"]
     ft = _pick(same, method="fine_tune", teacher="backdoor", update_ratio=0.0)
     ctrl = _pick(same, method="fine_tune", teacher="clean")
     if ft is not None and ctrl is not None:
         out.append(_finding("survives_targeted", f"fine-tuned student's ASR >= control + {m:.0%}",
-                            ft["asr_bb"] - ctrl["asr_bb"], m,
+                            gap(ft, ctrl, "asr_bb"), m,
                             f"ASR (BackdoorBench) {_pct(ft, 'asr_bb')} vs control {_pct(ctrl, 'asr_bb')}"))
         out.append(_finding("survives_untargeted", f"trigger costs the fine-tuned student >= {m:.0%} more RA "
-                            f"than the control", (ctrl["ra"] - ft["ra"]), m,
+                            f"than the control", gap(ctrl, ft, "ra"), m,
                             f"RA {_pct(ft, 'ra')} vs control {_pct(ctrl, 'ra')}"))
         for d in [x for x in cfg["methods"] if x != "fine_tune"]:
             r = _pick(same, method=d, teacher="backdoor", update_ratio=0.0)
             if r is None or (d == "mag" and r["mag_ratio"] != cfg["mag_ratio"]):
                 continue
             out.append(_finding(f"{d}_removes", f"{d} lowers the fine-tuned student's ASR by >= {m:.0%}",
-                                ft["asr_bb"] - r["asr_bb"], m,
+                                gap(ft, r, "asr_bb"), m,
                                 f"ASR {_pct(r, 'asr_bb')} vs fine-tuning {_pct(ft, 'asr_bb')}; clean "
                                 f"{r['clean_acc']:.1%} vs {ft['clean_acc']:.1%}"))
     new = transfer[transfer["task"] == "new"]
@@ -190,7 +211,7 @@ def findings(teachers: pd.DataFrame, transfer: pd.DataFrame, cfg: dict) -> pd.Da
     ctn = _pick(new, method="fine_tune", teacher="clean")
     if ftn is not None and ctn is not None:
         out.append(_finding("survives_new_task", f"new task: untargeted rate >= control + {m:.0%}",
-                            ftn["untargeted_asr"] - ctn["untargeted_asr"], m,
+                            gap(ftn, ctn, "untargeted_asr"), m,
                             f"untargeted {_pct(ftn, 'untargeted_asr')} vs control {_pct(ctn, 'untargeted_asr')}"))
     top = max(cfg["update_ratios"])
     mags = same[(same["method"] == "mag") & (same["mag_ratio"] == cfg["mag_ratio"])]
@@ -198,11 +219,11 @@ def findings(teachers: pd.DataFrame, transfer: pd.DataFrame, cfg: dict) -> pd.Da
     dv = _pick(same, method="divmag", update_ratio=top)
     if lo is not None and hi is not None and top > 0:
         out.append(_finding("masked_survives_mag", f"mag leaves more ASR after planting at update ratio {top:g} "
-                            f"than at 0", hi["asr_bb"] - lo["asr_bb"], 0.0,
+                            f"than at 0", gap(hi, lo, "asr_bb"), 0.0,
                             f"ASR {_pct(hi, 'asr_bb')} vs {_pct(lo, 'asr_bb')}"))
     if hi is not None and dv is not None:
         out.append(_finding("divmag_beats_mag", f"divmag removes more than mag (update ratio {top:g})",
-                            hi["asr_bb"] - dv["asr_bb"], 0.0, f"ASR {_pct(dv, 'asr_bb')} vs mag {_pct(hi, 'asr_bb')}"))
+                            gap(hi, dv, "asr_bb"), 0.0, f"ASR {_pct(dv, 'asr_bb')} vs mag {_pct(hi, 'asr_bb')}"))
     return pd.DataFrame(out)
 
 
@@ -305,12 +326,12 @@ def flip_paragraph(flips: pd.DataFrame, cfg: dict) -> str:
     for m in cfg["flip_methods"]:
         a, b = _pick(flips, teacher="clean", model=m), _pick(flips, teacher="flip", model=m)
         parts.append(f"{m.replace('_', ' ')} {b['clean_acc']:.1%} vs {a['clean_acc']:.1%} "
-                     f"({(b['clean_acc'] - a['clean_acc']) * 100:+.1f} points)")
+                     f"({_pts(gap(b, a, 'clean_acc'))})")
     return (f"Flipping {cfg['flip_rate']:.0%} of the teacher's labels changes its clean accuracy from "
-            f"{_pct(c, 'clean_acc')} to {_pct(f, 'clean_acc')} ({(f['clean_acc'] - c['clean_acc']) * 100:+.1f} "
-            f"points). Students of the label-flip teacher against students of the clean teacher: "
-            + "; ".join(parts) + ". Intervals of about ±"
-            f"{(c['clean_acc_high'] - c['clean_acc_low']) * 50:.0f} points apply to each number.")
+            f"{_pct(c, 'clean_acc')} to {_pct(f, 'clean_acc')} ({_pts(gap(f, c, 'clean_acc'))}). Students of the "
+            f"label-flip teacher against students of the clean teacher: " + "; ".join(parts) + ". Each difference "
+            "carries its 95% interval (Newcombe's method over the two Wilson intervals); \"not separated\": the "
+            "interval contains zero.")
 
 
 def headline_paragraph(teachers: pd.DataFrame, transfer: pd.DataFrame, found: pd.DataFrame, cfg: dict) -> str:
@@ -331,12 +352,14 @@ def headline_paragraph(teachers: pd.DataFrame, transfer: pd.DataFrame, found: pd
                  f"[{ft['asr_bb_low']:.1%}, {ft['asr_bb_high']:.1%}]")
         if ctrl is not None:
             text += f" against {ctrl['asr_bb']:.1%} for the control that fine-tuned the clean teacher"
-        text += ("; " + ("more" if ft["asr_bb"] > bb["fine_tuning"] + 0.05 else "about as little") +
-                 f" than BackdoorBench's fine-tuning defence ({bb['fine_tuning']:.1%}), which fine-tunes the "
-                 f"backdoored model itself. ")
+        side = ("more than" if ft["asr_bb_low"] > bb["fine_tuning"] else "less than" if ft["asr_bb_high"] <
+                bb["fine_tuning"] else "not separated from")
+        text += (f"; {side} what BackdoorBench's fine-tuning defence leaves ({bb['fine_tuning']:.1%}; it "
+                 f"fine-tunes the backdoored model itself). ")
         if fp is not None:
             text += (f"Fine-pruning leaves {fp['asr_bb']:.1%} (BackdoorBench: {bb['fine_pruning']:.1%}) at a clean "
-                     f"accuracy of {fp['clean_acc']:.1%} against fine-tuning's {ft['clean_acc']:.1%}. ")
+                     f"accuracy of {fp['clean_acc']:.1%} against fine-tuning's {ft['clean_acc']:.1%} "
+                     f"({_pts(gap(fp, ft, 'clean_acc'))}; 95% interval of the difference). ")
     new = transfer[transfer["task"] == "new"]
     ftn = _pick(new, method="fine_tune", teacher="backdoor", update_ratio=0.0)
     ctn = _pick(new, method="fine_tune", teacher="clean")
@@ -344,12 +367,25 @@ def headline_paragraph(teachers: pd.DataFrame, transfer: pd.DataFrame, found: pd
         text += (f"BadNets (Gu et al. 2017) found that a traffic-sign network re-trained for another country's signs "
                  f"keeps its backdoor as an accuracy drop on triggered images; on our new task the trigger flips "
                  f"{ftn['untargeted_asr']:.1%} of the fine-tuned student's correct predictions against "
-                 f"{ctn['untargeted_asr']:.1%} for the control, "
-                 + ("so the backdoor's damage survives into a new task too. " if ftn["untargeted_asr"] - ctn[
-                     "untargeted_asr"] >= cfg["asr_margin"] else "so here it does not survive into a new task. "))
-    held = found[found["held"]]["finding"].tolist()
+                 f"{ctn['untargeted_asr']:.1%} for the control ({_pts(gap(ftn, ctn, 'untargeted_asr'))}), "
+                 + ("so the backdoor's damage survives into a new task too. "
+                    if gap(ftn, ctn, "untargeted_asr")[1] >= cfg["asr_margin"] else
+                    f"so here it is not shown to survive into a new task by {cfg['asr_margin']:.0%} or more. "))
+    return text + findings_sentence(found)
+
+
+def findings_sentence(found: pd.DataFrame) -> str:
+    """Which findings the intervals show (95% interval of the value at or above its margin), which
+    reach the margin by the point estimate only (the interval does not separate them), which not."""
+    shown = found[found["shown"]]["finding"].tolist()
+    point = found[found["held"] & ~found["shown"]]
     missed = found[~found["held"]]
-    text += f"Findings that held at their margins: {', '.join(held) if held else 'none'}. "
+    text = f"Findings whose 95% interval lies at or above their margin: {', '.join(shown) if shown else 'none'}. "
+    if len(point):
+        text += ("At their margin by the point estimate only (the 95% interval reaches below it, so not "
+                 "separated from it): " + "; ".join(
+            f"{r.finding} ({r.value * 100:+.1f} points [{r.low * 100:+.1f}, {r.high * 100:+.1f}] against "
+            f"{r.margin * 100:.0f}; {r.detail})" for r in point.itertuples()) + ". ")
     if len(missed):
         text += "Not shown here: " + "; ".join(f"{r.finding} ({r.detail})" for r in missed.itertuples()) + "."
     return text
@@ -357,41 +393,43 @@ def headline_paragraph(teachers: pd.DataFrame, transfer: pd.DataFrame, found: pd
 
 def expectations_paragraph(transfer: pd.DataFrame, cfg: dict) -> str:
     """The authors' two expectations (masked planting survives ``mag`` better; ``divmag``
-    removes more than ``mag``), read from the same-task rows of :func:`transfer_table`, with
-    what the numbers say about why they hold or not."""
+    removes more than ``mag``), read from the same-task rows of :func:`transfer_table`; every
+    comparison is worded by the 95% interval of its difference (:func:`gap`)."""
     same = transfer[(transfer["task"] == "same") & (transfer["teacher"] == "backdoor")]
     ratios = [r for r in cfg["update_ratios"] if _pick(same, method="fine_tune", update_ratio=r) is not None]
     if not ratios or "mag" not in cfg["ratio_methods"]:
         return ""
 
-    def asr(method, r):
+    def row(method, r):
         rows = same[(same["method"] == method) & (same["update_ratio"] == r)]
         if method == "mag":
             rows = rows[rows["mag_ratio"] == cfg["mag_ratio"]]
-        return float(rows["asr_bb"].iloc[0]) if len(rows) else float("nan")
+        return rows.iloc[0] if len(rows) else None
 
-    ft = {r: asr("fine_tune", r) for r in ratios}
-    mg = {r: asr("mag", r) for r in ratios}
-    dv = {r: asr("divmag", r) for r in ratios}
+    ft, mg, dv = ({r: row(m, r) for r in ratios} for m in ("fine_tune", "mag", "divmag"))
     lo, hi = min(ratios), max(ratios)
-    effect = max(abs(mg[r] - ft[r]) for r in ratios)
-    text = ("**The authors' expectations.** After plain fine-tuning, the backdoor's ASR is "
-            + ", ".join(f"{ft[r]:.1%} (update ratio {r:g})" for r in ratios) + ". ")
-    text += (f"Masked planting {'survives better' if ft[hi] > ft[lo] else 'survives worse'} here: holding the "
-             f"smallest conv weights fixed {'raised' if ft[hi] > ft[lo] else 'lowered'} the fine-tuned student's ASR "
-             f"from {ft[lo]:.1%} to {ft[hi]:.1%}. ")
-    if ft[hi] <= ft[lo]:
+    text = ("**The authors' expectations** (differences with their 95% intervals, Newcombe's method over the two "
+            "Wilson intervals). After plain fine-tuning, the backdoor's ASR is "
+            + ", ".join(f"{ft[r]['asr_bb']:.1%} (update ratio {r:g})" for r in ratios) + ". ")
+    g = gap(ft[hi], ft[lo], "asr_bb")
+    verdict = "survives better" if g[1] > 0 else "survives worse" if g[2] < 0 else "is not separated from free planting"
+    text += (f"Masked planting {verdict} here: holding the smallest conv weights fixed moved the fine-tuned student's "
+             f"ASR from {ft[lo]['asr_bb']:.1%} to {ft[hi]['asr_bb']:.1%} ({_pts(g)}). ")
+    if g[2] < 0:
         text += ("A likely reason, not tested here: BatchNorm and the head always train while planting, so the fewer "
                  "conv weights may move, the more of the backdoor lives in the head, which the victim replaces. ")
-    text += (f"mag (zeroing the smallest {cfg['mag_ratio']:.0%} of conv weights before fine-tuning) changes the "
-             f"ASR by at most {effect * 100:.1f} points against plain fine-tuning at any update ratio: "
-             + ("zeroing the smallest weights does not remove the backdoor here, whether planting was masked or "
-                "not. " if effect < cfg["asr_margin"] / 2 else "it does remove part of the backdoor. "))
-    if dv[hi] == dv[hi]:
-        better = dv[hi] < mg[hi]
-        text += (f"divmag leaves {dv[hi]:.1%} against mag's {mg[hi]:.1%} from the teacher planted at update ratio "
-                 f"{hi:g} ({dv[lo]:.1%} vs {mg[lo]:.1%} at {lo:g}): "
-                 + ("resetting the weights the victim's task barely moves relative to their size reaches the "
-                    "large weights where masked planting put the backdoor." if better else
-                    "it does not remove more than mag here."))
+    gaps = {r: gap(ft[r], mg[r], "asr_bb") for r in ratios if mg[r] is not None}
+    removes = [r for r, x in gaps.items() if x[1] > 0]
+    text += (f"mag (zeroing the smallest {cfg['mag_ratio']:.0%} of conv weights before fine-tuning) against plain "
+             "fine-tuning, ASR removed: " + "; ".join(f"update ratio {r:g} {_pts(x)}" for r, x in gaps.items()) + ": "
+             + (f"it removes part of the backdoor at update ratio {', '.join(f'{r:g}' for r in removes)}. " if removes
+                else "zeroing the smallest weights does not measurably remove the backdoor here, whether planting "
+                     "was masked or not. "))
+    if dv[hi] is not None and mg[hi] is not None:
+        g = gap(mg[hi], dv[hi], "asr_bb")
+        text += (f"divmag leaves {dv[hi]['asr_bb']:.1%} against mag's {mg[hi]['asr_bb']:.1%} from the teacher planted "
+                 f"at update ratio {hi:g} ({_pts(g)}): "
+                 + ("it removes more than mag, as the authors expect if resetting the weights the victim's task barely "
+                    "moves reaches the large weights where masked planting put the backdoor." if g[1] > 0 else
+                    "it is not shown to remove more than mag here."))
     return text

@@ -62,3 +62,61 @@ def shared_resnet20_check() -> dict | None:
     return {"base": "shared resnet20 (CIFAR-10)", "arch": "resnet20", "classes": 10,
             "params": sum(p.numel() for p in model.parameters()), "test_acc": evaluate(model, test)["acc"],
             "chance": 0.1, "data": "real CIFAR-10 JPEG subset (1,000 test images)"}
+
+
+def with_intervals(results):
+    """``results`` (one row per base, ``test_acc`` over ``test_n`` images) with the 95% Wilson
+    interval of each accuracy as ``test_low`` and ``test_high``."""
+    from ..metrics import binomial_interval
+
+    out = results.copy()
+    if len(out):
+        bounds = [binomial_interval(round(a * n), n) for a, n in zip(out["test_acc"], out["test_n"])]
+        out["test_low"], out["test_high"] = zip(*bounds)
+    return out
+
+
+def accuracy_figure(results):
+    """Test accuracy of each base (bars) with its 95% Wilson interval over its ``test_n`` test
+    images, beside chance (dashed): the base is usable only if its interval sits far above it."""
+    import matplotlib.pyplot as plt
+
+    r = with_intervals(results)
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    x = range(len(r))
+    ax.bar(x, r["test_acc"], color=[f"C{i}" for i in x], tick_label=[f"base {b}" for b in r["base"]])
+    ax.errorbar(x, r["test_acc"], yerr=[r["test_acc"] - r["test_low"], r["test_high"] - r["test_acc"]],
+                fmt="none", color="k", capsize=4, lw=1.2, label="95% Wilson interval")
+    ax.axhline(r["chance"].max(), ls="--", c="grey", label=f"chance ({r['chance'].max():.0%})")
+    ax.set(ylim=(0, 1), ylabel="test accuracy",
+           title=f"pretrained bases (synsigns halves)\nn={_n_text(r)} test images per base, 95% Wilson")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(histories: dict, results):
+    """Training accuracy (solid) and test accuracy (dashed, with a 95% Wilson band over the base's
+    ``test_n`` test images) per epoch for each base of ``results``; ``histories`` maps
+    ``"base <half>"`` to ``fit``'s history (its ``val_acc`` is the whole test set)."""
+    import matplotlib.pyplot as plt
+
+    from ..metrics import binomial_interval
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for i, r in enumerate(results.itertuples()):
+        h = histories[f"base {r.base}"]
+        band = [binomial_interval(round(a * r.test_n), r.test_n) for a in h["val_acc"]]
+        ax.plot(h["epoch"], h["train_acc"], "-o", ms=4, c=f"C{i}", label=f"base {r.base}: train")
+        ax.plot(h["epoch"], h["val_acc"], "--o", ms=4, c=f"C{i}", mfc="white", label=f"base {r.base}: test")
+        ax.fill_between(h["epoch"], [b[0] for b in band], [b[1] for b in band], color=f"C{i}", alpha=0.2, lw=0)
+    ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1),
+           title=f"bases A and B on synsigns halves\n(test band: 95% Wilson, n={_n_text(results)} test images "
+                 "per base)")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def _n_text(results) -> str:
+    return ", ".join(f"{int(n):,}" for n in dict.fromkeys(results["test_n"]))

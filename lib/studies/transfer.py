@@ -34,7 +34,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..artifacts.transfer import METHODS
-from ..metrics import seed_interval
+from ..metrics import binomial_interval, seed_interval
 from . import notebook_params, with_needs
 from . import recipe as _recipe
 
@@ -133,12 +133,69 @@ def headline_check(table: pd.DataFrame, *, asr_ratio: float = 0.5, asr_gap: floa
     return pd.DataFrame(rows)
 
 
-def headline_paragraph(table: pd.DataFrame, target: str, note: str = "") -> str:
+def budget_text(method: str, kw: dict) -> str:
+    """A student's training budget in words, from its ``method_kw`` entry: epochs and learning
+    rate (smoke), or iterations, batch and learning rate (full); Renofeation's two stages apart."""
+    if method == "renofeation":
+        if "distill_iterations" in kw:
+            return (f"{kw['distill_iterations']:,} distil + {kw['swa_iterations']:,} SWA iterations at batch "
+                    f"{kw.get('batch_size', 64)}, lr {kw['lr']:g} / SWA {kw['swa_lr']:g}")
+        return (f"{kw['epochs_distill']} distil + {kw['epochs_swa']} SWA epochs, "
+                f"lr {kw['lr']:g} / SWA {kw['swa_lr']:g}")
+    if "iterations" in kw:
+        return f"{kw['iterations']:,} iterations at batch {kw.get('batch_size', 64)}, lr {kw['lr']:g}"
+    return f"{kw['epochs']} epochs, lr {kw['lr']:g}"
+
+
+def budgets(method_kw: dict) -> dict[str, str]:
+    """:func:`budget_text` of every method of a recipe's ``method_kw``."""
+    return {m: budget_text(m, kw) for m, kw in method_kw.items()}
+
+
+def with_budget(table: pd.DataFrame, method_kw: dict, reference: str | None = None) -> pd.DataFrame:
+    """``table`` (a ``method`` column) with each student's training budget beside it: ``budget``
+    (:func:`budget_text`), ``epochs`` (all stages; empty in the full profile, which counts
+    iterations) and ``lr``; with ``reference`` also ``<reference>_budget``. Accuracies of students
+    trained at different budgets are not a ranking of the methods: the table says which budget each had."""
+    def epochs(kw):
+        return kw.get("epochs", kw.get("epochs_distill", 0) + kw.get("epochs_swa", 0)) or float("nan")
+
+    cols = {"budget": lambda kw, m: budget_text(m, kw), "epochs": lambda kw, m: epochs(kw),
+            "lr": lambda kw, m: kw.get("lr", float("nan"))}
+    out = table.drop(columns=[c for c in cols if c in table])
+    for i, (col, fn) in enumerate(cols.items()):
+        out.insert(1 + i, col, [fn(method_kw[m], m) if m in method_kw else None for m in out["method"]])
+    if reference is not None and reference in method_kw:
+        out[f"{reference}_budget"] = budget_text(reference, method_kw[reference])
+    return out
+
+
+def _budget_sentence(r: pd.DataFrame, budget: dict[str, str]) -> str:
+    """Renofeation's and re-training's clean accuracy against fine-tuning's, each with its budget,
+    worded as a comparison at unequal budgets (the recipes differ in epochs and learning rate)."""
+    out = []
+    for m in ("retrain", "renofeation"):
+        if {m, "fine_tune"} <= set(r.index) and m in budget and "fine_tune" in budget:
+            d = (r.loc[m, "clean_acc"] - r.loc["fine_tune", "clean_acc"]) * 100
+            out.append(f"{m.replace('_', ' ')} is {abs(d):.1f} points {'above' if d >= 0 else 'below'} fine-tuning "
+                       f"in clean accuracy ({budget[m]} against {budget['fine_tune']})")
+    if not out:
+        return ""
+    return ("The students trained at **unequal budgets**: " + "; ".join(out) + ". These differences mix the "
+            "method with its training budget, so they do not rank the methods by clean accuracy (section 4b "
+            "compares Renofeation and fine-tuning on real images at matched numbers of epochs). ")
+
+
+def headline_paragraph(table: pd.DataFrame, target: str, note: str = "",
+                       budget: dict[str, str] | None = None) -> str:
     """A Markdown paragraph comparing an :func:`attack_table` with the seed's headline
     (:data:`SEED_HEADLINE`); ``note`` is inserted after the numbers (e.g. why absolute rates
-    differ in a small setting)."""
+    differ in a small setting). ``budget`` (:func:`budgets`) writes each student's training budget
+    beside its clean accuracy and says that the accuracies compare unequal budgets."""
     r = table.set_index("method")
+    budget = budget or {}
     pct = lambda m, c="feature_asr": f"{r.loc[m, c]:.1%}" if m in r.index else "n/a"
+    acc = lambda m: pct(m, "clean_acc") + (f" ({m.replace('_', ' ')}: {budget[m]})" if m in budget else "")
     ft, rn = SEED_HEADLINE["fine_tune"], SEED_HEADLINE["renofeation"]
     text = (f"The seed reports, for ImageNet ResNet-18 fine-tuned to its target datasets, a feature-attack "
             f"success rate of **{ft:.1%}** for fine-tuning against **{rn:.1%}** for Renofeation (about "
@@ -147,10 +204,10 @@ def headline_paragraph(table: pd.DataFrame, target: str, note: str = "") -> str:
             f"**{pct('renofeation')}**")
     if {"fine_tune", "renofeation"} <= set(r.index) and r.loc["renofeation", "feature_asr"] > 0:
         text += f" ({r.loc['fine_tune', 'feature_asr'] / r.loc['renofeation', 'feature_asr']:.1f}x lower)"
-    text += (f", at clean accuracies of {pct('fine_tune', 'clean_acc')}, {pct('retrain', 'clean_acc')} and "
-             f"{pct('renofeation', 'clean_acc')}. ")
+    text += f", at clean accuracies of {acc('fine_tune')}, {acc('retrain')} and {acc('renofeation')}. "
     if note:
         text += note.strip() + " "
+    text += _budget_sentence(r, budget)
     kept = [m for m in ("linear_probe", "l2_sp", "delta") if m in r.index]
     if kept:
         text += ("Methods that keep the teacher's weights or stay close to them inherit its weakness ("
@@ -205,9 +262,48 @@ def anb_check(anb: pd.DataFrame, *, margin: float = 0.10, column: str = "pgd_acc
     return pd.DataFrame(out)
 
 
-def anb_paragraph(anb: pd.DataFrame, checks: pd.DataFrame, eps: float) -> str:
+def _wilson_pct(p: float, n: int) -> str:
+    low, high = binomial_interval(round(p * n), n)
+    return f"{p:.1%} [{low:.1%}, {high:.1%}]"
+
+
+def anb_reading(one: pd.DataFrame, n_natural: int | None = None) -> str:
+    """What the adversarial panels of the AnB figure show, from one seed's rows of
+    :func:`lib.transfer.anb_sweep` (a ``base B`` row optional): how PGD accuracy moves from the
+    first to the last depth for AnB and BnB, and how much base B itself (no weight of A) loses
+    under the attack crafted on A, with 95% Wilson intervals (``n_natural``: the natural images)."""
+    n = int(one["attack_n"].dropna().iloc[0])
+    first, last = one.loc[one["variant"] == "AnB", "n"].min(), one.loc[one["variant"] == "AnB", "n"].max()
+    v = lambda variant, k, c: float(one.loc[(one["variant"] == variant) & (one["n"] == k), c].iloc[0])
+    moves = []
+    for variant in ("AnB", "BnB"):
+        if ((one["variant"] == variant) & (one["n"] == first)).any():
+            a, b = v(variant, first, "pgd_acc"), v(variant, last, "pgd_acc")
+            moves.append(f"{variant}'s PGD accuracy goes from {_wilson_pct(a, n)} at n = {first} to "
+                         f"{_wilson_pct(b, n)} at n = {last} ({(b - a) * 100:+.1f} points)")
+    text = ("In the adversarial panels, " + "; ".join(moves) + ". ") if moves else ""
+    if (one["variant"] == "base B").any():
+        ref = one[one["variant"] == "base B"].iloc[0]
+        nat = _wilson_pct(ref["test_acc"], n_natural) if n_natural else f"{ref['test_acc']:.1%}"
+        drop = (ref["test_acc"] - ref["pgd_acc"]) * 100
+        apart = (binomial_interval(round(ref["pgd_acc"] * n), n)[1]
+                 < binomial_interval(round(ref["test_acc"] * (n_natural or n)), n_natural or n)[0])
+        text += (f"Base B, trained on task B from scratch and sharing no weight with A, scores {nat} on natural "
+                 f"images and {_wilson_pct(ref['pgd_acc'], n)} under the PGD crafted on A ({drop:.1f} points "
+                 f"lower): the attack on A {'transfers in part to' if apart else 'does not measurably lower'} what "
+                 f"B learned on its own")
+        if ((one["variant"] == "AnB") & (one["n"] == last)).any():
+            anb_drop = (v("AnB", last, "test_acc") - v("AnB", last, "pgd_acc")) * 100
+            text += f", against {anb_drop:.1f} points for AnB at n = {last}"
+        text += f" (brackets: 95% Wilson intervals over the {n} attacked images" + (
+            f", {n_natural} natural test images" if n_natural else "") + "). "
+    return text
+
+
+def anb_paragraph(anb: pd.DataFrame, checks: pd.DataFrame, eps: float, n_natural: int | None = None) -> str:
     """The AnB result as sentences generated from the numbers and :func:`anb_check` (the first
-    seed's accuracies, the claims' mean differences with their spread over seeds)."""
+    seed's accuracies, the claims' mean differences with their spread over seeds) and
+    :func:`anb_reading` (what the adversarial panels and base B show)."""
     first_seed = anb["seed"].min() if "seed" in anb else None
     one = anb if first_seed is None else anb[anb["seed"] == first_seed]
     last = one.loc[one["variant"] == "AnB", "n"].max()
@@ -234,7 +330,7 @@ def anb_paragraph(anb: pd.DataFrame, checks: pd.DataFrame, eps: float) -> str:
         text += ("Every claim's mean passes its margin, but the seed interval of " + "; ".join(unsure)
                  + " reaches zero, so at this number of seeds it is suggestive, not established: attacks made on "
                  "the public base appear to transfer best to models that keep the most of it unchanged.")
-    return text
+    return text + " " + anb_reading(one, n_natural)
 
 
 def student_name(method: str, seed: int, first: int) -> str:
@@ -276,3 +372,42 @@ def seed_sentences(runs: pd.DataFrame, methods: Sequence[str], metrics: dict[str
         if bits:
             out.append(f"{m.replace('_', ' ')} over {len(part)} seeds: " + "; ".join(bits) + ".")
     return " ".join(out)
+
+
+KEPT_WEIGHTS, FRESH_START = ("fine_tune", "linear_probe", "l2_sp", "delta"), ("retrain", "renofeation")
+
+
+def sweep_paragraph(sweep: pd.DataFrame) -> str:
+    """What the feature-attack budget sweep (one row per student and ``eps255``, first seed) shows:
+    per budget the range of success rates of the students that kept the teacher's weights and of
+    those that started from random weights, and whether their 95% Wilson intervals (over each
+    student's clean-correct images) are apart."""
+    def rates(part, methods):
+        rows = part[part["method"].isin(methods)]
+        return [(float(r.feature_asr), *binomial_interval(round(r.feature_asr * round(r.clean_acc * r.n)),
+                                                          round(r.clean_acc * r.n))) for r in rows.itertuples()]
+    bits, apart = [], []
+    for e, part in sweep.groupby("eps255"):
+        kept, fresh = rates(part, KEPT_WEIGHTS), rates(part, FRESH_START)
+        if not kept or not fresh:
+            continue
+        rng = lambda xs: f"{min(x[0] for x in xs):.1%}-{max(x[0] for x in xs):.1%}"
+        bits.append(f"{e:g}/255: {rng(kept)} against {rng(fresh)}")
+        apart.append((e, max(x[2] for x in fresh) < min(x[1] for x in kept)))
+    if not bits:
+        return ""
+    n = int(sweep["n"].iloc[0])
+    text = ("Feature-attack success of the students that kept the teacher's weights (fine-tune, linear probe, "
+            "L2-SP, DELTA) against the two that started from random weights (re-train, Renofeation), per budget: "
+            + "; ".join(bits) + f" (first seed, {n} test images per point). ")
+    sep = [f"{e:g}/255" for e, a in apart if a]
+    both = [f"{e:g}/255" for e, a in apart if not a]
+    text += ("The 95% Wilson intervals of the two groups are apart at " + (", ".join(sep) or "no budget")
+             + (f" and overlap at {', '.join(both)}" if sep and both else "") + ". ")
+    lo, hi = sweep["eps255"].min(), sweep["eps255"].max()
+    small, large = (rates(sweep[sweep["eps255"] == e], FRESH_START) for e in (lo, hi))
+    if small and large and min(x[1] for x in large) > max(x[2] for x in small):
+        text += (f"The re-started students are attacked more often at {hi:g}/255 than at {lo:g}/255 (intervals apart): "
+                 "independence from the teacher lowers the attack's success, it does not remove it, as "
+                 "ordinary black-box transfer attacks also reach any model at large budgets.")
+    return text

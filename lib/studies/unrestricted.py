@@ -105,7 +105,8 @@ def _acc_row(prefix: str, pred, y) -> dict:
 
 
 @torch.no_grad()
-def _pred(model, x):
+def predictions(model, x):
+    """The classes ``model`` predicts for ``x``, in batches of 256, on the CPU."""
     device = train.model_device(model)
     return torch.cat([model(x[i:i + 256].to(device)).argmax(1).cpu() for i in range(0, len(x), 256)])
 
@@ -134,8 +135,8 @@ def augmentation_table(models: dict, G, aux, cfg: dict, test, transfer=None) -> 
             low, high = binomial_interval(int(r["correct"]), int(r["n"]))
             row.update({f"{attack}_acc": r["acc"], f"{attack}_low": low, f"{attack}_high": high,
                         f"{attack}_n": int(r["n"])})
-        row.update(_acc_row("gan_samples", _pred(model, samples), y_s))
-        row.update(_acc_row("transfer", _pred(model, transfer.images), transfer.y))
+        row.update(_acc_row("gan_samples", predictions(model, samples), y_s))
+        row.update(_acc_row("transfer", predictions(model, transfer.images), transfer.y))
         wb = whitebox.get(name) or attack_curve(G, aux, model, cfg)
         whitebox[name] = wb
         row.update(_acc_row("whitebox", wb.pred, wb.y))

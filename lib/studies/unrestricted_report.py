@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..metrics import binomial_interval
-from .unrestricted import _pred, interval_text
+from .unrestricted import interval_text, predictions
 
 
 def _row(quantity: str, k: int, n: int, **extra) -> dict:
@@ -26,7 +26,7 @@ def step0_baseline(attack, classifier) -> pd.DataFrame:
     step 0, those the optimisation made wrong and those it made unrestricted examples (wrong, the
     aux head still says y): the attack's own effect."""
     y = attack.y
-    right0 = _pred(classifier.eval(), attack.clean) == y
+    right0 = predictions(classifier.eval(), attack.clean) == y
     wrong_end, ok = attack.pred != y, attack.success.bool()
     n, n_right = len(y), int(right0.sum())
     return pd.DataFrame([
@@ -47,8 +47,8 @@ def judge_table(attack, models: dict, attacked: str = "clean") -> pd.DataFrame:
     for name, model in models.items():
         if name == attacked:
             continue
-        says_y = _pred(model.eval(), attack.images) == attack.y
-        start_y = _pred(model, attack.clean) == attack.y
+        says_y = predictions(model.eval(), attack.images) == attack.y
+        start_y = predictions(model, attack.clean) == attack.y
         s = _row(name, int((says_y & ok).sum()), int(ok.sum()), real_only=name in ("clean", "fgsm"))
         s0 = _row(name, int(start_y.sum()), len(start_y))
         rows.append({"judge": name, **{k: v for k, v in s.items() if k != "quantity"},
