@@ -32,6 +32,13 @@ def figures_dir() -> Path:
     return _dir("WORKBOOK_FIGURES", ROOT / "figures")
 
 
+def measured_dir() -> Path:
+    """Committed tables of the separate real-data commands (``measurements/``, e.g. ``python -m
+    lib.studies.transfer_real``), which notebooks read; ``WORKBOOK_MEASURED`` overrides. Not
+    ``figures/``: that holds only what the workbook run itself wrote."""
+    return _dir("WORKBOOK_MEASURED", ROOT / "measurements")
+
+
 def docs_dir() -> Path:
     """Where the generated results page goes (``docs/``); ``WORKBOOK_DOCS`` overrides."""
     return _dir("WORKBOOK_DOCS", ROOT / "docs")

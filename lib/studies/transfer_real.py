@@ -19,8 +19,8 @@ images, attack success over each student's clean-correct images).
 :func:`seed_table` repeats chosen configurations over seeds.
 
 Run it with ``python -m lib.studies.transfer_real`` (``--seeds`` for the seed repeat); it writes
-``02_renofeation_ablation.csv`` and ``02_renofeation_seeds.csv`` under
-:func:`lib.paths.figures_dir`, which notebook 02 reads when present.
+``02_renofeation_ablation.csv`` and ``02_renofeation_seeds.csv`` (and the seed runs) under
+:func:`lib.paths.measured_dir` (``measurements/``, committed), which notebook 02 reads when present.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from ..data.real import load_real
 from ..evaluate import craft, eval_images, transfer_scores
 from ..metrics import binomial_interval, seed_interval
 from ..models import fresh_like, load_cifar_resnet20, model_fingerprint
-from ..paths import figures_dir, shared_dir
+from ..paths import measured_dir, shared_dir
 from ..store import Store
 from ..store.versions import module_version
 from ..transfer import method_version, transfer_model
@@ -259,10 +259,8 @@ def seed_table(names, seeds=(0, 1, 2), **kw) -> tuple[pd.DataFrame, pd.DataFrame
 
 def load_tables(folders=None) -> dict:
     """``{"ablation", "seeds"}``: the tables :func:`main` wrote (``None`` where absent), looked up in
-    :func:`lib.paths.figures_dir` and then the checkout's ``figures/`` (where the committed copy is)."""
-    from ..paths import ROOT
-
-    folders = folders or [figures_dir(), ROOT / "figures"]
+    ``folders`` (default: :func:`lib.paths.measured_dir`, where the committed copy is)."""
+    folders = folders or [measured_dir()]
     out = {}
     for key, name in (("ablation", ABLATION_CSV), ("seeds", SEEDS_CSV)):
         path = next((Path(f) / name for f in folders if (Path(f) / name).is_file()), None)
@@ -374,7 +372,7 @@ def main(argv=None) -> None:
     if sets is None or teacher is None:
         raise SystemExit("needs ../shared/data/gtsrb-32-subset and ../shared/weights/resnet20-cifar10 "
                          "(set WORKBOOK_SHARED to the folder holding them)")
-    folder = figures_dir()
+    folder = measured_dir()
     if a.seeds:
         runs, summary = seed_table(a.seeds, sets=sets, teacher=teacher, progress=not a.no_progress)
         runs.to_csv(folder / "02_renofeation_seed_runs.csv", index=False)

@@ -24,10 +24,10 @@ MARKERS = "osD^vPX*"
 
 def load_real_seed_runs(folders=None) -> pd.DataFrame | None:
     """The real-image seed runs (``02_renofeation_seed_runs.csv``, one row per configuration and
-    seed) from :func:`lib.paths.figures_dir` or the checkout's ``figures/``; ``None`` when absent."""
-    from ..paths import ROOT, figures_dir
+    seed) from ``folders`` (default: :func:`lib.paths.measured_dir`); ``None`` when absent."""
+    from ..paths import measured_dir
 
-    folders = folders or [figures_dir(), ROOT / "figures"]
+    folders = folders or [measured_dir()]
     path = next((Path(f) / SEED_RUNS_CSV for f in folders if (Path(f) / SEED_RUNS_CSV).is_file()), None)
     return pd.read_csv(path) if path is not None else None
 
