@@ -46,6 +46,7 @@ def main(only: list[str] | None = None, jobs: int = 2) -> dict:
     only = list(only or [])
     tmp = Path(tempfile.mkdtemp(prefix="bench_workbook_"))
     env = {**os.environ, "WORKBOOK_STORE": str(tmp / "store"), "WORKBOOK_FIGURES": str(tmp / "figures"),
+           "WORKBOOK_DOCS": str(tmp / "docs"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.setdefault("OMP_NUM_THREADS", "2")
     load = os.getloadavg()[0]

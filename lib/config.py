@@ -10,7 +10,7 @@ settings from the environment: the infrastructure that needs them (the store's l
 flag, the figures' folder) reads the value the entry point made current with :func:`activate`.
 
 The only environment variables are user-facing overrides of *where* things live (``WORKBOOK_DATA``,
-``WORKBOOK_STORE``, ``WORKBOOK_FIGURES``, ``WORKBOOK_TABLES``, ``WORKBOOK_SHARED``, read in
+``WORKBOOK_STORE``, ``WORKBOOK_FIGURES``, ``WORKBOOK_OUTPUTS``, ``WORKBOOK_TABLES``, ``WORKBOOK_SHARED``, read in
 :mod:`lib.paths`) and process settings (``OMP_NUM_THREADS``, ``WORKBOOK_STALL_SECONDS``,
 ``WORKBOOK_CPU_BF16``), none of which changes a recipe or a store key.
 """
@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .paths import figures_dir, tables_dir
+from .paths import outputs_dir, tables_dir
 
 PROFILES = ("smoke", "real", "full")
 RUN_FILE = "run.json"
@@ -42,7 +42,7 @@ class RunConfig:
     recipes: dict = field(default_factory=dict)
     run: str = ""                 # the run's name ("" outside a workbook run)
     folder: str | None = None     # the run folder (None: a notebook opened without a run.json)
-    figures: str | None = None    # where figures go (None: lib.paths.figures_dir())
+    figures: str | None = None    # where figures go (None: lib.paths.outputs_dir())
     tables: str | None = None     # where tables go (None: lib.paths.tables_dir())
     store_log: str | None = None  # where the store logs what it hands out (None: nowhere)
     retrain: bool = False         # retrain every model and recompute every result this run uses
@@ -55,7 +55,7 @@ class RunConfig:
         return copy.deepcopy(self.recipes[number])
 
     def figures_dir(self) -> Path:
-        path = Path(self.figures) if self.figures else figures_dir()
+        path = Path(self.figures) if self.figures else outputs_dir()
         path.mkdir(parents=True, exist_ok=True)
         return path
 

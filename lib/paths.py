@@ -28,8 +28,15 @@ def store_dir() -> Path:
 
 
 def figures_dir() -> Path:
-    """Figures and tables the notebooks write (``figures/``); ``WORKBOOK_FIGURES`` overrides."""
+    """The published figures and tables (``figures/``), written only by a whole workbook run
+    (:mod:`lib.publish`); ``WORKBOOK_FIGURES`` overrides."""
     return _dir("WORKBOOK_FIGURES", ROOT / "figures")
+
+
+def outputs_dir() -> Path:
+    """Where a notebook opened outside a workbook run (JupyterLab, papermill by hand) writes its
+    figures and tables: ``runs/interactive/``, never ``figures/``; ``WORKBOOK_OUTPUTS`` overrides."""
+    return _dir("WORKBOOK_OUTPUTS", ROOT / "runs" / "interactive")
 
 
 def measured_dir() -> Path:
@@ -45,9 +52,9 @@ def docs_dir() -> Path:
 
 
 def tables_dir() -> Path:
-    """Tables the notebooks write (CSV + Markdown): ``WORKBOOK_TABLES``, else :func:`figures_dir`
-    (a workbook run puts them in its run folder's ``tables/``)."""
-    return _dir("WORKBOOK_TABLES", figures_dir())
+    """Tables a notebook opened outside a workbook run writes (CSV + Markdown): ``WORKBOOK_TABLES``,
+    else :func:`outputs_dir`."""
+    return _dir("WORKBOOK_TABLES", outputs_dir())
 
 
 def shared_dir() -> Path | None:

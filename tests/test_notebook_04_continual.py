@@ -27,7 +27,7 @@ def test_params_are_prefixed_recipe_keys():
 
 def test_04_continual_adversarial(tmp_path):
     run_notebook(notebooks(["04"])[0], SMALL, tmp_path)
-    figures = Path(os.environ["WORKBOOK_FIGURES"])
+    figures = Path(os.environ["WORKBOOK_OUTPUTS"])
     summary = pd.read_csv(figures / "04_continual_summary.csv").set_index("method")
     assert set(summary.index) == set(S.METHODS)
     for m in ("packnet", "packnet_adv", "cpg", "cmat"):

@@ -24,7 +24,7 @@ SMALL = {"bd_update_ratios": [0.0, 0.9], "bd_rates": [0.05, 0.2],
 def test_05_backdoor_poison(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBOOK_STORE", str(tmp_path / "store"))
     run_notebook(notebooks(["05"])[0], SMALL, tmp_path)
-    figures = Path(os.environ["WORKBOOK_FIGURES"])
+    figures = Path(os.environ["WORKBOOK_OUTPUTS"])
     for name in ("05_triggers.png", "05_transfer.png", "05_poison_rate.png", "05_examples.png", "05_tradeoff.png"):
         assert (figures / name).stat().st_size > 5000, name
     teachers = pd.read_csv(figures / "05_teachers.csv")

@@ -27,7 +27,7 @@ MODELS = {"pretrained teacher", "02 fine_tune", "05 clean teacher", "05 backdoor
 def test_06_attention_maps(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBOOK_STORE", str(tmp_path / "store"))
     run_notebook(notebooks(["06"])[0], SMALL, tmp_path)
-    figures = Path(os.environ["WORKBOOK_FIGURES"])
+    figures = Path(os.environ["WORKBOOK_OUTPUTS"])
     table = pd.read_csv(figures / "06_attention_summary.csv")
     assert set(table["model"]) == MODELS
     assert set(table["kind"]) == {"clean", "teacher_adv", "own_pgd", "triggered"}

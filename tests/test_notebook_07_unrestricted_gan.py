@@ -19,7 +19,7 @@ SMALL: dict = {}  # the default smoke recipe (see the module docstring)
 
 
 def _figures() -> Path:
-    return Path(os.environ["WORKBOOK_FIGURES"])
+    return Path(os.environ["WORKBOOK_OUTPUTS"])
 
 
 def test_07_unrestricted_gan_trains_then_reuses(tmp_path):

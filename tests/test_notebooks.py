@@ -13,7 +13,7 @@ pytestmark = pytest.mark.notebooks
 
 def _figures():
     from pathlib import Path
-    return Path(os.environ["WORKBOOK_FIGURES"])
+    return Path(os.environ["WORKBOOK_OUTPUTS"])
 
 
 def test_notebooks_are_ordered_stripped_and_parameterised():

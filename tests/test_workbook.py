@@ -42,7 +42,7 @@ def tiny_notebooks(tmp_path, monkeypatch):
               "assert not os.environ.get('FAIL_02'), 'asked to fail'\n"
               "plots.save_table(pd.DataFrame({'epochs': [run.recipe('02')['needs']['01']['epochs']]}), '02_second')")
     monkeypatch.setattr(workbook, "NOTEBOOKS", folder)
-    monkeypatch.setenv("WORKBOOK_FIGURES", str(tmp_path / "top_figures"))
+    monkeypatch.setenv("WORKBOOK_FIGURES", str(tmp_path / "top_figures"))  # where a whole run publishes
     monkeypatch.setenv("WORKBOOK_DOCS", str(tmp_path / "docs"))
     (tmp_path / "top_figures").mkdir()
     (tmp_path / "top_figures" / "01_old.csv").write_text("an earlier run's table\n")
