@@ -132,3 +132,11 @@ def test_step0_baseline_and_judges_count_only_what_the_attack_did():
     assert (base.loc["made unrestricted (right at step 0)", ["k", "n"]] == [2, 3]).all()
     judges = R.judge_table(att, {"clean": Fixed(), "fgsm": Fixed()})
     assert list(judges["judge"]) == ["fgsm"] and judges["n"].iloc[0] == 3 and judges["k"].iloc[0] == 0
+    # the pixel-term ablation: the same codes without the pixel term made nothing wrong
+    latent = UnrestrictedResult(clean, clean, clean, None, None, y, Fixed()(clean).argmax(1), y,
+                                torch.zeros(4, dtype=torch.bool), None)
+    abl = R.ablation_table({"latent + pixel term": att, "latent only": latent}, Fixed())
+    made = abl[abl["quantity"] == "made unrestricted (right at step 0)"].set_index("variant")
+    assert made.loc["latent + pixel term", "k"] == 2 and made.loc["latent only", "k"] == 0
+    assert (made["n"] == 3).all() and (abl["pixel_linf_max"] == 0).all()  # images equal samples here
+    assert "overlap" in R.ablation_text(abl)  # 2 of 3 vs 0 of 3: the Wilson intervals overlap
