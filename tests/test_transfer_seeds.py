@@ -247,3 +247,15 @@ def test_attack_figure_hatches_single_seed_bars_and_tradeoff_and_eps_figures():
     sweep = runs[runs["seed"] == 0].assign(eps255=4.0)
     fig = TF.feature_eps_figure(pd.concat([sweep, sweep.assign(eps255=8.0)]))
     assert "n = 200" in fig.axes[0].get_title() and "Wilson" in fig.axes[0].get_legend().get_title().get_text()
+
+
+def test_each_repeat_starts_from_a_base_of_its_own():
+    from lib.studies import run_config_for, transfer
+
+    cfg = run_config_for("smoke", {}).recipe("02")
+    assert transfer.seed_bases(cfg, cfg["seed"]) is None  # the first seed: notebook 01's base A itself
+    later = [transfer.seed_bases(cfg, cfg["seed"] + k) for k in (1, 2)]
+    assert [b["seed"] for b in later] == [cfg["needs"]["01"]["seed"] + 1, cfg["needs"]["01"]["seed"] + 2]
+    assert all({k: v for k, v in b.items() if k != "seed"} ==
+               {k: v for k, v in cfg["needs"]["01"].items() if k != "seed"} for b in later)  # only the seed moves
+    assert transfer.seed_bases({**cfg, "arch": "resnet18"}, cfg["seed"] + 1) is None  # one public ImageNet model

@@ -333,6 +333,18 @@ def anb_paragraph(anb: pd.DataFrame, checks: pd.DataFrame, eps: float, n_natural
     return text + " " + anb_reading(one, n_natural)
 
 
+def seed_bases(cfg: dict, seed: int) -> dict | None:
+    """Notebook 01's recipe for the repeat at training ``seed``: its base seed moved by ``seed -
+    cfg["seed"]``, so each repeat's students start from a base A of their own and the spread over
+    seeds includes the pretrained model's. ``None`` for the first seed (notebook 01's base A
+    itself) and in the full profile (the public ImageNet model is one fixed network)."""
+    if seed == cfg["seed"] or "arch" in cfg:
+        return None
+    bases = dict(cfg["needs"]["01"])
+    bases["seed"] = bases["seed"] + seed - cfg["seed"]
+    return bases
+
+
 def student_name(method: str, seed: int, first: int) -> str:
     """The key of a student in the notebook's dict: the method at the first seed, ``method@seed``
     for the repeats."""
