@@ -312,6 +312,10 @@ def test_report_tables_and_generated_text_of_notebook_04():
                            for a, s, c in (("pgd", 7, 50), ("pgd", 40, 48), ("apgd_t", 20, 42), ("worst", 0, 41))])
     gaps = rep.attack_gaps(pooled, [eps])
     assert gaps.loc[0, "gap_apgd_t"] == 6 and gaps.loc[0, "gap_worst"] == 7
+    # a method whose ladder stops earlier (the test's PGD-7/10 beside another's PGD-20) uses its own longest PGD
+    short = pooled.assign(method="packnet", steps=pooled["steps"].replace(40, 10))
+    both = rep.attack_gaps(pd.concat([pooled, short], ignore_index=True), [eps]).set_index("method")
+    assert both.loc["packnet", "pgd_steps"] == 10 and both.loc["packnet", "gap_apgd_t"] == 6
     assert "6 of 100 images" in rep.attack_gap_markdown(gaps) and "7 of 100" in rep.attack_gap_markdown(gaps)
     # a ranking only where the paired interval excludes zero
     row = {"diff": 0.02, "low": -0.05, "high": 0.09, "n": 100, "a_only": 7, "b_only": 5, "steps": 20, "eps": eps}

@@ -84,15 +84,16 @@ def paired_table(a, b, tasks: list[dict], cfg: dict, store: Store | None = None,
 
 
 def attack_gaps(pooled: pd.DataFrame, eps_list: list) -> pd.DataFrame:
-    """Per method and eps of ``eps_list``: images correct under PGD with the most steps minus
-    images correct under APGD-T and under the per-image worst case (positive: the other attack
-    breaks that many more images)."""
-    k = pooled.loc[pooled["attack"] == "pgd", "steps"].max()
+    """Per method and eps of ``eps_list``: images correct under that method's PGD with the most
+    steps minus images correct under APGD-T and under the per-image worst case (positive: the
+    other attack breaks that many more images)."""
     idx = pooled.set_index(["method", "attack", "eps"])
     rows = []
     for m in pooled["method"].unique():
         for eps in eps_list:
-            pgd = idx.loc[[(m, "pgd", eps)]].set_index("steps").loc[k]
+            ladder = idx.loc[[(m, "pgd", eps)]].set_index("steps")
+            k = ladder.index.max()  # methods evaluated beyond the ladder (PGD-matrix_steps) have more steps
+            pgd = ladder.loc[k]
             rows.append({"method": m, "eps": eps, "eps_255": round(eps * 255, 3), "pgd_steps": int(k),
                          "pgd": int(pgd["correct"]), "apgd_t": int(idx.loc[(m, "apgd_t", eps), "correct"]),
                          "worst": int(idx.loc[(m, "worst", eps), "correct"]), "n": int(pgd["n"])})
