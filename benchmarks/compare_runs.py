@@ -1,8 +1,9 @@
 """Whether two workbook runs gave the same tables: ``python benchmarks/compare_runs.py RUN_A RUN_B``
 (run folders, e.g. two cold ``make workbook`` runs on clean clones) writes
-``results/workbook_determinism.json`` (an optional third argument: how each run got its models): the tables that are byte-identical, those equal once their
-timing columns (``seconds``, ``cached``, ...) are left out and columns are put in one order, and
-those that differ, with the largest absolute difference per numeric column."""
+``results/workbook_determinism.json`` (an optional third argument: how each run got its
+models): the tables that are byte-identical, those equal once their timing columns (``seconds``,
+``cached``, ...) are left out and columns are put in one order, and those that differ, with the
+largest absolute difference per numeric column."""
 from __future__ import annotations
 
 import json

