@@ -107,23 +107,42 @@ class RunConfig:
 
 def read_table(path, what: str = "config file") -> dict:
     """A flat table of name = value from a TOML, YAML or JSON file (chosen by its suffix): run
-    parameters (``--config``) or a sweep file; ``what`` names it in the errors."""
+    parameters (``--config``) or a sweep file; ``what`` names it in the errors. Anything wrong with
+    the file (missing, a folder, not text, malformed, a YAML tag that would build a Python object,
+    not a table) is one :class:`ConfigError` naming the file and, where the parser says, the line."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{what} {p} is a folder; give the file (.toml, .yaml, .yml or .json)")
     if not p.is_file():
-        raise FileNotFoundError(f"{what} {p} does not exist")
-    if p.suffix == ".toml":
-        import tomllib
-        data = tomllib.loads(p.read_text())
-    elif p.suffix in (".yaml", ".yml"):
-        import yaml
-        data = yaml.safe_load(p.read_text()) or {}
-    elif p.suffix == ".json":
-        data = json.loads(p.read_text())
-    else:
-        raise ValueError(f"{what} {p} must end in .toml, .yaml, .yml or .json")
+        raise ConfigError(f"{what} {p} does not exist")
+    if p.suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"{what} {p} must end in .toml, .yaml, .yml or .json")
+    try:
+        data = _parse(p.read_text(encoding="utf-8"), p.suffix)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {p} is not UTF-8 text") from None
+    except OSError as err:
+        raise ConfigError(f"{what} {p} cannot be read: {err.strerror or err}") from None
+    except ValueError as err:  # tomllib.TOMLDecodeError, json.JSONDecodeError and yaml.YAMLError (below)
+        problem = " ".join(str(err).split())
+        raise ConfigError(f"{what} {p} is not valid {p.suffix.lstrip('.').upper()}: {problem}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{what} {p} must hold a table of name = value")
+        raise ConfigError(f"{what} {p} must hold a table of name = value, not a {type(data).__name__}")
     return data
+
+
+def _parse(text: str, suffix: str):
+    """The data of a config file's ``text``; every parser's error as a ValueError."""
+    if suffix == ".toml":
+        import tomllib
+        return tomllib.loads(text)
+    if suffix == ".json":
+        return json.loads(text)
+    import yaml
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:  # also the refusal of !!python/... tags (safe_load builds no objects)
+        raise ValueError(str(err)) from None
 
 
 _CURRENT: list[RunConfig] = [RunConfig()]

@@ -21,6 +21,7 @@ import importlib.metadata as md
 import json
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -34,11 +35,24 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def plain_name(name: str, what: str = "--name") -> str:
+    """``name`` if it is a plain folder name (letters, digits, ``.``, ``_``, ``-``; no separator,
+    no ``..``), so that a run folder made from it stays inside ``--out``; else ValueError."""
+    if not isinstance(name, str) or not _PLAIN.fullmatch(name) or ".." in name:
+        raise ValueError(f"{what} {name!r} is not a plain name: use letters, digits, '.', '_' and '-' "
+                         "(no '/', no '..', at most 100 characters); the run folder is made under --out")
+    return name
+
+
 def new_run_dir(out: Path, profile: str, name: str | None) -> Path:
-    """A fresh folder ``out/<profile>/<name or timestamp>``; never an existing one."""
+    """A fresh folder ``out/<profile>/<name or timestamp>``; never an existing one, never outside
+    ``out`` (``name`` must be a :func:`plain_name`)."""
     base = Path(out) / profile
     if name:
-        folder = base / name
+        folder = base / plain_name(name)
         if folder.exists():
             raise FileExistsError(f"run folder {folder} exists; pick another --name "
                                   f"or continue it with --resume {name}")
@@ -53,11 +67,35 @@ def new_run_dir(out: Path, profile: str, name: str | None) -> Path:
     return folder
 
 
-def latest_unfinished(out: Path, profile: str) -> Path | None:
-    """The newest run folder of ``profile`` whose manifest does not say ``done``."""
+def read_manifest(path: Path) -> dict:
+    """A run's ``manifest.json``; ValueError naming the file when it is unreadable or not a run's."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a readable run manifest ({err}); delete that run folder or "
+                         "start a new run") from None
+    entries = data.get("notebooks") if isinstance(data, dict) else None
+    if (not isinstance(data, dict) or not {"run", "profile", "parameters", "notebooks"} <= set(data)
+            or not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str)
+                                                       for e in entries)
+            or not (data.get("only") is None or (isinstance(data["only"], list)
+                                                 and all(isinstance(o, str) for o in data["only"])))):
+        raise ValueError(f"{path} is not a run manifest (it needs run, profile, parameters, a list of notebooks "
+                         "and only as a list or null); delete that run folder or start a new run")
+    return data
+
+
+def latest_unfinished(out: Path, profile: str, warn=print) -> Path | None:
+    """The newest run folder of ``profile`` whose manifest does not say ``done``; a manifest that
+    cannot be read is skipped, with one line through ``warn`` naming it."""
     runs = sorted((p for p in (Path(out) / profile).glob("*/manifest.json")), key=lambda p: p.stat().st_mtime)
     for manifest in reversed(runs):
-        if json.loads(manifest.read_text()).get("status") != "done":
+        try:
+            status = read_manifest(manifest).get("status")
+        except ValueError as err:
+            warn(f"skipped: {err}")
+            continue
+        if status != "done":
             return manifest.parent
     return None
 

@@ -94,18 +94,42 @@ def run_notebook(path: Path, parameters: dict | None = None, out_dir: Path | Non
                       file=sys.stderr, flush=True)
 
 
-def _literal(value: str):
-    if re.fullmatch(r"\s*[\d.]+\s*/\s*[\d.]+\s*", value):  # 8/255: a budget in the units people write
+def _literal(value: str, key: str = "value"):
+    """A ``-p`` value: ``8/255`` as a float (a budget in the units people write), else a Python
+    literal, else the text itself (a name)."""
+    if re.fullmatch(r"\s*[\d.]+\s*/\s*[\d.]+\s*", value):
         num, den = value.split("/")
-        return float(num) / float(den)
+        try:
+            return float(num) / float(den)
+        except (ValueError, ZeroDivisionError):
+            from .config import ConfigError
+            raise ConfigError(f"-p {key}={value}: not a number like 8/255") from None
     try:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return value
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad option reported in one line (what, and where to read more)."""
+
+    def error(self, message):
+        self.exit(2, f"workbook: {message} (python -m lib.workbook --help lists the options)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default=None, choices=["smoke", "full"], help="default: smoke")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--config", default=None, metavar="FILE", help="TOML, YAML or JSON run parameters")
@@ -115,9 +139,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="continue a run (default: the newest unfinished one), skipping finished notebooks")
     ap.add_argument("--fresh", action="store_true", help="retrain every model and recompute every result")
     ap.add_argument("--out", default=str(ROOT / "runs"))
-    ap.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+    ap.add_argument("--timeout", type=_positive, default=None, help="seconds per cell")
     ap.add_argument("--quiet", action="store_true", help="one line per notebook instead of streamed output")
-    ap.add_argument("--jobs", type=int, default=1, metavar="N",
+    ap.add_argument("--jobs", type=_positive, default=1, metavar="N",
                     help="notebooks at a time, each after the notebooks whose models it uses (lib.studies."
                          "notebook_needs), with OMP_NUM_THREADS shared out between them (make workbook: 2)")
     ap.add_argument("--list-params", action="store_true", help="print every parameter with its recipe values")
@@ -125,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="run every parameter set of a sweep file, each as its own run (see lib.sweep)")
     ap.add_argument("--executor", default="local", choices=["local", "slurm"],
                     help="with --sweep: local processes, or Slurm jobs through submitit")
-    ap.add_argument("--parallel", type=int, default=None, metavar="N",
+    ap.add_argument("--parallel", type=_positive, default=None, metavar="N",
                     help="with --sweep --executor local: points at a time (default: the file's, else 1)")
     return ap
 
@@ -154,13 +178,65 @@ def configure(args) -> tuple[str, dict]:
         key, sep, value = kv.partition("=")
         if not sep:
             raise ConfigError(f"-p {kv!r} must be KEY=VALUE")
-        params[key.strip()] = _literal(value.strip())
+        params[key.strip()] = _literal(value.strip(), key.strip())
     if args.fresh:
         params["retrain"] = True
     profile = args.profile or params.get("profile", "smoke")
     if profile not in ("smoke", "full"):
         raise ConfigError(f"profile must be smoke or full, got {profile!r}")
     return profile, check_params(params, profile)
+
+
+def select(only: list[str] | None) -> list[Path]:
+    """The notebooks ``--only`` names: each entry a notebook's number (``03``) or the start of its
+    file name (at least two characters); one that names no notebook is a ConfigError (``--only 0``
+    would otherwise match all eight)."""
+    from .studies import ConfigError
+
+    every = notebooks(None)
+    for prefix in only or []:
+        if len(prefix) < 2 or not any(p.name.startswith(prefix) for p in every):
+            raise ConfigError(f"--only {prefix!r} names no notebook; give a notebook's number "
+                              f"({', '.join(p.name[:2] for p in every)}) or the start of its file name")
+    return notebooks(only)
+
+
+def unused_params(params: dict, todo: list[Path]) -> list[str]:
+    """The run parameters that set the recipe of a notebook that neither runs (``todo``) nor is
+    used by one that runs (:func:`lib.studies.notebook_needs`): they change nothing in this run."""
+    from .studies import notebook_needs, parameters
+
+    running = {p.name[:2] for p in todo}
+    used = running | {n for r in running for n in notebook_needs().get(r, ())}
+    known = parameters()
+    return [name for name in params if name in known and known[name].notebook not in used]
+
+
+def _resumed(args, out_root: Path) -> dict:
+    """The manifest of the run ``--resume`` continues, its parameters checked again (a manifest is
+    a file a user can edit); ConfigError when there is none or it is not a run's."""
+    from .studies import ConfigError, check_params
+
+    if args.param or args.config:
+        raise ConfigError("--resume continues a run with its own parameters; drop -p/--config")
+    prof = args.profile or "smoke"
+    if args.resume:
+        folder = out_root / prof / runs.plain_name(args.resume, "--resume")
+    else:
+        folder = runs.latest_unfinished(out_root, prof, warn=lambda m: print(f"workbook: {m}", file=sys.stderr))
+    if folder is None or not (folder / "manifest.json").is_file():
+        raise ConfigError(f"no unfinished {prof} run to resume under {out_root / prof}")
+    manifest = runs.read_manifest(folder / "manifest.json")
+    if manifest["profile"] not in ("smoke", "full"):
+        raise ConfigError(f"{folder / 'manifest.json'}: profile must be smoke or full, got {manifest['profile']!r}")
+    if not isinstance(manifest["parameters"], dict):
+        raise ConfigError(f"{folder / 'manifest.json'}: parameters must be a table")
+    try:
+        manifest["parameters"] = check_params(manifest["parameters"], manifest["profile"])
+    except ConfigError as err:
+        raise ConfigError(f"{folder / 'manifest.json'}: {err}") from None
+    manifest["folder"] = str(folder)
+    return manifest
 
 
 def _summary(rows: list[dict], wall: float | None = None, jobs: int = 1) -> str:
@@ -298,30 +374,28 @@ def main(argv: list[str] | None = None) -> int:
     out_root = Path(args.out)
     try:
         if args.resume is not None:
-            prof = args.profile or "smoke"
-            folder = (out_root / prof / args.resume) if args.resume else runs.latest_unfinished(out_root, prof)
-            if folder is None or not (folder / "manifest.json").is_file():
-                print(f"no unfinished {prof} run to resume under {out_root / prof}", file=sys.stderr)
-                return 2
-            manifest = json.loads((folder / "manifest.json").read_text())
+            manifest = _resumed(args, out_root)
+            folder = Path(manifest["folder"])
             profile, params = manifest["profile"], manifest["parameters"]
-            if args.param or args.config:
-                raise ConfigError("--resume continues a run with its own parameters; drop -p/--config")
         else:
             profile, params = configure(args)
             manifest = None
+        todo = select(args.only if manifest is None else manifest.get("only"))
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"workbook: {err}", file=sys.stderr)
         return 2
-    todo = notebooks(args.only if manifest is None else manifest.get("only"))
-    if not todo:
-        print("no notebooks matched", file=sys.stderr)
-        return 1
+    unused = unused_params(params, todo)
+    if unused:
+        print(f"workbook: warning: {', '.join(unused)} set recipes of notebooks this run does not run or use "
+              f"(--only {' '.join(args.only or [])}); they change nothing here", file=sys.stderr)
     if manifest is None:
         try:
             folder = runs.new_run_dir(out_root, profile, args.name)
-        except FileExistsError as err:
+        except (FileExistsError, ValueError) as err:
             print(f"workbook: {err}", file=sys.stderr)
+            return 2
+        except OSError as err:
+            print(f"workbook: cannot make a run folder under {out_root}: {err.strerror or err}", file=sys.stderr)
             return 2
         manifest = {"run": folder.name, "folder": str(folder), "profile": profile, "parameters": params,
                     "only": args.only, "recipes": {}, "git": runs.git_info(), "packages": runs.packages(),

@@ -27,10 +27,11 @@ models it reuses; the scheduler of ``python -m lib.workbook --jobs N`` reads it)
 ``PREFIX`` (``adv_epochs`` sets the adversarial study's ``epochs``; a key that already starts with
 the prefix keeps its name), so a name means one thing in the whole workbook. :func:`check_params`
 validates a run's parameters against every study's recipe before any notebook runs (unknown
-names, wrong types and broken cross-key rules are one-line errors); :func:`resolve_recipes` turns
-them into every notebook's recipe, held by the run's :class:`lib.config.RunConfig`. A notebook
-opens with :func:`open_run` (its run's ``run.json``, else the defaults) and ``run.recipe("NN")``:
-notebook 06 asking for notebook 02's students asks with the recipe notebook 02 ran with.
+parameters, wrong types, values out of range or names no method has (:mod:`.rules`) and broken
+cross-key rules are one-line errors); :func:`resolve_recipes` turns them into every notebook's
+recipe, held by the run's :class:`lib.config.RunConfig`. A notebook opens with :func:`open_run`
+(its run's ``run.json``, else the defaults) and ``run.recipe("NN")``: notebook 06 asking for
+notebook 02's students asks with the recipe notebook 02 ran with.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 
 from ..config import ConfigError, RunConfig, activate
 from ..paths import ROOT
+from .rules import value_problem
 
 __all__ = ["STUDIES", "RUN_PARAMS", "ConfigError", "Param", "check_params", "notebook_needs", "notebook_params",
            "open_run", "parameters", "recipe", "resolve_recipes", "run_config_for", "study_modules", "with_needs"]
@@ -129,7 +131,8 @@ def check_params(params: dict, profile: str = "smoke") -> dict:
     """``params`` (notebook parameter -> value) checked against the studies' recipes for ``profile``.
 
     Returns them with ints given for float entries made floats. Raises :class:`ConfigError` with
-    one line naming the bad key and the valid ones (or the expected type)."""
+    one line naming the bad key and the valid ones, or the expected type, or the range or names
+    the value may take (:mod:`lib.studies.rules`)."""
     known = parameters()
     modules = study_modules()
     out = {}
@@ -160,6 +163,9 @@ def check_params(params: dict, profile: str = "smoke") -> dict:
             article = "an" if kind[0] in "aeiou" else "a"
             raise ConfigError(f"{name} must be {article} {kind} like the recipe's {default!r}, "
                               f"got {value!r} ({type(value).__name__})")
+        problem = value_problem(name, p.key, value, p.study, getattr(modules[p.notebook], "METHODS", None))
+        if problem:
+            raise ConfigError(problem)
         out[name] = float(value) if isinstance(default, float) and isinstance(value, int) else value
     return out
 
