@@ -29,9 +29,16 @@ Guarantees:
   temporary files (``.<final>.<host>.<pid>.<tag>.tmp``) are never read and are removed by the
   next write into the same folder once their writer is gone.
 * **No pickles.** Weights and tensor results are safetensors; other results are JSON or CSV.
-* **Integrity.** Each artifact carries a SHA-256 of its content, checked on load; a truncated
-  or corrupted file raises :class:`CorruptArtifactError` naming the file instead of returning
-  garbage.
+* **Integrity.** Each artifact carries a SHA-256 of its content and one of its header (config,
+  meta, dtypes: ``__meta_sha256__`` / ``meta_sha256``), both checked on load, and its header must
+  name the key it is stored under; a truncated, corrupted or edited file, or one without a
+  checksum, raises :class:`CorruptArtifactError` naming the file and how to rebuild it instead of
+  returning garbage. Files written before the header checksum existed are still read: their content
+  checksum and key fields (name, hash, config, format) are checked, their ``meta``/``saved_at``
+  (and a CSV's column dtypes) only once ``python -m lib.store seal`` has added the header checksum.
+* **Writable first.** A model is trained and a result computed only once the folder it goes to
+  is known to be writable (:class:`StoreNotWritableError` otherwise), so no work is lost to a
+  read-only store.
 
 The package: this file holds :class:`Store` (keys, models, results, listing); ``keys`` the
 config hashing and :func:`code_version`; ``files`` atomic writes, safetensors weights and
@@ -44,6 +51,7 @@ import datetime as _dt
 import json
 import os  # noqa: F401  (re-exported: tests patch ``lib.store.os.replace``, the global ``os`` module)
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,20 +65,25 @@ from lib.store.files import (
     FORMAT,
     HOST,  # noqa: F401  (re-exported for tests)
     CorruptArtifactError,
+    StoreNotWritableError,
     atomic_write,
+    check_writable,
     clean_stale_temps,
-    load_tensors,
+    load_state,
     load_weights,
+    read_tensors,
+    rebuild_hint,
     save_tensors,
     save_weights,
     text_writer,
 )
 from lib.store.keys import HASH_LENGTH, canonical_json, code_version, config_hash, json_digest, to_json
-from lib.store.tables import dataframe_from_text, dataframe_text
+from lib.store.tables import CSV_KEYS, dataframe_from_text, dataframe_text
 
 __all__ = [
     "CorruptArtifactError",
     "Store",
+    "StoreNotWritableError",
     "clean_stale_temps",
     "code_version",
     "config_hash",
@@ -79,6 +92,10 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# the header entries each kind of stored file has (besides checksums): anything else is an edit
+HEADER = ("format", "name", "hash", "config", "saved_at")
+MODEL_KEYS = frozenset(HEADER + ("meta", "__format__", "__sha256__", "__aliases__"))
+TENSOR_KEYS = frozenset(HEADER + ("__format__", "__sha256__", "__aliases__"))
 
 
 # Seconds of store work (training a model, computing a result) finished inside the work now
@@ -152,6 +169,30 @@ def _string_header(header: dict) -> dict[str, str]:
     """The store header as safetensors metadata (str -> str; non-strings as canonical JSON)."""
     return {k: v if isinstance(v, str) else canonical_json(v) for k, v in header.items()}
 
+
+def check_header(path: Path, header: dict, name: str, config: dict, keys) -> None:
+    """Refuse a stored file whose header is not the one the store wrote for ``(name, config)``.
+
+    ``header`` must have exactly ``keys`` (plus an optional header checksum) and its format,
+    name, hash and config must be those of the key the file is read under. This is what covers
+    the header of a file written before header checksums existed (its content checksum covers
+    the rest), and what catches a file copied or renamed under another key.
+    """
+    extra = set(header) - set(keys) - {"__meta_sha256__", "meta_sha256"}
+    missing = set(keys) - set(header)
+    if extra or missing:
+        problem = f"unexpected header entries {sorted(extra)}" if extra else f"missing header entries {sorted(missing)}"
+    else:
+        stored = header["config"] if isinstance(header["config"], str) else canonical_json(header["config"])
+        expected = {"format": FORMAT, "name": name, "hash": config_hash(config),
+                    "config": canonical_json(to_json(config)), "__format__": FORMAT}
+        wrong = [k for k, v in expected.items() if k in header and (stored if k == "config" else header[k]) != v]
+        if not wrong:
+            return
+        problem = f"header entries {wrong} do not match its key {name}-{config_hash(config)}"
+    raise CorruptArtifactError(f"{path}: {problem} (edited or corrupted after writing); {rebuild_hint(path)}")
+
+
 class Store:
     """The artifact cache rooted at ``root`` (default ``lib.paths.store_dir()``)."""
 
@@ -208,15 +249,14 @@ class Store:
         path = self.model_path(name, config)
         if not path.is_file():
             raise KeyError(f"no model {self.key(name, config)!r} in {self.models_dir}")
-        metadata = load_weights(model, path)
-        if metadata.get("hash", config_hash(config)) != config_hash(config):
-            raise CorruptArtifactError(
-                f"{path} was saved for config hash {metadata['hash']}, not {config_hash(config)}"
-            )
+        tensors, metadata = read_tensors(path, require_checksum=True)
+        check_header(path, metadata, name, config, MODEL_KEYS)
         try:
-            return json.loads(metadata.get("meta", "{}"))
+            meta = json.loads(metadata["meta"])
         except json.JSONDecodeError as error:
-            raise CorruptArtifactError(f"{path} holds unreadable meta: {error}") from error
+            raise CorruptArtifactError(f"{path} holds unreadable meta ({error}); {rebuild_hint(path)}") from error
+        load_state(model, tensors, path)
+        return meta
 
     def model(
         self,
@@ -254,6 +294,9 @@ class Store:
                 print(f"[store] loaded model {key} from {self.models_dir}")
             _log("loaded", "model", key, self.model_path(name, config))
             return net, {**meta, "cached": True}
+        if main:  # fail now, not after training, when the model could not be saved
+            check_writable(self.models_dir, f"model {key}")
+            check_writable(self.root / "checkpoints", f"the epoch checkpoints of {key}")
         from lib import checkpoints  # epoch checkpoints of the fit calls inside train(): a killed run resumes
 
         if retrain and main:
@@ -308,6 +351,7 @@ class Store:
             else:
                 value = to_json(obj, strict=True)
                 document = {**header, "sha256": json_digest(value), "value": value}
+                document["meta_sha256"] = json_digest(document)
                 path, text = json_path, json.dumps(document, indent=1, ensure_ascii=False) + "\n"
             atomic_write(path, text_writer(text))
         for other in (json_path, csv_path, tensor_path):
@@ -321,22 +365,28 @@ class Store:
         if path is None:
             raise KeyError(f"no result {self.key(name, config)!r} in {self.results_dir}")
         if path.suffix == ".safetensors":
-            return load_tensors(path)
+            tensors, metadata = read_tensors(path, require_checksum=True)
+            check_header(path, metadata, name, config, TENSOR_KEYS)
+            return tensors
         try:
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as error:
-            raise CorruptArtifactError(f"{path} is not UTF-8 text; delete it to recompute") from error
+            raise CorruptArtifactError(f"{path} is not UTF-8 text; {rebuild_hint(path)}") from error
         if path.suffix == ".csv":
-            return dataframe_from_text(text, path)
+            frame, header = dataframe_from_text(text, path)
+            check_header(path, header, name, config, HEADER + CSV_KEYS)
+            return frame
         try:
             document = json.loads(text)
             value, expected = document["value"], document["sha256"]
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise CorruptArtifactError(
-                f"{path} is not a readable store result ({error}); delete it to recompute"
+                f"{path} is not a readable store result ({error!r}); {rebuild_hint(path)}"
             ) from error
-        if json_digest(value) != expected:
-            raise CorruptArtifactError(f"{path} fails its checksum; delete it to recompute")
+        sealed = document.pop("meta_sha256", None)
+        if json_digest(value) != expected or (sealed is not None and json_digest(document) != sealed):
+            raise CorruptArtifactError(f"{path} fails its checksum; {rebuild_hint(path)}")
+        check_header(path, document, name, config, HEADER + ("sha256", "value"))
         return value
 
     def result(
@@ -365,10 +415,18 @@ class Store:
                 print(f"[store] loaded result {key} from {self.results_dir}")
             _log("loaded", "result", key, self._result_path(name, config))
             return self.load_result(name, config)
+        if main:  # fail now, not after computing, when the result could not be saved
+            check_writable(self.results_dir, f"result {key}")
         with _Timed() as timed:
             value = compute()  # on every rank: a computation may itself be collective (a fit inside)
         if main:
-            path = self.save_result(name, config, value)
+            try:
+                path = self.save_result(name, config, value)
+            except OSError as error:  # a full disk, or permissions the check above could not see
+                print(f"[store] WARNING: computed result {key} but could not save it to {self.results_dir} "
+                      f"({error}); returning it unsaved", file=sys.stderr)
+                distributed.barrier()
+                return value
             print(f"[store] computed result {key} in {timed.seconds:.1f}s, saved to {path}")
             _log("computed", "result", key, path, timed)
         distributed.barrier()  # rank 0 wrote; the others read the stored form

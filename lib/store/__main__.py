@@ -3,10 +3,14 @@
     python -m lib.store ls [--name base_A] [--kind model]      # key, kind, size, date, config
     python -m lib.store clean --older-than 30d [--name ...] [--dry-run]
     python -m lib.store clean --all [--dry-run]
+    python -m lib.store seal [--dry-run]         # verify every file; add header checksums to old ones
 
 ``--older-than`` takes days (``30d``), hours (``12h``) or minutes (``90m``), measured from each
 file's modification time. Epoch checkpoints of unfinished training (``checkpoints/``) are listed
-and cleaned with the models.
+and cleaned with the models. ``seal`` (see :mod:`lib.store.seal`) checks every model and result as
+a read would and gives files written before header checksums existed one; ``--dry-run`` only
+checks. A bad option or store folder, a file that cannot be deleted and a file that fails its
+check are each one line on stderr and exit status 2, never a traceback.
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from lib.store import Store
+from lib.paths import store_dir
+from lib.store import CorruptArtifactError, Store
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -55,25 +60,89 @@ def _table(store: Store, name: str | None, kind: str | None):
     return table.reset_index(drop=True)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lib.store", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit 2) instead of usage + error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see python -m lib.store --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="python -m lib.store", description=__doc__,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default=None, help="store folder (default: WORKBOOK_STORE or data/store)")
     sub = ap.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("ls", help="list artifacts")
     clean = sub.add_parser("clean", help="delete artifacts")
-    for p in (ls, clean):
+    seal = sub.add_parser("seal", help="verify artifacts; add header checksums to files written before them")
+    for p in (ls, clean, seal):
         p.add_argument("--name", default=None, help="only artifacts whose name contains this")
         p.add_argument("--kind", default=None, choices=["model", "result", "checkpoint"])
     group = clean.add_mutually_exclusive_group(required=True)
     group.add_argument("--older-than", default=None, metavar="AGE", help="e.g. 30d, 12h, 90m")
     group.add_argument("--all", action="store_true")
-    clean.add_argument("--dry-run", action="store_true", help="list what would be deleted")
-    args = ap.parse_args(argv)
-    store = Store(args.root)
+    for p in (clean, seal):
+        p.add_argument("--dry-run", action="store_true", help="change nothing, say what would be done")
+    return ap
+
+
+def _store(root) -> Store:
+    """The store at ``root`` (default: ``lib.paths.store_dir()``); ValueError naming the folder
+    when it does not exist or is not a folder."""
     try:
+        folder = Path(root).expanduser() if root is not None else store_dir()
+    except OSError as err:  # WORKBOOK_STORE names a place where the folder cannot be made
+        raise ValueError(f"cannot use the store folder from WORKBOOK_STORE: {err}") from err
+    fix = "pass --root <the store folder> or set WORKBOOK_STORE"
+    if not folder.exists():
+        raise ValueError(f"store folder {folder} does not exist; {fix}")
+    if not folder.is_dir():
+        raise ValueError(f"store folder {folder} is not a folder; {fix}")
+    return Store(folder)
+
+
+def _delete(table) -> tuple[int, int, list[str]]:
+    """Delete the table's artifacts; prints each deletion as it happens. Returns (count, bytes,
+    one error line per artifact that could not be deleted)."""
+    count = size = 0
+    errors = []
+    for row in table.itertuples():
+        path = Path(row.path)
+        try:
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        except OSError as err:
+            errors.append(f"could not delete {row.kind} {row.name}-{row.hash} ({path}): {err.strerror or err}")
+            continue
+        print(f"deleted {row.kind} {row.name}-{row.hash}")
+        count, size = count + 1, size + row.bytes
+    return count, size, errors
+
+
+def _seal(table, dry_run: bool) -> tuple[int, list[str]]:
+    """Verify (and unless ``dry_run`` seal) the table's models and results; (count sealed, errors)."""
+    from lib.store.seal import seal_file
+
+    count, errors = 0, []
+    for row in table[table["kind"] != "checkpoint"].itertuples():
+        try:
+            if seal_file(row.path, dry_run):
+                count += 1
+                print(("would seal " if dry_run else "sealed ") + f"{row.kind} {row.name}-{row.hash}")
+        except CorruptArtifactError as err:
+            errors.append(str(err))
+        except OSError as err:  # a read-only store: the check passed, the rewrite could not be made
+            errors.append(f"could not seal {row.path}: {err.strerror or err}")
+    return count, errors
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        older_than = getattr(args, "older_than", None)
+        cutoff = None if older_than is None else time.time() - parse_age(older_than)
+        store = _store(args.root)
         table = _table(store, args.name, args.kind)
-    except Exception as err:  # e.g. an unreadable folder
+    except Exception as err:  # a bad age or folder, an unreadable folder: one line, not a traceback
         print(f"lib.store: {err}", file=sys.stderr)
         return 2
     if args.command == "ls":
@@ -86,21 +155,23 @@ def main(argv=None) -> int:
         print(shown[["key", "kind", "format", "size", "modified"]].to_string(index=False))
         print(f"{len(table)} artifacts, {table['bytes'].sum() / 2**20:.1f} MiB in {store.root}")
         return 0
-    if args.older_than is not None:
-        try:
-            cutoff = time.time() - parse_age(args.older_than)
-        except ValueError as err:
-            print(f"lib.store: {err}", file=sys.stderr)
-            return 2
-        table = table[table["modified"].map(lambda t: t.timestamp()) < cutoff]
-    for row in table.itertuples():
-        print(("would delete " if args.dry_run else "deleted ") + f"{row.kind} {row.name}-{row.hash}")
-        if not args.dry_run:
-            path = Path(row.path)
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    print(f"{len(table)} artifacts, {table['bytes'].sum() / 2**20:.1f} MiB" + (" would be" if args.dry_run else "")
-          + " removed")
-    return 0
+    if args.command == "seal":
+        count, errors = _seal(table, args.dry_run)
+        print(f"{count} of {len(table)} artifacts " + ("would be sealed" if args.dry_run else "sealed")
+              + f", {len(errors)} failed their check")
+    else:
+        if cutoff is not None:
+            table = table[table["modified"].map(lambda t: t.timestamp()) < cutoff]
+        if args.dry_run:
+            for row in table.itertuples():
+                print(f"would delete {row.kind} {row.name}-{row.hash}")
+            count, size, errors = len(table), table["bytes"].sum(), []
+        else:
+            count, size, errors = _delete(table)
+        print(f"{count} artifacts, {size / 2**20:.1f} MiB" + (" would be" if args.dry_run else "") + " removed")
+    for line in errors:
+        print(f"lib.store: {line}", file=sys.stderr)
+    return 2 if errors else 0
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
 Every artifact reaches its final name only through :func:`atomic_write` (temp file in the same
 folder, fsync, ``os.replace``), so a final file is never half-written; temp files left by killed
 writers are recognised by their name and removed by :func:`clean_stale_temps`. Weights are
-plain safetensors files (no pickles) whose header carries a SHA-256 of the tensors, checked by
-:func:`load_weights`; anything unreadable raises :class:`CorruptArtifactError`.
+plain safetensors files (no pickles) whose header carries a SHA-256 of the tensors and one of the
+rest of the header (``__meta_sha256__``; files written before it existed carry only the first, see
+:mod:`lib.store.seal`), checked on every read; anything unreadable or edited raises
+:class:`CorruptArtifactError` naming the file and how to rebuild it. :func:`check_writable` lets the
+store refuse work whose result it could not keep, before the work starts.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -23,15 +27,44 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from lib.store.keys import canonical_json
+from lib.store.keys import canonical_json, json_digest
 
 FORMAT = "workbook-store/1"
 STALE_TEMP_SECONDS = 6 * 3600  # a temp file this old is stale whoever wrote it
-_RESERVED = ("__format__", "__sha256__", "__aliases__")  # our keys in safetensors metadata
+META_SHA = "__meta_sha256__"  # SHA-256 of every other metadata entry (files written since issue 33)
+_RESERVED = ("__format__", "__sha256__", "__aliases__", META_SHA)  # our keys in safetensors metadata
+WRITABLE_FIX = "set WORKBOOK_STORE (or --root) to a writable folder, or fix the folder's permissions"
 
 
 class CorruptArtifactError(RuntimeError):
-    """A stored file exists but cannot be trusted (truncated, corrupted or not ours)."""
+    """A stored file exists but cannot be trusted (truncated, corrupted, edited or not ours)."""
+
+
+class StoreNotWritableError(PermissionError):
+    """The store cannot create files where an artifact would go (raised before computing it)."""
+
+
+def rebuild_hint(path) -> str:
+    """The fix for a store file that cannot be trusted: delete it; the next run that needs it
+    recomputes it (``python -m lib.workbook --fresh`` recomputes everything)."""
+    return f"delete it to recompute it on the next run: rm {shlex.quote(str(path))}"
+
+
+def check_writable(folder, what: str) -> None:
+    """Raise :class:`StoreNotWritableError` unless files can be created in ``folder`` (made on
+    demand if absent): called before training or computing ``what``, so an unwritable store fails
+    at once instead of after the work, whose value would then be lost."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe.parent != probe:  # the nearest existing ancestor is the one mkdir needs
+        probe = probe.parent
+    if not probe.is_dir():
+        problem = f"{probe} is not a folder"
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        problem = f"{probe} is not writable"
+    else:
+        return
+    raise StoreNotWritableError(f"cannot store {what} in {folder}: {problem}; {WRITABLE_FIX}")
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -205,28 +238,64 @@ def save_tensors(named: Mapping[str, torch.Tensor], path, metadata: dict[str, st
         "__sha256__": _digest_tensors(tensors),
         "__aliases__": canonical_json(aliases),
     }
+    header[META_SHA] = digest_metadata(header)
     # Looked up at call time so tests can simulate a crash inside the serialiser.
     return atomic_write(
         Path(path), lambda temp: safetensors.torch.save_file(tensors, str(temp), metadata=header)
     )
 
 
-def load_tensors(path) -> dict[str, torch.Tensor]:
-    """The named tensors :func:`save_tensors` wrote (checksum verified, tied names restored)."""
-    return _read_with_aliases(Path(path))[0]
+def digest_metadata(metadata: Mapping[str, str]) -> str:
+    """SHA-256 over every metadata entry but ``__meta_sha256__`` itself (config, meta, the tensor
+    checksum, ...): with the tensor checksum it covers every byte that decides what a read returns."""
+    return json_digest({k: v for k, v in metadata.items() if k != META_SHA})
 
 
-def _read_with_aliases(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """:func:`_read_safetensors` with the tied names :func:`save_tensors` stored once restored."""
-    tensors, metadata = _read_safetensors(path)
-    for alias, kept in json.loads(metadata.get("__aliases__", "{}")).items():
-        if kept in tensors:
-            tensors[alias] = tensors[kept]
+def load_tensors(path, require_checksum: bool = True) -> dict[str, torch.Tensor]:
+    """The named tensors :func:`save_tensors` wrote (checksums verified, tied names restored)."""
+    return read_tensors(Path(path), require_checksum)[0]
+
+
+def read_tensors(path, require_checksum: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors (on CPU, tied names restored) and the whole header metadata of ``path``, verified.
+
+    Both checksums are checked where present; ``require_checksum`` (what the store asks for its own
+    files) also refuses a file whose header has no tensor checksum, which the store never writes.
+    """
+    path = Path(path)
+    tensors, metadata = read_safetensors(path)
+    expected = metadata.get("__sha256__")
+    if expected is None and require_checksum:
+        raise CorruptArtifactError(
+            f"{path} has no checksum in its header (not written by the store, or edited), so it "
+            f"cannot be trusted; {rebuild_hint(path)}"
+        )
+    if expected is not None and _digest_tensors(tensors) != expected:
+        raise CorruptArtifactError(
+            f"{path} fails its checksum (the weights were corrupted after writing); {rebuild_hint(path)}"
+        )
+    if META_SHA in metadata and digest_metadata(metadata) != metadata[META_SHA]:
+        raise CorruptArtifactError(
+            f"{path} fails its metadata checksum (its header was edited or corrupted after writing); "
+            f"{rebuild_hint(path)}"
+        )
+    _restore_aliases(tensors, metadata.get("__aliases__", "{}"), path)
     return tensors, metadata
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors (on CPU) and header metadata of ``path``; checksum verified when present."""
+def _restore_aliases(tensors: dict[str, torch.Tensor], aliases: str, path: Path) -> None:
+    """Add the tied names :func:`save_tensors` stored once (``{alias: kept}`` JSON) to ``tensors``."""
+    try:
+        for alias, kept in json.loads(aliases).items():
+            tensors[alias] = tensors[kept]
+    except (json.JSONDecodeError, AttributeError, TypeError, KeyError) as error:
+        raise CorruptArtifactError(
+            f"{path} has unreadable tied-weight names in its header ({error!r}); {rebuild_hint(path)}"
+        ) from error
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors (on CPU) and header metadata of ``path``, unverified (see :func:`read_tensors`)."""
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
     try:
@@ -236,27 +305,28 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     except Exception as error:  # safetensors raises its own error types for bad headers
         raise CorruptArtifactError(
             f"{path} is not a readable safetensors file ({type(error).__name__}: {error}); "
-            "it was probably truncated or corrupted - delete it to recompute"
+            f"it was probably truncated or corrupted - {rebuild_hint(path)}"
         ) from error
-    expected = metadata.get("__sha256__")
-    if expected is not None and _digest_tensors(tensors) != expected:
-        raise CorruptArtifactError(
-            f"{path} fails its checksum (the weights were corrupted after writing); "
-            "delete it to recompute"
-        )
     return tensors, metadata
 
 
-def load_weights(model: nn.Module, path, strict: bool = True) -> dict[str, str]:
-    """Load weights from ``path`` into ``model`` in place; return the file's user metadata.
-
-    Tensors are read on the CPU and copied by ``load_state_dict`` onto whatever device the
-    model's parameters are on. Raises :class:`CorruptArtifactError` for an unreadable file.
-    """
-    path = Path(path)
-    tensors, metadata = _read_with_aliases(path)
+def load_state(model: nn.Module, tensors: Mapping[str, torch.Tensor], path, strict: bool = True) -> None:
+    """``model.load_state_dict(tensors)`` whose error names the file the tensors came from."""
     try:
         model.load_state_dict(tensors, strict=strict)
     except RuntimeError as error:
         raise RuntimeError(f"cannot load {path} into {type(model).__name__}: {error}") from error
+
+
+def load_weights(model: nn.Module, path, strict: bool = True, *, require_checksum: bool = False) -> dict[str, str]:
+    """Load weights from ``path`` into ``model`` in place; return the file's user metadata.
+
+    Tensors are read on the CPU and copied by ``load_state_dict`` onto whatever device the
+    model's parameters are on. Raises :class:`CorruptArtifactError` for an unreadable file or one
+    that fails its checksums. A plain safetensors file (no store checksum: a user's checkpoint) is
+    loaded as it is unless ``require_checksum``; the store's own reads require it.
+    """
+    path = Path(path)
+    tensors, metadata = read_tensors(path, require_checksum)
+    load_state(model, tensors, path, strict)
     return {k: v for k, v in metadata.items() if k not in _RESERVED}

@@ -85,7 +85,7 @@ def json_digest(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
-def config_hash(config: dict) -> str:
+def config_hash(config: dict, world: int | None = None) -> str:
     """First 12 hex digits of the SHA-256 of ``config`` as sorted-key JSON.
 
     Stable across key order, tuples vs lists, ``Path`` vs ``str`` and numpy/torch scalars vs
@@ -93,11 +93,13 @@ def config_hash(config: dict) -> str:
     Under a multi-process launch (``torchrun``, :func:`lib.distributed.world_size` > 1) the world
     size joins the config: training on N processes shards each batch and keeps rank 0's BatchNorm
     statistics, so its models (and every result computed from them) are not a single process's,
-    and the two must not share a key. Single-process keys are unchanged.
+    and the two must not share a key. Single-process keys are unchanged. ``world`` (default: this
+    launch's) gives the key another launch would have used (``python -m lib.store seal`` checks
+    files written under ``torchrun`` with it).
     """
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a dict, not {type(config).__name__}")
-    world = distributed.world_size()
+    world = distributed.world_size() if world is None else world
     if world > 1:
         config = {**config, "__world_size__": world}
     text = canonical_json(to_json(config, strict=True))
