@@ -14,16 +14,56 @@ import torch
 from torch.utils.data import Dataset
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset is missing or malformed: names the dataset, the path and the expected layout."""
+class DataError(Exception):
+    """Base of every error a bad dataset on disk causes: missing or malformed
+    (:class:`DatasetNotFoundError`), an image that cannot be decoded (:class:`UnreadableImageError`),
+    a refused or broken pickle (:mod:`lib.data.safe_pickle`). Command-line tools catch this one
+    class and exit 2; the first line of its message names the file and what is wrong with it."""
 
-    def __init__(self, name: str, path: str | Path, layout: str, hint: str = ""):
-        self.name, self.path, self.layout = name, Path(path), layout
-        msg = (f"{name}: no usable dataset at {self.path}.\n"
+
+class DatasetNotFoundError(DataError, FileNotFoundError):
+    """A dataset is missing or malformed: names the dataset, the path and the expected layout.
+
+    ``problem`` (what is wrong at ``path``, e.g. ``line 3: ClassId 99 is not in 0..42``) ends the
+    first line, so that line alone is a complete error; the layout and ``hint`` follow it."""
+
+    def __init__(self, name: str, path: str | Path, layout: str, hint: str = "", problem: str = ""):
+        problem = " ".join(problem.split())  # one line, whatever the reader's text held
+        self.name, self.path, self.layout, self.problem = name, Path(path), layout, problem
+        msg = (f"{name}: no usable dataset at {self.path}{': ' + problem if problem else ''}.\n"
                f"Expected layout:\n{layout.rstrip()}")
         if hint:
             msg += f"\n{hint.rstrip()}"
         super().__init__(msg)
+
+
+class UnreadableImageError(DataError):
+    """An image file of a dataset that PIL cannot decode (truncated, corrupt or not an image).
+
+    Built by :func:`unreadable_image` (one line naming the file, why, and what to do). It takes the
+    message alone so that a ``DataLoader`` worker can re-raise it as itself; the worker's wrapped
+    traceback is cut back to that one line (``path`` is then None)."""
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        self.path = None if path is None else Path(path)
+        super().__init__(_worker_message(message, type(self).__name__))
+
+
+def unreadable_image(path: str | Path, err: BaseException) -> UnreadableImageError:
+    """The :class:`UnreadableImageError` for ``path``, which failed to decode with ``err``."""
+    why = " ".join(f"{type(err).__name__}: {err}".split())
+    return UnreadableImageError(f"image file {path} cannot be read ({why}): it is truncated, corrupt or not "
+                                "an image; remove it or download the dataset again", path)
+
+
+def _worker_message(message: str, cls: str) -> str:
+    """``message``, or, when it is torch's DataLoader re-raise text (``Caught <cls> in DataLoader
+    worker process N.`` and the worker's traceback), the original one-line message at its end."""
+    if not message.startswith(f"Caught {cls} ") or "Original Traceback" not in message:
+        return message
+    last = message.rstrip().rsplit("\n", 1)[-1]
+    head, sep, rest = last.partition(": ")
+    return rest if sep and head.split(".")[-1] == cls else message
 
 
 @dataclass

@@ -9,8 +9,12 @@ holds its ``Normalize`` layer).
 ``WORKBOOK_DATA`` moves ``data/``). ``REAL_DATASETS[name].layout`` spells out what must be
 under that root; a missing or malformed dataset raises
 :class:`~lib.data.base.DatasetNotFoundError` naming the dataset, the exact path looked at and
-that layout. For CIFAR-100, Flowers-102 and GTSRB the error says which torchvision class can
-fetch the data with ``download=True``; this package never does it for you.
+that layout (its first line alone says the file and what is wrong: an index entry outside the
+dataset folder, a label out of range, a truncated pickle, with the line). For CIFAR-100, Flowers-102
+and GTSRB the error says which torchvision class can fetch the data with ``download=True``; this
+package never does it for you. An image file that cannot be decoded when an item is read raises
+:class:`~lib.data.base.UnreadableImageError` naming it; a tampered pickle
+:class:`~lib.data.safe_pickle.UnsafePickleError`. All three are :class:`~lib.data.base.DataError`.
 
 Sizes: ``size=None`` gives the dataset's native small size for the 32-px sets (CIFAR: 32; GTSRB,
 whose photographs range from 15 to 250 px, is resized to the 32x32 the literature trains on) and
@@ -41,7 +45,7 @@ from typing import Callable
 from torch.utils.data import Dataset
 
 from ..paths import data_dir
-from .base import DatasetNotFoundError
+from .base import DataError, DatasetNotFoundError, UnreadableImageError  # noqa: F401
 
 # The class-id tables and the readers live in their own modules; their public names are
 # re-exported here (tests, lib.studies.bases and lib.data import from here).
@@ -52,6 +56,7 @@ from .class_ids import (  # noqa: F401
     IMAGENET_R_TO_IMAGENET1K,
     IMAGENET_R_WNIDS,
 )
+from .index_files import check_labels
 from .readers import (  # noqa: F401
     CIFAR10,
     CIFAR10_BATCHES,
@@ -63,7 +68,9 @@ from .readers import (  # noqa: F401
     MissingDataError,
     flowers102_class,
     image_folder_reader,
+    inside,
     locate_folder,
+    open_rgb,
     read_cifar10,
     read_cifar100,
     read_cifar_pickle,
@@ -190,13 +197,12 @@ REAL_DATASETS: dict[str, RealSpec] = {
 
 def _error(name: str, root: Path, e: MissingDataError) -> DatasetNotFoundError:
     spec = REAL_DATASETS[name]
-    hint = [f"Problem: {e.problem}." if e.problem else "",
-            f"Put it under {data_dir() / spec.folder} (the default root) or pass root=... "
+    hint = [f"Put it under {data_dir() / spec.folder} (the default root) or pass root=... "
             f"(this call used root={root})."]
     if spec.download:
         call = spec.download.format(root=root, parent=root.parent)
         hint.append(f"torchvision can fetch it: {call}. This workbook never downloads.")
-    return DatasetNotFoundError(name, e.path, spec.layout, "\n".join(h for h in hint if h))
+    return DatasetNotFoundError(name, e.path, spec.layout, "\n".join(hint), problem=e.problem)
 
 
 def load_real(name: str, split: str = "train", root=None, size: int | None = None,
@@ -236,11 +242,18 @@ def cifar100_superclass_tasks(root=None) -> list[list[int]]:
     root = Path(root).expanduser() if root is not None else data_dir() / REAL_DATASETS["cifar100"].folder
     try:
         base = locate_folder(root, "cifar-100-python", ("train",))
+        d = read_cifar_pickle(base / "train")
+        for key, count in (("fine_labels", 100), ("coarse_labels", 20)):
+            if key not in d:
+                raise MissingDataError(base / "train", f"the pickled dict has no {key!r}")
+            check_labels(d[key], count, base / "train", key)
+        if len(d["fine_labels"]) != len(d["coarse_labels"]):
+            raise MissingDataError(base / "train", "fine_labels and coarse_labels differ in length")
+        coarse_of: dict[int, int] = {}
+        for f, c in zip(d["fine_labels"], d["coarse_labels"]):
+            if coarse_of.setdefault(int(f), int(c)) != int(c):
+                raise MissingDataError(base / "train", f"fine class {f} has two coarse labels "
+                                                       f"({coarse_of[int(f)]} and {c})")
     except MissingDataError as e:
         raise _error("cifar100", root, e) from None
-    d = read_cifar_pickle(base / "train")
-    coarse_of: dict[int, int] = {}
-    for f, c in zip(d["fine_labels"], d["coarse_labels"]):
-        if coarse_of.setdefault(int(f), int(c)) != int(c):
-            raise ValueError(f"fine class {f} has two coarse labels in {base / 'train'}")
     return [sorted(f for f, c in coarse_of.items() if c == k) for k in sorted(set(coarse_of.values()))]

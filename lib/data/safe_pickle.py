@@ -5,8 +5,11 @@ calls it, so ``pickle.load`` on a tampered ``data_batch_1`` runs whatever it nam
 (``os.system``, ``builtins.exec``, ...). Torchvision's CIFAR classes read the release with plain
 ``pickle.load``. Here :class:`RestrictedUnpickler` answers every import request from a fixed table
 (:data:`ALLOWED`) and refuses anything else with :class:`UnsafePickleError`, which names the
-``module.attr`` refused and the file. Dicts, lists, tuples, str, bytes, ints, floats, booleans and
-None are pickle opcodes of their own and need no import.
+``module.attr`` refused and the file. A file that is not a whole pickle (truncated, corrupt)
+raises :class:`UnreadablePickleError`, naming the file and what failed. Both are
+:class:`~lib.data.base.DataError` (what the command-line tools catch) with a one-line message.
+Dicts, lists, tuples, str, bytes, ints, floats, booleans and None are pickle opcodes of their own
+and need no import.
 
 :data:`ALLOWED` is what numpy arrays need, and nothing more:
 
@@ -39,7 +42,9 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["load", "loads", "RestrictedUnpickler", "UnsafePickleError", "ALLOWED"]
+from .base import DataError
+
+__all__ = ["load", "loads", "RestrictedUnpickler", "UnsafePickleError", "UnreadablePickleError", "ALLOWED"]
 
 # The functions numpy's own pickles name, taken from numpy itself (whatever its version calls the
 # module), so the table holds objects and nothing is imported by name at load time.
@@ -47,12 +52,21 @@ _reconstruct = np.empty(0).__reduce__()[0]
 _frombuffer = np.empty(1).__reduce_ex__(5)[0]
 
 
+class _Refused(pickle.UnpicklingError):
+    """An allowed callable refused its arguments (``what`` was asked, ``why`` it is refused);
+    :func:`load` re-raises it as an :class:`UnsafePickleError` naming the file."""
+
+    def __init__(self, what: str, why: str):
+        self.what, self.why = what, why
+        super().__init__(f"{what}, {why}")
+
+
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     """``_codecs.encode`` as Python 3's protocol-2 pickler uses it for ``bytes``; latin-1 only."""
     if str(encoding).lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
-        raise pickle.UnpicklingError(f"_codecs.encode is allowed only with the latin1 codec, not {encoding!r}")
+        raise _Refused(f"_codecs.encode(..., {encoding!r})", "which is allowed only with the latin1 codec")
     if not isinstance(text, str):
-        raise pickle.UnpicklingError(f"_codecs.encode expects a str, got {type(text).__name__}")
+        raise _Refused(f"_codecs.encode of a {type(text).__name__}", "which expects a str")
     return text.encode("latin1")
 
 
@@ -64,7 +78,7 @@ def _plain_dtype(spec, align=False, copy=False) -> np.dtype:
         spec = spec.decode("latin1")
     dt = np.dtype(spec) if isinstance(spec, str) else None
     if dt is None or dt.kind not in "biufcSU" or dt.fields is not None or dt.hasobject:
-        raise pickle.UnpicklingError(f"numpy.dtype is allowed only for plain numeric or string types, got {spec!r}")
+        raise _Refused(f"numpy.dtype({spec!r})", "which is allowed only for plain numeric or string types")
     return np.dtype(dt, bool(align), bool(copy))
 
 
@@ -79,15 +93,28 @@ ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle asked for a global outside :data:`ALLOWED`; nothing it names was imported or run."""
+class UnsafePickleError(pickle.UnpicklingError, DataError):
+    """A pickle asked for a global outside :data:`ALLOWED` (or an allowed one with arguments it
+    refuses: ``why`` says which); nothing it names was imported or run."""
 
-    def __init__(self, what: str, source: str):
+    def __init__(self, what: str, source: str, why: str = ""):
         self.what, self.source = what, source
+        shown = what.replace("\r", "\\r").replace("\n", "\\n")  # STACK_GLOBAL names may hold line breaks
+        why = why or ("which is not one of the numpy/builtin types a dataset pickle holds "
+                      f"(allowed: {', '.join(f'{m}.{n}' for m, n in ALLOWED)})")
         super().__init__(
-            f"refused to load {source}: the pickle asks for {what}, which is not one of the numpy/builtin "
-            f"types a dataset pickle holds (allowed: {', '.join(f'{m}.{n}' for m, n in ALLOWED)}). "
+            f"refused to load {source}: the pickle asks for {shown}, {why}. "
             "The file may have been tampered with; get a fresh copy of the dataset.")
+
+
+class UnreadablePickleError(pickle.UnpicklingError, DataError):
+    """A file that is not a complete pickle (truncated, corrupt, not a pickle): ``source`` and
+    ``reason`` (what the unpickler raised) in one line."""
+
+    def __init__(self, source: str, reason: str):
+        self.source, self.reason = source, " ".join(reason.split())
+        super().__init__(f"cannot read {source}: {self.reason}; it is not a complete dataset pickle (truncated "
+                         "or corrupt?): delete it and get a fresh copy of the dataset.")
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -115,14 +142,27 @@ def load(path_or_file: str | PathLike | IO[bytes], *, encoding: str = "latin1") 
     """The object in a pickle file (a path or an open binary file), read by :class:`RestrictedUnpickler`.
 
     Raises :class:`UnsafePickleError` (naming ``module.attr`` and the file) when the pickle names
-    anything outside :data:`ALLOWED`, before anything it names is called.
+    anything outside :data:`ALLOWED`, before anything it names is called, and
+    :class:`UnreadablePickleError` when the file is not a complete pickle.
     """
     if isinstance(path_or_file, (str, PathLike)):
         path = Path(path_or_file)
         with open(path, "rb") as f:
-            return _checked(RestrictedUnpickler(f, source=str(path), encoding=encoding).load(), str(path))
-    source = str(getattr(path_or_file, "name", "<stream>"))
-    return _checked(RestrictedUnpickler(path_or_file, source=source, encoding=encoding).load(), source)
+            return _load(f, str(path), encoding)
+    return _load(path_or_file, str(getattr(path_or_file, "name", "<stream>")), encoding)
+
+
+def _load(file: IO[bytes], source: str, encoding: str) -> Any:
+    """:class:`RestrictedUnpickler` on ``file``, its failures as the two errors named after ``source``."""
+    try:
+        obj = RestrictedUnpickler(file, source=source, encoding=encoding).load()
+    except UnsafePickleError:
+        raise
+    except _Refused as e:
+        raise UnsafePickleError(e.what, source, e.why) from None
+    except Exception as e:  # anything else a malformed byte stream makes the unpickler raise
+        raise UnreadablePickleError(source, f"{type(e).__name__}: {e}") from None
+    return _checked(obj, source)
 
 
 def _checked(obj: Any, source: str) -> Any:
@@ -144,4 +184,4 @@ def _checked(obj: Any, source: str) -> Any:
 
 def loads(data: bytes, *, encoding: str = "latin1", source: str = "<bytes>") -> Any:
     """:func:`load` for a pickle held in memory."""
-    return _checked(RestrictedUnpickler(io.BytesIO(data), source=source, encoding=encoding).load(), source)
+    return _load(io.BytesIO(data), source, encoding)
