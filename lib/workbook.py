@@ -384,6 +384,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"workbook: {err}", file=sys.stderr)
         return 2
+    try:  # a store that cannot be written would fail inside the first notebook, after its work
+        from .paths import store_dir
+        from .store.files import check_writable
+        check_writable(store_dir(), "this run's models and results")
+    except OSError as err:  # StoreNotWritableError says what to do; store_dir() cannot make the folder
+        hint = "" if "WORKBOOK_STORE" in str(err) else "; set WORKBOOK_STORE to a writable folder"
+        print(f"workbook: the store: {err.strerror and f'{err.filename}: {err.strerror}' or err}{hint}",
+              file=sys.stderr)
+        return 2
     unused = unused_params(params, todo)
     if unused:
         print(f"workbook: warning: {', '.join(unused)} set recipes of notebooks this run does not run or use "

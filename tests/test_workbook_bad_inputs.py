@@ -203,3 +203,11 @@ def test_fuzz_config_files_give_a_table_or_one_line_error(tmp_path):
 def test_valid_parameters_still_pass():
     assert check_params({"adv_eps": 8 / 255, "adv_methods": ["pgd_at"], "base_lr": 0.05, "seeds": 2,
                          "gan_arch": "densenet_bc100", "bd_asserted": ["fine_pruning_removes"]})
+
+
+def test_a_store_that_cannot_be_written_stops_the_run_before_a_notebook(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("WORKBOOK_STORE", str(blocker / "store"))
+    _fails(["--out", str(tmp_path / "runs"), "--only", "00"], capsys, str(blocker), "WORKBOOK_STORE")
+    assert not (tmp_path / "runs").exists()
