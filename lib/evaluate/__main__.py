@@ -7,33 +7,78 @@ Example (the shared ResNet-20, trained on ImageNet-normalised CIFAR-10, on the s
         --n 200 --apgd-steps 25 --out runs/byo-resnet20
 
 Prints the compact table (clean, FGSM, PGD, APGD-CE, APGD-T, worst case per eps, with n and
-intervals) and the sanity checks, and writes them with the long report into ``--out``. Exit
-status: 0 done, 2 bad input (the message says what and how to fix it), 3 with
-``--fail-on-checks`` when a sanity check failed.
+intervals) and the sanity checks, and writes them with the long report into a new folder: ``--out``,
+which must not exist or be empty (``--overwrite`` replaces the files of an earlier report there),
+or by default ``runs/evaluate/<name>-<UTC time>``, so no report overwrites another.
+
+Eps (``--eps``, L-inf, in pixels of [0, 1] images): ``a/b`` is the fraction as written (8/255);
+a number >= 1 counts steps of 1/255 (8 means 8/255, 1 means 1/255; above 255 is refused); a number
+in (0, 1) is the fraction itself (0.0314); the budget must be finite and in (0, 1].
+
+Every input is checked before the evaluation starts (device, output folder, counts, eps; then the
+checkpoint and the data). Exit status: 0 done; 2 bad input (one line on stderr naming the option or
+file and the fix, never a traceback); 3 with ``--fail-on-checks`` when a sanity check failed.
 """
 from __future__ import annotations
 
 import argparse
+import pickle
+import re
 import sys
+from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
 from ..data import DatasetNotFoundError
+from ..data.base import DataError
 from ..data.real import REAL_DATASETS
+from ..data.safe_pickle import UnsafePickleError
 from ..models import ARCHS
 from .checkpoint import NORM_PRESETS, CheckpointError
-from .checkpoint_report import compact_markdown, evaluate_checkpoint
+from .checkpoint_report import compact_markdown, evaluate_checkpoint, prepare_out, resolve_device
+
+EPS_RULE = ("Eps (--eps, L-inf, in pixels of [0, 1] images): a/b is the fraction as written (8/255); a number "
+            ">= 1 counts steps of 1/255 (8 means 8/255, 1 means 1/255; above 255 is refused); a number in (0, 1) "
+            "is the fraction itself (0.0314). The budget must be finite and in (0, 1].")
+EXIT_STATUS = ("Exit status: 0 done; 2 bad input, checked before the evaluation starts (one line on stderr "
+               "naming the option or file and the fix); 3 with --fail-on-checks when a sanity check failed.")
+EPS_FORMS = "8/255 (a fraction as written), 8 (a count of 1/255 steps, 1..255) or 0.0314 (a fraction in (0, 1))"
+# what a bad checkpoint, dataset, image or folder raises; each becomes one line and exit status 2
+BAD_INPUT = (CheckpointError, DataError, UnsafePickleError, pickle.UnpicklingError, OSError, ValueError)
 
 
 def parse_eps(text: str) -> float:
-    """``8/255``, ``0.03137`` or ``8`` (read as /255 when > 1) as a float budget."""
+    """The L-inf budget ``text`` as a float in (0, 1]: ``a/b`` as written, a number >= 1 as
+    ``n/255`` (at most 255), a number in (0, 1) as it is; anything else (nan, inf, 0, negative,
+    above 255, a fraction above 1) is refused naming the value and the allowed forms."""
+    raw = text.strip()
     try:
-        v = float(Fraction(text.strip()))
+        v = Fraction(raw)
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"eps must look like 8/255 or 0.0314, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"eps must be positive, got {text!r}")
-    return v / 255 if v > 1 else v
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give {EPS_FORMS}") from None
+    if "/" not in raw and v >= 1:
+        if v > 255:
+            raise argparse.ArgumentTypeError(f"{text!r} is above 255 (255/255, the whole pixel range); "
+                                             f"give {EPS_FORMS}")
+        v = v / 255
+    eps = float(v)
+    if not 0 < eps <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a budget in (0, 1] of the pixel range; give {EPS_FORMS}")
+    return eps
+
+
+def _count(minimum: int):
+    """An argparse type: a whole number >= ``minimum`` (``3``, not ``3.0`` or ``-5``)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text.strip())
+        except ValueError:
+            v = None
+        if v is None or v < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {minimum}")
+        return v
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -48,56 +93,89 @@ def _option(text: str) -> tuple[str, object]:
     return key, value
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (not the usage block), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m lib.evaluate", description=__doc__.split("\n\n")[0],
-        epilog="Data names: " + ", ".join(sorted(REAL_DATASETS)) + ", or an ImageFolder path.")
+        epilog=f"{EPS_RULE} {EXIT_STATUS} Data names: " + ", ".join(sorted(REAL_DATASETS))
+        + ", or an ImageFolder path.")
+    positive = _count(1)
     p.add_argument("--arch", required=True, help=f"architecture: {', '.join(ARCHS)} or wrn<depth>_<widen>")
     p.add_argument("--weights", required=True, type=Path,
-                   help=".safetensors, or a .pt/.pth/.th state dict (read with torch.load(weights_only=True))")
+                   help=".safetensors (a store file's checksum is verified), or a .pt/.pth/.th state dict "
+                        "(read with torch.load(weights_only=True))")
     p.add_argument("--data", default="cifar10", help="dataset name or ImageFolder path; its test split is used")
     p.add_argument("--data-root", type=Path, default=None, help="the dataset's folder (default: data/<name>)")
-    p.add_argument("--size", type=int, default=None, help="image size in px (default: the dataset's native size)")
+    p.add_argument("--size", type=positive, default=None, help="image size in px (default: the dataset's native size)")
     p.add_argument("--eps", type=parse_eps, nargs="+", default=[8 / 255],
-                   help="L-inf budgets, e.g. 8/255 2/255 (default 8/255)")
-    p.add_argument("--n", type=int, default=1000, help="test images, every class in proportion (seeded; default 1000)")
-    p.add_argument("--num-classes", type=int, default=None, help="head size (default: the data's class count)")
+                   help="L-inf budgets (default 8/255): 8/255 as written, 8 = 8/255 (1..255), 0.0314 as it is")
+    p.add_argument("--n", type=positive, default=1000,
+                   help="test images, every class in proportion (seeded; default 1000); when the test split "
+                        "holds fewer, all are evaluated and the output says so")
+    p.add_argument("--num-classes", type=positive, default=None, help="head size (default: the data's class count)")
     p.add_argument("--norm", choices=sorted(NORM_PRESETS), default=None,
                    help="normalisation preset, for checkpoints without normalisation inside")
     p.add_argument("--mean", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="per-channel mean")
-    p.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="per-channel std")
+    p.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="per-channel std (> 0)")
     p.add_argument("--arch-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
                    help="extra build() option of the architecture (e.g. width=16 for small_cnn)")
-    p.add_argument("--pgd-steps", type=int, nargs="+", default=[10, 20, 40],
-                   help="PGD step counts of the ladder (default 10 20 40)")
-    p.add_argument("--apgd-steps", type=int, default=100, help="APGD-CE / APGD-T iterations (default 100)")
-    p.add_argument("--square-queries", type=int, default=None, help="Square attack queries (when the report has it)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the image subset and of the attacks")
-    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--pgd-steps", type=positive, nargs="+", default=[10, 20, 40],
+                   help="PGD step counts of the ladder, at least two different (default 10 20 40)")
+    p.add_argument("--apgd-steps", type=positive, default=100, help="APGD-CE / APGD-T iterations (default 100)")
+    p.add_argument("--no-apgd", action="store_true",
+                   help="skip APGD-CE, APGD-T and the AutoAttack-style chain (needed for models with fewer than "
+                        "4 classes: APGD-T's targeted DLR loss is undefined there); the worst case is then over "
+                        "FGSM and PGD, and the Square sanity check, with nothing to compare, fails")
+    p.add_argument("--square-queries", type=_count(0), default=None,
+                   help="Square attack queries per image (0: no Square; default: the report's own)")
+    p.add_argument("--seed", type=_count(0), default=0, help="seed of the image subset and of the attacks")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: cuda when available)")
+    p.add_argument("--batch-size", type=positive, default=256)
     p.add_argument("--name", default=None, help="the model's label in the tables (default: the weights file name)")
-    p.add_argument("--out", type=Path, default=Path("runs/evaluate"),
-                   help="folder for the CSV and Markdown files (default runs/evaluate)")
-    p.add_argument("--fail-on-checks", action="store_true", help="exit with status 3 if a sanity check fails")
+    p.add_argument("--out", type=Path, default=None,
+                   help="a new (or empty) folder for the CSV and Markdown files (default: a new "
+                        "runs/evaluate/<name>-<UTC time>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --out be a folder that already holds files (an earlier report's are replaced)")
+    p.add_argument("--fail-on-checks", action="store_true", help="exit with status 3 if a sanity check failed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        result = evaluate_checkpoint(
-            args.arch, args.weights, args.data, args.eps, data_root=args.data_root, n=args.n,
-            num_classes=args.num_classes, mean=args.mean, std=args.std, norm=args.norm,
-            arch_kw=dict(args.arch_option), size=args.size, pgd_steps=args.pgd_steps, apgd_steps=args.apgd_steps,
-            square_queries=args.square_queries, seed=args.seed, device=args.device, batch_size=args.batch_size,
-            out=args.out, name=args.name, progress=not args.quiet)
-    except (CheckpointError, DatasetNotFoundError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def one_line(e: BaseException) -> str:
+    """``e``'s message as one line: a dataset error's first line (a complete error by design,
+    :class:`lib.data.DatasetNotFoundError`), any other message's lines joined with '; '."""
+    text = str(e).strip() or type(e).__name__
+    if isinstance(e, DatasetNotFoundError):  # its layout and download hint follow in the library's message
+        return f"{text.splitlines()[0]} Check --data and --data-root (the dataset's folder)."
+    return "; ".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
+
+
+def default_out(label: str, root: Path = Path("runs/evaluate")) -> Path:
+    """A folder of ``root`` no report uses yet: ``<label>-<UTC time>`` (``-2``, ``-3``... when two
+    reports start within the same second); ``label`` reduced to a plain file name."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("._") or "model"
+    stem = root / f"{safe}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+    out, k = stem, 1
+    while out.exists():
+        k += 1
+        out = stem.with_name(f"{stem.name}-{k}")
+    return out
+
+
+def _print_result(result: dict, args) -> int:
     info, checks = result["info"], result["checks"]
     print(f"{info['arch']} from {info['weights']} ({info['layout']} layout; normalisation {info['normalisation']}: "
-          f"mean {info['mean']}, std {info['std']}) on {info['n']} test images of {info['data']}, {info['device']}\n")
+          f"mean {info['mean']}, std {info['std']}) on {info['n']} test images of {info['data']}, {info['device']}")
+    for note in info.get("notes", []):
+        print(f"note: {note}")
+    print()
     print(compact_markdown(result["compact"]))
     print("Sanity checks (Carlini et al. 2019):")
     for r in checks.itertuples():
@@ -107,6 +185,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{failed} of {len(checks)} sanity checks failed: the evaluation (not the model) is suspect.")
     print("\nwritten: " + ", ".join(str(f) for f in result["files"]))
     return 3 if failed and args.fail_on_checks else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    made: list[Path] = []
+    try:
+        device = resolve_device(args.device)  # before anything is loaded
+        out = args.out if args.out is not None else default_out(args.name or Path(args.weights).stem)
+        made = prepare_out(out, overwrite=args.overwrite or args.out is None)
+        result = evaluate_checkpoint(
+            args.arch, args.weights, args.data, args.eps, data_root=args.data_root, n=args.n,
+            num_classes=args.num_classes, mean=args.mean, std=args.std, norm=args.norm,
+            arch_kw=dict(args.arch_option), size=args.size, pgd_steps=args.pgd_steps, apgd_steps=args.apgd_steps,
+            square_queries=args.square_queries, seed=args.seed, device=device, batch_size=args.batch_size,
+            out=out, name=args.name, progress=not args.quiet, apgd=not args.no_apgd)
+    except BAD_INPUT as e:
+        for folder in reversed(made):  # folders made for this report, left empty by the failure
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    return _print_result(result, args)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ checkpoint exactly, suggests it.
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import re
 from pathlib import Path
@@ -39,6 +40,7 @@ NORM_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "imagenet": (tuple(M.IMAGENET_MEAN), tuple(M.IMAGENET_STD)),
     "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
 }
+_SUFFIXES = (".safetensors", ".pt", ".pth", ".th", ".bin", ".ckpt")
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "net")
 _NOT_WEIGHTS = ("_extra_state", "heads.", "masks.", "normalize.")  # compared apart from the architecture
 
@@ -71,21 +73,15 @@ def _load_error(path: Path, e: Exception) -> CheckpointError:
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """The tensors of a checkpoint file (see the module docstring), on the CPU."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix in _SUFFIXES)
+        raise CheckpointError(f"--weights {path} is a folder, not a checkpoint file"
+                              + (f"; it holds {', '.join(inside[:3])}: give one, e.g. --weights {path / inside[0]}"
+                                 if inside else ""))
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
+        raise FileNotFoundError(f"--weights {path}: no such checkpoint file")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                meta = dict(f.metadata() or {})
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:  # safetensors raises its own error types for bad headers
-            raise CheckpointError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})") from None
-        for alias, kept in json.loads(meta.get("__aliases__", "{}")).items():  # tied tensors saved once
-            if kept in state:
-                state[alias] = state[kept]
-        return state
+        return _read_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
@@ -103,6 +99,38 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    """The tensors of a safetensors file (tied names restored). A file the store wrote (its header
+    has the store's ``__sha256__``) is read with :func:`lib.store.files.load_tensors`, which verifies
+    its checksums, so a flipped byte is refused here as the store refuses it."""
+    from safetensors import safe_open
+
+    from ..store.files import CorruptArtifactError, load_tensors
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            if "__sha256__" not in meta:
+                state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise CheckpointError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})") from None
+    if "__sha256__" in meta:
+        try:
+            return load_tensors(path)
+        except CorruptArtifactError as e:
+            why = str(e).split("; ")[0]  # the store's fix (delete and recompute) is not the user's
+            raise CheckpointError(f"{why}: lib.store's integrity check refused it; use an intact copy of the "
+                                  "checkpoint (copy or export it again)") from None
+    try:
+        aliases = json.loads(meta.get("__aliases__", "{}"))
+        for alias, kept in aliases.items():  # tied tensors saved once
+            if kept in state:
+                state[alias] = state[kept]
+    except (ValueError, AttributeError, TypeError) as e:
+        raise CheckpointError(f"{path}: unreadable __aliases__ in its header ({e})") from None
+    return state
+
+
 def _is_wrapped(state: Mapping[str, Tensor]) -> bool:
     return any(k.startswith(("blocks.", "head.", "normalize.")) for k in state)
 
@@ -115,10 +143,15 @@ def _shapes(state: Mapping[str, Tensor]) -> dict[str, tuple]:
 
 
 def _expected_shapes(arch: str, num_classes: int, wrapped: bool, arch_kw: Mapping) -> dict[str, tuple]:
-    """Key -> shape of ``arch``'s state dict in that layout, built on the meta device (no memory)."""
-    with torch.device("meta"):
-        net = M.build(arch, num_classes, **arch_kw) if wrapped else M.raw_net(arch, num_classes)
-        sd = net.state_dict()
+    """Key -> shape of ``arch``'s state dict in that layout, built on the meta device (no memory);
+    options ``build`` refuses (``--arch-option width=4`` for a ResNet) raise :class:`CheckpointError`."""
+    try:
+        with torch.device("meta"):
+            net = M.build(arch, num_classes, **arch_kw) if wrapped else M.raw_net(arch, num_classes)
+            sd = net.state_dict()
+    except (TypeError, ValueError) as e:
+        options = " ".join(f"--arch-option {k}={v}" for k, v in arch_kw.items()) or "no --arch-option"
+        raise CheckpointError(f"--arch {arch} cannot be built with {options} ({e})") from None
     return _shapes(sd)
 
 
@@ -165,14 +198,14 @@ def _mismatch(arch: str, path: Path, got: Mapping[str, tuple], want: Mapping[str
     if not (missing or unexpected or shapes):
         return None
 
-    def part(title, items):
+    def part(title, items):  # one line: the command line prints this message as its one error line
         more = ", ..." if len(items) > 8 else ""
-        return f"\n  {title} ({len(items)}): " + ", ".join(items[:8]) + more if items else ""
+        return f"; {title} ({len(items)}): " + ", ".join(items[:8]) + more if items else ""
 
     guess = guess_arch(state)
-    hint = (f"\nIt looks like --arch {guess}." if guess and guess != arch else
-            "\nNo architecture of lib.models.ARCHS matches it exactly (check --arch and --arch-option).")
-    return CheckpointError(f"{path} does not fit --arch {arch} ({layout} layout):"
+    hint = (f". It looks like --arch {guess}." if guess and guess != arch else
+            ". No architecture of lib.models.ARCHS matches it exactly (check --arch and --arch-option).")
+    return CheckpointError(f"{path} does not fit --arch {arch} ({layout} layout)"
                            + part("missing keys", missing) + part("unexpected keys", unexpected)
                            + part("shape mismatches", shapes) + hint)
 
@@ -188,8 +221,9 @@ def _statistics(path: Path, state, mean, std, norm) -> tuple[list[float], list[f
     if (mean is None) != (std is None):
         raise CheckpointError("give both --mean and --std (three numbers each), or a preset --norm")
     user = None if mean is None else ([float(v) for v in mean], [float(v) for v in std])
-    if user and (len(user[0]) != 3 or len(user[1]) != 3 or min(user[1]) <= 0):
-        raise CheckpointError(f"--mean and --std need three numbers each (std > 0), got {user[0]} and {user[1]}")
+    if user and (len(user[0]) != 3 or len(user[1]) != 3 or not all(math.isfinite(v) for v in user[0] + user[1])
+                 or min(user[1]) <= 0):
+        raise CheckpointError(f"--mean and --std need three finite numbers each (std > 0), got {user[0]} and {user[1]}")
     if "normalize.mean" in state and "normalize.std" in state:
         own = (state["normalize.mean"].flatten().tolist(), state["normalize.std"].flatten().tolist())
         if user and not (torch.allclose(torch.tensor(user[0]), torch.tensor(own[0]), atol=1e-4)

@@ -12,12 +12,17 @@ attack ladder with its sanity checks) and writes, into ``out``:
   (:func:`lib.robustness.compact_table`, the table notebook 03 shows);
 - ``checkpoint.json``: what was loaded and how (layout, normalisation, data, n, seed).
 
+Bad inputs fail before any attack runs (:func:`resolve_device`, :func:`prepare_out`, the counts,
+the checkpoint, the data, APGD-T's class count), with one message naming the option or file.
 ``python -m lib.evaluate`` is the same from the command line (:mod:`lib.evaluate.__main__`).
 """
 from __future__ import annotations
 
 import inspect
 import json
+import numbers
+import os
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -28,7 +33,64 @@ from ..data.real import REAL_DATASETS, load_real
 from .checkpoint import load_checkpoint
 from .crafted import eval_images
 
-__all__ = ["evaluate_checkpoint", "eval_dataset", "compact_markdown"]
+__all__ = ["evaluate_checkpoint", "eval_dataset", "compact_markdown", "resolve_device", "prepare_out"]
+REPORT_FILES = ("robustness_report.csv", "sanity_checks.csv", "sanity_checks.md", "compact_table.csv",
+                "compact_table.md", "checkpoint.json")
+APGD_T_MIN_CLASSES = 4  # the targeted DLR loss divides by z_pi1 - (z_pi3 + z_pi4) / 2
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``device`` (None: CUDA when available, else the CPU) as a :class:`torch.device` this
+    machine has; an unparseable name or an absent device raises ValueError naming ``--device``."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(str(device).strip())
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a device name; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA device here (torch.cuda.is_available() is False); "
+                             "use --device cpu")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"--device {device}: no MPS device here; use --device cpu")
+    elif dev.type != "cpu":
+        raise ValueError(f"--device {device}: only cpu, cuda, cuda:N and mps are supported")
+    return dev
+
+
+def prepare_out(out: str | Path, overwrite: bool = False) -> list[Path]:
+    """Make the report folder ``out`` and check a file can be written in it, before any attack
+    runs (so an unusable folder costs nothing). ``out`` must be a folder that does not exist or is
+    empty; one that holds files is refused unless ``overwrite`` (then the report's files there are
+    replaced). Raises ValueError naming ``--out``; returns the folders it made (for a caller that
+    wants to remove them when the evaluation then fails)."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is an existing file, not a folder; give a new folder for the report")
+    if out.is_dir() and not overwrite:
+        held = sorted(p.name for p in out.iterdir())
+        if held:
+            raise ValueError(f"--out {out} already holds {len(held)} file(s) ({', '.join(held[:3])}"
+                             f"{', ...' if len(held) > 3 else ''}), e.g. an earlier report; give a new folder, "
+                             "or add --overwrite to replace them")
+    made = [p for p in (out, *out.parents) if not p.exists()][::-1]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        for p in reversed(made):
+            if p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+        raise ValueError(f"--out {out} cannot be used for the report ({e.strerror or e}); "
+                         "give a folder you can write in") from None
+    return made
 
 
 def _first_image_size(folder: Path) -> int | None:
@@ -87,7 +149,7 @@ def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifa
                         pgd_steps: Sequence[int] = (10, 20, 40), apgd_steps: int = 100,
                         square_queries: int | None = None, seed: int = 0, device: str | None = None,
                         batch_size: int = 256, out: str | Path | None = None, name: str | None = None,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, apgd: bool = True) -> dict:
     """Robustness report of the checkpoint ``weights`` of ``arch`` on ``n`` test images of ``data``.
 
     ``eps``: L-inf budgets in pixel units of [0, 1] images (8/255 = 0.0314). ``pgd_steps``: the
@@ -97,23 +159,30 @@ def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifa
     given: it must equal the head, and the data may hold fewer classes (its labels taken as the
     model's first ones). ``mean``/``std``/``norm``/``arch_kw``: see
     :func:`~lib.evaluate.checkpoint.load_checkpoint`.
-    ``device`` None: CUDA when available. ``out``: folder for the files listed in the module
-    docstring (None: nothing written). ``name``: the model's label in the tables (default: the
-    weights file's stem).
+    ``device`` None: CUDA when available (:func:`resolve_device`). ``out``: folder for the files
+    listed in the module docstring (None: nothing written), made and checked writable before any
+    attack runs (:func:`prepare_out`; files of an earlier report there are replaced: the command
+    line refuses that without ``--overwrite``). ``name``: the model's label in the tables (default:
+    the weights file's stem). ``apgd`` False: no APGD-CE, APGD-T or AutoAttack-style rows (APGD-T
+    needs at least 4 classes; a smaller head without ``apgd=False`` is refused before any attack).
 
     Returns ``{"report", "checks", "compact", "info", "files"}`` (DataFrames, the load info, the
-    paths written).
+    paths written); ``info["notes"]`` states what was evaluated differently from what was asked.
     """
     from ..robustness import compact_table, robustness_report
 
-    eps = [float(e) for e in eps]
-    if not eps or min(eps) <= 0:
-        raise ValueError(f"eps must be positive budgets (e.g. 8/255), got {eps}")
-    if len(set(pgd_steps)) < 2:
-        raise ValueError(f"give at least two PGD step counts (got {list(pgd_steps)}): the sanity check "
-                         "'non-increasing in steps' compares them, e.g. --pgd-steps 10 40")
+    eps = _check_args(eps, n, pgd_steps, apgd_steps, batch_size, square_queries)
+    device = resolve_device(device)
+    if square_queries is not None and "square_queries" not in inspect.signature(robustness_report).parameters:
+        raise ValueError("this lib.robustness.robustness_report has no Square attack (square_queries)")
+    if out is not None:
+        prepare_out(out, overwrite=True)
     model, info = load_checkpoint(arch, weights, num_classes=num_classes, mean=mean, std=std, norm=norm,
                                   arch_kw=arch_kw)
+    if apgd and info["num_classes"] < APGD_T_MIN_CLASSES:
+        raise ValueError(f"{weights} has a {info['num_classes']}-class head, and APGD-T (targeted DLR loss) needs "
+                         f"at least {APGD_T_MIN_CLASSES} classes; add --no-apgd (apgd=False) to run the report "
+                         "without APGD-CE, APGD-T and the AutoAttack-style chain")
     test = eval_dataset(data, data_root, "test", size)
     classes = list(getattr(test, "classes", []))
     head = info["num_classes"]
@@ -121,14 +190,16 @@ def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifa
         raise ValueError(f"the data has {len(classes)} classes but the checkpoint's head {info['num_classes']}; "
                          f"pass --num-classes {info['num_classes']} if the data's labels 0..{len(classes) - 1} "
                          "are the model's first classes")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
-    x, y = eval_images(test, n, seed, batch_size)
+    try:
+        x, y = eval_images(test, n, seed, batch_size)
+    except OSError as e:  # an image PIL cannot decode, from a reader that does not name the file
+        why = str(e).strip().splitlines()[-1] if "Original Traceback" in str(e) else str(e)  # a DataLoader worker's
+        raise ValueError(f"--data {data}: a test image cannot be read ({type(e).__name__}: {why})") from None
+    _check_forward(model, x[:1].to(device), info["arch"], size)
     kw = dict(eps_list=eps, pgd_steps=tuple(pgd_steps), apgd_steps=apgd_steps, batch_size=batch_size, seed=seed,
-              progress=progress)
+              progress=progress, apgd=apgd)
     if square_queries is not None:
-        if "square_queries" not in inspect.signature(robustness_report).parameters:
-            raise ValueError("this lib.robustness.robustness_report has no Square attack (square_queries)")
         kw["square_queries"] = square_queries
     report, checks = robustness_report(model, (x, y), **kw)
     label = name or Path(weights).stem
@@ -136,17 +207,56 @@ def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifa
     report.insert(1, "seed", seed)
     compact = compact_table(report, eps, max(pgd_steps))
     info.update(data=str(data), data_root=None if data_root is None else str(data_root), n=len(y), seed=seed,
-                eps_255=[e * 255 for e in eps], classes=len(classes) or info["num_classes"], device=str(device))
+                eps_255=[e * 255 for e in eps], classes=len(classes) or info["num_classes"], device=str(device),
+                notes=_notes(n, len(y), apgd))
     files = []
     if out is not None:
         out = Path(out).expanduser()
-        out.mkdir(parents=True, exist_ok=True)
         report.to_csv(out / "robustness_report.csv", index=False)
         checks.to_csv(out / "sanity_checks.csv", index=False)
         (out / "sanity_checks.md").write_text(checks.to_markdown(index=False) + "\n")
         compact.to_csv(out / "compact_table.csv", index=False)
         (out / "compact_table.md").write_text(compact_markdown(compact) + "\n")
         (out / "checkpoint.json").write_text(json.dumps(info, indent=2) + "\n")
-        files = [out / f for f in ("robustness_report.csv", "sanity_checks.csv", "sanity_checks.md",
-                                   "compact_table.csv", "compact_table.md", "checkpoint.json")]
+        files = [out / f for f in REPORT_FILES]
     return {"report": report, "checks": checks, "compact": compact, "info": info, "files": files}
+
+
+def _check_args(eps, n, pgd_steps, apgd_steps, batch_size, square_queries) -> list[float]:
+    """The budgets as floats, after checking every count (ValueError naming the option)."""
+    eps = [float(e) for e in eps]
+    if not eps or not all(0 < e <= 1 for e in eps):  # also refuses nan
+        raise ValueError(f"--eps: budgets must be in (0, 1] of the pixel range (e.g. 8/255), got {eps}")
+    counts = [("--n", n, 1), ("--apgd-steps", apgd_steps, 1), ("--batch-size", batch_size, 1),
+              ("--square-queries", square_queries, 0), *(("--pgd-steps", k, 1) for k in pgd_steps)]
+    for option, v, least in counts:
+        if v is not None and (isinstance(v, (bool, float)) or not isinstance(v, numbers.Integral) or v < least):
+            raise ValueError(f"{option} must be a whole number >= {least}, got {v!r}")
+    if len(set(pgd_steps)) < 2:
+        raise ValueError(f"give at least two PGD step counts (got {list(pgd_steps)}): the sanity check "
+                         "'non-increasing in steps' compares them, e.g. --pgd-steps 10 40")
+    return eps
+
+
+def _check_forward(model, x, arch: str, size: int | None) -> None:
+    """One image through the model before any attack: an image size the architecture cannot take
+    (``--size 1``: pooling below one pixel) is a ValueError naming ``--size``, not a traceback."""
+    try:
+        with torch.no_grad():
+            model(x)
+    except RuntimeError as e:
+        why = " ".join(str(e).strip().splitlines()[-1:])[:300]
+        given = f"--size {size}" if size is not None else "the data's own size; set --size"
+        shape = f"{x.shape[-2]}x{x.shape[-1]}"
+        raise ValueError(f"--arch {arch} cannot classify {shape} px images ({given}): {why}") from None
+
+
+def _notes(n_asked: int | None, n: int, apgd: bool) -> list[str]:
+    """What the report evaluated differently from what was asked, stated in its output."""
+    notes = []
+    if n_asked is not None and n_asked > n:
+        notes.append(f"--n {n_asked} asked for, but the test split holds only {n} images: all {n} were evaluated")
+    if not apgd:
+        notes.append("--no-apgd: APGD-CE, APGD-T and the AutoAttack-style chain were not run; the worst case is "
+                     "over FGSM and PGD only, and the Square sanity check has nothing to compare (it shows FAIL)")
+    return notes
