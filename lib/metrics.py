@@ -2,8 +2,9 @@
 numbers are computed.
 
 What: accuracy, confusion matrix, per-class precision / recall / F1, macro F1, attack success
-rate, a Wilson confidence interval for a proportion, and the continual-learning summaries of an
-accuracy matrix (average accuracy, backward transfer, forgetting).
+rate, a Wilson confidence interval for a proportion (from counts or from a rate and its
+``n``), Newcombe's interval of a difference of two proportions, and the continual-learning
+summaries of an accuracy matrix (average accuracy, backward transfer, forgetting).
 
 Why: accuracy used to be computed ad hoc in several places, each with its own handling of
 logits vs. labels, devices and empty inputs. Every number reported by the workbook should come
@@ -39,7 +40,8 @@ from torch import Tensor
 ArrayLike = Union[Tensor, np.ndarray, Sequence]
 
 __all__ = ["accuracy", "confusion_matrix", "per_class", "macro_f1", "attack_success_rate",
-           "binomial_interval", "accuracy_with_interval", "bootstrap_interval", "seed_interval",
+           "binomial_interval", "rate_interval", "difference_interval", "accuracy_with_interval",
+           "bootstrap_interval", "seed_interval",
            "average_accuracy", "backward_transfer",
            "forgetting", "AccuracyMatrix"]
 
@@ -207,6 +209,43 @@ def binomial_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float
     low = 0.0 if k == 0 else max(0.0, center - half)
     high = 1.0 if k == n else min(1.0, center + half)
     return low, high
+
+
+def rate_interval(p: float, n: float, level: float = 0.95) -> tuple[float, float]:
+    """Wilson interval ``(low, high)`` of a rate ``p`` measured over ``n`` items:
+    :func:`binomial_interval` of ``round(p * n)`` successes in ``n``; ``(nan, nan)`` when ``n``
+    is 0 or ``p`` or ``n`` is nan.
+
+    Why: tables keep rates and their ``n``, not the counts; every count here is ``p * n`` up to
+    float rounding, so ``round`` recovers it exactly. An undefined rate (a student with no test
+    image right, so no clean-correct image to attack; a metric a model was not scored on) has
+    no interval rather than failing on ``round(nan)``.
+    """
+    if n != n or p != p or n == 0:  # x != x: nan (float, numpy or pandas scalars alike)
+        return float("nan"), float("nan")
+    return binomial_interval(round(p * n), n, level)
+
+
+def difference_interval(p1: float, n1: float, p2: float, n2: float,
+                        level: float = 0.95) -> tuple[float, float, float]:
+    """``(p1 - p2, low, high)``: the difference of two rates (``p1`` over ``n1`` items, ``p2``
+    over ``n2``) with its interval by Newcombe's hybrid score method, from the two rates' Wilson
+    intervals ``[l1, u1]``, ``[l2, u2]`` (:func:`rate_interval`)::
+
+        low  = (p1 - p2) - sqrt((p1 - l1)^2 + (u2 - p2)^2)
+        high = (p1 - p2) + sqrt((u1 - p1)^2 + (p2 - l2)^2)
+
+    nan where either rate has no interval. Why: the Wald interval of a difference inherits the
+    Wald interval's failures near 0 and 1 (zero width, leaving [-1, 1]); Newcombe's keeps
+    Wilson's coverage there. It treats the two rates as independent: where both are measured on
+    the same items a paired interval is narrower, so this one is conservative. Reference:
+    R. G. Newcombe, "Interval estimation for the difference between independent proportions:
+    comparison of eleven methods", Statistics in Medicine 17 (1998), method 10.
+    """
+    l1, u1 = rate_interval(p1, n1, level)
+    l2, u2 = rate_interval(p2, n2, level)
+    d = p1 - p2
+    return d, d - ((p1 - l1) ** 2 + (u2 - p2) ** 2) ** 0.5, d + ((u1 - p1) ** 2 + (p2 - l2) ** 2) ** 0.5
 
 
 def accuracy_with_interval(pred: ArrayLike, y: ArrayLike, level: float = 0.95) -> dict:

@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 
 from .paths import ROOT, docs_dir, figures_dir
+from .runs import index_entries
 from .store.keys import code_version
 from .store.versions import lib_imports, module_closure
 
@@ -115,9 +116,7 @@ def findings(executed: Path) -> list[str]:
 def _entries(folder: Path) -> dict[str, dict]:
     """File name -> its index entry (notebook, kind, caption, n) from the run's index.json files."""
     files = {}
-    for sub in ("figures", "tables"):
-        index = folder / sub / "index.json"
-        items = json.loads(index.read_text()) if index.is_file() else {}
+    for items in index_entries(folder).values():
         for name, e in items.items():
             for f in e["files"]:
                 files[f] = {"output": name, "notebook": e.get("notebook"), "kind": e["kind"],

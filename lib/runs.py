@@ -198,14 +198,21 @@ def short_json(value, width: int = 60) -> str:
 
 
 
+def index_entries(folder: Path) -> dict[str, dict[str, dict]]:
+    """``{"figures": {...}, "tables": {...}}``: each output folder's ``index.json`` of the run in
+    ``folder`` (output name -> its entry: kind, files, caption, n, notebook), empty where absent.
+    Kept per folder because a figure and a table may share a name (``02_anb``)."""
+    entries = {}
+    for sub in ("figures", "tables"):
+        index = Path(folder) / sub / "index.json"
+        entries[sub] = json.loads(index.read_text()) if index.is_file() else {}
+    return entries
+
+
 def write_index(folder: Path, manifest: dict) -> Path:
     """``index.md``: per notebook, its parameters, then each figure and table with caption and n."""
-    items = {}
-    for sub in ("figures", "tables"):
-        index = folder / sub / "index.json"
-        if index.is_file():
-            for name, entry in json.loads(index.read_text()).items():
-                items[name] = {**entry, "folder": sub}
+    items = {name: {**entry, "folder": sub} for sub, entries in index_entries(folder).items()
+             for name, entry in entries.items()}
     lines = [f"# Run {manifest['run']} ({manifest['profile']} profile)", "",
              f"Commit `{(manifest['git'].get('commit') or 'unknown')[:12]}`"
              + (" with uncommitted changes" if manifest["git"].get("dirty") else "")

@@ -157,6 +157,37 @@ def test_wilson_invalid():
             M.binomial_interval(*args)
 
 
+@pytest.mark.parametrize("p,n", [(0.8, 10), (0.0, 7), (1.0, 7), (3 / 50, 50), (0.491, 1000.0), (0.1176, 255),
+                                 (np.float64(2 / 3), np.int64(300))])
+def test_rate_interval_is_the_wilson_interval_of_the_rounded_count(p, n):
+    assert M.rate_interval(p, n) == M.binomial_interval(round(p * n), n)
+    assert M.rate_interval(p, n, 0.9) == M.binomial_interval(round(p * n), n, 0.9)
+
+
+def test_rate_interval_of_no_items_or_an_undefined_rate_is_nan():
+    # a student with no test image right has a nan success rate over 0 clean-correct images
+    for p, n in [(NAN, 0), (0.5, 0), (NAN, 20), (0.5, NAN), (np.float64("nan"), np.int64(0))]:
+        assert all(math.isnan(v) for v in M.rate_interval(p, n))
+    with pytest.raises(ValueError):
+        M.rate_interval(1.5, 10)  # 15 of 10: not a rate
+
+
+def test_difference_interval_hand_computed():
+    # Newcombe (1998), Table II, example (a): 56/70 - 48/80 = 0.2. Wilson 95%: [l1, u1] =
+    # [0.69183, 0.87695] for 0.8, [l2, u2] = [0.49045, 0.70038] for 0.6;
+    # low  = 0.2 - sqrt((0.8 - 0.69183)^2 + (0.70038 - 0.6)^2) = 0.2 - sqrt(0.021777) = 0.0524,
+    # high = 0.2 + sqrt((0.87695 - 0.8)^2 + (0.6 - 0.49045)^2) = 0.2 + sqrt(0.017923) = 0.3339
+    d, low, high = M.difference_interval(56 / 70, 70, 48 / 80, 80)
+    assert d == pytest.approx(0.2) and (round(low, 4), round(high, 4)) == (0.0524, 0.3339)
+    # the paper's examples (d) 5/56 - 0/29 and (f) 10/10 - 0/20 (method 10)
+    assert [round(v, 4) for v in M.difference_interval(5 / 56, 56, 0 / 29, 29)[1:]] == [-0.0381, 0.1926]
+    assert [round(v, 4) for v in M.difference_interval(1.0, 10, 0.0, 20)[1:]] == [0.6791, 1.0]
+    # swapping the rates mirrors the interval; a rate without items gives no interval
+    d2, low2, high2 = M.difference_interval(48 / 80, 80, 56 / 70, 70)
+    assert (d2, low2, high2) == pytest.approx((-d, -high, -low))
+    assert all(math.isnan(v) for v in M.difference_interval(0.5, 10, NAN, 0)[1:])
+
+
 def test_accuracy_with_interval():
     y = np.arange(10) % 3
     pred = y.copy()

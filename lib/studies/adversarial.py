@@ -131,7 +131,7 @@ def best_and_last(models: dict, cfg: dict, test, *, report: pd.DataFrame | None 
     its last epoch)."""
     from ..cache import cached
     from ..evaluate import eval_images
-    from ..metrics import binomial_interval
+    from ..metrics import rate_interval
 
     x, y = eval_images(test, cfg["n_eval"], seed=cfg["seed"])
     eps = cfg["eps"]
@@ -150,7 +150,7 @@ def best_and_last(models: dict, cfg: dict, test, *, report: pd.DataFrame | None 
         hist = pd.DataFrame(meta["history"])
         val_n = int(meta["val_n"])
         sel = hist[hist["epoch"] == meta["selected_epoch"]].iloc[0]
-        low, high = binomial_interval(round(sel["val_robust_acc"] * val_n), val_n)
+        low, high = rate_interval(sel["val_robust_acc"], val_n)
         row = {"method": method, "selected_epoch": int(meta["selected_epoch"]), "last_epoch": int(meta["last_epoch"]),
                "val_robust_selected": sel["val_robust_acc"], "val_low": low, "val_high": high,
                "val_robust_last": hist["val_robust_acc"].iloc[-1], "val_n": val_n}

@@ -13,7 +13,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import PercentFormatter
 
-from ..metrics import binomial_interval
+from ..metrics import binomial_interval, rate_interval  # noqa: F401 (binomial_interval: tests/test_adversarial_study.py)
 
 LABEL_WIDTH = 18  # lib.widgets.attack_panel cuts class names to this many characters
 
@@ -22,7 +22,7 @@ def wilson(acc: pd.Series, n) -> tuple[pd.Series, pd.Series]:
     """95% Wilson ``(low, high)`` of accuracies ``acc`` each measured on ``n`` images (a number or a
     Series); the image count is ``round(acc * n)`` (exact: every accuracy here is a count / n)."""
     n = pd.Series(n, index=acc.index) if not isinstance(n, pd.Series) else n
-    ci = [binomial_interval(round(a * int(k)), int(k)) for a, k in zip(acc, n)]
+    ci = [rate_interval(a, int(k)) for a, k in zip(acc, n)]
     return (pd.Series([c[0] for c in ci], index=acc.index), pd.Series([c[1] for c in ci], index=acc.index))
 
 

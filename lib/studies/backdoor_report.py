@@ -11,6 +11,7 @@ from .. import backdoor
 from ..artifacts import backdoor as bd_models
 from ..cache import cached
 from ..data import ImageSet, labels_of, num_classes_of, to_imageset
+from ..metrics import difference_interval
 
 # BackdoorBench (Wu et al. 2022, NeurIPS Datasets & Benchmarks), BadNets on CIFAR-10 with
 # PreActResNet-18 at a 10% poison rate: clean accuracy / ASR, and the ASR after two defences.
@@ -131,12 +132,11 @@ def _pick(table: pd.DataFrame, **where) -> pd.Series | None:
 
 
 def gap(a: pd.Series, b: pd.Series, m: str) -> tuple[float, float, float]:
-    """``a[m] - b[m]`` and its 95% interval by Newcombe's hybrid score method (1998, method 10) from
-    the two rows' Wilson intervals. It treats the rows as independent; where both are measured on
-    the same images (as here) a paired interval would be narrower, so this one is conservative."""
-    d = a[m] - b[m]
-    return (d, d - ((a[m] - a[m + "_low"]) ** 2 + (b[m + "_high"] - b[m]) ** 2) ** 0.5,
-            d + ((a[m + "_high"] - a[m]) ** 2 + (b[m] - b[m + "_low"]) ** 2) ** 0.5)
+    """``a[m] - b[m]`` and its 95% interval (:func:`lib.metrics.difference_interval`, Newcombe's
+    hybrid score method from the two rows' Wilson intervals over ``m_n`` images). It treats the
+    rows as independent; where both are measured on the same images (as here) a paired interval
+    would be narrower, so this one is conservative."""
+    return difference_interval(a[m], a[m + "_n"], b[m], b[m + "_n"])
 
 
 def _pts(g: tuple[float, float, float]) -> str:

@@ -67,11 +67,11 @@ def shared_resnet20_check() -> dict | None:
 def with_intervals(results):
     """``results`` (one row per base, ``test_acc`` over ``test_n`` images) with the 95% Wilson
     interval of each accuracy as ``test_low`` and ``test_high``."""
-    from ..metrics import binomial_interval
+    from ..metrics import rate_interval
 
     out = results.copy()
     if len(out):
-        bounds = [binomial_interval(round(a * n), n) for a, n in zip(out["test_acc"], out["test_n"])]
+        bounds = [rate_interval(a, n) for a, n in zip(out["test_acc"], out["test_n"])]
         out["test_low"], out["test_high"] = zip(*bounds)
     return out
 
@@ -101,12 +101,12 @@ def curves_figure(histories: dict, results):
     ``"base <half>"`` to ``fit``'s history (its ``val_acc`` is the whole test set)."""
     import matplotlib.pyplot as plt
 
-    from ..metrics import binomial_interval
+    from ..metrics import rate_interval
 
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for i, r in enumerate(results.itertuples()):
         h = histories[f"base {r.base}"]
-        band = [binomial_interval(round(a * r.test_n), r.test_n) for a in h["val_acc"]]
+        band = [rate_interval(a, r.test_n) for a in h["val_acc"]]
         ax.plot(h["epoch"], h["train_acc"], "-o", ms=4, c=f"C{i}", label=f"base {r.base}: train")
         ax.plot(h["epoch"], h["val_acc"], "--o", ms=4, c=f"C{i}", mfc="white", label=f"base {r.base}: test")
         ax.fill_between(h["epoch"], [b[0] for b in band], [b[1] for b in band], color=f"C{i}", alpha=0.2, lw=0)

@@ -34,7 +34,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..artifacts.transfer import METHODS
-from ..metrics import binomial_interval, seed_interval
+from ..metrics import rate_interval, seed_interval
 from . import notebook_params, with_needs
 from . import recipe as _recipe
 
@@ -268,7 +268,7 @@ def anb_check(anb: pd.DataFrame, *, margin: float = 0.10, column: str = "pgd_acc
 
 
 def _wilson_pct(p: float, n: int) -> str:
-    low, high = binomial_interval(round(p * n), n)
+    low, high = rate_interval(p, n)
     return f"{p:.1%} [{low:.1%}, {high:.1%}]"
 
 
@@ -291,8 +291,7 @@ def anb_reading(one: pd.DataFrame, n_natural: int | None = None) -> str:
         ref = one[one["variant"] == "base B"].iloc[0]
         nat = _wilson_pct(ref["test_acc"], n_natural) if n_natural else f"{ref['test_acc']:.1%}"
         drop = (ref["test_acc"] - ref["pgd_acc"]) * 100
-        apart = (binomial_interval(round(ref["pgd_acc"] * n), n)[1]
-                 < binomial_interval(round(ref["test_acc"] * (n_natural or n)), n_natural or n)[0])
+        apart = rate_interval(ref["pgd_acc"], n)[1] < rate_interval(ref["test_acc"], n_natural or n)[0]
         text += (f"Base B, trained on task B from scratch and sharing no weight with A, scores {nat} on natural "
                  f"images and {_wilson_pct(ref['pgd_acc'], n)} under the PGD crafted on A ({drop:.1f} points "
                  f"lower): the attack on A {'transfers in part to' if apart else 'does not measurably lower'} what "
@@ -401,8 +400,8 @@ def sweep_paragraph(sweep: pd.DataFrame) -> str:
     student's clean-correct images) are apart."""
     def rates(part, methods):
         rows = part[part["method"].isin(methods)]
-        return [(float(r.feature_asr), *binomial_interval(round(r.feature_asr * round(r.clean_acc * r.n)),
-                                                          round(r.clean_acc * r.n))) for r in rows.itertuples()]
+        return [(float(r.feature_asr), *rate_interval(r.feature_asr, round(r.clean_acc * r.n)))
+                for r in rows.itertuples()]
     bits, apart = [], []
     for e, part in sweep.groupby("eps255"):
         kept, fresh = rates(part, KEPT_WEIGHTS), rates(part, FRESH_START)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
-from ..metrics import binomial_interval, seed_interval
+from ..metrics import rate_interval, seed_interval
 from .transfer import SEED_HEADLINE
 
 # dark: copied blocks frozen; light: copied blocks fine-tuned (red: copied from A, blue: from B)
@@ -49,7 +49,7 @@ def method_summary(runs: pd.DataFrame, metrics) -> pd.DataFrame:
             else:
                 v = float(values.iloc[0])
                 den = n if metric.endswith("_acc") else round(float(part["clean_acc"].iloc[0]) * n)
-                low, high = binomial_interval(round(v * den), den)
+                low, high = rate_interval(v, den)
                 how = f"Wilson over {den} images"
             rows.append({"method": method, "metric": metric, "mean": float(values.mean()), "low": low,
                          "high": high, "seeds": len(values), "n": n, "interval": how})
@@ -154,7 +154,7 @@ def wilson_errors(rates, n) -> np.ndarray:
     or one per rate), for ``errorbar``'s ``yerr``."""
     rates = np.asarray(rates, dtype=float)
     ns = np.broadcast_to(np.asarray(n, dtype=float), rates.shape)
-    bounds = np.array([binomial_interval(round(p * k), int(k)) for p, k in zip(rates, ns)]).reshape(-1, 2)
+    bounds = np.array([rate_interval(p, k) for p, k in zip(rates, ns)]).reshape(-1, 2)
     return np.vstack([rates - bounds[:, 0], bounds[:, 1] - rates]).clip(min=0)
 
 
@@ -189,7 +189,7 @@ def anb_figure(table: pd.DataFrame, base_b: dict, chance: float, attacks=(), eps
         if col in base_b:
             ax.axhline(base_b[col], color="black", linestyle=":", linewidth=1.2, label=f"base B ({base_b[col]:.2f})")
             if n:
-                low, high = binomial_interval(round(base_b[col] * n), n)
+                low, high = rate_interval(base_b[col], n)
                 ax.axhspan(low, high, color="black", alpha=0.08, linewidth=0)
         ax.axhline(chance, color="grey", linewidth=1, label=f"chance ({chance:.2f})")
         ax.set_xlabel("n (blocks copied from the source base)")

@@ -36,7 +36,7 @@ from ..attacks import attack_fn, with_own_labels
 from ..data import ImageSet, data_fingerprint, to_imageset
 from ..data.real import load_real
 from ..evaluate import craft, eval_images, transfer_scores
-from ..metrics import binomial_interval, seed_interval
+from ..metrics import binomial_interval, rate_interval, seed_interval
 from ..models import fresh_like, load_cifar_resnet20, model_fingerprint
 from ..paths import measured_dir, shared_dir
 from ..store import Store
@@ -211,7 +211,7 @@ def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
     ci = [binomial_interval(a, b) for a, b in zip(k, n)]
     out["clean_low"], out["clean_high"] = [c[0] for c in ci], [c[1] for c in ci]
     for col in [c for c in table.columns if c.endswith("_asr")]:
-        ci = [binomial_interval(round(r * m), m) for r, m in zip(out[col], k)]
+        ci = [rate_interval(r, m) for r, m in zip(out[col], k)]
         out[f"{col}_low"], out[f"{col}_high"] = [c[0] for c in ci], [c[1] for c in ci]
     return out
 

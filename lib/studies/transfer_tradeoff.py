@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ..metrics import binomial_interval
+from .transfer_real import with_intervals
 
 SEED_RUNS_CSV = "02_renofeation_seed_runs.csv"
 MARKERS = "osD^vPX*"
@@ -33,16 +33,15 @@ def load_real_seed_runs(folders=None) -> pd.DataFrame | None:
 
 
 def _with_intervals(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` with Wilson bounds of clean accuracy (over ``n``) and feature-attack success (over
-    the clean-correct images) where the table does not carry them already."""
+    """``runs`` with the Wilson bounds of :func:`lib.studies.transfer_real.with_intervals` (clean
+    accuracy over ``n``, feature-attack success over the clean-correct images) where the table
+    does not carry them already (the real-image seed runs do: ``transfer_real`` wrote them)."""
     out = runs.copy()
-    if "clean_low" not in out:
-        out[["clean_low", "clean_high"]] = [binomial_interval(round(a * n), int(n))
-                                            for a, n in zip(out["clean_acc"], out["n"])]
-    if "feature_asr_low" not in out:
-        den = (out["clean_acc"] * out["n"]).round().astype(int)
-        out[["feature_asr_low", "feature_asr_high"]] = [binomial_interval(round(r * d), int(d))
-                                                        for r, d in zip(out["feature_asr"], den)]
+    missing = [m for m in ("clean", "feature_asr") if f"{m}_low" not in out]
+    if missing:
+        bounds = with_intervals(runs)
+        for m in missing:
+            out[[f"{m}_low", f"{m}_high"]] = bounds[[f"{m}_low", f"{m}_high"]]
     return out
 
 

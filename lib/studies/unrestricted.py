@@ -22,7 +22,7 @@ from .. import train
 from ..artifacts.gan import attack_kw
 from ..cache import cached
 from ..gan import UnrestrictedResult, balanced_labels, generate, latent, unrestricted_batches
-from ..metrics import accuracy_with_interval, binomial_interval, bootstrap_interval
+from ..metrics import accuracy_with_interval, binomial_interval, bootstrap_interval, rate_interval
 from ..robustness import eps_sweep
 from . import notebook_params
 from . import recipe as _recipe
@@ -127,7 +127,7 @@ def augmentation_table(models: dict, G, aux, cfg: dict, test, transfer=None) -> 
         model.eval()
         row = {"method": name}
         c = train.evaluate(model, test)
-        low, high = binomial_interval(round(c["acc"] * c["n"]), c["n"])
+        low, high = rate_interval(c["acc"], c["n"])
         row.update(clean_acc=c["acc"], clean_low=low, clean_high=high, clean_n=c["n"])
         for attack in ("fgsm", "pgd"):
             r = eps_sweep(model, test, [cfg["eval_eps"]], attack=attack, steps=cfg["pgd_steps"], n=cfg["n_eval"],

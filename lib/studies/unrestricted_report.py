@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..metrics import binomial_interval
+from ..metrics import binomial_interval, rate_interval
 from .unrestricted import interval_text, predictions
 
 
@@ -80,7 +80,7 @@ def attack_steps_figure(trace: pd.DataFrame, n: int, num_classes: int):
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for col, label in (("acc", "classifier accuracy on the images"), ("aux_agree", "aux classifier says y"),
                        ("success", "success (wrong and aux says y)")):
-        bands = [binomial_interval(round(v * n), n) for v in trace[col]]
+        bands = [rate_interval(v, n) for v in trace[col]]
         line, = ax.plot(trace["step"], trace[col], label=label)
         ax.fill_between(trace["step"], [b[0] for b in bands], [b[1] for b in bands], color=line.get_color(),
                         alpha=0.2, lw=0)
