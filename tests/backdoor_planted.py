@@ -48,6 +48,18 @@ def _load(split: str, per_class: int, seed: int):
 
 @functools.lru_cache(maxsize=1)
 def planted() -> Planted:
+    """Built on one torch thread whatever the caller's setting, so that every test module gets
+    the same model (the first caller builds it; with two threads the weights differ slightly,
+    and the measured margins of the defence tests are for this one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _build()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build() -> Planted:
     torch.manual_seed(0)
     train = _load("train", 100, 0)
     clean_small = _load("val", 10, 0)

