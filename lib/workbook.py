@@ -39,11 +39,13 @@ import time
 from pathlib import Path
 
 from . import publish, runs
+from .cli import OneLineParser, whole_number
 from .config import RUN_FILE, read_table
 from .paths import ROOT
 from .stall import STALL_ENV, KernelWatch
 
 NOTEBOOKS = ROOT / "notebooks"
+WORKBOOK_PROFILES = ("smoke", "full")  # the profiles a whole run takes today (issue 35 adds real)
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -110,27 +112,10 @@ def _literal(value: str, key: str = "value"):
         return value
 
 
-def _positive(text: str) -> int:
-    """An argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with a bad option reported in one line (what, and where to read more)."""
-
-    def error(self, message):
-        self.exit(2, f"workbook: {message} (python -m lib.workbook --help lists the options)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    ap = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default=None, choices=["smoke", "full"], help="default: smoke")
+    ap = OneLineParser(prog="workbook", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       hint="python -m lib.workbook --help lists the options")
+    ap.add_argument("--profile", default=None, choices=WORKBOOK_PROFILES, help="default: smoke")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--config", default=None, metavar="FILE", help="TOML, YAML or JSON run parameters")
     ap.add_argument("--only", action="append", default=None, metavar="PREFIX")
@@ -139,9 +124,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="continue a run (default: the newest unfinished one), skipping finished notebooks")
     ap.add_argument("--fresh", action="store_true", help="retrain every model and recompute every result")
     ap.add_argument("--out", default=str(ROOT / "runs"))
-    ap.add_argument("--timeout", type=_positive, default=None, help="seconds per cell")
+    ap.add_argument("--timeout", type=whole_number(1), default=None, help="seconds per cell")
     ap.add_argument("--quiet", action="store_true", help="one line per notebook instead of streamed output")
-    ap.add_argument("--jobs", type=_positive, default=1, metavar="N",
+    ap.add_argument("--jobs", type=whole_number(1), default=1, metavar="N",
                     help="notebooks at a time, each after the notebooks whose models it uses (lib.studies."
                          "notebook_needs), with OMP_NUM_THREADS shared out between them (make workbook: 2)")
     ap.add_argument("--list-params", action="store_true", help="print every parameter with its recipe values")
@@ -149,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="run every parameter set of a sweep file, each as its own run (see lib.sweep)")
     ap.add_argument("--executor", default="local", choices=["local", "slurm"],
                     help="with --sweep: local processes, or Slurm jobs through submitit")
-    ap.add_argument("--parallel", type=_positive, default=None, metavar="N",
+    ap.add_argument("--parallel", type=whole_number(1), default=None, metavar="N",
                     help="with --sweep --executor local: points at a time (default: the file's, else 1)")
     return ap
 
@@ -182,8 +167,8 @@ def configure(args) -> tuple[str, dict]:
     if args.fresh:
         params["retrain"] = True
     profile = args.profile or params.get("profile", "smoke")
-    if profile not in ("smoke", "full"):
-        raise ConfigError(f"profile must be smoke or full, got {profile!r}")
+    if profile not in WORKBOOK_PROFILES:
+        raise ConfigError(f"profile must be one of {', '.join(WORKBOOK_PROFILES)}, got {profile!r}")
     return profile, check_params(params, profile)
 
 
@@ -227,8 +212,9 @@ def _resumed(args, out_root: Path) -> dict:
     if folder is None or not (folder / "manifest.json").is_file():
         raise ConfigError(f"no unfinished {prof} run to resume under {out_root / prof}")
     manifest = runs.read_manifest(folder / "manifest.json")
-    if manifest["profile"] not in ("smoke", "full"):
-        raise ConfigError(f"{folder / 'manifest.json'}: profile must be smoke or full, got {manifest['profile']!r}")
+    if manifest["profile"] not in WORKBOOK_PROFILES:
+        raise ConfigError(f"{folder / 'manifest.json'}: profile must be one of {', '.join(WORKBOOK_PROFILES)}, "
+                          f"got {manifest['profile']!r}")
     if not isinstance(manifest["parameters"], dict):
         raise ConfigError(f"{folder / 'manifest.json'}: parameters must be a table")
     try:

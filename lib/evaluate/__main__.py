@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
+from ..cli import OneLineParser, whole_number
 from ..data import DatasetNotFoundError
 from ..data.base import DataError
 from ..data.real import REAL_DATASETS
@@ -67,20 +68,6 @@ def parse_eps(text: str) -> float:
     return eps
 
 
-def _count(minimum: int):
-    """An argparse type: a whole number >= ``minimum`` (``3``, not ``3.0`` or ``-5``)."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text.strip())
-        except ValueError:
-            v = None
-        if v is None or v < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {minimum}")
-        return v
-    parse.__name__ = f"whole number >= {minimum}"
-    return parse
-
-
 def _option(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -93,19 +80,12 @@ def _option(text: str) -> tuple[str, object]:
     return key, value
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr (not the usage block), exit 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m lib.evaluate", description=__doc__.split("\n\n")[0],
         epilog=f"{EPS_RULE} {EXIT_STATUS} Data names: " + ", ".join(sorted(REAL_DATASETS))
         + ", or an ImageFolder path.")
-    positive = _count(1)
+    positive = whole_number(1)
     p.add_argument("--arch", required=True, help=f"architecture: {', '.join(ARCHS)} or wrn<depth>_<widen>")
     p.add_argument("--weights", required=True, type=Path,
                    help=".safetensors (a store file's checksum is verified), or a .pt/.pth/.th state dict "
@@ -132,9 +112,9 @@ def parser() -> argparse.ArgumentParser:
                    help="skip APGD-CE, APGD-T and the AutoAttack-style chain (needed for models with fewer than "
                         "4 classes: APGD-T's targeted DLR loss is undefined there); the worst case is then over "
                         "FGSM and PGD, and the Square sanity check, with nothing to compare, fails")
-    p.add_argument("--square-queries", type=_count(0), default=None,
+    p.add_argument("--square-queries", type=whole_number(0), default=None,
                    help="Square attack queries per image (0: no Square; default: the report's own)")
-    p.add_argument("--seed", type=_count(0), default=0, help="seed of the image subset and of the attacks")
+    p.add_argument("--seed", type=whole_number(0), default=0, help="seed of the image subset and of the attacks")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: cuda when available)")
     p.add_argument("--batch-size", type=positive, default=256)
     p.add_argument("--name", default=None, help="the model's label in the tables (default: the weights file name)")

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from lib.cli import OneLineParser
 from lib.paths import store_dir
 from lib.store import CorruptArtifactError, Store
 
@@ -60,21 +61,17 @@ def _table(store: Store, name: str | None, kind: str | None):
     return table.reset_index(drop=True)
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr (exit 2) instead of usage + error."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see python -m lib.store --help)\n")
+HINT = "see python -m lib.store --help"  # the end of every one-line error, subcommands' included
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="python -m lib.store", description=__doc__,
-                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(prog="python -m lib.store", description=__doc__, hint=HINT,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default=None, help="store folder (default: WORKBOOK_STORE or data/store)")
     sub = ap.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("ls", help="list artifacts")
-    clean = sub.add_parser("clean", help="delete artifacts")
-    seal = sub.add_parser("seal", help="verify artifacts; add header checksums to files written before them")
+    ls = sub.add_parser("ls", hint=HINT, help="list artifacts")
+    clean = sub.add_parser("clean", hint=HINT, help="delete artifacts")
+    seal = sub.add_parser("seal", hint=HINT, help="verify artifacts; add header checksums to files written before them")
     for p in (ls, clean, seal):
         p.add_argument("--name", default=None, help="only artifacts whose name contains this")
         p.add_argument("--kind", default=None, choices=["model", "result", "checkpoint"])

@@ -93,6 +93,7 @@ RULES: list[tuple[str, Rule]] = [
     (r"_kw$|^needs$|_recipe$", Rule("a table", kind="table")),
 ]
 
+
 def _names(registry: str, study: str, key: str = "", methods=None) -> tuple | None:
     """The names a value may take (``methods``: the study module's ``METHODS``); registries are
     imported where used, so that reading this module imports no method."""
