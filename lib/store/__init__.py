@@ -69,6 +69,7 @@ from lib.store.files import (
     atomic_write,
     check_writable,
     clean_stale_temps,
+    json_result,
     load_state,
     load_weights,
     read_tensors,
@@ -376,18 +377,9 @@ class Store:
             frame, header = dataframe_from_text(text, path)
             check_header(path, header, name, config, HEADER + CSV_KEYS)
             return frame
-        try:
-            document = json.loads(text)
-            value, expected = document["value"], document["sha256"]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise CorruptArtifactError(
-                f"{path} is not a readable store result ({error!r}); {rebuild_hint(path)}"
-            ) from error
-        sealed = document.pop("meta_sha256", None)
-        if json_digest(value) != expected or (sealed is not None and json_digest(document) != sealed):
-            raise CorruptArtifactError(f"{path} fails its checksum; {rebuild_hint(path)}")
+        document, _ = json_result(path, text)
         check_header(path, document, name, config, HEADER + ("sha256", "value"))
-        return value
+        return document["value"]
 
     def result(
         self,

@@ -245,6 +245,24 @@ def save_tensors(named: Mapping[str, torch.Tensor], path, metadata: dict[str, st
     )
 
 
+def json_result(path: Path, text: str) -> tuple[dict, bool]:
+    """The document of the stored JSON result ``path`` (its ``text``), checked: JSON holding
+    ``value`` and ``sha256``, the value's checksum and, when present, the header checksum
+    ``meta_sha256`` (removed from the document returned); and whether it carried one. Anything
+    else is a :class:`CorruptArtifactError` with the rebuild hint. Read by ``Store.load_result``
+    and ``python -m lib.store seal``."""
+    try:
+        document = json.loads(text)
+        value, expected = document["value"], document["sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise CorruptArtifactError(f"{path} is not a readable store result ({error!r}); {rebuild_hint(path)}") \
+            from error
+    sealed = document.pop("meta_sha256", None)
+    if json_digest(value) != expected or (sealed is not None and json_digest(document) != sealed):
+        raise CorruptArtifactError(f"{path} fails its checksum; {rebuild_hint(path)}")
+    return document, sealed is not None
+
+
 def digest_metadata(metadata: Mapping[str, str]) -> str:
     """SHA-256 over every metadata entry but ``__meta_sha256__`` itself (config, meta, the tensor
     checksum, ...): with the tensor checksum it covers every byte that decides what a read returns."""

@@ -25,6 +25,7 @@ from lib.store.files import (
     FORMAT,
     CorruptArtifactError,
     digest_metadata,
+    json_result,
     read_safetensors,
     atomic_write,
     read_tensors,
@@ -67,17 +68,13 @@ def _safetensors(path: Path) -> tuple[bool, Callable[[Path], None]]:
 
 def _json(path: Path) -> tuple[bool, Callable[[Path], None]]:
     try:
-        document = json.loads(path.read_bytes().decode("utf-8"))
-        ok = json_digest(document["value"]) == document["sha256"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise CorruptArtifactError(
-            f"{path} is not a readable store result ({error!r}); {rebuild_hint(path)}") from error
-    sealed = document.pop("meta_sha256", None)
-    if not ok or (sealed is not None and json_digest(document) != sealed):
-        raise CorruptArtifactError(f"{path} fails its checksum; {rebuild_hint(path)}")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CorruptArtifactError(f"{path} is not UTF-8 text; {rebuild_hint(path)}") from error
+    document, sealed = json_result(path, text)
     _check_key(path, document, HEADER + ("sha256", "value"))
     document["meta_sha256"] = json_digest(document)
-    return sealed is not None, text_writer(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+    return sealed, text_writer(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
 
 
 def _csv(path: Path) -> tuple[bool, Callable[[Path], None]]:
