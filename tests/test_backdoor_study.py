@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import lib.backdoor as B
+from lib import findings
 from lib.models import build, model_fingerprint
 from lib.store import Store
 from lib.artifacts import backdoor as bd_models
@@ -109,15 +110,16 @@ def _rates(**cols):
 
 def test_gap_interval_and_findings_sentence():
     t = _rates(asr_bb=([150, 140, 10], 270))
-    d, lo, hi = R.gap(t.iloc[0], t.iloc[1], "asr_bb")
+    d, lo, hi = findings.gap(t.iloc[0], t.iloc[1], "asr_bb")
     assert d == pytest.approx(10 / 270) and lo < 0 < hi  # 150 vs 140 of 270: not separated
-    d, lo, hi = R.gap(t.iloc[0], t.iloc[2], "asr_bb")
-    assert 0 < lo < d < hi and R._pts((d, lo, hi)).endswith("separated") and "not" not in R._pts((d, lo, hi))
-    found = pd.DataFrame([R._finding("a", "", (0.5, 0.4, 0.6), 0.2, "x"),
-                          R._finding("b", "", (0.04, -0.02, 0.1), 0.0, "y"),
-                          R._finding("c", "", (-0.1, -0.2, 0.0), 0.0, "z")])
+    d, lo, hi = findings.gap(t.iloc[0], t.iloc[2], "asr_bb")
+    shown = findings.pts((d, lo, hi))
+    assert 0 < lo < d < hi and shown.endswith("separated") and "not" not in shown
+    found = pd.DataFrame([findings.finding("a", "", (0.5, 0.4, 0.6), 0.2, "x"),
+                          findings.finding("b", "", (0.04, -0.02, 0.1), 0.0, "y"),
+                          findings.finding("c", "", (-0.1, -0.2, 0.0), 0.0, "z")])
     assert list(found["held"]) == [True, True, False] and list(found["shown"]) == [True, False, False]
-    text = R.findings_sentence(found)
+    text = findings.findings_sentence(found)
     assert "margin: a." in text and "point estimate only" in text and "b (" in text and "Not shown here: c" in text
 
 

@@ -9,7 +9,7 @@ import pytest
 from lib.studies import adversarial, bases, datasets, recipe, transfer
 
 LIB = Path(__file__).resolve().parent.parent / "lib"
-INFRASTRUCTURE = {"config", "data", "models", "train", "store", "metrics", "plots", "paths"}
+INFRASTRUCTURE = {"config", "data", "models", "train", "store", "metrics", "findings", "plots", "paths"}
 METHODS = {"attacks", "evaluate", "robustness", "adversarial_training", "transfer", "widgets"}
 
 

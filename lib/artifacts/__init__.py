@@ -10,6 +10,8 @@ module             notebook    what it trains
 :mod:`.continual`  04          the continual learners over the task sequence
 :mod:`.backdoor`   05          clean, planted and label-flip teachers, each method's student
 :mod:`.gan`        07          the AC-GAN and the classifiers trained with its samples
+:mod:`.defences`   08          backdoored models purified by each defence, their students,
+                               teachers re-planted on a detector's cleaned set
 =================  ==========  ================================================================
 
 Each artifact function takes its notebook's recipe (a dict: the run's resolved recipe, see

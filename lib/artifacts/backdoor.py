@@ -155,18 +155,28 @@ def clean_teacher(cfg: dict, store: Store | None = None, *, progress: bool = Tru
                                                **_teacher_fit(cfg)), store, progress)
 
 
-def backdoored_teacher(cfg: dict, store: Store | None = None, update_ratio: float = 0.0, *, progress: bool = True):
+def backdoored_teacher(cfg: dict, store: Store | None = None, update_ratio: float = 0.0, *, keep=None,
+                       progress: bool = True):
     """The attacker's teacher: base A planted (:func:`lib.backdoor.plant`) on
     :func:`poisoned_teacher_data` with the smallest ``update_ratio`` of conv weights held fixed.
+    ``keep`` (indices into the poisoned set; ``None``: all): train on those images only, the set
+    a data curator left after removing what a detector flagged (notebook 08).
     ``(model, meta)``; ``meta["fixed"]`` counts the held weights."""
     base = public_base(cfg, store, progress=progress)
     k = data.num_classes_of(teacher_data(cfg)[0])
     key = {"kind": "backdoor", "base": model_fingerprint(base), **_data_key(cfg),
            "trigger": make_trigger(cfg).config(), "where": cfg["where"], "target": cfg["target"], "rate": cfg["rate"],
            "update_ratio": update_ratio, "fit": _teacher_fit(cfg)}
-    return _cached("bd_teacher_backdoor", key, base, k,
-                   lambda: backdoor.plant(base, poisoned_teacher_data(cfg), update_ratio=update_ratio,
-                                          progress=progress, **_teacher_fit(cfg)), store, progress)
+    if keep is not None:
+        keep = sorted(int(i) for i in keep)
+        key["keep"] = keep
+
+    def make():
+        poisoned = poisoned_teacher_data(cfg)
+        train = poisoned if keep is None else poisoned.subset(keep, name=f"{poisoned.name}-cleaned")
+        return backdoor.plant(base, train, update_ratio=update_ratio, progress=progress, **_teacher_fit(cfg))
+
+    return _cached("bd_teacher_backdoor", key, base, k, make, store, progress)
 
 
 def flip_teacher(cfg: dict, store: Store | None = None, *, progress: bool = True):
@@ -223,8 +233,15 @@ def student(method: str, cfg: dict, store: Store | None = None, task: str = "sam
     so it is one model per task (teacher and ratio do not enter its key). ``(model, meta)``."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    train, _ = student_data(cfg, task)
     t_model, _ = teacher_model(cfg, store, which=teacher, update_ratio=update_ratio, progress=progress)
+    return student_from(t_model, method, cfg, store, task, mag_ratio=mag_ratio, progress=progress)
+
+
+def student_from(t_model, method: str, cfg: dict, store: Store | None = None, task: str = "same", *,
+                 mag_ratio: float | None = None, progress: bool = True):
+    """:func:`student` from a given teacher model ``t_model`` (notebook 08: a teacher purified
+    before transfer); stored under the same key rule, by the teacher's weights. ``(model, meta)``."""
+    train, _ = student_data(cfg, task)
     mag_ratio = cfg["mag_ratio"] if mag_ratio is None else mag_ratio
     fn, settings = METHOD_TABLE[method]
     kw = settings(cfg, mag_ratio)

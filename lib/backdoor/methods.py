@@ -22,8 +22,8 @@ import copy
 import pandas as pd
 import torch
 
-from ..models import Classifier
-from ..train import FixedWeights
+from ..models import Classifier, freeze
+from ..train import FixedWeights, fit
 from ..transfer import fine_tune
 from .pruning import (channel_activity, channel_masks, conv_weights, divmag_scores, magnitude_masks,
                       magnitude_prune, smallest, zero_weights)
@@ -109,7 +109,8 @@ def divmag(pretrained: Classifier, train, *, fraction: float = 0.05, trial_kw: d
     return model, hist
 
 
-def fine_pruning(pretrained: Classifier, train, *, ratio: float, **ft_kw) -> tuple[Classifier, pd.DataFrame]:
+def fine_pruning(pretrained: Classifier, train, *, ratio: float, keep_head: bool = False,
+                 **ft_kw) -> tuple[Classifier, pd.DataFrame]:
     """Fine-pruning (Liu, Dolan-Gavitt & Garg 2018, "Fine-Pruning: Defending Against Backdooring
     Attacks on Deep Neural Networks", RAID): rank the output channels of the last stage's last
     conv by their mean activation on the clean ``train`` images (:func:`channel_activity`),
@@ -117,7 +118,9 @@ def fine_pruning(pretrained: Classifier, train, *, ratio: float, **ft_kw) -> tup
     set to 0: the channel outputs 0), then :func:`fine_tune` with them held at 0. A fixed
     ratio, not Liu et al.'s "prune until validation accuracy drops by 4%": in transfer the
     teacher's head does not score the student's task, so that stopping rule has nothing to read.
-    ``history.attrs["pruned"]``: the removed channel ids."""
+    ``history.attrs["pruned"]``: the removed channel ids. ``keep_head=True``: the purification of
+    a model on its own task (Liu et al.'s setting, notebook 08): the pruned copy keeps its head and
+    is trained by :func:`lib.train.fit` with ``ft_kw`` instead of :func:`fine_tune`'s new head."""
     if not 0 <= ratio < 1:
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
     _no_hooks(ft_kw, "fine_pruning")
@@ -127,6 +130,11 @@ def fine_pruning(pretrained: Classifier, train, *, ratio: float, **ft_kw) -> tup
     masks = channel_masks(start, pruned)
     zero_weights(start, masks)
     ft_kw.setdefault("desc", f"fine-pruning {ratio:g}")
-    model, hist = fine_tune(start, train, **(HoldFixed(masks).hooks() if pruned else {}), **ft_kw)
+    hooks = HoldFixed(masks).hooks() if pruned else {}
+    if keep_head:
+        freeze(start, False)
+        model, hist = start, pd.DataFrame(fit(start, train, **hooks, **ft_kw))
+    else:
+        model, hist = fine_tune(start, train, **hooks, **ft_kw)
     hist.attrs["pruned"] = sorted(pruned)
     return model, hist

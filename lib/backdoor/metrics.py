@@ -18,12 +18,18 @@ metric                 share of ...                                             
 Each comes with its count ``k``, its denominator ``n`` and a 95% Wilson interval
 (:func:`lib.metrics.binomial_interval`). With ``target=None`` the targeted rates are left out
 and ``ra`` is over every image.
+
+A defence is scored against the undefended model by :func:`defence_effect`: the drops in ASR
+and clean accuracy (Newcombe intervals) and the defence effectiveness rating
+``DER = [max(0, dASR) - max(0, dACC) + 1] / 2`` (Zhu et al. 2023, FT-SAM, eq. 7; 1 is a defence
+that removes the whole ASR at no accuracy cost, 0.5 one that changes neither, 0 one that
+costs all accuracy and removes nothing), by :func:`der`.
 """
 from __future__ import annotations
 
 import torch
 
-from ..metrics import binomial_interval, label_pair
+from ..metrics import binomial_interval, difference_interval, label_pair
 from .poisoning import triggered
 from .triggers import Trigger
 
@@ -77,3 +83,31 @@ def backdoor_metrics(model, test, trigger: Trigger, target: int | None = 0, *, w
     clean, y = predict(model, test, batch_size=batch_size)
     trig, _ = predict(model, triggered(test, trigger, where, seed=seed), batch_size=batch_size)
     return flat(backdoor_rates(clean, trig, y, target))
+
+
+def der(asr_before: float, asr_after: float, acc_before: float, acc_after: float) -> float:
+    """The defence effectiveness rating ``[max(0, dASR) - max(0, dACC) + 1] / 2`` with
+    ``dASR = asr_before - asr_after`` and ``dACC = acc_before - acc_after`` (FT-SAM, eq. 7;
+    BackdoorBench 2.0 reports it as ``DER``): in [0, 1], a gain in accuracy or in ASR counts 0."""
+    return _der(asr_before - asr_after, acc_before - acc_after)
+
+
+def _der(d_asr: float, d_acc: float) -> float:
+    return (max(0.0, d_asr) - max(0.0, d_acc) + 1) / 2
+
+
+def defence_effect(before: dict, after: dict, asr: str = "asr_bb", acc: str = "clean_acc") -> dict:
+    """How a defence moved a model: flat rows of :func:`backdoor_metrics` (or :func:`flat`) of
+    the undefended model (``before``) and the defended one (``after``), on the same test images.
+
+    Returns ``d_asr`` and ``d_acc`` (drops: before minus after) each with ``_low``/``_high``, their
+    95% Newcombe intervals (:func:`lib.metrics.difference_interval`: conservative, as the two
+    rates are measured on the same images), and ``der`` (:func:`der`) with ``der_low``/``der_high``
+    from the ends of those intervals (DER rises with ``d_asr`` and falls with ``d_acc``, so the
+    box of the two 95% intervals bounds it with at least 90% confidence)."""
+    d_asr = difference_interval(before[asr], before[f"{asr}_n"], after[asr], after[f"{asr}_n"])
+    d_acc = difference_interval(before[acc], before[f"{acc}_n"], after[acc], after[f"{acc}_n"])
+    out = {"d_asr": d_asr[0], "d_asr_low": d_asr[1], "d_asr_high": d_asr[2],
+           "d_acc": d_acc[0], "d_acc_low": d_acc[1], "d_acc_high": d_acc[2]}
+    out.update(der=_der(d_asr[0], d_acc[0]), der_low=_der(d_asr[1], d_acc[2]), der_high=_der(d_asr[2], d_acc[1]))
+    return out

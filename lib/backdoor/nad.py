@@ -101,6 +101,18 @@ def _trainable_copy(model):
     return m
 
 
+def fine_tune_clean(model, clean_set, *, epochs: int = 10, lr: float = 0.1, batch_size: int = 64,
+                    weight_decay: float = 1e-4, translate: int | None = 3, seed: int = 0,
+                    **fit_kw) -> tuple[torch.nn.Module, pd.DataFrame]:
+    """A copy of ``model`` fine-tuned (every layer, its own head kept, plain cross-entropy) on the
+    defender's ``clean_set`` with the authors' recipe (:func:`authors_fit_kw`): NAD's teacher and
+    the fine-tuning baseline of every purification. ``(model in eval mode, history)``."""
+    tuned = _trainable_copy(model)
+    hist = fit(tuned, clean_set, desc="fine-tune on clean set",
+               **authors_fit_kw(epochs, lr, batch_size, weight_decay, seed, translate, fit_kw))
+    return tuned.eval(), pd.DataFrame(hist)
+
+
 def nad(model, clean_set, *, teacher_epochs: int = 10, epochs: int = 20, lr: float = 0.1,
         betas: Mapping[str, float] | None = None, p: float = 2.0, batch_size: int = 64,
         weight_decay: float = 1e-4, translate: int | None = 3, seed: int = 0,
@@ -120,10 +132,8 @@ def nad(model, clean_set, *, teacher_epochs: int = 10, epochs: int = 20, lr: flo
     unknown = [s for s in betas if s not in model.blocks]
     if unknown:
         raise KeyError(f"betas name unknown stages {unknown}; blocks are {model.block_names}")
-    teacher = _trainable_copy(model)
-    t_hist = fit(teacher, clean_set, desc="NAD teacher",
-                 **authors_fit_kw(teacher_epochs, lr, batch_size, weight_decay, seed, translate, fit_kw))
-    teacher.eval()
+    teacher, t_hist = fine_tune_clean(model, clean_set, epochs=teacher_epochs, lr=lr, batch_size=batch_size,
+                                      weight_decay=weight_decay, translate=translate, seed=seed, **fit_kw)
     student = _trainable_copy(model)
     frozen = frozen_copy(teacher, next(student.parameters()).device)
     hist = fit(student, clean_set, loss=nad_loss(frozen, betas, p), desc="NAD student",

@@ -17,6 +17,9 @@ notebook                 module                     holds
 ``06_attention_maps``    :mod:`.attention`          attention table, checks (figures:
                                                     ``attention_figures``; GTSRB: ``attention_real``)
 ``07_unrestricted_gan``  :mod:`.unrestricted`       unrestricted examples, augmentation
+``08_backdoor_defences`` :mod:`.defences`           recipe (tables and findings:
+                                                    ``defences_report``; figures:
+                                                    ``defences_figures``)
 =======================  =========================  =======================================
 
 Studies sit on top: they import artifacts (:mod:`lib.artifacts`), methods and infrastructure,
@@ -49,7 +52,7 @@ __all__ = ["STUDIES", "RUN_PARAMS", "ConfigError", "Param", "check_params", "not
 
 # notebook number -> study module
 STUDIES = {"00": "datasets", "01": "bases", "02": "transfer", "03": "adversarial", "04": "continual",
-           "05": "backdoor", "06": "attention", "07": "unrestricted"}
+           "05": "backdoor", "06": "attention", "07": "unrestricted", "08": "defences"}
 # run-wide parameters: not a recipe entry of one study
 RUN_PARAMS = {"profile": "smoke, real or full (every notebook)",
               "seeds": "repeats of the training parts, in every study whose recipe has 'seeds'",

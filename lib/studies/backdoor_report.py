@@ -11,7 +11,7 @@ from .. import backdoor
 from ..artifacts import backdoor as bd_models
 from ..cache import cached
 from ..data import ImageSet, labels_of, num_classes_of, to_imageset
-from ..metrics import difference_interval
+from ..findings import finding, findings_sentence, gap, pct, pts
 
 # BackdoorBench (Wu et al. 2022, NeurIPS Datasets & Benchmarks), BadNets on CIFAR-10 with
 # PreActResNet-18 at a 10% poison rate: clean accuracy / ASR, and the ASR after two defences.
@@ -131,30 +131,12 @@ def _pick(table: pd.DataFrame, **where) -> pd.Series | None:
     return t.iloc[0] if len(t) else None
 
 
-def gap(a: pd.Series, b: pd.Series, m: str) -> tuple[float, float, float]:
-    """``a[m] - b[m]`` and its 95% interval (:func:`lib.metrics.difference_interval`, Newcombe's
-    hybrid score method from the two rows' Wilson intervals over ``m_n`` images). It treats the
-    rows as independent; where both are measured on the same images (as here) a paired interval
-    would be narrower, so this one is conservative."""
-    return difference_interval(a[m], a[m + "_n"], b[m], b[m + "_n"])
 
 
-def _pts(g: tuple[float, float, float]) -> str:
-    """A gap from :func:`gap` in points with its interval and whether that excludes zero."""
-    sep = "separated" if g[1] > 0 or g[2] < 0 else "not separated"
-    return f"{g[0] * 100:+.1f} points [{g[1] * 100:+.1f}, {g[2] * 100:+.1f}], {sep}"
 
 
-def _finding(name: str, claim: str, g: tuple[float, float, float], margin: float, detail: str) -> dict:
-    """``held``: the point estimate reaches ``margin`` (what the notebook asserts); ``shown``: the
-    whole 95% interval ``[low, high]`` of the value does."""
-    value, low, high = g
-    return {"finding": name, "claim": claim, "value": value, "low": low, "high": high, "margin": margin,
-            "held": bool(value >= margin), "shown": bool(low >= margin), "detail": detail}
 
 
-def _pct(r: pd.Series, m: str) -> str:
-    return f"{r[m]:.1%} [{r[m + '_low']:.1%}, {r[m + '_high']:.1%}] (n={int(r[m + '_n'])})"
 
 
 def findings(teachers: pd.DataFrame, transfer: pd.DataFrame, cfg: dict) -> pd.DataFrame:
@@ -181,49 +163,49 @@ def findings(teachers: pd.DataFrame, transfer: pd.DataFrame, cfg: dict) -> pd.Da
     m, mc = cfg["asr_margin"], cfg["clean_margin"]
     bd = _pick(teachers, teacher="backdoor", update_ratio=0.0)
     clean = _pick(teachers, teacher="clean")
-    out.append(_finding("planted", f"planted teacher ASR >= {cfg['min_asr']:.0%}",
+    out.append(finding("planted", f"planted teacher ASR >= {cfg['min_asr']:.0%}",
                         tuple(bd[c] - cfg["min_asr"] for c in ("asr", "asr_low", "asr_high")), 0.0,
-                        f"teacher ASR {_pct(bd, 'asr')}"))
+                        f"teacher ASR {pct(bd, 'asr')}"))
     drop = gap(clean, bd, "clean_acc")
-    out.append(_finding("planted_clean", f"planted teacher's clean accuracy within {mc:.0%} of the clean teacher's",
+    out.append(finding("planted_clean", f"planted teacher's clean accuracy within {mc:.0%} of the clean teacher's",
                         (mc - drop[0], mc - drop[2], mc - drop[1]), 0.0,
-                        f"clean {_pct(bd, 'clean_acc')} vs {_pct(clean, 'clean_acc')}"))
+                        f"clean {pct(bd, 'clean_acc')} vs {pct(clean, 'clean_acc')}"))
     same = transfer[transfer["task"] == "same"]
     ft = _pick(same, method="fine_tune", teacher="backdoor", update_ratio=0.0)
     ctrl = _pick(same, method="fine_tune", teacher="clean")
     if ft is not None and ctrl is not None:
-        out.append(_finding("survives_targeted", f"fine-tuned student's ASR >= control + {m:.0%}",
+        out.append(finding("survives_targeted", f"fine-tuned student's ASR >= control + {m:.0%}",
                             gap(ft, ctrl, "asr_bb"), m,
-                            f"ASR (BackdoorBench) {_pct(ft, 'asr_bb')} vs control {_pct(ctrl, 'asr_bb')}"))
-        out.append(_finding("survives_untargeted", f"trigger costs the fine-tuned student >= {m:.0%} more RA "
+                            f"ASR (BackdoorBench) {pct(ft, 'asr_bb')} vs control {pct(ctrl, 'asr_bb')}"))
+        out.append(finding("survives_untargeted", f"trigger costs the fine-tuned student >= {m:.0%} more RA "
                             f"than the control", gap(ctrl, ft, "ra"), m,
-                            f"RA {_pct(ft, 'ra')} vs control {_pct(ctrl, 'ra')}"))
+                            f"RA {pct(ft, 'ra')} vs control {pct(ctrl, 'ra')}"))
         for d in [x for x in cfg["methods"] if x != "fine_tune"]:
             r = _pick(same, method=d, teacher="backdoor", update_ratio=0.0)
             if r is None or (d == "mag" and r["mag_ratio"] != cfg["mag_ratio"]):
                 continue
-            out.append(_finding(f"{d}_removes", f"{d} lowers the fine-tuned student's ASR by >= {m:.0%}",
+            out.append(finding(f"{d}_removes", f"{d} lowers the fine-tuned student's ASR by >= {m:.0%}",
                                 gap(ft, r, "asr_bb"), m,
-                                f"ASR {_pct(r, 'asr_bb')} vs fine-tuning {_pct(ft, 'asr_bb')}; clean "
+                                f"ASR {pct(r, 'asr_bb')} vs fine-tuning {pct(ft, 'asr_bb')}; clean "
                                 f"{r['clean_acc']:.1%} vs {ft['clean_acc']:.1%}"))
     new = transfer[transfer["task"] == "new"]
     ftn = _pick(new, method="fine_tune", teacher="backdoor", update_ratio=0.0)
     ctn = _pick(new, method="fine_tune", teacher="clean")
     if ftn is not None and ctn is not None:
-        out.append(_finding("survives_new_task", f"new task: untargeted rate >= control + {m:.0%}",
+        out.append(finding("survives_new_task", f"new task: untargeted rate >= control + {m:.0%}",
                             gap(ftn, ctn, "untargeted_asr"), m,
-                            f"untargeted {_pct(ftn, 'untargeted_asr')} vs control {_pct(ctn, 'untargeted_asr')}"))
+                            f"untargeted {pct(ftn, 'untargeted_asr')} vs control {pct(ctn, 'untargeted_asr')}"))
     top = max(cfg["update_ratios"])
     mags = same[(same["method"] == "mag") & (same["mag_ratio"] == cfg["mag_ratio"])]
     lo, hi = _pick(mags, update_ratio=0.0), _pick(mags, update_ratio=top)
     dv = _pick(same, method="divmag", update_ratio=top)
     if lo is not None and hi is not None and top > 0:
-        out.append(_finding("masked_survives_mag", f"mag leaves more ASR after planting at update ratio {top:g} "
+        out.append(finding("masked_survives_mag", f"mag leaves more ASR after planting at update ratio {top:g} "
                             f"than at 0", gap(hi, lo, "asr_bb"), 0.0,
-                            f"ASR {_pct(hi, 'asr_bb')} vs {_pct(lo, 'asr_bb')}"))
+                            f"ASR {pct(hi, 'asr_bb')} vs {pct(lo, 'asr_bb')}"))
     if hi is not None and dv is not None:
-        out.append(_finding("divmag_beats_mag", f"divmag removes more than mag (update ratio {top:g})",
-                            gap(hi, dv, "asr_bb"), 0.0, f"ASR {_pct(dv, 'asr_bb')} vs mag {_pct(hi, 'asr_bb')}"))
+        out.append(finding("divmag_beats_mag", f"divmag removes more than mag (update ratio {top:g})",
+                            gap(hi, dv, "asr_bb"), 0.0, f"ASR {pct(dv, 'asr_bb')} vs mag {pct(hi, 'asr_bb')}"))
     return pd.DataFrame(out)
 
 
@@ -235,7 +217,7 @@ def teacher_paragraph(teachers: pd.DataFrame, cfg: dict) -> str:
     text = (f"With {cfg['rate']:.0%} of the teacher's training images poisoned, the planted teacher classifies "
             f"**{r0['asr']:.1%}** of the correctly classified test images as the target once the trigger is on "
             f"(authors' ASR; BackdoorBench's {r0['asr_bb']:.1%} over {int(r0['asr_bb_n'])} non-target images), at "
-            f"a clean accuracy of {_pct(r0, 'clean_acc')} against {_pct(clean, 'clean_acc')} for the teacher "
+            f"a clean accuracy of {pct(r0, 'clean_acc')} against {pct(clean, 'clean_acc')} for the teacher "
             f"trained without poison. ")
     masked = bd[bd["update_ratio"] > 0]
     if len(masked):
@@ -326,9 +308,9 @@ def flip_paragraph(flips: pd.DataFrame, cfg: dict) -> str:
     for m in cfg["flip_methods"]:
         a, b = _pick(flips, teacher="clean", model=m), _pick(flips, teacher="flip", model=m)
         parts.append(f"{m.replace('_', ' ')} {b['clean_acc']:.1%} vs {a['clean_acc']:.1%} "
-                     f"({_pts(gap(b, a, 'clean_acc'))})")
+                     f"({pts(gap(b, a, 'clean_acc'))})")
     return (f"Flipping {cfg['flip_rate']:.0%} of the teacher's labels changes its clean accuracy from "
-            f"{_pct(c, 'clean_acc')} to {_pct(f, 'clean_acc')} ({_pts(gap(f, c, 'clean_acc'))}). Students of the "
+            f"{pct(c, 'clean_acc')} to {pct(f, 'clean_acc')} ({pts(gap(f, c, 'clean_acc'))}). Students of the "
             f"label-flip teacher against students of the clean teacher: " + "; ".join(parts) + ". Each difference "
             "carries its 95% interval (Newcombe's method over the two Wilson intervals); \"not separated\": the "
             "interval contains zero.")
@@ -359,7 +341,7 @@ def headline_paragraph(teachers: pd.DataFrame, transfer: pd.DataFrame, found: pd
         if fp is not None:
             text += (f"Fine-pruning leaves {fp['asr_bb']:.1%} (BackdoorBench: {bb['fine_pruning']:.1%}) at a clean "
                      f"accuracy of {fp['clean_acc']:.1%} against fine-tuning's {ft['clean_acc']:.1%} "
-                     f"({_pts(gap(fp, ft, 'clean_acc'))}; 95% interval of the difference). ")
+                     f"({pts(gap(fp, ft, 'clean_acc'))}; 95% interval of the difference). ")
     new = transfer[transfer["task"] == "new"]
     ftn = _pick(new, method="fine_tune", teacher="backdoor", update_ratio=0.0)
     ctn = _pick(new, method="fine_tune", teacher="clean")
@@ -367,28 +349,13 @@ def headline_paragraph(teachers: pd.DataFrame, transfer: pd.DataFrame, found: pd
         text += (f"BadNets (Gu et al. 2017) found that a traffic-sign network re-trained for another country's signs "
                  f"keeps its backdoor as an accuracy drop on triggered images; on our new task the trigger flips "
                  f"{ftn['untargeted_asr']:.1%} of the fine-tuned student's correct predictions against "
-                 f"{ctn['untargeted_asr']:.1%} for the control ({_pts(gap(ftn, ctn, 'untargeted_asr'))}), "
+                 f"{ctn['untargeted_asr']:.1%} for the control ({pts(gap(ftn, ctn, 'untargeted_asr'))}), "
                  + ("so the backdoor's damage survives into a new task too. "
                     if gap(ftn, ctn, "untargeted_asr")[1] >= cfg["asr_margin"] else
                     f"so here it is not shown to survive into a new task by {cfg['asr_margin']:.0%} or more. "))
     return text + findings_sentence(found)
 
 
-def findings_sentence(found: pd.DataFrame) -> str:
-    """Which findings the intervals show (95% interval of the value at or above its margin), which
-    reach the margin by the point estimate only (the interval does not separate them), which not."""
-    shown = found[found["shown"]]["finding"].tolist()
-    point = found[found["held"] & ~found["shown"]]
-    missed = found[~found["held"]]
-    text = f"Findings whose 95% interval lies at or above their margin: {', '.join(shown) if shown else 'none'}. "
-    if len(point):
-        text += ("At their margin by the point estimate only (the 95% interval reaches below it, so not "
-                 "separated from it): " + "; ".join(
-            f"{r.finding} ({r.value * 100:+.1f} points [{r.low * 100:+.1f}, {r.high * 100:+.1f}] against "
-            f"{r.margin * 100:.0f}; {r.detail})" for r in point.itertuples()) + ". ")
-    if len(missed):
-        text += "Not shown here: " + "; ".join(f"{r.finding} ({r.detail})" for r in missed.itertuples()) + "."
-    return text
 
 
 def expectations_paragraph(transfer: pd.DataFrame, cfg: dict) -> str:
@@ -414,21 +381,21 @@ def expectations_paragraph(transfer: pd.DataFrame, cfg: dict) -> str:
     g = gap(ft[hi], ft[lo], "asr_bb")
     verdict = "survives better" if g[1] > 0 else "survives worse" if g[2] < 0 else "is not separated from free planting"
     text += (f"Masked planting {verdict} here: holding the smallest conv weights fixed moved the fine-tuned student's "
-             f"ASR from {ft[lo]['asr_bb']:.1%} to {ft[hi]['asr_bb']:.1%} ({_pts(g)}). ")
+             f"ASR from {ft[lo]['asr_bb']:.1%} to {ft[hi]['asr_bb']:.1%} ({pts(g)}). ")
     if g[2] < 0:
         text += ("A likely reason, not tested here: BatchNorm and the head always train while planting, so the fewer "
                  "conv weights may move, the more of the backdoor lives in the head, which the victim replaces. ")
     gaps = {r: gap(ft[r], mg[r], "asr_bb") for r in ratios if mg[r] is not None}
     removes = [r for r, x in gaps.items() if x[1] > 0]
     text += (f"mag (zeroing the smallest {cfg['mag_ratio']:.0%} of conv weights before fine-tuning) against plain "
-             "fine-tuning, ASR removed: " + "; ".join(f"update ratio {r:g} {_pts(x)}" for r, x in gaps.items()) + ": "
+             "fine-tuning, ASR removed: " + "; ".join(f"update ratio {r:g} {pts(x)}" for r, x in gaps.items()) + ": "
              + (f"it removes part of the backdoor at update ratio {', '.join(f'{r:g}' for r in removes)}. " if removes
                 else "zeroing the smallest weights does not measurably remove the backdoor here, whether planting "
                      "was masked or not. "))
     if dv[hi] is not None and mg[hi] is not None:
         g = gap(mg[hi], dv[hi], "asr_bb")
         text += (f"divmag leaves {dv[hi]['asr_bb']:.1%} against mag's {mg[hi]['asr_bb']:.1%} from the teacher planted "
-                 f"at update ratio {hi:g} ({_pts(g)}): "
+                 f"at update ratio {hi:g} ({pts(g)}): "
                  + ("it removes more than mag, as the authors expect if resetting the weights the victim's task barely "
                     "moves reaches the large weights where masked planting put the backdoor." if g[1] > 0 else
                     "it is not shown to remove more than mag here."))

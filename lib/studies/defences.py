@@ -1,0 +1,87 @@
+"""Study of notebook 08: a victim downloads a public model that may be backdoored. With a small
+clean set of their own, before transfer (on the teacher) or after it (on the student), can they
+tell, find the trigger and remove it, and at what cost?
+
+The backdoored models are notebook 05's (:mod:`lib.artifacts.backdoor`, under the run's
+notebook-05 recipe): its planted teacher, one more teacher per trigger in ``triggers`` (the same
+recipe with that trigger), and its fine-tuned students on the same and the new task.
+
+- **model-level detection**: Neural Cleanse (:mod:`lib.backdoor.neural_cleanse`) on the clean
+  teacher (the control), each planted teacher and the same-task student;
+- **input-level detection**: STRIP (:mod:`lib.backdoor.strip`), threshold set on the defender's
+  clean images at ``strip_frr``;
+- **training-data detection** (what a data curator could catch in the attacker's set): Activation
+  Clustering and Spectral Signatures at each of ``detect_rates``, and the teacher re-planted on the
+  set they cleaned;
+- **purification** (:mod:`lib.artifacts.defences`): fine-tuning and fine-pruning on the clean set
+  (baselines), NAD, ANP, I-BAU and FT-SAM, on every teacher and both students, and each applied to
+  the teacher *before* transfer against the student *after* it.
+
+Tables and findings: :mod:`.defences_report`; figures: :mod:`.defences_figures`.
+"""
+from __future__ import annotations
+
+from ..artifacts.defences import METHODS
+from . import notebook_params, with_needs
+from . import recipe as _recipe
+
+_SMOKE = {
+    "triggers": ["emblem", "badnets", "blended"],  # one planted teacher per trigger (notebook 05's recipe)
+    "backdoor_recipe": {},  # overrides of notebook 05's recipe (none: the models notebook 05 trained)
+    "methods": METHODS, "transfer_methods": METHODS,
+    # the defender's clean set: BackdoorBench's 5% of the training data is 30 images (3 a class)
+    # here; 10% (60 images, 6 a class) is the smallest set every defence's batch fits
+    "clean_fraction": 0.1, "clean_seed": 0, "seed": 0,
+    # fine-tuning / fine-pruning on the clean set: NAD's teacher recipe (the authors' main.py: SGD
+    # lr 0.1 for 2 epochs then 0.01, 10 epochs), batches of 32 (60 images: two steps an epoch)
+    "ft_kw": {"epochs": 10, "lr": 0.1, "batch_size": 32}, "prune_ratio": 0.5,
+    # NAD: the authors' 10 + 20 epochs at lr 0.1, betas 500/1000/1000 (lib.backdoor.nad)
+    "nad_kw": {"teacher_epochs": 10, "epochs": 20, "lr": 0.1, "batch_size": 32},
+    # ANP: the paper's eps 0.4, alpha 0.2, threshold 0.2; 200 mask steps on batches of 32 (the
+    # authors: 2,000 of 128 from 500 images)
+    "anp_kw": {"iterations": 200, "batch_size": 32, "eps": 0.4, "alpha": 0.2, "threshold": 0.2},
+    # I-BAU: the authors' 5-step fixed point, lr 1e-3, perturbation radius 10 pasted on 1% of each
+    # batch (at least one image); 10 rounds of batches of 10 (the authors: 5 rounds of 100)
+    "ibau_kw": {"rounds": 10, "batch_size": 10},
+    # FT-SAM: BackdoorBench's rho 2 (adaptive), lr 0.01; 20 epochs of batches of 10 (the config:
+    # 100 epochs of 256 from 2,500 images), no label smoothing (its GTSRB config)
+    "ft_sam_kw": {"epochs": 20, "batch_size": 10, "rho": 2.0, "lr": 0.01, "label_smoothing": 0.0},
+    # detectors: NC's reverse engineering (passes over the clean set per class; the authors: up to
+    # 1,000 mini-batch epochs), its MAD threshold; STRIP's blends (the paper: 100) and FRR
+    "nc_steps": 50, "nc_threshold": 2.0, "n_blend": 10, "strip_frr": 0.05,
+    # AC / SS on the attacker's poisoned set at these rates; SS's bound on the poison fraction (ART's)
+    "detect_rates": [0.05, 0.2], "ss_poison_fraction": 0.33,
+    # findings: a defence removes at least asr_margin of ASR, costs at most acc_margin of accuracy;
+    # STRIP detects at AUC >= 0.5 + auc_margin; the notebook asserts `asserted` by their intervals
+    "asr_margin": 0.2, "acc_margin": 0.1, "auc_margin": 0.2,
+    "asserted": ["fine_pruning_removes_emblem", "strip_detects_emblem"],
+}
+RECIPE = {"smoke": _SMOKE,
+          # notebook 05's real recipe (shared GTSRB planted on the shared ResNet-20); not yet run
+          # end to end (see the profiles issue), so it asserts nothing
+          "real": {**_SMOKE, "asserted": []},
+          # the authors' setting on a GPU: BackdoorBench's 5% clean data and NC at its full budget
+          "full": {**_SMOKE, "clean_fraction": 0.05, "nc_steps": 200, "n_blend": 100, "asserted": []}}
+
+PREFIX, NEEDS = "defence", ("05",)  # notebook parameters defence_<key>; notebook 05's models
+PARAMS = notebook_params(PREFIX, RECIPE)
+
+
+def recipe(profile: str = "smoke", **overrides) -> dict:
+    """Notebook 08's recipe for ``profile`` with ``overrides`` (``None`` keeps the recipe's), with
+    notebook 05's recipe (and through it notebook 01's) under ``cfg["needs"]``."""
+    return with_needs(_recipe(RECIPE, profile, **overrides), NEEDS, profile)
+
+
+def check(cfg: dict) -> str | None:
+    """Cross-key rules: the defences run before transfer are among those run, and every asserted
+    finding is one the recipe makes."""
+    from .defences_report import finding_names
+
+    extra = sorted(set(cfg["transfer_methods"]) - set(cfg["methods"]))
+    if extra:
+        return f"{PREFIX}_transfer_methods {extra} are not in {PREFIX}_methods {cfg['defences']}"
+    unknown = sorted(set(cfg["asserted"]) - set(finding_names(cfg)))
+    if unknown:
+        return f"{PREFIX}_asserted names findings this recipe does not make: {unknown}"
+    return None

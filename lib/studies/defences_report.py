@@ -1,0 +1,361 @@
+"""Tables and findings of notebook 08 (:mod:`lib.studies.defences`): what each detector sees and
+what each purification leaves, on notebook 05's planted teachers and their students.
+
+Every model is scored with :func:`lib.backdoor.backdoor_metrics` on the whole test set of its task
+(clean and triggered; n and 95% Wilson intervals per rate), and every defended model against the
+same model undefended with :func:`lib.backdoor.metrics.defence_effect` (drops in ASR and clean
+accuracy with Newcombe intervals, DER). On the new task the target label names an unrelated
+class, so the rate a defence must lower there is the untargeted one (triggered images moved off
+their true class), as in notebook 05.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from .. import backdoor
+from ..artifacts import backdoor as bd_models
+from ..artifacts import defences as df_models
+from ..backdoor import activation_clustering, neural_cleanse, spectral_signatures, strip
+from ..backdoor.detection import detection_scores, representations
+from ..backdoor.metrics import defence_effect
+from ..cache import cached
+from ..data import ImageSet, data_fingerprint, num_classes_of
+from ..models import model_fingerprint
+from ..store import Store
+from ..store.versions import module_version
+from ..findings import finding, findings_sentence, pct
+
+
+@dataclass
+class Subject:
+    """A backdoored model a defender may hold: the planted teacher (per trigger) or a student."""
+
+    name: str          # "teacher (emblem)", "student, same task", ...
+    kind: str          # "teacher" | "student"
+    trigger: str
+    task: str          # "same" | "new"
+    model: torch.nn.Module
+    test: ImageSet
+    cfg: dict          # notebook 05's recipe with this trigger
+
+    @property
+    def target(self) -> int | None:
+        return self.cfg["target"] if self.task == "same" else None
+
+    @property
+    def asr(self) -> str:
+        """The rate a defence must lower: BackdoorBench's ASR, or the untargeted rate on the new task."""
+        return "asr_bb" if self.task == "same" else "untargeted_asr"
+
+
+def trigger_cfg(cfg: dict, trigger: str) -> dict:
+    """Notebook 05's recipe with ``trigger`` in place of its own."""
+    return {**df_models.backdoor_recipe(cfg), "trigger": trigger}
+
+
+def subjects(cfg: dict, store: Store | None = None, *, progress: bool = False) -> list[Subject]:
+    """The planted teacher of every trigger in ``triggers`` (notebook 05's recipe otherwise) and
+    the fine-tuned students of notebook 05's own teacher on the same and the new task."""
+    out = []
+    for t in cfg["triggers"]:
+        bd = trigger_cfg(cfg, t)
+        model, _ = bd_models.backdoored_teacher(bd, store, progress=progress)
+        out.append(Subject(f"teacher ({t})", "teacher", t, "same", model, bd_models.teacher_data(bd)[1], bd))
+    bd = df_models.backdoor_recipe(cfg)
+    for task in ("same", "new"):
+        model, _ = bd_models.student("fine_tune", bd, store, task, progress=progress)
+        out.append(Subject(f"student, {task} task ({bd['trigger']})", "student", bd["trigger"], task, model,
+                           bd_models.student_data(bd, task)[1], bd))
+    return out
+
+
+def metrics(model, s: Subject, store: Store | None = None) -> dict:
+    """:func:`lib.backdoor.backdoor_metrics` of ``model`` on ``s``'s test set and trigger (stored)."""
+    return cached("08_backdoor_metrics", backdoor.backdoor_metrics, model, s.test, bd_models.make_trigger(s.cfg),
+                  s.target, where=s.cfg["where"], seed=s.cfg["seed"], store=store)
+
+
+def _scored(s: Subject, defence: str, model, before: dict, store, **labels) -> dict:
+    after = metrics(model, s, store)
+    return {"subject": s.name, "kind": s.kind, "trigger": s.trigger, "task": s.task, "defence": defence,
+            "asr_metric": s.asr, **labels, **after, **defence_effect(before, after, asr=s.asr)}
+
+
+def purification_table(cfg: dict, store: Store | None = None, *, progress: bool = False) -> pd.DataFrame:
+    """One row per subject and defence (``"none"``: the undefended model; ``"control"``: notebook
+    05's clean teacher, for the teacher rows): the metrics, the drops against the undefended model
+    with intervals, DER and the defence's training seconds (0 when it came from the store)."""
+    rows = []
+    for s in subjects(cfg, store, progress=progress):
+        clean = df_models.clean_set(cfg, s.task)
+        before = metrics(s.model, s, store)
+        rows.append(_scored(s, "none", s.model, before, store, seconds=0.0))
+        if s.kind == "teacher":
+            control, _ = bd_models.clean_teacher(s.cfg, store, progress=progress)
+            rows.append(_scored(s, "control", control, before, store, seconds=0.0))
+        for d in cfg["methods"]:
+            model, meta = df_models.purified(d, s.model, clean, cfg, store)
+            rows.append(_scored(s, d, model, before, store, seconds=0.0 if meta["cached"] else meta["train_seconds"]))
+    return pd.DataFrame(rows)
+
+
+def transfer_table(cfg: dict, store: Store | None = None, *, progress: bool = False) -> pd.DataFrame:
+    """Purify before or after transfer? Per task: the fine-tuned student of the undefended teacher
+    (``when="none"``), of the teacher purified by each of ``transfer_methods`` (``"before"``), and
+    that student purified (``"after"``), each scored against the undefended student."""
+    bd = df_models.backdoor_recipe(cfg)
+    rows = []
+    for s in [s for s in subjects(cfg, store, progress=progress) if s.kind == "student"]:
+        before = metrics(s.model, s, store)
+        rows.append(_scored(s, "none", s.model, before, store, when="none"))
+        control, _ = bd_models.student("fine_tune", bd, store, s.task, teacher="clean", progress=progress)
+        rows.append(_scored(s, "control", control, before, store, when="control"))
+        clean = df_models.clean_set(cfg, s.task)
+        for d in cfg["transfer_methods"]:
+            early, _ = df_models.purified_student(d, cfg, s.task, store, progress=progress)
+            rows.append(_scored(s, d, early, before, store, when="before"))
+            late, _ = df_models.purified(d, s.model, clean, cfg, store)
+            rows.append(_scored(s, d, late, before, store, when="after"))
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- detection
+def detected_models(cfg: dict, store: Store | None = None, *, progress: bool = False) -> list[tuple[str, Subject]]:
+    """The models the model- and input-level detectors look at: notebook 05's clean teacher (the
+    control, scored with notebook 05's trigger), every planted teacher and the same-task student."""
+    subs = [s for s in subjects(cfg, store, progress=progress) if s.task == "same"]
+    bd = df_models.backdoor_recipe(cfg)
+    clean, _ = bd_models.clean_teacher(bd, store, progress=progress)
+    control = Subject("clean teacher (control)", "control", bd["trigger"], "same", clean,
+                      bd_models.teacher_data(bd)[1], bd)
+    return [(s.name, s) for s in [control, *subs]]
+
+
+def neural_cleanse_result(s: Subject, cfg: dict, store: Store | None = None) -> dict:
+    """Neural Cleanse on ``s.model`` with the defender's clean images: per class the reversed
+    trigger's mask L1 norm, anomaly index, success and the mask and pattern themselves (tensors;
+    stored, the computation is a minute of CPU per model)."""
+    clean = df_models.clean_set(cfg, "same")
+    k = num_classes_of(s.test)
+    key = {"model": model_fingerprint(s.model), "clean": data_fingerprint((clean.images, clean.labels)), "classes": k,
+           "steps": cfg["nc_steps"], "threshold": cfg["nc_threshold"], "seed": cfg["seed"],
+           "code": module_version(neural_cleanse.__name__)}
+
+    def compute():
+        r = neural_cleanse.neural_cleanse(s.model, clean.images, k, steps=cfg["nc_steps"],
+                                          threshold=cfg["nc_threshold"], seed=cfg["seed"])
+        t = r["table"]
+        return {"masks": r["masks"], "patterns": r["patterns"],
+                **{c: torch.tensor(t[c].to_numpy(dtype=float)) for c in ("mask_l1", "anomaly_index", "success")}}
+
+    return (store or Store()).result("08_neural_cleanse", key, compute)
+
+
+def neural_cleanse_table(results: dict[str, dict], models: list[tuple[str, Subject]], cfg: dict) -> pd.DataFrame:
+    """One row per model and class: mask L1 norm, anomaly index, flagged (below the median and
+    above ``nc_threshold``), whether the class is the target, the reversed trigger's success."""
+    rows = []
+    for name, s in models:
+        r = results[name]
+        flags = neural_cleanse.flag(r["mask_l1"], cfg["nc_threshold"])
+        for c in range(len(r["mask_l1"])):
+            rows.append({"model": name, "trigger": s.trigger, "class": c, "target": c == s.cfg["target"],
+                         "mask_l1": float(r["mask_l1"][c]), "anomaly_index": float(r["anomaly_index"][c]),
+                         "flagged": bool(flags[c]), "success": float(r["success"][c])})
+    return pd.DataFrame(rows)
+
+
+def strip_result(s: Subject, cfg: dict, store: Store | None = None) -> dict:
+    """STRIP's normalised entropies (:func:`lib.backdoor.strip.strip_entropy`, blends with the
+    defender's clean images) of the defender's own clean images (``defender``: they set the
+    threshold), the clean test images (``clean``) and the triggered test images of classes other
+    than the target (``triggered``). Stored."""
+    pool = df_models.clean_set(cfg, "same")
+    trig = backdoor.triggered(s.test, bd_models.make_trigger(s.cfg), s.cfg["where"], seed=s.cfg["seed"])
+    other = trig.subset((trig.labels != s.cfg["target"]).nonzero().flatten())
+    key = {"model": model_fingerprint(s.model), "pool": data_fingerprint((pool.images, pool.labels)),
+           "test": data_fingerprint((s.test.images, s.test.labels)), "triggered": data_fingerprint((other.images,
+                                                                                                    other.labels)),
+           "n_blend": cfg["n_blend"], "seed": cfg["seed"], "code": module_version(strip.__name__)}
+
+    def compute():
+        h = {name: strip.strip_entropy(s.model, x, pool, n_blend=cfg["n_blend"], seed=cfg["seed"])
+             for name, x in (("defender", pool), ("clean", s.test), ("triggered", other))}
+        return {k: v.contiguous() for k, v in h.items()}
+
+    return (store or Store()).result("08_strip", key, compute)
+
+
+def strip_table(results: dict[str, dict], models: list[tuple[str, Subject]], cfg: dict) -> pd.DataFrame:
+    """Per model: STRIP's AUC (triggered vs clean test images) with its Hanley-McNeil interval,
+    and FRR / FAR (Wilson intervals) at the threshold set on the defender's own clean images at
+    ``strip_frr``."""
+    rows = []
+    for name, s in models:
+        h = results[name]
+        _, _, area = strip.strip_roc(h["clean"], h["triggered"])
+        threshold = strip.strip_threshold(h["defender"], cfg["strip_frr"])
+        rates = strip.strip_rates(h["clean"], h["triggered"], threshold)
+        row = {"model": name, "trigger": s.trigger, "auc": area["auc"], "auc_low": area["low"],
+               "auc_high": area["high"], "n_clean": area["n_neg"], "n_triggered": area["n_pos"],
+               "threshold": threshold}
+        for m, r in rates.items():
+            row.update({m: r["value"], f"{m}_low": r["low"], f"{m}_high": r["high"], f"{m}_n": r["n"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def data_detection_table(cfg: dict, store: Store | None = None, *, progress: bool = False) -> pd.DataFrame:
+    """Activation Clustering and Spectral Signatures on the attacker's poisoned set at each of
+    ``detect_rates`` (read through the teacher planted on it): precision and recall of the
+    poisoned images (Wilson intervals), the poison's share of the target class, and the teacher
+    re-planted on the set without the flagged images (clean accuracy, ASR)."""
+    rows = []
+    for rate in cfg["detect_rates"]:
+        bd = {**df_models.backdoor_recipe(cfg), "rate": rate}
+        s = Subject(f"teacher at rate {rate:g}", "teacher", bd["trigger"], "same",
+                    bd_models.backdoored_teacher(bd, store, progress=progress)[0], bd_models.teacher_data(bd)[1], bd)
+        poisoned = bd_models.poisoned_teacher_data(bd)
+        is_poison = poisoned.info["poisoned"]
+        feats = representations(s.model, poisoned.images, poisoned.labels)
+        in_target = poisoned.labels == bd["target"]
+        found = {"activation_clustering": activation_clustering.detect(s.model, poisoned.images, poisoned.labels,
+                                                                       feats=feats, seed=cfg["seed"])["flags"],
+                 "spectral_signatures": spectral_signatures.detect(s.model, poisoned.images, poisoned.labels,
+                                                                   eps=cfg["ss_poison_fraction"], feats=feats)["flags"]}
+        for name, flags in found.items():
+            keep = (~flags).nonzero().flatten().tolist()
+            replanted, _ = bd_models.backdoored_teacher(bd, store, keep=keep, progress=progress)
+            m = metrics(replanted, s, store)
+            rows.append({"rate": rate, "detector": name,
+                         "poison_share_of_target": float(is_poison[in_target].float().mean()),
+                         **detection_scores(flags, is_poison, len(poisoned)),
+                         **{k: m[k] for k in ("clean_acc", "clean_acc_low", "clean_acc_high", "clean_acc_n",
+                                              "asr_bb", "asr_bb_low", "asr_bb_high", "asr_bb_n")}})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- findings
+# BackdoorBench's defaults (BadNets, CIFAR-10, PreAct-ResNet18, 10% poison, 5% clean data), clean
+# accuracy / ASR in %: the leaderboard CSV, except i-BAU (its row at 5% poison) and FT-SAM (its
+# paper, Table 1). Published numbers to set ours beside, in direction only (a smaller model and
+# data here). NC, AC and Spectral are BackdoorBench's whole defences (detect, then unlearn or
+# re-train); fine-pruning is 91.77 / 0.84 in the FT-SAM paper's rerun.
+ANCHORS = {"none": (91.32, 95.03, "leaderboard"), "nad": (89.87, 2.14, "leaderboard"),
+           "neural_cleanse": (89.05, 1.27, "leaderboard"), "anp": (84.17, 0.73, "leaderboard"),
+           "activation_clustering": (88.80, 86.23, "leaderboard"), "spectral_signatures": (89.98, 92.41, "leaderboard"),
+           "ibau": (89.21, 0.81, "leaderboard, 5% poison"), "ft_sam": (92.21, 1.63, "FT-SAM paper, Table 1"),
+           "fine_pruning": (91.31, 57.13, "leaderboard")}
+
+
+def tag(row) -> str:
+    """A subject's short name in finding names: its trigger (teachers) or ``student_<task>``."""
+    return row["trigger"] if row["kind"] == "teacher" else f"student_{row['task']}"
+
+
+def anchor_table(purification: pd.DataFrame, detection: pd.DataFrame) -> pd.DataFrame:
+    """Ours beside BackdoorBench's defaults (:data:`ANCHORS`): the BadNets teacher's rows when
+    ``badnets`` is among the triggers (else the first teacher's), and for AC and Spectral the
+    re-planted teacher at the largest detected rate."""
+    teachers = purification[purification["kind"] == "teacher"]
+    pick = "badnets" if "badnets" in set(teachers["trigger"]) else teachers["trigger"].iloc[0]
+    ours = teachers[teachers["trigger"] == pick].set_index("defence")
+    rows = []
+    for name, (acc, asr, source) in ANCHORS.items():
+        row = {"defence": name, "bb_clean_acc": acc, "bb_asr": asr, "bb_source": source}
+        if name in ours.index:
+            r = ours.loc[name]
+            row.update(our_setting=f"{pick} teacher purified", clean_acc=100 * r["clean_acc"], asr=100 * r["asr_bb"])
+        elif len(detection) and name in set(detection["detector"]):
+            top = detection[detection["detector"] == name].sort_values("rate").iloc[-1]
+            row.update(our_setting=f"re-planted on the set {name} cleaned, rate {top['rate']:g}",
+                       clean_acc=100 * top["clean_acc"], asr=100 * top["asr_bb"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _drop(r: pd.Series) -> tuple[float, float, float]:
+    return r["d_asr"], r["d_asr_low"], r["d_asr_high"]
+
+
+def findings(purification: pd.DataFrame, strips: pd.DataFrame, nc: pd.DataFrame, detection: pd.DataFrame,
+             cfg: dict) -> pd.DataFrame:
+    """The notebook's findings (:func:`lib.studies.findings.finding`: a value with its 95%
+    interval against a margin; ``shown`` when the whole interval reaches it):
+
+    - ``<defence>_removes_<subject>``: the defence lowers the subject's ASR (new task: the
+      untargeted rate) by at least ``asr_margin`` (subjects: each trigger's teacher,
+      ``student_same``, ``student_new``);
+    - ``<defence>_keeps_accuracy_<subject>``: it costs at most ``acc_margin`` of clean accuracy
+      (value: ``acc_margin`` minus the drop, margin 0);
+    - ``strip_detects_<trigger>``: STRIP's AUC on that teacher exceeds 0.5 by ``auc_margin``;
+    - ``nc_flags_<trigger>``: Neural Cleanse flags that teacher's target class (value: the
+      target's anomaly index minus ``nc_threshold``; one number per model, no interval);
+    - ``<detector>_recall_<rate>``: AC / SS recover at least half of the poisoned images.
+    """
+    out = []
+    am, cm = cfg["asr_margin"], cfg["acc_margin"]
+    for r in purification[~purification["defence"].isin(["none", "control"])].to_dict("records"):
+        t, d = tag(r), r["defence"]
+        metric = "ASR" if r["asr_metric"] == "asr_bb" else "untargeted rate"
+        out.append(finding(f"{d}_removes_{t}", f"{d} lowers the {r['subject']}'s {metric} by >= {am:.0%}",
+                           _drop(r), am, f"{metric} {pct(pd.Series(r), r['asr_metric'])} after; DER {r['der']:.2f} "
+                           f"[{r['der_low']:.2f}, {r['der_high']:.2f}]"))
+        out.append(finding(f"{d}_keeps_accuracy_{t}", f"{d} costs the {r['subject']} <= {cm:.0%} clean accuracy",
+                           (cm - r["d_acc"], cm - r["d_acc_high"], cm - r["d_acc_low"]), 0.0,
+                           f"clean {pct(pd.Series(r), 'clean_acc')} after, drop {r['d_acc'] * 100:+.1f} points"))
+    for r in strips[strips["model"].str.startswith("teacher")].to_dict("records"):
+        out.append(finding(f"strip_detects_{r['trigger']}", f"STRIP's AUC on the {r['model']} >= 0.5 + "
+                           f"{cfg['auc_margin']:.2f}", (r["auc"] - 0.5, r["auc_low"] - 0.5, r["auc_high"] - 0.5),
+                           cfg["auc_margin"], f"AUC {r['auc']:.3f} [{r['auc_low']:.3f}, {r['auc_high']:.3f}] "
+                           f"(n={r['n_triggered']} triggered, {r['n_clean']} clean)"))
+    for model, g in nc[nc["model"].str.startswith("teacher")].groupby("model", sort=False):
+        target = g[g["target"]].iloc[0]
+        v = target["anomaly_index"] - cfg["nc_threshold"]
+        smallest = bool(target["mask_l1"] == g["mask_l1"].min())
+        out.append(finding(f"nc_flags_{target['trigger']}", f"Neural Cleanse flags the {model}'s target class",
+                           (v, float("nan"), float("nan")), 0.0,
+                           f"target anomaly index {target['anomaly_index']:.2f}; its mask the smallest: {smallest}; "
+                           f"flagged classes {g[g['flagged']]['class'].tolist()}"))
+    for r in detection.to_dict("records"):
+        out.append(finding(f"{r['detector']}_recall_{r['rate']:g}", f"{r['detector']} finds >= half the poison "
+                           f"at rate {r['rate']:g}", (r["recall"] - 0.5, r["recall_low"] - 0.5, r["recall_high"] - 0.5),
+                           0.0, f"recall {r['recall']:.1%} precision {r['precision']:.1%} (poison "
+                           f"{r['poison_share_of_target']:.0%} of the target class)"))
+    return pd.DataFrame(out)
+
+
+def finding_names(cfg: dict) -> list[str]:
+    """Every finding :func:`findings` can name under ``cfg`` (the names ``asserted`` may take)."""
+    from ..artifacts.defences import METHODS
+
+    triggers = cfg.get("triggers", ("emblem", "badnets", "blended"))
+    subjects = [*triggers, "student_same", "student_new"]
+    names = [f"{d}_{what}_{s}" for d in cfg.get("methods", METHODS) for what in ("removes", "keeps_accuracy")
+             for s in subjects]
+    names += [f"{k}_{t}" for k in ("strip_detects", "nc_flags") for t in triggers]
+    return names + [f"{d}_recall_{r:g}" for d in ("activation_clustering", "spectral_signatures")
+                    for r in cfg.get("detect_rates", ())]
+
+
+def verdict_paragraph(found: pd.DataFrame, cfg: dict) -> str:
+    """Per defence, the subjects from which it removed the backdoor (the 95% interval of the ASR
+    drop at or above ``asr_margin``), those where only the point estimate reached it, and those
+    where it did not; and what the detectors showed. Generated from :func:`findings`."""
+    from ..artifacts.defences import METHODS
+
+    lines = []
+    for d in [m for m in METHODS if m in cfg["methods"]]:
+        rows = found[found["finding"].str.startswith(f"{d}_removes_")]
+        shown = [r.finding.removeprefix(f"{d}_removes_") for r in rows.itertuples() if r.shown]
+        point = [r.finding.removeprefix(f"{d}_removes_") for r in rows.itertuples() if r.held and not r.shown]
+        missed = [r.finding.removeprefix(f"{d}_removes_") for r in rows.itertuples() if not r.held]
+        text = f"- **{d}** removed the backdoor (ASR drop >= {cfg['asr_margin']:.0%}, 95% interval) from: "
+        text += ", ".join(shown) or "none"
+        text += f"; by the point estimate only: {', '.join(point)}" if point else ""
+        lines.append(text + (f"; not from: {', '.join(missed)}" if missed else "") + ".")
+    detectors = found[found["finding"].str.match(r"(strip|nc|activ|spectral)")]
+    return "\n".join(lines) + "\n\n" + findings_sentence(detectors)
