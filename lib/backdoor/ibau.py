@@ -54,6 +54,7 @@ from torch import nn
 
 from ..data.datalike import tensor_pair
 from ..models import freeze
+from ..train import as_channels_last
 
 PERT_LR = 10.0       # SGD lr on the universal perturbation (both codes: ``SGD([batch_pert], lr=10)``)
 PERT_L2 = 0.001      # weight of ||delta||^2 in the perturbation and inner losses (both codes)
@@ -173,6 +174,8 @@ def ibau(model: nn.Module, clean_set, *, rounds: int = 5, K: int = 5, lr: float 
     m.eval()  # BatchNorm on running statistics throughout, as both codes do
     device = next(m.parameters()).device
     x, y = _tensors(clean_set, device)
+    m.to(memory_format=torch.channels_last)  # our copy: 1.3x a step on the CPU, same arithmetic
+    x = as_channels_last(x, True)
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(x), generator=gen).to(device)
     batches = [(x[i], y[i]) for i in order.split(batch_size)]
@@ -187,4 +190,4 @@ def ibau(model: nn.Module, clean_set, *, rounds: int = 5, K: int = 5, lr: float 
         if progress:
             print(f"I-BAU round {r + 1}/{rounds}: ||delta|| = {float(delta.norm()):.2f}")
     opt.zero_grad(set_to_none=True)
-    return m.eval()
+    return m.to(memory_format=torch.contiguous_format).eval()

@@ -28,7 +28,9 @@ from . import recipe as _recipe
 _SMOKE = {
     "triggers": ["emblem", "badnets", "blended"],  # one planted teacher per trigger (notebook 05's recipe)
     "backdoor_recipe": {},  # overrides of notebook 05's recipe (none: the models notebook 05 trained)
-    "methods": METHODS, "transfer_methods": METHODS,
+    # purified before transfer as well: the three that remove most from the teachers (the others
+    # can be added; each is two more students)
+    "methods": METHODS, "transfer_methods": ["fine_pruning", "nad", "ft_sam"],
     # the defender's clean set: BackdoorBench's 5% of the training data is 30 images (3 a class)
     # here; 10% (60 images, 6 a class) is the smallest set every defence's batch fits
     "clean_fraction": 0.1, "clean_seed": 0, "seed": 0,

@@ -47,8 +47,9 @@ def tradeoff_figure(purification: pd.DataFrame):
 
 def neural_cleanse_figure(nc: pd.DataFrame, results: dict[str, dict], true_triggers: dict[str, "np.ndarray"],
                           threshold: float):
-    """Left: Neural Cleanse's anomaly index per class for each model (the target class ringed;
-    flagged: below the median norm and above ``threshold``). Right: the reversed trigger of each
+    """Left: Neural Cleanse's anomaly index per class for each model, signed (negative: a mask
+    larger than the median, which cannot be a backdoor's; the target class ringed; flagged: above
+    ``threshold``). Right: the reversed trigger of each
     model's target class (mask times pattern) beside the true trigger (``true_triggers``: model ->
     an HxWx3 image of the trigger pasted on black)."""
     import matplotlib.pyplot as plt
@@ -59,11 +60,13 @@ def neural_cleanse_figure(nc: pd.DataFrame, results: dict[str, dict], true_trigg
     ax = fig.add_subplot(grid[:, 0])
     for i, m in enumerate(models):
         g = nc[nc["model"] == m]
-        ax.scatter(g["class"], g["anomaly_index"], color=f"C{i}", label=m, s=18, zorder=3)
+        ax.scatter(g["class"], g["signed_index"], color=f"C{i}", label=m, s=18, zorder=3)
         t = g[g["target"]]
-        ax.scatter(t["class"], t["anomaly_index"], s=110, facecolors="none", edgecolors=f"C{i}", zorder=3)
+        ax.scatter(t["class"], t["signed_index"], s=110, facecolors="none", edgecolors=f"C{i}", zorder=3)
     ax.axhline(threshold, color="k", ls="--", lw=0.8, label=f"threshold {threshold:g}")
-    ax.set(xlabel="class (ringed: the attacker's target)", ylabel="anomaly index (MAD)",
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set(xlabel="class (ringed: the attacker's target)",
+           ylabel="anomaly index (MAD; < 0: mask above the median)",
            title=f"Neural Cleanse (n={nc['class'].nunique()} classes per model)")
     ax.legend(fontsize=8)
     for i, m in enumerate(models):

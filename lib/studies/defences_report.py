@@ -123,10 +123,13 @@ def transfer_table(cfg: dict, store: Store | None = None, *, progress: bool = Fa
 
 
 # ----------------------------------------------------------------------------- detection
-def detected_models(cfg: dict, store: Store | None = None, *, progress: bool = False) -> list[tuple[str, Subject]]:
+def detected_models(cfg: dict, store: Store | None = None, *, students: bool = True,
+                    progress: bool = False) -> list[tuple[str, Subject]]:
     """The models the model- and input-level detectors look at: notebook 05's clean teacher (the
-    control, scored with notebook 05's trigger), every planted teacher and the same-task student."""
-    subs = [s for s in subjects(cfg, store, progress=progress) if s.task == "same"]
+    control, scored with notebook 05's trigger), every planted teacher and (``students``) the
+    same-task student."""
+    subs = [s for s in subjects(cfg, store, progress=progress)
+            if s.task == "same" and (students or s.kind != "student")]
     bd = df_models.backdoor_recipe(cfg)
     clean, _ = bd_models.clean_teacher(bd, store, progress=progress)
     control = Subject("clean teacher (control)", "control", bd["trigger"], "same", clean,
@@ -155,15 +158,20 @@ def neural_cleanse_result(s: Subject, cfg: dict, store: Store | None = None) -> 
 
 
 def neural_cleanse_table(results: dict[str, dict], models: list[tuple[str, Subject]], cfg: dict) -> pd.DataFrame:
-    """One row per model and class: mask L1 norm, anomaly index, flagged (below the median and
-    above ``nc_threshold``), whether the class is the target, the reversed trigger's success."""
+    """One row per model and class: mask L1 norm, anomaly index, ``signed_index`` (the index,
+    negative for a mask above the median: only small masks can be a backdoor's), flagged (below
+    the median and above ``nc_threshold``), whether the class is the target, the reversed
+    trigger's success."""
     rows = []
     for name, s in models:
         r = results[name]
         flags = neural_cleanse.flag(r["mask_l1"], cfg["nc_threshold"])
+        below = r["mask_l1"] < torch.quantile(r["mask_l1"].double(), 0.5)
         for c in range(len(r["mask_l1"])):
+            index = float(r["anomaly_index"][c])
             rows.append({"model": name, "trigger": s.trigger, "class": c, "target": c == s.cfg["target"],
-                         "mask_l1": float(r["mask_l1"][c]), "anomaly_index": float(r["anomaly_index"][c]),
+                         "mask_l1": float(r["mask_l1"][c]), "anomaly_index": index,
+                         "signed_index": index if below[c] else -index,
                          "flagged": bool(flags[c]), "success": float(r["success"][c])})
     return pd.DataFrame(rows)
 
