@@ -59,7 +59,7 @@ from lib.backdoor import spectral_signatures as SS
 from lib.backdoor import triggered
 from lib.backdoor.detection import representations
 from lib.backdoor.strip import strip_entropy
-from tests.backdoor_planted import planted
+from tests.backdoor_planted import one_thread, planted  # noqa: F401 (a fixture)
 
 try:
     from art.defences.detector.poison import ActivationDefence, SpectralSignatureDefense
@@ -73,8 +73,9 @@ try:
 except ImportError:  # the whole file is a cross-check
     ActivationDefence = None
 
-pytestmark = pytest.mark.skipif(ActivationDefence is None,
-                                reason="adversarial-robustness-toolbox not installed (requirements-test.txt)")
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.skipif(ActivationDefence is None,
+                                 reason="adversarial-robustness-toolbox not installed (requirements-test.txt)")]
 logging.getLogger("art").setLevel(logging.ERROR)
 
 LAYER = "conv4"
@@ -84,15 +85,6 @@ K = 6
 SEED = int(os.environ.get("BACKDOOR_ART_SEED", "0"))
 _CACHE = {}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread for this file (conftest asks for 2; on a shared, loaded 2-core machine
-    2 threads made the small SVDs and forwards here ~10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class _Conv4(nn.Module):

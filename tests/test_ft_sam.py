@@ -31,11 +31,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lib.backdoor import backdoor_metrics
 from lib.backdoor.ft_sam import SamStep, ft_sam, sam_perturbation, smooth_cross_entropy
 from lib.models import model_fingerprint
 from lib.train import fit, random_translate
-from tests.backdoor_planted import planted
+from tests.backdoor_planted import clean_acc_and_asr, one_thread, planted  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SEED = int(os.environ.get("FT_SAM_TEST_SEED", "0"))
 SMOKE = dict(epochs=40, lr=0.01, rho=2.0, adaptive=True, batch_size=10, label_smoothing=0.0)
@@ -46,19 +47,6 @@ CLEAN_MAX_ASR = 0.10  # the clean twin stays without a backdoor: measured 0.045 
 CLEAN_MIN_ACC = 0.70  # measured 0.779-0.804 (from 0.858)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread (conftest's two oversubscribe the shared cores; the measured values are 1-thread)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _metrics(m):
-    p = planted()
-    r = backdoor_metrics(m.eval(), p.test, p.trigger, p.target)
-    return r["clean_acc"], r["asr_bb"]
 
 
 # ----------------------------------------------------------------------------- unit
@@ -152,8 +140,8 @@ def purified():
 
 
 def test_ft_sam_lowers_asr_at_a_small_accuracy_cost(purified):
-    acc0, asr0 = _metrics(planted().model)
-    acc, asr = _metrics(purified)
+    acc0, asr0 = clean_acc_and_asr(planted().model)
+    acc, asr = clean_acc_and_asr(purified)
     print(f"FT-SAM seed {SEED}: clean acc {acc0:.3f} -> {acc:.3f}, ASR {asr0:.3f} -> {asr:.3f}")
     assert asr0 > 0.9
     assert asr <= MAX_ASR, f"ASR {asr:.3f} after FT-SAM (from {asr0:.3f})"
@@ -166,7 +154,7 @@ def test_ft_sam_beats_plain_fine_tuning_at_the_same_budget(purified):
     fit(ft, p.clean_small, epochs=SMOKE["epochs"], lr=SMOKE["lr"], batch_size=SMOKE["batch_size"],
         momentum=0.9, weight_decay=5e-4, schedule="cosine", augment=random_translate(3), seed=SEED,
         progress=False)
-    (acc_ft, asr_ft), (acc, asr) = _metrics(ft), _metrics(purified)
+    (acc_ft, asr_ft), (acc, asr) = clean_acc_and_asr(ft), clean_acc_and_asr(purified)
     print(f"seed {SEED}: fine-tuning {acc_ft:.3f}/{asr_ft:.3f}, FT-SAM {acc:.3f}/{asr:.3f}")
     assert asr <= asr_ft - FT_MARGIN, f"FT-SAM ASR {asr:.3f} vs fine-tuning {asr_ft:.3f}"
 
@@ -174,6 +162,6 @@ def test_ft_sam_beats_plain_fine_tuning_at_the_same_budget(purified):
 def test_ft_sam_keeps_a_clean_model_clean_and_usable():
     p = planted()
     m = ft_sam(p.clean_model, p.clean_small, seed=SEED, **SMOKE)
-    acc, asr = _metrics(m)
+    acc, asr = clean_acc_and_asr(m)
     print(f"clean twin seed {SEED}: FT-SAM {acc:.3f}/{asr:.3f}")
     assert asr <= CLEAN_MAX_ASR and acc >= CLEAN_MIN_ACC

@@ -28,10 +28,12 @@ import os
 import pytest
 import torch
 
-from lib.backdoor import backdoor_metrics
-from lib.backdoor.ibau import _tensors, fixed_point_hypergrad, ibau, universal_perturbation
+from lib.backdoor.ibau import fixed_point_hypergrad, ibau, universal_perturbation
+from lib.data.datalike import float_pair
 from lib.models import model_fingerprint
-from tests.backdoor_planted import planted
+from tests.backdoor_planted import clean_acc_and_asr, one_thread, planted  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SEED = int(os.environ.get("IBAU_TEST_SEED", "0"))
 SMOKE = dict(batch_size=10, rounds=10, lr=1e-3, K=5)
@@ -39,19 +41,6 @@ MAX_ASR = 0.65       # measured 0.105-0.495 over seeds 0-4 (from 0.975)
 MAX_ACC_COST = 0.40  # measured 0.13-0.19 for seeds 0, 1, 2, 4 and 0.363 for seed 3 (from 0.842)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread (the measured values are 1-thread)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _metrics(m):
-    p = planted()
-    r = backdoor_metrics(m.eval(), p.test, p.trigger, p.target)
-    return r["clean_acc"], r["asr_bb"]
 
 
 # ----------------------------------------------------------------------------- hypergradient
@@ -108,7 +97,7 @@ def test_input_model_unchanged_and_perturbation_bounded():
     before, was_training = model_fingerprint(p.model), p.model.training
     grads = [(q.requires_grad, q.grad is None) for q in p.model.parameters()]
     out = ibau(p.model, p.clean_small, rounds=1, batch_size=30, seed=SEED)
-    x, y = _tensors(p.clean_small, "cpu")
+    x, y = float_pair(p.clean_small, "cpu")
     assert model_fingerprint(p.model) == before and p.model.training == was_training
     d = universal_perturbation(p.model, [(x[:30], y[:30]), (x[30:], y[30:])], norm_bound=2.0)
     assert d.shape == (1, *x.shape[1:]) and float(d.norm()) <= 2.0 + 1e-5
@@ -120,8 +109,8 @@ def test_input_model_unchanged_and_perturbation_bounded():
 
 def test_ibau_lowers_asr_at_bounded_clean_cost():
     p = planted()
-    acc0, asr0 = _metrics(p.model)
-    acc, asr = _metrics(ibau(p.model, p.clean_small, seed=SEED, **SMOKE))
+    acc0, asr0 = clean_acc_and_asr(p.model)
+    acc, asr = clean_acc_and_asr(ibau(p.model, p.clean_small, seed=SEED, **SMOKE))
     print(f"planted {acc0:.3f}/{asr0:.3f} -> I-BAU {acc:.3f}/{asr:.3f} (seed {SEED})")
     assert asr0 > 0.9
     assert asr <= MAX_ASR, (asr0, asr)
@@ -137,7 +126,7 @@ def test_ibau_on_a_clean_model_costs_accuracy_but_plants_nothing():
     (large) accuracy cost; the bounds are the measured values plus a margin, not a claim that
     the clean model comes out unharmed."""
     p = planted()
-    acc0, asr0 = _metrics(p.clean_model)
-    acc, asr = _metrics(ibau(p.clean_model, p.clean_small, seed=SEED, **SMOKE))
+    acc0, asr0 = clean_acc_and_asr(p.clean_model)
+    acc, asr = clean_acc_and_asr(ibau(p.clean_model, p.clean_small, seed=SEED, **SMOKE))
     print(f"clean {acc0:.3f}/{asr0:.3f} -> I-BAU {acc:.3f}/{asr:.3f} (seed {SEED})")
     assert asr <= CLEAN_MAX_ASR and acc >= acc0 - CLEAN_MAX_ACC_COST, (acc0, acc, asr)

@@ -26,11 +26,12 @@ import os
 import pytest
 import torch
 
-from lib.backdoor import backdoor_metrics
 from lib.backdoor.nad import attention_map, at_loss, authors_fit_kw, default_betas, nad
 from lib.models import model_fingerprint
 from lib.train import fit
-from tests.backdoor_planted import planted
+from tests.backdoor_planted import clean_acc_and_asr, one_thread, planted  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SEED = int(os.environ.get("NAD_TEST_SEED", "0"))
 SMOKE = dict(teacher_epochs=10, epochs=20, lr=0.02, batch_size=10,
@@ -40,19 +41,6 @@ MAX_ACC_COST = 0.14  # measured 0.04-0.10 over seeds 0-2 (from 0.842)
 FT_MARGIN = 0.05     # NAD's ASR below fine-tuning's by at least this; measured 0.10-0.30
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread (conftest's two oversubscribe the shared cores; the measured values are 1-thread)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _metrics(m):
-    p = planted()
-    r = backdoor_metrics(m.eval(), p.test, p.trigger, p.target)
-    return r["clean_acc"], r["asr_bb"]
 
 
 # ----------------------------------------------------------------------------- unit
@@ -103,8 +91,8 @@ def purified():
 
 
 def test_nad_lowers_asr_at_bounded_clean_cost(purified):
-    acc0, asr0 = _metrics(planted().model)
-    acc, asr = _metrics(purified[0])
+    acc0, asr0 = clean_acc_and_asr(planted().model)
+    acc, asr = clean_acc_and_asr(purified[0])
     print(f"planted {acc0:.3f}/{asr0:.3f} -> NAD {acc:.3f}/{asr:.3f} (seed {SEED})")
     assert asr0 > 0.9
     assert asr <= MAX_ASR, (asr0, asr)
@@ -116,17 +104,17 @@ def test_nad_beats_fine_tuning_at_the_same_budget(purified):
     ft = copy.deepcopy(p.model)
     epochs = SMOKE["teacher_epochs"] + SMOKE["epochs"]
     fit(ft, p.clean_small, **authors_fit_kw(epochs, SMOKE["lr"], SMOKE["batch_size"], seed=SEED))
-    acc_ft, asr_ft = _metrics(ft)
-    acc_t, asr_t = _metrics(purified[1]["teacher"])
-    acc, asr = _metrics(purified[0])
+    acc_ft, asr_ft = clean_acc_and_asr(ft)
+    acc_t, asr_t = clean_acc_and_asr(purified[1]["teacher"])
+    acc, asr = clean_acc_and_asr(purified[0])
     print(f"FT{epochs} {acc_ft:.3f}/{asr_ft:.3f}, teacher {acc_t:.3f}/{asr_t:.3f}, NAD {acc:.3f}/{asr:.3f}")
     assert asr <= asr_ft - FT_MARGIN, (asr_ft, asr)
 
 
 def test_nad_leaves_a_clean_model_usable():
     p = planted()
-    acc0, asr0 = _metrics(p.clean_model)
+    acc0, asr0 = clean_acc_and_asr(p.clean_model)
     student, _ = nad(p.clean_model, p.clean_small, seed=SEED, **SMOKE)
-    acc, asr = _metrics(student)
+    acc, asr = clean_acc_and_asr(student)
     print(f"clean {acc0:.3f}/{asr0:.3f} -> NAD {acc:.3f}/{asr:.3f}")
     assert asr <= 0.10 and acc >= acc0 - MAX_ACC_COST, (acc0, acc, asr)

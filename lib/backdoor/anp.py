@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..data.datalike import tensor_pair
+from ..data.datalike import float_pair
 from ..train import as_channels_last
 
 
@@ -46,15 +46,6 @@ def bn_layers(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
     if not out:
         raise ValueError("the model has no affine BatchNorm2d layer: ANP has no neuron to mask")
     return out
-
-
-def _clean_tensors(clean_set, device) -> tuple[torch.Tensor, torch.Tensor]:
-    pair = tensor_pair(clean_set)
-    if pair is None:
-        raise TypeError("clean_set must be an ImageSet or an (images, labels) tensor pair")
-    x, y = pair
-    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-    return x.to(device), torch.as_tensor(y).long().to(device)
 
 
 def _overrides(bns, masks, noise, perturbed: bool) -> dict[str, torch.Tensor]:
@@ -107,7 +98,7 @@ def anp_masks(model: nn.Module, clean_set, *, eps: float = 0.4, alpha: float = 0
     for p in work.parameters():
         p.requires_grad_(False)
     bns = bn_layers(work)
-    x, y = _clean_tensors(clean_set, device)
+    x, y = float_pair(clean_set, device)
     masks = {n: torch.ones(b.num_features, device=device, requires_grad=True) for n, b in bns.items()}
     noise = {n: (torch.zeros(b.num_features, device=device), torch.zeros(b.num_features, device=device))
              for n, b in bns.items()}

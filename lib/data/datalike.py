@@ -33,6 +33,18 @@ def tensor_pair(data) -> tuple[torch.Tensor, torch.Tensor] | None:
     return None
 
 
+def float_pair(data, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images as float in [0, 1], labels as long)`` of in-memory data (:func:`tensor_pair`), on
+    ``device``; ``TypeError`` for anything else. What a method that loops over a small clean set
+    itself (ANP, I-BAU) needs from an ``ImageSet`` or a tensor pair."""
+    pair = tensor_pair(data)
+    if pair is None:
+        raise TypeError(f"expected an ImageSet or an (images, labels) tensor pair, got {type(data).__name__}")
+    x, y = pair
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    return x.to(device), torch.as_tensor(y).long().to(device)
+
+
 def check_datalike(data) -> None:
     """Raise ``TypeError`` naming what is accepted unless ``data`` is data-like."""
     if tensor_pair(data) is None and not isinstance(data, Dataset):
