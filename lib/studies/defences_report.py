@@ -26,7 +26,7 @@ from ..data import ImageSet, data_fingerprint, num_classes_of
 from ..models import model_fingerprint
 from ..store import Store
 from ..store.versions import module_version
-from ..findings import finding, findings_sentence, pct
+from ..findings import finding, pct
 
 
 @dataclass
@@ -349,21 +349,53 @@ def finding_names(cfg: dict) -> list[str]:
                     for r in cfg.get("detect_rates", ())]
 
 
-def verdict_paragraph(found: pd.DataFrame, cfg: dict) -> str:
-    """Per defence, the subjects from which it removed the backdoor (the 95% interval of the ASR
-    drop at or above ``asr_margin``), those where only the point estimate reached it, and those
-    where it did not; and what the detectors showed. Generated from :func:`findings`."""
+def _removal_line(d: str, found: pd.DataFrame, purification: pd.DataFrame, cfg: dict) -> str:
+    """One defence's line: where it removed the backdoor (by the interval, by the point estimate
+    only, not), each with the clean accuracy it cost, and where that cost exceeded ``acc_margin``."""
+    rows = purification[purification["defence"] == d].to_dict("records")
+    drop = {tag(r): r["d_acc"] for r in rows}
+    mine = found[found["finding"].str.startswith(f"{d}_removes_")]
+    by = {r.finding.removeprefix(f"{d}_removes_"): r for r in mine.itertuples()}
+
+    def named(ts):
+        return ", ".join(f"{t} ({-drop[t] * 100:+.1f} points of accuracy)" for t in ts) or "none"
+
+    shown = [t for t, r in by.items() if r.shown]
+    point = [t for t, r in by.items() if r.held and not r.shown]
+    missed = [t for t, r in by.items() if not r.held]
+    costly = [t for t in drop if drop[t] > cfg["acc_margin"]]
+    text = (f"- **{d}** removed the backdoor (ASR drop >= {cfg['asr_margin'] * 100:.0f} points, whole 95% "
+            f"interval) from: ")
+    text += named(shown)
+    text += f"; by the point estimate only: {named(point)}" if point else ""
+    text += f"; not from: {', '.join(missed)}" if missed else ""
+    text += f". It cost more than {cfg['acc_margin'] * 100:.0f} points of clean accuracy on: {', '.join(costly)}" \
+        if costly else ""
+    return text + "."
+
+
+def verdict_paragraph(purification: pd.DataFrame, strips: pd.DataFrame, nc: pd.DataFrame, detection: pd.DataFrame,
+                      found: pd.DataFrame, cfg: dict) -> str:
+    """Per defence, where it removed the backdoor (:func:`findings`) and at what cost in clean
+    accuracy (a removal is only worth what the victim can still ship); then what each detector
+    showed, from its table."""
     from ..artifacts.defences import METHODS
 
-    lines = []
-    for d in [m for m in METHODS if m in cfg["methods"]]:
-        rows = found[found["finding"].str.startswith(f"{d}_removes_")]
-        shown = [r.finding.removeprefix(f"{d}_removes_") for r in rows.itertuples() if r.shown]
-        point = [r.finding.removeprefix(f"{d}_removes_") for r in rows.itertuples() if r.held and not r.shown]
-        missed = [r.finding.removeprefix(f"{d}_removes_") for r in rows.itertuples() if not r.held]
-        text = f"- **{d}** removed the backdoor (ASR drop >= {cfg['asr_margin']:.0%}, 95% interval) from: "
-        text += ", ".join(shown) or "none"
-        text += f"; by the point estimate only: {', '.join(point)}" if point else ""
-        lines.append(text + (f"; not from: {', '.join(missed)}" if missed else "") + ".")
-    detectors = found[found["finding"].str.match(r"(strip|nc|activ|spectral)")]
-    return "\n".join(lines) + "\n\n" + findings_sentence(detectors)
+    lines = [_removal_line(d, found, purification, cfg) for d in METHODS if d in cfg["methods"]]
+    auc = "; ".join(f"{r['model']} {r['auc']:.2f} [{r['auc_low']:.2f}, {r['auc_high']:.2f}]"
+                    for r in strips.to_dict("records"))
+    lines.append(f"\n**STRIP**'s AUC, triggered against clean test images (0.5: chance): {auc}.")
+    flagged = []
+    for model, g in nc.groupby("model", sort=False):
+        t = g[g["target"]].iloc[0]
+        flagged.append(f"{model} flags classes {g[g['flagged']]['class'].tolist()} (target {int(t['class'])}: "
+                       f"anomaly index {t['anomaly_index']:.2f}, signed {t['signed_index']:+.2f})")
+    lines.append(f"**Neural Cleanse** (threshold {cfg['nc_threshold']:g}, masks below the median only; one run "
+                 f"per model, no interval): " + "; ".join(flagged) + ".")
+    for r in detection.to_dict("records"):
+        lines.append(f"**{r['detector']}** at poison rate {r['rate']:g} (the poison is "
+                     f"{r['poison_share_of_target']:.0%} of the target class): recall {r['recall']:.1%} "
+                     f"[{r['recall_low']:.1%}, {r['recall_high']:.1%}], "
+                     f"precision {r['precision']:.1%}; the teacher re-planted without what it flagged: ASR "
+                     f"{r['asr_bb']:.1%} at clean accuracy {r['clean_acc']:.1%}.")
+    return "\n".join(lines)
