@@ -276,7 +276,10 @@ def anchor_table(purification: pd.DataFrame, detection: pd.DataFrame) -> pd.Data
         row = {"defence": name, "bb_clean_acc": acc, "bb_asr": asr, "bb_source": source}
         if name in ours.index:
             r = ours.loc[name]
-            row.update(our_setting=f"{pick} teacher purified", clean_acc=100 * r["clean_acc"], asr=100 * r["asr_bb"])
+            what = f"{pick} teacher, undefended" if name == "none" else f"{pick} teacher purified by {name}"
+            row.update(our_setting=what, clean_acc=100 * r["clean_acc"], asr=100 * r["asr_bb"])
+        elif name == "neural_cleanse":
+            row.update(our_setting="run as a detector only (08_neural_cleanse); no unlearning")
         elif len(detection) and name in set(detection["detector"]):
             top = detection[detection["detector"] == name].sort_values("rate").iloc[-1]
             row.update(our_setting=f"re-planted on the set {name} cleaned, rate {top['rate']:g}",
