@@ -80,7 +80,7 @@ RULES: list[tuple[str, Rule]] = [
      r"gain$|forgetting$|drop$", _UNIT),
     (r"weight_decay$|^(alpha|beta|feat_weight|adv_weight|min_over_chance)$|weight_g$|^attack_lambda|noise$",
      _NONNEG),
-    (r"(^|_)methods$|(^|_)defences$", _METHODS),
+    (r"(^|_)methods$", _METHODS),
     (r"threshold$", _NONNEG),
     (r"^imagenet_archs$|^(weights_)?arch$", Rule("", kind="name", names="archs")),
     (r"dataset$", Rule("", kind="name", names="datasets")),
