@@ -11,7 +11,7 @@ Every defence returns a copy: the model it purifies is never changed.
 from __future__ import annotations
 
 from ..backdoor import anp, fine_pruning, ft_sam, ibau, nad
-from ..data import ImageSet, data_fingerprint, num_classes_of
+from ..data import ImageSet, data_fingerprint, num_classes_of, stratified_subset
 from ..models import fresh_like, model_fingerprint
 from ..store import Store
 from ..store.versions import module_version
@@ -27,18 +27,12 @@ def backdoor_recipe(cfg: dict) -> dict:
 
 def clean_set(cfg: dict, task: str = "same") -> ImageSet:
     """The defender's clean images of ``task`` (``"same"``: the teacher's classes; ``"new"``: the
-    new task's): ``clean_fraction`` of the victim's training set of that task (at least one image
-    per class), drawn with ``clean_seed``. Stratified, so that every class is present."""
-    import torch
-
+    new task's): ``clean_fraction`` of the victim's training set of that task, at least one image
+    per class, drawn with ``clean_seed`` by :func:`lib.data.stratified_subset` (every class in
+    proportion)."""
     train, _ = bd_models.student_data(backdoor_recipe(cfg), task)
-    g = torch.Generator().manual_seed(cfg["clean_seed"])
-    picked = []
-    for c in range(num_classes_of(train)):
-        idx = (train.labels == c).nonzero().flatten()
-        take = max(1, round(cfg["clean_fraction"] * len(idx)))
-        picked.append(idx[torch.randperm(len(idx), generator=g)[:take]])
-    return train.subset(torch.cat(picked).sort().values, name=f"{train.name}-defender")
+    n = max(num_classes_of(train), round(cfg["clean_fraction"] * len(train)))
+    return stratified_subset(train, n, seed=cfg["clean_seed"])
 
 
 def _nad(model, clean, kw):
