@@ -259,3 +259,32 @@ def test_each_repeat_starts_from_a_base_of_its_own():
     assert all({k: v for k, v in b.items() if k != "seed"} ==
                {k: v for k, v in cfg["needs"]["01"].items() if k != "seed"} for b in later)  # only the seed moves
     assert transfer.seed_bases({**cfg, "arch": "resnet18"}, cfg["seed"] + 1) is None  # one public ImageNet model
+
+
+def test_with_intervals_for_a_student_with_no_test_image_right():
+    """A student that gets no test image right has no clean-correct image to attack: its attack
+    rates are NaN and get no interval, while its clean accuracy still gets one (issue 35's
+    "cannot convert float NaN to integer")."""
+    t = R.with_intervals(pd.DataFrame([{"clean_acc": 0.0, "feature_asr": float("nan"), "n": 50},
+                                       {"clean_acc": 0.5, "feature_asr": 0.2, "n": 50}]))
+    assert t["n_correct"].tolist() == [0, 25]
+    assert t.loc[0, "clean_low"] == 0.0 and 0.0 < t.loc[0, "clean_high"] < 0.1
+    assert pd.isna(t.loc[0, "feature_asr_low"]) and pd.isna(t.loc[0, "feature_asr_high"])
+    assert t.loc[1, "feature_asr_low"] < 0.2 < t.loc[1, "feature_asr_high"]
+
+
+def test_cli_test_images_score_on_another_gtsrb_root(tmp_path, capsys):
+    """``--test-images ROOT`` takes the test set from another GTSRB root (read at 32 px) and needs
+    ``--out``, so the committed tables of the shared test set are never overwritten."""
+    from real_fixtures import write_gtsrb
+    a = write_gtsrb(tmp_path / "a", per_class=2, n_test=3)
+    b = write_gtsrb(tmp_path / "b", per_class=2, n_test=7)
+    train, test = R.gtsrb_sets(a, test_root=b)
+    assert (len(train), len(test)) == (6, 7) and tuple(test.images.shape[-2:]) == (32, 32)
+    assert len(R.gtsrb_sets(a)[1]) == 3
+    with pytest.raises(SystemExit) as err:
+        R.main(["--test-images", str(b)])
+    assert err.value.code == 2 and "--out" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        R.main(["--test-images", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert err.value.code == 2 and "not a folder" in capsys.readouterr().err

@@ -18,7 +18,8 @@ head (both crafted once on the teacher, :func:`crafted`, scored by
 images, attack success over each student's clean-correct images).
 :func:`seed_table` repeats chosen configurations over seeds.
 
-Run it with ``python -m lib.studies.transfer_real`` (``--seeds`` for the seed repeat); it writes
+Run it with ``python -m lib.studies.transfer_real`` (``--seeds`` for the seed repeat;
+``--test-images ROOT --out DIR`` to score on another GTSRB test set); it writes
 ``02_renofeation_ablation.csv`` and ``02_renofeation_seeds.csv`` (and the seed runs) under
 :func:`lib.paths.measured_dir` (``measurements/``, committed), which notebook 02 reads when present.
 """
@@ -73,16 +74,19 @@ ABLATION: dict[str, tuple[str, dict, str]] = {
 }
 
 
-def gtsrb_sets(root=None) -> tuple[ImageSet, ImageSet] | None:
+def gtsrb_sets(root=None, test_root=None) -> tuple[ImageSet, ImageSet] | None:
     """The shared GTSRB subset's train and test sets at 32 px as in-memory ImageSets; ``None``
-    when it is absent (a user's clone has no ``../shared``) and no ``root`` is given."""
+    when it is absent (a user's clone has no ``../shared``) and no ``root`` is given.
+    ``test_root``: another GTSRB root (the archive layout) whose ``Final_Test`` images, resized to
+    32 px, are the test set instead of ``root``'s (e.g. the official 12,630)."""
     if root is None:
         shared = shared_dir()
         root = shared / "data/gtsrb-32-subset" if shared else None
         if root is None or not root.is_dir():
             return None
-    return tuple(to_imageset(load_real("gtsrb", split, root=root, size=32), name=f"gtsrb32-{split}", progress=False)
-                 for split in ("train", "test"))
+    roots = {"train": root, "test": test_root or root}
+    return tuple(to_imageset(load_real("gtsrb", split, root=roots[split], size=32), name=f"gtsrb32-{split}",
+                             progress=False) for split in ("train", "test"))
 
 
 def teacher_model(path=None):
@@ -366,13 +370,24 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", nargs="*", default=None, help=f"default: all of {', '.join(ABLATION)}")
     p.add_argument("--seeds", nargs="*", default=None, help="configurations repeated over seeds 0, 1, 2")
+    p.add_argument("--test-images", type=Path, default=None, metavar="ROOT",
+                   help="a GTSRB root (archive layout) whose Final_Test images score the students; default: the "
+                        "shared subset's 1,290")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="folder for the tables; default measurements/ (required with --test-images, so the "
+                        "committed tables of the shared test set are not overwritten)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    sets, teacher = gtsrb_sets(), teacher_model()
+    if a.test_images is not None and a.out is None:
+        p.error("--test-images needs --out DIR: measurements/ holds the tables of the shared test set")
+    if a.test_images is not None and not a.test_images.is_dir():
+        p.error(f"--test-images {a.test_images} is not a folder (give a GTSRB root holding GTSRB/Final_Test)")
+    sets, teacher = gtsrb_sets(test_root=a.test_images), teacher_model()
     if sets is None or teacher is None:
         raise SystemExit("needs ../shared/data/gtsrb-32-subset and ../shared/weights/resnet20-cifar10 "
                          "(set WORKBOOK_SHARED to the folder holding them)")
-    folder = measured_dir()
+    folder = a.out or measured_dir()
+    folder.mkdir(parents=True, exist_ok=True)
     if a.seeds:
         runs, summary = seed_table(a.seeds, sets=sets, teacher=teacher, progress=not a.no_progress)
         runs.to_csv(folder / "02_renofeation_seed_runs.csv", index=False)
