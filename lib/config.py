@@ -47,6 +47,7 @@ class RunConfig:
     store_log: str | None = None  # where the store logs what it hands out (None: nowhere)
     retrain: bool = False         # retrain every model and recompute every result this run uses
     notebook: str = ""            # the notebook file this process runs ("" outside one)
+    dry_run: bool = False         # a dry run (lib.dryrun): random weights, fixtures, asserts reported
 
     def recipe(self, number: str) -> dict:
         """A deep copy of notebook ``number``'s resolved recipe (a KeyError names the known ones)."""

@@ -43,6 +43,7 @@ from .cli import OneLineParser, whole_number
 from .config import RUN_FILE, read_table
 from .paths import ROOT
 from .stall import STALL_ENV, KernelWatch
+from .store.files import store_problem
 
 NOTEBOOKS = ROOT / "notebooks"
 WORKBOOK_PROFILES = ("smoke", "full")  # the profiles a whole run takes today (issue 35 adds real)
@@ -123,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--resume", nargs="?", const="", default=None, metavar="NAME",
                     help="continue a run (default: the newest unfinished one), skipping finished notebooks")
     ap.add_argument("--fresh", action="store_true", help="retrain every model and recompute every result")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="with --profile full: every notebook's code path on fixtures, random weights and "
+                         "one or two batches and attack steps, asserts reported (lib.dryrun)")
     ap.add_argument("--out", default=str(ROOT / "runs"))
     ap.add_argument("--timeout", type=whole_number(1), default=None, help="seconds per cell")
     ap.add_argument("--quiet", action="store_true", help="one line per notebook instead of streamed output")
@@ -363,23 +367,23 @@ def main(argv: list[str] | None = None) -> int:
             manifest = _resumed(args, out_root)
             folder = Path(manifest["folder"])
             profile, params = manifest["profile"], manifest["parameters"]
+            own = {} if manifest.get("dry_run") else params
         else:
             profile, params = configure(args)
-            manifest = None
+            manifest, own = None, params
+            if args.dry_run:
+                from . import dryrun
+                params = dryrun.run_params(profile, params)
         todo = select(args.only if manifest is None else manifest.get("only"))
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"workbook: {err}", file=sys.stderr)
         return 2
-    try:  # a store that cannot be written would fail inside the first notebook, after its work
-        from .paths import store_dir
-        from .store.files import check_writable
-        check_writable(store_dir(), "this run's models and results")
-    except OSError as err:  # StoreNotWritableError says what to do; store_dir() cannot make the folder
-        hint = "" if "WORKBOOK_STORE" in str(err) else "; set WORKBOOK_STORE to a writable folder"
-        print(f"workbook: the store: {err.strerror and f'{err.filename}: {err.strerror}' or err}{hint}",
-              file=sys.stderr)
+    dry = bool(args.dry_run if manifest is None else manifest.get("dry_run"))
+    problem = None if dry else store_problem()  # a dry run writes its own store, in its run folder
+    if problem:
+        print(f"workbook: the store: {problem}", file=sys.stderr)
         return 2
-    unused = unused_params(params, todo)
+    unused = unused_params(own, todo)  # a dry run's shrunk budgets are not the user's
     if unused:
         print(f"workbook: warning: {', '.join(unused)} set recipes of notebooks this run does not run or use "
               f"(--only {' '.join(args.only or [])}); they change nothing here", file=sys.stderr)
@@ -396,13 +400,17 @@ def main(argv: list[str] | None = None) -> int:
                     "only": args.only, "recipes": {}, "git": runs.git_info(), "packages": runs.packages(),
                     "device": runs.device_info(), "started": runs.now(), "ended": None, "status": "running",
                     "notebooks": [{"name": nb.name, "status": "pending"} for nb in todo], "store": [],
-                    "code": publish.code_versions(todo)}
+                    "code": publish.code_versions(todo), "dry_run": dry}
     else:
         manifest.update(status="running", resumed=manifest.get("resumed", []) + [runs.now()])
+    if dry:
+        from . import dryrun
+        print(f"[workbook] {dryrun.BANNER.format(profile=profile)}", flush=True)
+        os.environ.update(dryrun.prepare(folder / "dry_run", profile))  # the kernels inherit it
     try:
         run = run_config_for(profile, params, run=manifest["run"], folder=str(folder),
                              figures=str(folder / "figures"), tables=str(folder / "tables"),
-                             store_log=str(folder / "store_log.jsonl"))
+                             store_log=str(folder / "store_log.jsonl"), dry_run=dry)
     except ConfigError as err:  # a cross-key rule of a study's recipe
         print(f"workbook: {err}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from lib.robustness import compact_table, robustness_report
 from lib.store import Store
 from lib.studies import adversarial, adversarial_figures, run_config_for
 from lib.train import _scheduler
-from real_fixtures import write_data_dir
+from lib.data.fixtures import write_data_dir
 
 ONE_EPOCH = {m: {**kw, "epochs": 1} for m, kw in adversarial.RECIPE["full"]["method_kw"].items()}
 

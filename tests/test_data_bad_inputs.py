@@ -1,7 +1,7 @@
 """Bad dataset files get one clear error naming the file (issue 33): index entries that point
 outside the dataset folder, labels out of range or not integers, truncated or corrupt images (also
 through DataLoader workers), broken or refused pickles. Fixtures are the real on-disk formats of
-tests/real_fixtures.py; each test asserts the error class, that the message's first line names the
+lib/data/fixtures.py; each test asserts the error class, that the message's first line names the
 file (and the line where there is one) and the bad value, and, for path escapes, that the file
 outside was never opened although a readable image was put there."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import real_fixtures as F
+import lib.data.fixtures as F
 from scipy.io import loadmat, savemat
 
 from lib.data import safe_pickle

@@ -2,7 +2,7 @@
 checked before any attack runs, and no report overwrites another without ``--overwrite``.
 
 The model is an untrained 4-wide small CNN (the numbers do not matter here, only what the command
-does), the data the tiny CIFAR-10 release fixture of :mod:`real_fixtures`. Tests that must stop
+does), the data the tiny CIFAR-10 release fixture of :mod:`lib.data.fixtures`. Tests that must stop
 before the evaluation replace :func:`lib.robustness.robustness_report` with one that fails the
 test, so "checked before compute" is asserted, not assumed.
 """
@@ -13,7 +13,7 @@ import pickle
 
 import pandas as pd
 import pytest
-import real_fixtures as F
+import lib.data.fixtures as F
 import safetensors.torch
 import torch
 from test_evaluate_cli import TouchFile

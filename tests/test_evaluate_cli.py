@@ -8,7 +8,7 @@ import os
 
 import pandas as pd
 import pytest
-import real_fixtures as F
+import lib.data.fixtures as F
 import torch
 
 from lib import models as M

@@ -1,11 +1,11 @@
 """Tests of lib.data.real on tiny fixtures written in each dataset's real on-disk format
-(tests/real_fixtures.py), on the shared GTSRB and CIFAR-10 subsets when they are there, and of
+(lib/data/fixtures.py), on the shared GTSRB and CIFAR-10 subsets when they are there, and of
 the errors for missing or malformed datasets. Nothing here downloads."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import real_fixtures as F
+import lib.data.fixtures as F
 import torch
 import torchvision.transforms as T
 

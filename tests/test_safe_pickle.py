@@ -8,7 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
-import real_fixtures as F
+import lib.data.fixtures as F
 
 from lib.data import safe_pickle
 from lib.data.real import cifar100_superclass_tasks, load_real

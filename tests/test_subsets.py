@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-import real_fixtures as F
+import lib.data.fixtures as F
 from lib import data as D
 from lib.adversarial_training import RobustCheckpoint, adversarial_train, pgd_val_attack
 from lib.attacks import fgsm, pgd

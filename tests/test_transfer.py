@@ -414,7 +414,7 @@ def test_full_profile_runs_on_the_real_layouts(tmp_path, monkeypatch):
     torchvision's format), CUB-200 and ImageNet-R in their shipped layouts (tiny fixtures): base B,
     a fine-tuned and a Renofeation student, an AnB model and the attack table, at 224 px."""
     import torchvision
-    from real_fixtures import write_cub200, write_imagenet_r
+    from lib.data.fixtures import write_cub200, write_imagenet_r
 
     from lib import attacks as Att
     from lib.data.real import IMAGENET_R_WNIDS

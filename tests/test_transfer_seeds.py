@@ -276,7 +276,7 @@ def test_with_intervals_for_a_student_with_no_test_image_right():
 def test_cli_test_images_score_on_another_gtsrb_root(tmp_path, capsys):
     """``--test-images ROOT`` takes the test set from another GTSRB root (read at 32 px) and needs
     ``--out``, so the committed tables of the shared test set are never overwritten."""
-    from real_fixtures import write_gtsrb
+    from lib.data.fixtures import write_gtsrb
     a = write_gtsrb(tmp_path / "a", per_class=2, n_test=3)
     b = write_gtsrb(tmp_path / "b", per_class=2, n_test=7)
     train, test = R.gtsrb_sets(a, test_root=b)

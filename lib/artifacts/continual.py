@@ -40,7 +40,8 @@ def training_recipe(recipe: dict) -> dict:
 def task_classes(recipe: dict) -> list[list[int]]:
     """The class ids of each task of the sequence."""
     if recipe["dataset"] == "cifar100":
-        return data.cifar100_superclass_tasks()[:recipe["n_tasks"]]
+        from ..data.real import cifar100_superclass_tasks
+        return cifar100_superclass_tasks()[:recipe["n_tasks"]]
     if recipe["dataset"] == "cifar10_shared":
         per = recipe["classes_per_task"]
         return [list(range(t * per, (t + 1) * per)) for t in range(recipe["n_tasks"])]

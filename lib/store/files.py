@@ -67,6 +67,18 @@ def check_writable(folder, what: str) -> None:
     raise StoreNotWritableError(f"cannot store {what} in {folder}: {problem}; {WRITABLE_FIX}")
 
 
+def store_problem() -> str | None:
+    """Why the store (:func:`lib.paths.store_dir`) cannot be written, or ``None``: checked by a
+    run before its first notebook, which would otherwise fail after its work."""
+    from ..paths import store_dir
+    try:
+        check_writable(store_dir(), "this run's models and results")
+    except OSError as err:  # StoreNotWritableError says what to do; store_dir() cannot make the folder
+        hint = "" if "WORKBOOK_STORE" in str(err) else "; set WORKBOOK_STORE to a writable folder"
+        return f"{err.strerror and f'{err.filename}: {err.strerror}' or err}{hint}"
+    return None
+
+
 # ----------------------------------------------------------------------------- atomic writes
 
 # this machine's name as it appears in temp-file names (see _is_stale_temp)

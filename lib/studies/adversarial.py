@@ -137,10 +137,17 @@ def best_and_last(models: dict, cfg: dict, test, *, report: pd.DataFrame | None 
     eps = cfg["eps"]
 
     def from_report(method):
+        """The selected model's three numbers from ``report``; None where it lacks one (a
+        ladder without PGD-20 at the training eps)."""
+        if report is None:
+            return None
         r = report[report["method"] == method]
-        pick = lambda attack, e, steps=None: float(r[(r["attack"] == attack) & ((r["eps"] - e).abs() < 1e-12)
-                                                     & ((r["steps"] == steps) if steps else True)]["acc"].iloc[0])
-        return {"clean": pick("clean", 0.0), "pgd20": pick("pgd", eps, 20), "worst": pick("autoattack", eps)}
+        at = lambda attack, e: (r["attack"] == attack) & ((r["eps"] - e).abs() < 1e-12)
+        rows = {"clean": r[at("clean", 0.0)], "pgd20": r[at("pgd", eps) & (r["steps"] == 20)],
+                "worst": r[at("autoattack", eps)]}
+        if any(part.empty for part in rows.values()):
+            return None
+        return {k: float(part["acc"].iloc[0]) for k, part in rows.items()}
 
     rows = []
     for method, model in models.items():
@@ -155,9 +162,8 @@ def best_and_last(models: dict, cfg: dict, test, *, report: pd.DataFrame | None 
                "val_robust_selected": sel["val_robust_acc"], "val_low": low, "val_high": high,
                "val_robust_last": hist["val_robust_acc"].iloc[-1], "val_n": val_n}
         for name, m in (("selected", model), ("last", last)):
-            if name == "selected" and report is not None and 20 in set(report["steps"]):
-                got = from_report(method)
-            else:
+            got = from_report(method) if name == "selected" else None
+            if got is None:
                 got = cached("03_checkpoint_eval", checkpoint_eval, m, x, y, eps, cfg["apgd_steps"],
                              cfg["square_queries"], cfg["seed"]).iloc[0].to_dict()
             row.update({f"test_{k}_{name}": got[k] for k in ("clean", "pgd20", "worst")})

@@ -58,7 +58,7 @@ _COMMON = {
     "seeds": 3,  # training seeds (seed, seed + 1, ...) of the headline methods and the AnB claims' models
 }
 RECIPE = {
-    "smoke": {**_COMMON, "anb_epochs": 4, "anb_lr": 0.1, "method_kw": {
+    "smoke": {**_COMMON, "anb_epochs": 4, "anb_lr": 0.1, "anb_batch_size": 128, "method_kw": {
         "fine_tune": {"epochs": 8, "lr": 0.02},
         "linear_probe": {"epochs": 8, "lr": 0.1},
         "l2_sp": {"epochs": 8, "lr": 0.02, "alpha": 0.01, "beta": 0.01},
@@ -76,7 +76,7 @@ RECIPE = {
     }},
     # full: one seed (each costs GPU-hours at the seed's budgets; pass seeds=3 for the spread)
     "full": {**_COMMON, "seeds": 1, "arch": "resnet18", "dataset": "cub200", "anb_epochs": 4, "anb_lr": 0.01,
-             "method_kw": {
+             "anb_batch_size": 64, "method_kw": {  # the batch of the methods below
         "fine_tune": {"iterations": 30000, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "momentum": 0.9,
                       "weight_decay": 1e-4},
         "linear_probe": {"iterations": 30000, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "momentum": 0.9,

@@ -1,5 +1,5 @@
-"""Writers of tiny real-format datasets for tests: the files, names and keys each dataset
-ships with (pickles, .mat, CSV/TXT indexes, JPEG/PPM images), only fewer images.
+"""Writers of tiny real-format datasets (for tests, and the dry run of :mod:`lib.dryrun`): the
+files, names and keys each dataset ships with (pickles, .mat, CSV/TXT indexes, JPEG/PPM images), only fewer images.
 
 Every image is one flat colour that encodes the fixture's class number ``k`` (see
 :func:`colour` / :func:`decode`), so a test can check that each loaded image carries the label
@@ -187,7 +187,7 @@ def write_gtsrb(root: Path, classes=(0, 1, 2), per_class: int = 3, n_test: int =
 CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
 
 
-def write_cub200(root: Path, per_class: int = 4, boxes: bool = True) -> tuple[Path, dict]:
+def write_cub200(root: Path, per_class: int = 4, boxes: bool = True, classes=CUB_CLASSES) -> tuple[Path, dict]:
     """``root/CUB_200_2011`` with its five index files; every other image is a training image.
     Returns root and ``{split: [labels 0-based]}``."""
     base = root / "CUB_200_2011"
@@ -195,7 +195,7 @@ def write_cub200(root: Path, per_class: int = 4, boxes: bool = True) -> tuple[Pa
              "bounding_boxes.txt": []}
     expected = {"train": [], "test": []}
     i = 0
-    for k, cls in enumerate(CUB_CLASSES):
+    for k, cls in enumerate(classes):
         for j in range(per_class):
             i += 1
             rel = f"{cls}/{cls.split('.', 1)[1]}_{j:04d}_{100 + i}.jpg"
@@ -210,7 +210,7 @@ def write_cub200(root: Path, per_class: int = 4, boxes: bool = True) -> tuple[Pa
         del lines["bounding_boxes.txt"]
     for name, ls in lines.items():
         (base / name).write_text("\n".join(ls) + "\n")
-    (base / "classes.txt").write_text("".join(f"{k + 1} {c}\n" for k, c in enumerate(CUB_CLASSES)))
+    (base / "classes.txt").write_text("".join(f"{k + 1} {c}\n" for k, c in enumerate(classes)))
     return root, expected
 
 
@@ -269,12 +269,12 @@ def write_stanford40(root: Path, per_class: int = 3) -> tuple[Path, dict]:
 MIT_CATEGORIES = ["airport_inside", "bakery", "kitchen"]
 
 
-def write_mit67(root: Path, per_class: int = 3) -> tuple[Path, dict]:
+def write_mit67(root: Path, per_class: int = 3, categories=MIT_CATEGORIES) -> tuple[Path, dict]:
     """``root/Images/<category>/*.jpg`` with ``TrainImages.txt`` / ``TestImages.txt`` (CRLF lines
     like ``kitchen/int474.jpg``, as in the release); the last image of a category is a test image."""
     expected = {"train": [], "test": []}
     index = {"train": [], "test": []}
-    for k, c in enumerate(MIT_CATEGORIES):
+    for k, c in enumerate(categories):
         for j in range(per_class):
             rel = f"{c}/int{100 + j}.jpg"
             write_image(root / "Images" / rel, k, (48, 64))
@@ -317,4 +317,23 @@ def write_data_dir(root: Path, per_class: int = 2) -> dict[str, Path]:
     write_cifar10_batches(roots["cifar10"], per_class=per_class)
     write_cifar100(roots["cifar100"], per_class={"train": per_class, "test": 1})
     write_gtsrb(roots["gtsrb"], per_class=max(per_class, 2), n_test=6)
+    return roots
+
+
+def write_full_data_dir(root: Path) -> dict[str, Path]:
+    """A ``data/`` folder with a tiny copy of every dataset a ``full`` recipe reads, each under its
+    default folder name and large enough for the dry run's shrunk recipes (:mod:`lib.dryrun`):
+    CIFAR-10 and CIFAR-100 (all 100 classes in their 20 superclasses), GTSRB (12 classes, enough
+    per class for notebook 05's attacker/victim halves), MIT-67 (12 categories), CUB-200 and
+    ImageNet-R (a few wnids). Returns ``{name: root}``."""
+    from .class_ids import IMAGENET_R_WNIDS
+
+    names = ("cifar10", "cifar100", "gtsrb", "mit67", "cub200", "imagenet_r")
+    roots = {name: Path(root) / name for name in names}
+    write_cifar10_batches(roots["cifar10"], per_class={"train": 4, "test": 2})
+    write_cifar100(roots["cifar100"], per_class={"train": 4, "test": 2})
+    write_gtsrb(roots["gtsrb"], classes=tuple(range(12)), per_class=6, n_test=36)
+    write_mit67(roots["mit67"], per_class=4, categories=[f"{c}_{k}" for k in range(4) for c in MIT_CATEGORIES])
+    write_cub200(roots["cub200"], per_class=4)
+    write_imagenet_r(roots["imagenet_r"], IMAGENET_R_WNIDS[:4], per_class=2)
     return roots
