@@ -46,7 +46,7 @@ STRUCTURE: dict[str, tuple[object, str]] = {
     "fc": ([64, 64], "VGG-16's 4096-wide classifier -> 64: at 4096 each task's model is 0.5 GB on disk"),
 }
 # sweeps: the dry run keeps the first two values (each further value runs the same code again)
-SWEEPS = frozenset({"sparsities"})
+SWEEPS = frozenset({"sparsities", "rates", "update_ratios", "mag_ratios", "sweep_eps"})
 SUFFIXES: dict[str, object] = {"epochs": 1, "iterations": 2, "steps": 2, "batch_size": 4, "batch": 4}
 # whole-number recipe entries that are structure, not budget: they keep their full-profile value
 NOT_BUDGETS = frozenset({

@@ -12,8 +12,8 @@ notebook 01 (asked for with the run's notebook-01 recipe, ``recipe["needs"]["01"
   the authors' earlier GTSRB -> MIT-67 / CUB plan).
 
 Full profile: ImageNet ResNet-18 planted on GTSRB at 224 px, students on GTSRB (same) and a new
-task (MIT-67 or CUB-200), file-backed with the trigger pasted after the 224-px crop; the real
-profile's sets are :mod:`lib.artifacts.backdoor_data`.
+task (MIT-67 or CUB-200), the recipe's classes and per-class counts read into memory; the real
+and full profiles' sets are :mod:`lib.artifacts.backdoor_data`.
 
 Every model is cached in the store under a key of the recipe entries its training reads, the
 pretrained weights' fingerprint and the computed code version of this module, so notebook 06

@@ -6,17 +6,22 @@ track, 43 classes, and the 1,290 official test images) is split per class into t
 half and the victim's half (``per_class_train`` each, seeded); the new task is the shared
 CIFAR-10 JPEG subset (``new_per_class_train`` training images per class, all 1,000 test images).
 
-``full`` (the authors' setting, GPU-sized): GTSRB from ``data/gtsrb`` at 224 px with training
-augmentation (random resized crop) for teacher *and* victim (the authors' final scripts use the
-same dataset for both), the new task a real 224-px dataset (``new_dataset``: MIT-67 or CUB-200).
-These stay file-backed; :func:`lib.backdoor.poison` wraps them so the trigger is pasted after
-the crop.
+``full`` (the authors' setting, GPU-sized): GTSRB from ``data/gtsrb`` at ``size`` (224) px, its
+first ``teacher_classes`` classes, split per class into the attacker's and the victim's
+``per_class_train`` images as in ``real`` (the authors' final scripts reuse one set for both; we
+keep the victim's images its own, as the other profiles do), tested on ``per_class_test`` test
+images per class; the new task the first ``new_classes`` classes of ``new_dataset`` (MIT-67 or
+CUB-200; ``new_per_class_train`` training images per class, None = all, and all their test
+images). Only those images are read, into memory (a few hundred MB at 224 px), so every table and
+figure of notebook 05 takes them as it takes the smoke sets (augmented as those are, by
+``fit``'s options, not by the loaders' random crop).
 """
 from __future__ import annotations
 
 from functools import lru_cache
 
 import torch
+from torch.utils.data import Subset
 
 from .. import data
 from ..data import ImageSet
@@ -76,7 +81,33 @@ def real_sets(cfg: dict, which: str):
             return train, _shared_set("cifar10_folder", "test")
         attacker, victim = _halves(_shared_set("gtsrb", "train"), cfg["per_class_train"], cfg["data_seed"])
         return (attacker if which == "teacher" else victim), _shared_set("gtsrb", "test")
-    name = cfg["new_dataset"] if which == "new" else cfg["dataset"]
-    root = cfg.get("new_root") if which == "new" else cfg.get("root")
-    return (load_real(name, "train", root=root, size=cfg["size"], train_augment=True),
-            load_real(name, "test", root=root, size=cfg["size"]))
+    if which == "new":
+        root, name, k = cfg.get("new_root"), cfg["new_dataset"], cfg["new_classes"]
+        return (_first_classes(load_real(name, "train", root=root, size=cfg["size"]), k,
+                               cfg["new_per_class_train"], cfg["data_seed"], f"{name}-new-train"),
+                _first_classes(load_real(name, "test", root=root, size=cfg["size"]), k, None, 0, f"{name}-new-test"))
+    name, k, per = cfg["dataset"], cfg["teacher_classes"], cfg["per_class_train"]
+    both = _first_classes(load_real(name, "train", root=cfg.get("root"), size=cfg["size"]), k, 2 * per,
+                          cfg["data_seed"], f"{name}-train")
+    attacker, victim = _halves(both, per, cfg["data_seed"])
+    test = _first_classes(load_real(name, "test", root=cfg.get("root"), size=cfg["size"]), k,
+                          cfg["per_class_test"], cfg["data_seed"], f"{name}-test")
+    return (attacker if which == "teacher" else victim), test
+
+
+def _first_classes(ds, k: int, per_class: int | None, seed: int, name: str) -> ImageSet:
+    """The first ``k`` classes of a file-backed set, at most ``per_class`` images of each (a seeded
+    draw; None = all), read into an ImageSet. Only those images are decoded; GTSRB's ROI boxes
+    become the set's object masks (what notebook 06 measures attention against)."""
+    labels = data.labels_of(ds)
+    g = torch.Generator().manual_seed(seed)
+    picked = []
+    for c in range(k):
+        idx = (labels == c).nonzero().flatten()
+        if len(idx) == 0:
+            raise ValueError(f"{name}: class {c} has no images; the recipe asks for its first {k} classes")
+        picked.append(idx if per_class is None else idx[torch.randperm(len(idx), generator=g)][:per_class])
+    chosen = torch.cat(picked).sort().values
+    out = data.to_imageset(Subset(ds, chosen.tolist()), name=name, classes=list(ds.classes)[:k], progress=False)
+    masks = ds.roi_masks(chosen) if hasattr(ds, "roi_masks") else None
+    return ImageSet(out.images, out.labels, out.classes, masks, name)
