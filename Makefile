@@ -10,7 +10,7 @@ export MPLBACKEND ?= Agg
 # above are shared out between them. Two one-thread kernels train about 1.4x faster than one two-thread kernel.
 JOBS ?= 2
 
-.PHONY: venv workbook test lint lab bench clean-runs
+.PHONY: venv workbook test lint lab bench gpu-check clean-runs
 
 venv: $(READY)
 
@@ -40,6 +40,11 @@ lab: $(READY)
 
 bench: $(READY)
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# on CUDA: the smoke workbook and the full dry run, timed with GPU memory and utilisation
+# (benchmarks/results/gpu_check.json); elsewhere one line and exit 0
+gpu-check: $(READY)
+	$(PY) benchmarks/gpu_check.py
 
 clean-runs:
 	rm -rf runs

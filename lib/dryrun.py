@@ -7,7 +7,7 @@ way PyTorch Lightning's ``fast_dev_run`` does for one model:
 
 - **data**: tiny copies of every dataset a ``full`` recipe reads, written in the dataset's real
   on-disk format by :mod:`lib.data.fixtures` (CIFAR-100 with its 20 superclasses), under the run
-  folder; the loaders read them at the recipe's image sizes (224 px where it says 224).
+  folder; the loaders read them at the recipe's image sizes (shrunk: :data:`STRUCTURE`).
 - **models**: the recipes' real architectures. The ImageNet weights of the torchvision ones are
   *random initialisations* written where :func:`lib.models.pretrained_path` reads them (a
   ``TORCH_HOME`` under the run folder): the loading code runs, no weight is fetched, and no
@@ -15,9 +15,9 @@ way PyTorch Lightning's ``fast_dev_run`` does for one model:
 - **budgets**: every recipe entry that is a budget (epochs, iterations, attack steps and queries,
   batch sizes, evaluation and per-class counts, seed repeats) shrunk by :data:`BUDGETS`, so a
   training loop runs one or two batches and an attack one or two steps; every other entry
-  (architecture, image size, classes) keeps its ``full`` value but the two sizes of
-  :data:`STRUCTURE` (notebook 04's number of tasks and VGG-16's classifier width), shrunk where a
-  CPU and its disk cannot hold the full ones.
+  (architecture, classes, ...) keeps its ``full`` value but the sizes of :data:`STRUCTURE` (image
+  size 224 -> 64, notebook 04's number of tasks and VGG-16's classifier width, notebook 07's
+  classes), shrunk where a CPU and its disk cannot hold the full ones; each says why.
   :func:`budget_keys` finds the entries, and a test fails when a recipe gains a whole-number entry
   that is neither a budget here nor listed in :data:`NOT_BUDGETS`.
 - **asserts**: a notebook's headline asserts are reported, not enforced
@@ -42,8 +42,12 @@ BUDGETS: dict[str, object] = {
 }
 # structure the dry run shrinks too, and why (the code path does not depend on these sizes)
 STRUCTURE: dict[str, tuple[object, str]] = {
+    "size": (64, "224 px -> 64 (32 px stays 32): the same loaders, resizing and models, at a twelfth of "
+                 "the CPU time of 224"),
     "n_tasks": (2, "20 tasks -> 2: tasks 3 to 20 run the code of task 2 again (the first with earlier tasks)"),
     "fc": ([64, 64], "VGG-16's 4096-wide classifier -> 64: at 4096 each task's model is 0.5 GB on disk"),
+    "classes": (list(range(10)), "notebook 07's 100 CIFAR-100 classes -> the first 10: every class runs "
+                                 "the same code, and an epoch of 100 classes is 100 batches"),
 }
 # sweeps: the dry run keeps the first two values (each further value runs the same code again)
 SWEEPS = frozenset({"sparsities", "rates", "update_ratios", "mag_ratios", "sweep_eps"})
@@ -51,7 +55,7 @@ SUFFIXES: dict[str, object] = {"epochs": 1, "iterations": 2, "steps": 2, "batch_
 # whole-number recipe entries that are structure, not budget: they keep their full-profile value
 NOT_BUDGETS = frozenset({
     "seed", "data_seed", "split_seed", "task_seed", "student_seed", "clean_seed",  # which draw
-    "size", "translate", "classes_per_task", "teacher_classes", "new_classes", "target",
+    "translate", "classes_per_task", "teacher_classes", "new_classes", "target",
     "clf_width", "gan_width", "gan_z_dim", "min_over_chance", "cfg",
 })
 DATASET_KEYS = ("dataset", "new_dataset", "transfer_dataset")
@@ -63,10 +67,11 @@ READS_LOG = "dry_run_reads.jsonl"
 
 def _shrunk(key: str, value):
     """The dry run's value of one recipe entry (``value`` itself when it is not a budget)."""
+    if key in STRUCTURE:
+        new = STRUCTURE[key][0]
+        return min(value, new) if isinstance(new, int) and isinstance(value, int) else new
     if isinstance(value, bool) or value is None:
         return value
-    if key in STRUCTURE:
-        return STRUCTURE[key][0]
     if key in SWEEPS:
         return value[:2]
     if isinstance(value, dict):
@@ -103,7 +108,7 @@ def unclassified(cfg: dict) -> set[str]:
         if isinstance(v, dict):
             out |= unclassified(v)
         elif (isinstance(v, int) and not isinstance(v, bool) and v > 2 and k not in NOT_BUDGETS
-              and k not in BUDGETS and not any(k.endswith(s) for s in SUFFIXES)):
+              and k not in BUDGETS and k not in STRUCTURE and not any(k.endswith(s) for s in SUFFIXES)):
             out.add(k)
     return out
 

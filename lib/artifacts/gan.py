@@ -40,13 +40,22 @@ def training_recipe(recipe: dict) -> dict:
 
 def study_data(recipe: dict) -> tuple[data.ImageSet, data.ImageSet]:
     """Train and test sets: the recipe's synsigns classes relabelled ``0..K-1`` (smoke), or CIFAR-100
-    from ``data/cifar100`` (full; :class:`lib.data.DatasetNotFoundError` names the layout when absent)."""
+    from ``data/cifar100`` (full; :class:`lib.data.DatasetNotFoundError` names the layout when absent),
+    where the recipe's ``classes`` (None: all, else relabelled ``0..K-1``) and per-class counts
+    (None: all; else a stratified draw with ``data_seed``) apply too."""
     if recipe["dataset"] == "synsigns":
         return class_data(recipe["classes"], recipe["per_class_train"], recipe["per_class_test"],
                           size=recipe["size"], seed=recipe["data_seed"], tag="unrestricted")
     from ..data.real import load_real
-    return tuple(data.to_imageset(load_real(recipe["dataset"], split), name=f"{recipe['dataset']}-{split}")
-                 for split in ("train", "test"))
+    out = []
+    for split, per_class in (("train", recipe["per_class_train"]), ("test", recipe["per_class_test"])):
+        ds = data.to_imageset(load_real(recipe["dataset"], split), name=f"{recipe['dataset']}-{split}")
+        if recipe["classes"] is not None:
+            ds = data.subset_classes(ds, recipe["classes"])
+        if per_class is not None:
+            ds = data.stratified_subset(ds, per_class * ds.num_classes, recipe["data_seed"])
+        out.append(ds)
+    return tuple(out)
 
 
 class DenseNetBC(nn.Module):

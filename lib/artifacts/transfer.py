@@ -55,8 +55,8 @@ def setup(recipe: dict, store: Store | None = None, *, progress: bool = True, an
     Full profile (``"arch"`` in the recipe): the teacher is torchvision's ImageNet ``arch`` (local
     weights, or :class:`lib.models.PretrainedWeightsMissing`); the fine-tuning target is the real
     ``dataset`` (one of :data:`FULL_TARGETS`, its shipped layout under ``data/`` or ``root``) at
-    224 px with training augmentation; the AnB target is ``anb_dataset`` (default ImageNet-R, 200
-    classes, its seeded 80/20 split) whose base B is ``arch`` re-trained from scratch on it
+    the recipe's ``size`` (224) px with training augmentation; the AnB target is ``anb_dataset``
+    (default ImageNet-R, 200 classes, its seeded 80/20 split) whose base B is ``arch`` re-trained from scratch on it
     (cached; ``base_b_kw`` its options, default the seed's re-training budget).
 
     Returns ``{"teacher", "train", "test", "base_b", "base_b_acc", "anb_train", "anb_test",
@@ -76,18 +76,19 @@ def setup(recipe: dict, store: Store | None = None, *, progress: bool = True, an
     if dataset not in FULL_TARGETS:
         raise ValueError(f"dataset must be one of {FULL_TARGETS}, got {dataset!r}")
     teacher = imagenet_base(arch).eval()
-    train = load_real(dataset, "train", root=root, size=224, train_augment=True)
-    test = load_real(dataset, "test", root=root, size=224)
+    size = recipe["size"]
+    train = load_real(dataset, "train", root=root, size=size, train_augment=True)
+    test = load_real(dataset, "test", root=root, size=size)
     anb_dataset = anb_dataset or "imagenet_r"
     space = {"label_space": "imagenet_r"} if anb_dataset == "imagenet_r" else {}
-    anb_train = load_real(anb_dataset, "train", root=anb_root, size=224, train_augment=True, **space)
-    anb_test = load_real(anb_dataset, "test", root=anb_root, size=224, **space)
+    anb_train = load_real(anb_dataset, "train", root=anb_root, size=size, train_augment=True, **space)
+    anb_test = load_real(anb_dataset, "test", root=anb_root, size=size, **space)
     kw = full_kw("retrain", recipe["method_kw"]["retrain"], len(anb_train)) if base_b_kw is None else base_b_kw
     base_b, _ = transfer_model("retrain", teacher, anb_train, store=store, progress=progress, **kw)
     return {"teacher": teacher, "train": train, "test": test, "base_b": base_b,
             "base_b_acc": evaluate(base_b, anb_test)["acc"], "anb_train": anb_train, "anb_test": anb_test,
             "target": f"{dataset} ({len(train.classes)} classes, {len(train)} train / {len(test)} test "
-                      f"images at 224 px) from ImageNet {arch}; AnB on {anb_dataset}"}
+                      f"images at {size} px) from ImageNet {arch}; AnB on {anb_dataset}"}
 
 
 def student(method: str, recipe: dict, teacher, train: ImageSet, *, seed: int | None = None,

@@ -113,7 +113,8 @@ def _transfer_setup(cfg: dict, cfg05: dict, store: Store, progress: bool):
         return teacher, half_data("B", cfg["needs"]["02"]["needs"]["01"])[0]
     from ..data.real import load_real
 
-    return teacher, load_real(cfg["transfer_dataset"], "train", size=224, train_augment=True)
+    # at the size of notebook 05's sets, which the attention maps are measured on
+    return teacher, load_real(cfg["transfer_dataset"], "train", size=cfg["needs"]["05"]["size"], train_augment=True)
 
 
 def model_zoo(cfg: dict, store: Store | None = None, *, progress: bool = True) -> dict[str, Entry]:

@@ -19,7 +19,7 @@ RECIPE = {
               "epochs": 12, "lr": 0.1, "batch_size": 128, "weight_decay": 5e-4, "translate": 3, "seed": 0,
               "min_over_chance": 10},
     # torchvision's ImageNet models from the local torch cache
-    "full": {"imagenet_archs": list(IMAGENET_ARCHS), "min_over_chance": 10},
+    "full": {"imagenet_archs": list(IMAGENET_ARCHS), "size": 224, "min_over_chance": 10},
 }
 PREFIX, NEEDS = "base", ()  # notebook parameters base_<key>
 PARAMS = notebook_params(PREFIX, RECIPE)
@@ -30,7 +30,7 @@ def recipe(profile: str = "smoke", **overrides) -> dict:
     return _recipe(RECIPE, profile, **overrides)
 
 
-def imagenet_r_accuracy(model, root=None, batch_size: int = 128, progress: bool = True) -> float:
+def imagenet_r_accuracy(model, root=None, batch_size: int = 128, progress: bool = True, size: int = 224) -> float:
     """Top-1 accuracy of a 1000-class ImageNet model on ImageNet-R's test split, with the logits
     restricted to the 200 ImageNet-R classes (Hendrycks et al. 2021)."""
     import torch
@@ -38,7 +38,7 @@ def imagenet_r_accuracy(model, root=None, batch_size: int = 128, progress: bool 
     from ..data.real import IMAGENET_R_TO_IMAGENET1K, load_real
     from ..train import predict
 
-    ds = load_real("imagenet_r", "test", root=root, size=224, label_space="imagenet_r")
+    ds = load_real("imagenet_r", "test", root=root, size=size, label_space="imagenet_r")
     logits, y = predict(model, ds, batch_size=batch_size, progress=progress)
     pred = logits[:, torch.as_tensor(IMAGENET_R_TO_IMAGENET1K)].argmax(1)
     return accuracy(pred, y)

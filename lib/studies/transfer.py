@@ -75,8 +75,8 @@ RECIPE = {
                         "stages": ["conv1", "conv2", "conv3"]},
     }},
     # full: one seed (each costs GPU-hours at the seed's budgets; pass seeds=3 for the spread)
-    "full": {**_COMMON, "seeds": 1, "arch": "resnet18", "dataset": "cub200", "anb_epochs": 4, "anb_lr": 0.01,
-             "anb_batch_size": 64, "method_kw": {  # the batch of the methods below
+    "full": {**_COMMON, "seeds": 1, "arch": "resnet18", "dataset": "cub200", "size": 224, "anb_epochs": 4,
+             "anb_lr": 0.01, "anb_batch_size": 64, "method_kw": {  # the batch of the methods below
         "fine_tune": {"iterations": 30000, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "momentum": 0.9,
                       "weight_decay": 1e-4},
         "linear_probe": {"iterations": 30000, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "momentum": 0.9,
