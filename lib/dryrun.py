@@ -32,6 +32,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .read_log import READS_LOG  # noqa: F401  (what each kernel of a dry run records, lib.read_log)
+
 # recipe key -> the dry run's value (a key ending in one of SUFFIXES takes that suffix's value)
 BUDGETS: dict[str, object] = {
     "n_eval": 8, "n_attack": 8, "n_sweep": 8, "n_val": 8, "n_blend": 2, "n_show": 2,
@@ -62,7 +64,6 @@ DATASET_KEYS = ("dataset", "new_dataset", "transfer_dataset")
 ARCH_KEYS = ("arch", "base", "imagenet_archs")
 # read by a full-profile code path without a recipe key naming it
 ALSO_READ = {"imagenet_r": "notebook 01's ImageNet-R accuracy of each base and notebook 02's AnB task"}
-READS_LOG = "dry_run_reads.jsonl"
 
 
 def _shrunk(key: str, value):
@@ -158,32 +159,6 @@ def named_by_recipes(profile: str = "full") -> dict[str, set[str]]:
             visit(module.RECIPE[profile])
     found["datasets"] |= set(ALSO_READ)
     return found
-
-
-def watch_reads(folder: Path, log: Path) -> None:
-    """Record in ``log`` (JSON lines, once each) every dataset folder and weight file under the dry
-    run's ``folder`` that this process opens: what the dry run exercised (a Python audit hook on
-    ``open``, so no reader needs to know it is watched)."""
-    import json
-    import sys
-
-    data, home, seen = str(Path(folder) / "data") + os.sep, str(Path(folder) / "torch_home") + os.sep, set()
-
-    def hook(event, args):
-        if event != "open" or not isinstance(args[0], (str, os.PathLike)):
-            return
-        path = os.fspath(args[0])
-        if path.startswith(data):
-            item = ("dataset", path[len(data):].split(os.sep, 1)[0])
-        elif path.startswith(home) and path.endswith(".pth"):
-            item = ("weights", os.path.basename(path))
-        else:
-            return
-        if item not in seen:
-            seen.add(item)
-            with open(log, "a") as f:
-                f.write(json.dumps({"kind": item[0], "name": item[1]}) + "\n")
-    sys.addaudithook(hook)
 
 
 def write_weights(torch_home: Path, archs) -> list[Path]:

@@ -264,11 +264,11 @@ def open_run(study, run_config=None, namespace: dict | None = None) -> RunConfig
     print(f"[config] {source}; figures and tables go to {run.figures_dir()}"
           + (f" and {run.tables_dir()}" if run.tables_dir() != run.figures_dir() else ""))
     if run.dry_run:  # random weights on fixtures: every headline check is run, none is enforced
-        from .. import dryrun, reported_asserts
+        from .. import read_log, reported_asserts
         from ..paths import store_dir
         if run.folder:
             reported_asserts.install(f"{run.folder}/dry_run_asserts.jsonl")
-            dryrun.watch_reads(f"{run.folder}/dry_run", f"{run.folder}/{dryrun.READS_LOG}")
+            read_log.watch_reads(f"{run.folder}/dry_run", f"{run.folder}/{read_log.READS_LOG}")
         print(f"[config] DRY RUN of the {run.profile!r} profile: random weights, fixtures, shrunk budgets "
               f"(store {store_dir()}); asserts are reported, not enforced; no number here means anything")
     return run
