@@ -63,7 +63,7 @@ NOT_BUDGETS = frozenset({
 DATASET_KEYS = ("dataset", "new_dataset", "transfer_dataset")
 ARCH_KEYS = ("arch", "base", "imagenet_archs")
 # read by a full-profile code path without a recipe key naming it
-ALSO_READ = {"imagenet_r": "notebook 01's ImageNet-R accuracy of each base and notebook 02's AnB task"}
+ALSO_READ = {"imagenet_r": ("01", "02")}  # 01: each base's ImageNet-R accuracy; 02: the AnB task
 
 
 def _shrunk(key: str, value):
@@ -140,24 +140,27 @@ def run_params(profile: str, params: dict) -> dict:
     return check_params({**dry_params(profile), **params}, profile)
 
 
-def named_by_recipes(profile: str = "full") -> dict[str, set[str]]:
-    """The datasets and architectures the ``profile`` recipes name: what a dry run must exercise."""
+def named_by_recipes(profile: str = "full") -> dict[str, dict[str, set[str]]]:
+    """The datasets and architectures the ``profile`` recipes name, each with the notebooks whose
+    recipe names it: what a dry run must exercise, and where."""
     from .studies import study_modules
 
-    found = {"datasets": set(), "archs": set()}
+    found = {"datasets": {}, "archs": {}}
 
-    def visit(cfg):
+    def visit(cfg, number):
         for k, v in cfg.items():
             if isinstance(v, dict):
-                visit(v)
+                visit(v, number)
             elif k in DATASET_KEYS and isinstance(v, str):
-                found["datasets"].add(v)
+                found["datasets"].setdefault(v, set()).add(number)
             elif k in ARCH_KEYS and v:
-                found["archs"] |= {a.removeprefix("imagenet_") for a in ([v] if isinstance(v, str) else v)}
-    for module in study_modules().values():
+                for arch in [v] if isinstance(v, str) else v:
+                    found["archs"].setdefault(arch.removeprefix("imagenet_"), set()).add(number)
+    for number, module in study_modules().items():
         if profile in module.RECIPE:
-            visit(module.RECIPE[profile])
-    found["datasets"] |= set(ALSO_READ)
+            visit(module.RECIPE[profile], number)
+    for name, numbers in ALSO_READ.items():
+        found["datasets"].setdefault(name, set()).update(numbers)
     return found
 
 
@@ -199,7 +202,7 @@ def prepare(folder: Path, profile: str = "full") -> dict[str, str]:
     if not (data / ".complete").is_file():
         write_full_data_dir(data)
         (data / ".complete").write_text("")
-    write_weights(home, named_by_recipes(profile)["archs"])
+    write_weights(home, set(named_by_recipes(profile)["archs"]))
     store.mkdir(parents=True, exist_ok=True)
     return {"WORKBOOK_DATA": str(data), "WORKBOOK_STORE": str(store), "TORCH_HOME": str(home)}
 

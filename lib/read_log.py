@@ -15,9 +15,13 @@ READS_LOG = "dry_run_reads.jsonl"
 
 
 def watch_reads(folder: Path, log: Path) -> None:
-    """Record in ``log`` (JSON lines, once each) every dataset folder and weight file under the dry
-    run's ``folder`` that this process opens: what the dry run exercised (a Python audit hook on
-    ``open``, so no reader needs to know it is watched)."""
+    """Record in ``log`` (JSON lines, once each, with the number of the current run's notebook)
+    every dataset folder and weight file under the dry run's ``folder`` that this process opens:
+    what the dry run exercised (a Python audit hook on ``open``, so no reader needs to know it is
+    watched). Call it after the run is activated (:func:`lib.config.activate`)."""
+    from .config import current
+
+    notebook = current().notebook[:2]  # the number of the notebook this kernel runs ("" outside one)
     data, home, seen = str(Path(folder) / "data") + os.sep, str(Path(folder) / "torch_home") + os.sep, set()
 
     def hook(event, args):
@@ -33,5 +37,5 @@ def watch_reads(folder: Path, log: Path) -> None:
         if item not in seen:
             seen.add(item)
             with open(log, "a") as f:
-                f.write(json.dumps({"kind": item[0], "name": item[1]}) + "\n")
+                f.write(json.dumps({"kind": item[0], "name": item[1], "notebook": notebook}) + "\n")
     sys.addaudithook(hook)

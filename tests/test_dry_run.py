@@ -48,8 +48,10 @@ def test_shrink_budgets_keep_structure_and_pass_the_recipe_checks():
 
 def test_named_by_recipes_lists_the_full_datasets_and_architectures():
     named = dryrun.named_by_recipes("full")
-    assert {"cub200", "gtsrb", "mit67", "cifar10", "cifar100", "imagenet_r"} <= named["datasets"]
-    assert {"resnet18", "resnet50", "preact_resnet18", "densenet_bc100"} <= named["archs"]
+    assert {"cub200", "gtsrb", "mit67", "cifar10", "cifar100", "imagenet_r"} <= set(named["datasets"])
+    assert named["datasets"]["gtsrb"] == {"05", "06"} and named["datasets"]["imagenet_r"] == {"01", "02"}
+    assert {"resnet18", "resnet50", "preact_resnet18", "densenet_bc100"} <= set(named["archs"])
+    assert named["archs"]["resnet18"] == {"01", "02", "05"}
 
 
 def test_asserts_are_reported_not_raised_and_messages_stay_lazy(tmp_path, capsys):
@@ -92,11 +94,15 @@ def test_full_dry_run_passes_and_exercises_every_named_reader_and_weight(tmp_pat
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["dry_run"] and {nb["status"] for nb in manifest["notebooks"]} == {"done"}
     assert len(manifest["notebooks"]) == len(study_modules())
-    reads = [json.loads(line) for line in (folder / dryrun.READS_LOG).read_text().splitlines()]
+    # each dataset and pretrained weight file read by every notebook whose recipe names it (notebook 00
+    # lists every dataset present, so a read anywhere would prove little)
+    reads = {(r["kind"], r["name"], r["notebook"])
+             for r in map(json.loads, (folder / dryrun.READS_LOG).read_text().splitlines())}
     named = dryrun.named_by_recipes("full")
-    assert named["datasets"] <= {r["name"] for r in reads if r["kind"] == "dataset"}
-    weights = {pretrained_path(a).name for a in named["archs"] if a in TORCHVISION_ARCHS}
-    assert weights and weights <= {r["name"] for r in reads if r["kind"] == "weights"}
+    wanted = {("dataset", d, nb) for d, nbs in named["datasets"].items() for nb in nbs}
+    wanted |= {("weights", pretrained_path(a).name, nb) for a, nbs in named["archs"].items()
+               if a in TORCHVISION_ARCHS for nb in nbs}
+    assert len(wanted) >= 12 and wanted <= reads, sorted(wanted - reads)
     store = folder / "dry_run" / "store"
     assert any(store.rglob("*.safetensors"))  # the dry run's models stayed in its own store
     for line in (folder / "dry_run_asserts.jsonl").read_text().splitlines() if (
