@@ -9,6 +9,9 @@ export MPLBACKEND ?= Agg
 # Notebooks at a time in `make workbook` (each after those whose models it uses); the threads
 # above are shared out between them. Two one-thread kernels train about 1.4x faster than one two-thread kernel.
 JOBS ?= 2
+# pytest-xdist workers in `make test`, each with its share of OMP_NUM_THREADS (0: one process, no xdist);
+# tests sharing a store carry one xdist_group mark and run in one worker (tests/conftest.py)
+TEST_WORKERS ?= 2
 
 .PHONY: venv workbook test lint lab bench gpu-check clean-runs
 
@@ -30,7 +33,7 @@ workbook: $(READY)
 
 test: $(READY)
 	$(VENV)/bin/ruff check lib tests benchmarks
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(READY)
 	$(VENV)/bin/ruff check lib tests benchmarks

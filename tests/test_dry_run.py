@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from lib import dryrun, reported_asserts
 from lib.models import TORCHVISION_ARCHS, pretrained_path
@@ -83,11 +84,13 @@ def test_write_weights_puts_random_weights_where_the_loader_reads(tmp_path, monk
 
 @pytest.mark.notebooks
 def test_full_dry_run_passes_and_exercises_every_named_reader_and_weight(tmp_path):
-    """The whole full-profile code path on fixtures, as ``make test`` runs it (two kernels)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    proc = subprocess.run([sys.executable, "-m", "lib.workbook", "--profile", "full", "--dry-run", "--jobs", "2",
-                           "--quiet", "--name", "dry", "--out", str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    """The whole full-profile code path on fixtures: one one-thread kernel per thread this test process
+    has (two alone, one beside another xdist worker)."""
+    threads = torch.get_num_threads()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, "-m", "lib.workbook", "--profile", "full", "--dry-run",
+                           "--jobs", str(threads), "--quiet", "--name", "dry", "--out", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "RANDOM initialisation" in proc.stdout
     folder = tmp_path / "full" / "dry"

@@ -37,6 +37,9 @@ def test_00_datasets(tmp_path):
     assert summary["classes"] >= 100 and bool(summary["deterministic"]) and summary["train_test_duplicates"] == 0
 
 
+# notebook 02 reuses the bases notebook 01's test trained in the worker's session store: one xdist worker,
+# in this order (tests/conftest.py)
+@pytest.mark.xdist_group("bases")
 def test_01_pretrained_bases_trains_then_reuses(tmp_path):
     # the default smoke recipe: the notebook's own headline assert (bases >= 10x chance) must hold
     nb = notebooks(["01"])[0]
@@ -63,6 +66,7 @@ SMALL02 = {"seeds": 2, "transfer_anb_ns": [1, 2, 4], "transfer_n_attack": 250, "
 SMALL03 = {"adv_pgd_steps": [10, 20], "adv_square_queries": 300}
 
 
+@pytest.mark.xdist_group("bases")
 def test_02_transfer_finetune(tmp_path):
     # bases from notebook 01's run above (or trained here when run alone): the notebook asserts the seed's
     # direction itself; this checks that it wrote what it says
