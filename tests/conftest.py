@@ -27,15 +27,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # notebook kernels and subprocesses i
 # the other worker idles (longest-first scheduling). Tests sharing a store carry one xdist_group mark and
 # run in one worker, in order.
 SLOW_FIRST = ("test_dry_run.py::test_full_dry_run", "test_notebooks.py::test_01", "test_notebooks.py::test_02",
-              "test_notebooks.py::test_03", "test_notebook_07", "test_notebook_04", "test_notebook_08",
-              "test_notebook_05", "test_notebook_06")
+              "test_notebooks.py::test_03", "test_notebook_07_unrestricted_gan.py::test_07",
+              "test_notebook_05_backdoor_poison.py::test_05", "test_notebook_08_backdoor_defences.py::test_08",
+              "test_notebook_04_continual.py::test_04", "test_notebook_06_attention.py::test_06")
 
 
 def _rank(item) -> int:
-    for i, key in enumerate(SLOW_FIRST):
-        if key in item.nodeid:
-            return i
-    return len(SLOW_FIRST)
+    name = item.nodeid.rsplit("/", 1)[-1]
+    return next((i for i, key in enumerate(SLOW_FIRST) if name.startswith(key)), len(SLOW_FIRST))
 
 
 def pytest_collection_modifyitems(config, items):
