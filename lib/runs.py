@@ -173,6 +173,32 @@ def time_profile(entries: list[dict], notebook: str, seconds: float, since: str 
             "trained": count("trained"), "computed": count("computed"), "loaded": count("loaded")}
 
 
+def critical_path(entries: list[dict], needs: dict[str, set[str]], slack: float = 5.0) -> list[dict]:
+    """The chain of notebooks the run's wall clock waited on, first to last: from the notebook
+    that ended last, back through the notebook whose end let each one start (the latest to end at
+    most ``slack`` seconds after it started: one it needs, or one that freed a ``--jobs`` slot);
+    stops at a notebook that started with the run. Each item: ``{"name", "seconds",
+    "waited_for"}`` (``"needs"``, ``"slot"`` or ``"start"``). Manifest entries without both
+    ``started`` and ``ended`` (skipped or pending ones) are left out."""
+    t = lambda stamp: _dt.datetime.fromisoformat(stamp).timestamp()
+    ran = [e for e in entries if e.get("started") and e.get("ended")]
+    if not ran:
+        return []
+    first = min(t(e["started"]) for e in ran)
+    chain, current = [], max(ran, key=lambda e: t(e["ended"]))
+    while current is not None:
+        start = t(current["started"])
+        before = [e for e in ran if e is not current and t(e["ended"]) <= start + slack]
+        previous = max(before, key=lambda e: t(e["ended"]), default=None)
+        if start - first <= slack or previous is None:
+            waited, previous = "start", None
+        else:
+            waited = "needs" if previous["name"][:2] in needs.get(current["name"][:2], ()) else "slot"
+        chain.append({"name": current["name"], "seconds": current.get("seconds", 0), "waited_for": waited})
+        current = previous
+    return chain[::-1]
+
+
 def cell_seconds(path: Path, top: int = 5) -> list[dict]:
     """The ``top`` slowest code cells of an executed notebook, from the per-cell durations papermill
     records: its index among the cells, seconds and first line of code (``[]`` if unreadable)."""

@@ -243,7 +243,11 @@ def _summary(rows: list[dict], wall: float | None = None, jobs: int = 1) -> str:
     lines.append(f"{'total':<{width}}  {'':<12} {sum(r.get('seconds', 0) for r in rows):>8.0f}"
                  + "".join(f" {v:>8.0f}" for v in sums))
     if wall is not None and jobs > 1:
+        from .studies import notebook_needs
         lines.append(f"{'wall clock':<{width}}  {f'{jobs} at a time':<12} {wall:>8.0f}")
+        path = runs.critical_path(rows, notebook_needs())
+        lines.append("critical path: " + " -> ".join(f"{e['name'][:2]} ({e['seconds']:.0f} s)" for e in path)
+                     + f", {sum(e['seconds'] for e in path):.0f} s of the wall clock")
     return "\n".join(lines)
 
 

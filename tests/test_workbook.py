@@ -324,3 +324,23 @@ def test_jobs_start_first_what_waiting_notebooks_need():
     waiting = [entry(n) for n in ("03", "04", "05", "06", "07")]
     order = workbook.start_order([e for e in waiting if e["name"] != "06_x.ipynb"], waiting, needs)
     assert [e["name"][:2] for e in order] == ["05", "03", "04", "07"]  # 06 waits for 05
+
+
+def test_critical_path_follows_what_each_notebook_waited_for():
+    from lib.runs import critical_path
+
+    stamp = lambda s: f"2026-12-05T10:{s // 60:02d}:{s % 60:02d}+00:00"
+    spans = {"00": (0, 10), "01": (0, 50), "03": (10, 200), "02": (50, 400), "05": (200, 300), "06": (401, 450)}
+    entries = [{"name": f"{k}_x.ipynb", "started": stamp(a), "ended": stamp(b), "seconds": b - a}
+               for k, (a, b) in spans.items()] + [{"name": "07_x.ipynb", "status": "pending"}]
+    needs = {"02": {"01"}, "06": {"02", "05"}}
+    path = critical_path(entries, needs)
+    assert [(e["name"][:2], e["waited_for"]) for e in path] == [("01", "start"), ("02", "needs"), ("06", "needs")]
+    assert sum(e["seconds"] for e in path) == 50 + 350 + 49
+    # 05 started when 03 freed its slot: a slot wait, back to 00's slot, back to the start
+    spans["06"] = (300, 320)
+    entries = [{"name": f"{k}_x.ipynb", "started": stamp(a), "ended": stamp(b), "seconds": b - a}
+               for k, (a, b) in spans.items() if k != "02"]
+    assert [(e["name"][:2], e["waited_for"]) for e in critical_path(entries, needs)] == [
+        ("00", "start"), ("03", "slot"), ("05", "slot"), ("06", "needs")]
+    assert critical_path([], needs) == []
