@@ -9,9 +9,11 @@ export MPLBACKEND ?= Agg
 # Notebooks at a time in `make workbook` (each after those whose models it uses); the threads
 # above are shared out between them. Two one-thread kernels train about 1.4x faster than one two-thread kernel.
 JOBS ?= 2
-# pytest-xdist workers in `make test`, each with its share of OMP_NUM_THREADS (0: one process, no xdist);
-# tests sharing a store carry one xdist_group mark and run in one worker (tests/conftest.py)
-TEST_WORKERS ?= 2
+# pytest-xdist workers in `make test`, each with its share of OMP_NUM_THREADS (0: one process). On the 2-core
+# CI machine two one-thread workers took as long as one two-thread process (the tests' work uses both
+# threads; benchmarks/results/suite_timing_xdist2.json), so 0 there; on a machine with more cores, e.g.
+# TEST_WORKERS=4 OMP_NUM_THREADS=8. Tests sharing a store run in one worker (GROUPS in tests/conftest.py).
+TEST_WORKERS ?= 0
 
 .PHONY: venv workbook test lint lab bench gpu-check clean-runs
 
@@ -33,7 +35,7 @@ workbook: $(READY)
 
 test: $(READY)
 	$(VENV)/bin/ruff check lib tests benchmarks
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(READY)
 	$(VENV)/bin/ruff check lib tests benchmarks

@@ -38,7 +38,7 @@ def per_test(junit: Path) -> list[dict]:
     return sorted(rows, key=lambda r: -r["seconds"])
 
 
-def main(workers: int = 2) -> dict:
+def main(workers: int = 0) -> dict:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     tmp = Path(tempfile.mkdtemp(prefix="bench_suite_"))
@@ -63,11 +63,12 @@ def main(workers: int = 2) -> dict:
                                                                   key=lambda kv: -kv[1])),
            "goal_seconds": GOAL_S, "log_tail": log.read_text()[-1500:] if rc else ""}
     res["meets_goal"] = rc == 0 and test_s < GOAL_S
-    save("suite_timing", res)
+    save("suite_timing" if workers == 0 else f"suite_timing_xdist{workers}", res)
     return res
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, default=2, help="pytest-xdist workers (TEST_WORKERS; default 2)")
+    ap.add_argument("--workers", type=int, default=0, help="pytest-xdist workers (TEST_WORKERS; default 0: one "
+                    "process, as make test runs)")
     main(ap.parse_args().workers)

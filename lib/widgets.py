@@ -38,7 +38,8 @@ def attack_panel(model, x: torch.Tensor, y: torch.Tensor, *, eps: float = 8 / 25
              "asr": attack_success_rate(p_clean.cpu(), p_adv.cpu(), y.cpu()),
              "max_perturbation": dnorm.max().item(), "n": len(y)}
     k = min(show, len(y))
-    mag = magnify or (0.5 / max(delta[:k].abs().max().item(), 1e-12))
+    largest = delta[:k].abs().max().item()
+    mag = magnify or (0.5 / largest if largest > 0 else 1.0)  # nothing to magnify at eps 0 or 0 steps
     name = (lambda i: classes[i]) if classes is not None else str
     fig, axes = plt.subplots(3, k, figsize=(1.5 * k, 5.2), squeeze=False)
     short = lambda c: name(int(c)).replace("/", " ")[:18]
@@ -53,7 +54,7 @@ def attack_panel(model, x: torch.Tensor, y: torch.Tensor, *, eps: float = 8 / 25
         axes[0, i].set_title(f"true: {short(y[i])}", fontsize=6.5)
     axes[0, 0].set_ylabel("clean")
     axes[1, 0].set_ylabel("adversarial")
-    axes[2, 0].set_ylabel(f"δ × {mag:.0f}")
+    axes[2, 0].set_ylabel(f"δ × {mag:.0f}" if largest > 0 else "δ = 0")
     fig.suptitle(f"{norm} PGD-{steps}, eps={eps * 255:.1f}/255, step={alpha * 255:.2f}/255: "
                  f"accuracy {stats['clean_acc']:.0%} → {stats['adv_acc']:.0%} on {len(y)} images "
                  "(top: true class; under each image: the prediction, green when correct)", fontsize=9)
@@ -61,8 +62,9 @@ def attack_panel(model, x: torch.Tensor, y: torch.Tensor, *, eps: float = 8 / 25
     return fig, stats
 
 
-def _explorer(draw, **sliders):
-    """ipywidgets sliders (updated on release) redrawing ``draw(**values) -> (fig, ...)`` below them."""
+def _explorer(draw, readout=None, **sliders):
+    """ipywidgets sliders (updated on release) redrawing ``draw(**values) -> (fig, result)`` below
+    them, with ``readout(result)`` (a line of text: the numbers the figure shows) under the figure."""
     import ipywidgets as W
     from IPython.display import display
 
@@ -71,12 +73,15 @@ def _explorer(draw, **sliders):
     def redraw(**values):
         with out:
             out.clear_output(wait=True)
-            fig = draw(**values)[0]
+            fig, result = draw(**values)[:2]
             display(fig)
             plt.close(fig)
+            if readout is not None:
+                print(readout(result))
 
     for slider in sliders.values():
         slider.continuous_update = False  # redraw on release, not at every step of a drag
+        slider.style.description_width = "initial"  # labels such as "step ×1/255" whole, not cut
     box = W.VBox([W.interactive(redraw, **sliders), out])
     display(box)
     return box
@@ -89,6 +94,9 @@ def attack_explorer(model, x: torch.Tensor, y: torch.Tensor, classes=None, show:
     return _explorer(
         lambda eps255, alpha255, steps: attack_panel(model, x, y, eps=eps255 / 255, alpha=alpha255 / 255,
                                                      steps=steps, classes=classes, show=show),
+        lambda s: (f"accuracy {s['clean_acc']:.0%} clean, {s['adv_acc']:.0%} under PGD-{s['steps']} at eps "
+                   f"{s['eps'] * 255:g}/255 (step {s['alpha'] * 255:g}/255) on {s['n']} images; attack success "
+                   f"rate {s['asr']:.0%}"),
         eps255=W.FloatSlider(value=8, min=0, max=32, step=0.5, description="eps ×1/255"),
         alpha255=W.FloatSlider(value=2, min=0.25, max=16, step=0.25, description="step ×1/255"),
         steps=W.IntSlider(value=10, min=0, max=50, description="steps"))
@@ -146,5 +154,7 @@ def transfer_explorer(teacher, students: dict, x: torch.Tensor, y: torch.Tensor,
     return _explorer(
         lambda eps255, steps: transfer_panel(teacher, students, x, y, eps=eps255 / 255, steps=steps,
                                              classes=classes, show=show),
+        lambda t: "; ".join(f"{r.method}: accuracy {r.clean_acc:.0%} clean, {r.adv_acc:.0%} attacked"
+                            for r in t.itertuples()) + f" ({len(y)} images)",
         eps255=W.FloatSlider(value=6, min=0, max=32, step=0.5, description="eps ×1/255"),
         steps=W.IntSlider(value=20, min=0, max=60, description="steps"))

@@ -38,8 +38,7 @@ def test_00_datasets(tmp_path):
 
 
 # notebook 02 reuses the bases notebook 01's test trained in the worker's session store: one xdist worker,
-# in this order (tests/conftest.py)
-@pytest.mark.xdist_group("bases")
+# in this order (GROUPS in tests/conftest.py)
 def test_01_pretrained_bases_trains_then_reuses(tmp_path):
     # the default smoke recipe: the notebook's own headline assert (bases >= 10x chance) must hold
     nb = notebooks(["01"])[0]
@@ -66,7 +65,6 @@ SMALL02 = {"seeds": 2, "transfer_anb_ns": [1, 2, 4], "transfer_n_attack": 250, "
 SMALL03 = {"adv_pgd_steps": [10, 20], "adv_square_queries": 300}
 
 
-@pytest.mark.xdist_group("bases")
 def test_02_transfer_finetune(tmp_path):
     # bases from notebook 01's run above (or trained here when run alone): the notebook asserts the seed's
     # direction itself; this checks that it wrote what it says
@@ -95,6 +93,8 @@ def test_02_transfer_finetune(tmp_path):
         assert (_figures() / name).stat().st_size > 5000, name
 
 
+# the browser test (tests/test_lab_browser.py) opens notebook 03 on the store this test fills: one worker
+# (GROUPS in tests/conftest.py)
 def test_03_adversarial_training(tmp_path):
     # the notebook asserts its sanity checks and the PGD-AT gain itself
     run_notebook(notebooks(["03"])[0], SMALL03, tmp_path)

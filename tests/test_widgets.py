@@ -26,6 +26,7 @@ def test_eps_zero_shows_clean_accuracy(trained):
     fig, stats = attack_panel(model, x, y, eps=0, steps=10, classes=classes)
     assert stats["adv_acc"] == stats["clean_acc"] and stats["max_perturbation"] == 0
     assert len(fig.axes) == 3 * 8
+    assert fig.axes[2 * 8].get_ylabel() == "δ = 0"  # not a magnification of nothing (δ × 5e11)
     plt.close(fig)
 
 
@@ -63,9 +64,10 @@ def test_transfer_panel_feature_attack_hits_a_copy_more_than_an_independent_mode
     assert t.loc["copy", "asr"] > t.loc["independent", "asr"]
 
 
-def test_explorers_have_only_their_sliders_and_redraw(trained):
-    """The sliders update on release (no stray 'continuous_update' control) and a redraw at new
-    values draws without error outside a notebook too."""
+def test_explorers_have_only_their_sliders_and_redraw(trained, capsys):
+    """The sliders update on release (no stray 'continuous_update' control), show their whole labels,
+    and a redraw at new values draws without error outside a notebook too, with the numbers it drew
+    as a line of text under the figure."""
     import ipywidgets as W
 
     from lib.widgets import attack_explorer, transfer_explorer
@@ -77,7 +79,10 @@ def test_explorers_have_only_their_sliders_and_redraw(trained):
         controls = box.children[0]
         sliders = [c for c in controls.children if not isinstance(c, W.Output)]
         assert all(isinstance(c, (W.FloatSlider, W.IntSlider)) and not c.continuous_update for c in sliders), name
+        assert all(c.style.description_width == "initial" for c in sliders), name
+        capsys.readouterr()
         controls.f(**{k: v / 2 if isinstance(v, float) else 2 for k, v in controls.kwargs.items()})
+        assert "accuracy" in capsys.readouterr().out, name
     assert set(boxes["attack"].children[0].kwargs) == {"eps255", "alpha255", "steps"}
     assert set(boxes["transfer"].children[0].kwargs) == {"eps255", "steps"}
     plt.close("all")
