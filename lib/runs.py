@@ -25,7 +25,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from .paths import ROOT
+from .paths import ROOT, figures_dir
 
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "captum", "safetensors", "papermill",
             "matplotlib", "seaborn")
@@ -197,6 +197,47 @@ def critical_path(entries: list[dict], needs: dict[str, set[str]], slack: float 
         chain.append({"name": current["name"], "seconds": current.get("seconds", 0), "waited_for": waited})
         current = previous
     return chain[::-1]
+
+
+def chain_seconds(seconds: dict[str, float], needs: dict[str, set[str]]) -> dict[str, float]:
+    """Per notebook number in ``seconds`` (expected seconds each): its own seconds plus the longest
+    chain of notebooks that wait on it, directly or not (the priority of longest-remaining-path list
+    scheduling: what starts first when a slot frees)."""
+    memo: dict[str, float] = {}
+
+    def chain(n: str) -> float:
+        if n not in memo:
+            after = [m for m in seconds if n in needs.get(m, ())]
+            memo[n] = seconds[n] + max((chain(m) for m in after), default=0.0)
+        return memo[n]
+
+    return {n: chain(n) for n in seconds}
+
+
+def start_order(ready: list[dict], waiting: list[dict], needs: dict[str, set[str]],
+                seconds: dict[str, float] | None = None) -> list[dict]:
+    """``ready`` (manifest entries) in the order ``--jobs`` starts them. With ``seconds`` for every
+    waiting notebook (the published run's, :func:`published_seconds`): the longest chain
+    of work still ahead first (:func:`chain_seconds`; docs/running.md has the replay).
+    Without: first those that more of the ``waiting`` notebooks need, then in notebook order."""
+    if seconds and all(e["name"][:2] in seconds for e in waiting):
+        rank = chain_seconds(seconds, needs)
+        return sorted(ready, key=lambda e: (-rank[e["name"][:2]], e["name"]))
+    wanted = lambda e: sum(e["name"][:2] in needs.get(w["name"][:2], ()) for w in waiting)
+    return sorted(ready, key=lambda e: (-wanted(e), e["name"]))
+
+
+def published_seconds(profile: str) -> dict[str, float]:
+    """Seconds per notebook number (``"02"``) of the published run (``figures/MANIFEST.json``,
+    :mod:`lib.publish`) when it ran ``profile``; ``{}`` when there is none or it ran another."""
+    path = figures_dir() / "MANIFEST.json"
+    try:
+        published = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if published.get("profile") != profile or not isinstance(published.get("seconds"), dict):
+        return {}
+    return {name[:2]: float(s) for name, s in published["seconds"].items()}
 
 
 def cell_seconds(path: Path, top: int = 5) -> list[dict]:

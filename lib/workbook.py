@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from . import publish, runs
+from .runs import start_order
 from .cli import OneLineParser, whole_number
 from .config import RUN_FILE, read_table
 from .paths import ROOT
@@ -277,16 +278,7 @@ def _execute(path: str, parameters: dict, folder: str, env: dict, timeout: int |
     return {"status": "done", "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def start_order(ready: list[dict], waiting: list[dict], needs: dict[str, set[str]]) -> list[dict]:
-    """``ready`` (manifest entries) in the order ``--jobs`` starts them: first those that more of
-    the ``waiting`` notebooks need (05 before 03 and 04, since 06 waits for it), then in
-    notebook order. With the smoke run's measured seconds, plain notebook order leaves 06 waiting
-    for 05 behind 03 and 04 (1,208 s for the whole run, replayed); this order, 1,182 s."""
-    wanted = lambda e: sum(e["name"][:2] in needs.get(w["name"][:2], ()) for w in waiting)
-    return sorted(ready, key=lambda e: (-wanted(e), e["name"]))
-
-
-def _parallel(todo: list[dict], every: list[dict], jobs: int, launch, finished, failed) -> None:
+def _parallel(todo: list[dict], every: list[dict], jobs: int, launch, finished, failed, seconds=None) -> None:
     """Run ``todo`` (manifest entries) ``jobs`` at a time in worker processes (a kernel inherits
     its worker's environment, so each gets its share of ``OMP_NUM_THREADS``), each once
     every notebook it needs (:func:`lib.studies.notebook_needs`) among ``every`` is done; a notebook
@@ -307,7 +299,8 @@ def _parallel(todo: list[dict], every: list[dict], jobs: int, launch, finished, 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
         try:
             while waiting or running:
-                for entry in start_order([e for e in waiting if ready(e)], waiting, needs) if not failed() else []:
+                ready_now = [e for e in waiting if ready(e)] if not failed() else []
+                for entry in start_order(ready_now, waiting, needs, seconds):
                     if len(running) == jobs:
                         break
                     waiting.remove(entry)
@@ -474,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
                 if status == "failed":
                     break
         else:
-            _parallel(todo_entries, manifest["notebooks"], jobs, launch, finished, lambda: status == "failed")
+            _parallel(todo_entries, manifest["notebooks"], jobs, launch, finished, lambda: status == "failed",
+                      runs.published_seconds(profile))
     except KeyboardInterrupt:
         for entry in manifest["notebooks"]:
             if entry["status"] == "running":

@@ -106,7 +106,8 @@ def page(tmp_path):
     if not exe:
         pytest.skip(f"no Chromium to drive: apt-get install chromium (as .ci/run does), or set {CHROMIUM_ENV}")
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])  # root in CI: no sandbox
+        # root in CI: no sandbox; containers often have a tiny /dev/shm: Chromium's shared memory in /tmp
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-dev-shm-usage"])
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors = []
         pg.on("pageerror", lambda err: errors.append(str(err)))

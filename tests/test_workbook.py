@@ -344,3 +344,24 @@ def test_critical_path_follows_what_each_notebook_waited_for():
     assert [(e["name"][:2], e["waited_for"]) for e in critical_path(entries, needs)] == [
         ("00", "start"), ("03", "slot"), ("05", "slot"), ("06", "needs")]
     assert critical_path([], needs) == []
+
+
+def test_jobs_start_the_longest_chain_first_given_the_published_seconds(tmp_path, monkeypatch):
+    """With the published run's seconds, 02 (whose chain 02 -> 06 is the longest) starts before 05,
+    which the count of waiting notebooks alone would start first; without them, that count decides."""
+    from lib import runs
+
+    needs = studies.notebook_needs()
+    seconds = {"00": 14, "01": 96, "02": 1041, "03": 641, "04": 165, "05": 281, "06": 131, "07": 157, "08": 315}
+    entry = lambda n: {"name": f"{n}_x.ipynb"}
+    waiting = [entry(n) for n in ("02", "03", "04", "05", "06", "07", "08")]
+    ready = [e for e in waiting if e["name"][:2] not in ("06", "08")]
+    chains = runs.chain_seconds(seconds, needs)
+    assert chains["02"] == 1041 + 131 and chains["05"] == 281 + 315 and chains["01"] == 96 + 1041 + 131
+    order = lambda known: [e["name"][:2] for e in workbook.start_order(ready, waiting, needs, known)]
+    assert order(seconds) == ["02", "03", "05", "04", "07"]
+    assert order({"02": 1})[0] == "05"  # not every waiting notebook's seconds known: the count decides
+    monkeypatch.setenv("WORKBOOK_FIGURES", str(tmp_path))
+    assert runs.published_seconds("smoke") == {}
+    (tmp_path / "MANIFEST.json").write_text(json.dumps({"profile": "smoke", "seconds": {"02_x.ipynb": 10.5}}))
+    assert runs.published_seconds("smoke") == {"02": 10.5} and runs.published_seconds("full") == {}
