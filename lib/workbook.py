@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 from . import publish, runs
-from .runs import start_order
 from .cli import OneLineParser, whole_number
 from .config import RUN_FILE, read_table
 from .paths import ROOT
@@ -300,7 +299,7 @@ def _parallel(todo: list[dict], every: list[dict], jobs: int, launch, finished, 
         try:
             while waiting or running:
                 ready_now = [e for e in waiting if ready(e)] if not failed() else []
-                for entry in start_order(ready_now, waiting, needs, seconds):
+                for entry in runs.start_order(ready_now, waiting, needs, seconds):
                     if len(running) == jobs:
                         break
                     waiting.remove(entry)

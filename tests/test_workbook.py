@@ -8,7 +8,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from lib import config, studies, workbook
+from lib import config, runs, studies, workbook
 from lib.config import RunConfig
 from lib.store import Store
 from lib.store.__main__ import main as store_main
@@ -322,7 +322,7 @@ def test_jobs_start_first_what_waiting_notebooks_need():
     needs = studies.notebook_needs()
     entry = lambda n: {"name": f"{n}_x.ipynb"}
     waiting = [entry(n) for n in ("03", "04", "05", "06", "07")]
-    order = workbook.start_order([e for e in waiting if e["name"] != "06_x.ipynb"], waiting, needs)
+    order = runs.start_order([e for e in waiting if e["name"] != "06_x.ipynb"], waiting, needs)
     assert [e["name"][:2] for e in order] == ["05", "03", "04", "07"]  # 06 waits for 05
 
 
@@ -349,7 +349,6 @@ def test_critical_path_follows_what_each_notebook_waited_for():
 def test_jobs_start_the_longest_chain_first_given_the_published_seconds(tmp_path, monkeypatch):
     """With the published run's seconds, 02 (whose chain 02 -> 06 is the longest) starts before 05,
     which the count of waiting notebooks alone would start first; without them, that count decides."""
-    from lib import runs
 
     needs = studies.notebook_needs()
     seconds = {"00": 14, "01": 96, "02": 1041, "03": 641, "04": 165, "05": 281, "06": 131, "07": 157, "08": 315}
@@ -358,7 +357,7 @@ def test_jobs_start_the_longest_chain_first_given_the_published_seconds(tmp_path
     ready = [e for e in waiting if e["name"][:2] not in ("06", "08")]
     chains = runs.chain_seconds(seconds, needs)
     assert chains["02"] == 1041 + 131 and chains["05"] == 281 + 315 and chains["01"] == 96 + 1041 + 131
-    order = lambda known: [e["name"][:2] for e in workbook.start_order(ready, waiting, needs, known)]
+    order = lambda known: [e["name"][:2] for e in runs.start_order(ready, waiting, needs, known)]
     assert order(seconds) == ["02", "03", "05", "04", "07"]
     assert order({"02": 1})[0] == "05"  # not every waiting notebook's seconds known: the count decides
     monkeypatch.setenv("WORKBOOK_FIGURES", str(tmp_path))
