@@ -12,6 +12,10 @@ wedged. Killing it turns the hang into nbclient's ``DeadKernelError`` within a s
 cheap. nbclient's per-cell ``timeout`` would need one bound for cells that take seconds and for
 cells that take hours (the full profile), so it cannot tell a wedge from a long cell.
 
+Both wedges seen happened in explorer cells (03's, then 02's on 2026-12-06), whose widgets send
+comm messages through the kernel's shell channel (nbclient#312 reports widget cells that block).
+Headless runs now build no widgets (:data:`HEADLESS_ENV`); the watchdog stays for anything else.
+
 Written by hand because neither papermill nor nbclient watches for this. psutil (already
 installed with IPython) reads the process tree's CPU time.
 """
@@ -22,6 +26,9 @@ import threading
 import time
 
 STALL_ENV = "WORKBOOK_STALL_SECONDS"
+# set for the kernels lib.workbook.run_notebook starts: explorers (lib.widgets) then build no widgets, the
+# cells where these wedges happened, since no reader can move a slider in a headless run
+HEADLESS_ENV = "WORKBOOK_HEADLESS"
 DEFAULT_SECONDS = 180.0
 IDLE_CPU_SECONDS = 0.5  # less CPU than this over the whole window counts as idle
 

@@ -2,12 +2,15 @@
 tests call directly (``attack_panel``), so what a reader sees is what the tests check."""
 from __future__ import annotations
 
+import os
+
 import matplotlib.pyplot as plt
 import torch
 
 from . import attacks
 from .evaluate import transfer_scores
 from .metrics import accuracy, attack_success_rate
+from .stall import HEADLESS_ENV
 from .train import model_device
 
 
@@ -64,10 +67,16 @@ def attack_panel(model, x: torch.Tensor, y: torch.Tensor, *, eps: float = 8 / 25
 
 def _explorer(draw, readout=None, **sliders):
     """ipywidgets sliders (updated on release) redrawing ``draw(**values) -> (fig, result)`` below
-    them, with ``readout(result)`` (a line of text: the numbers the figure shows) under the figure."""
+    them, with ``readout(result)`` (a line of text: the numbers the figure shows) under the figure.
+    ``None`` and one printed line in a headless run (``WORKBOOK_HEADLESS=1``)."""
     import ipywidgets as W
     from IPython.display import display
 
+    if os.environ.get(HEADLESS_ENV) == "1":
+        # headless (papermill): no sliders, and no widget messages for the kernel to wedge on (ipykernel 7
+        # lost an execute_reply after widget cells: lib.stall); the static figure beside it stands in
+        print("explorer: open this notebook in JupyterLab to move its sliders (a headless run draws the figure above)")
+        return None
     out = W.Output()
 
     def redraw(**values):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -42,7 +43,7 @@ from . import publish, runs
 from .cli import OneLineParser, whole_number
 from .config import RUN_FILE, read_table
 from .paths import ROOT
-from .stall import STALL_ENV, KernelWatch
+from .stall import HEADLESS_ENV, STALL_ENV, KernelWatch
 from .store.files import store_problem
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -80,6 +81,28 @@ def run_notebook(path: Path, parameters: dict | None = None, out_dir: Path | Non
     out = out_dir / path.name
     # the kernel inherits this environment: make `import lib` work whatever the kernel's cwd
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    with _headless():
+        return _run_watched(pm, path, out, parameters, timeout, log_output)
+
+
+@contextlib.contextmanager
+def _headless():
+    """``WORKBOOK_HEADLESS=1`` for the kernels started inside (explorers then print a line instead of
+    sliders, :mod:`lib.widgets`); the variable as it was afterwards, so that a JupyterLab started later
+    by the same process shows them."""
+    old = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = old
+
+
+def _run_watched(pm, path: Path, out: Path, parameters: dict | None, timeout: int | None, log_output: bool) -> Path:
+    """papermill with the stall watchdog: run once more when the kernel wedged (:mod:`lib.stall`)."""
     for attempt in (1, 2):
         with KernelWatch() as watch:  # a kernel idle while papermill waits is wedged: see lib.stall
             try:

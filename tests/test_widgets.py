@@ -86,3 +86,23 @@ def test_explorers_have_only_their_sliders_and_redraw(trained, capsys):
     assert set(boxes["attack"].children[0].kwargs) == {"eps255", "alpha255", "steps"}
     assert set(boxes["transfer"].children[0].kwargs) == {"eps255", "steps"}
     plt.close("all")
+
+
+def test_explorers_build_no_widgets_in_a_headless_run(trained, capsys, monkeypatch):
+    """papermill's kernels (``WORKBOOK_HEADLESS=1``, set by lib.workbook.run_notebook and restored after it):
+    no sliders, whose widget messages are where ipykernel's lost replies wedged runs, and one line instead."""
+    import os
+
+    from lib import workbook
+    from lib.stall import HEADLESS_ENV
+    from lib.widgets import attack_explorer, transfer_explorer
+
+    model, x, y, classes = trained
+    monkeypatch.delenv(HEADLESS_ENV, raising=False)
+    with workbook._headless():
+        assert attack_explorer(model, x[:8], y[:8], classes=classes) is None
+        assert transfer_explorer(model, {"copy": model}, x[:8], y[:8], classes=classes) is None
+    assert capsys.readouterr().out.count("open this notebook in JupyterLab") == 2
+    assert HEADLESS_ENV not in os.environ  # a JupyterLab started later by the same process shows the sliders
+    assert attack_explorer(model, x[:8], y[:8], classes=classes) is not None
+    plt.close("all")

@@ -42,6 +42,10 @@ _SMOKE = {"dataset": "synsigns", "data_root": None, "arch": "small_cnn",
           # evaluation: the same n_eval test images for every attack and model
           "eps_list": [2 / 255, 8 / 255], "pgd_steps": [7, 10, 20, 40], "apgd_steps": 25, "n_eval": 200,
           "square_queries": 1000,  # the paper's 5,000 in the full profile; 1,000 keeps smoke in minutes
+          # fixed attack budgets of the checks and the sweep, recipe entries so a dry run shrinks them too:
+          # PGD steps of the report's large-eps check, of the transfer check's surrogate attack, and at each
+          # eps of the eps sweep
+          "large_eps_steps": 20, "transfer_steps": 20, "sweep_steps": 10,
           "methods": ["standard", "pgd_at", "fgsm_rs", "trades"],
           # headline floor: PGD-AT's worst-case gain over standard (to half an image). Measured 20.0% (CI) and
           # 20.5% (dev machine) at smoke; the Wilson half-width at n=200 is ~5.6 points, so a floor at the

@@ -153,9 +153,9 @@ def pgd_steps_figure(report: pd.DataFrame, eps_list):
 
 
 def eps_sweep_figure(sweep: pd.DataFrame, eps_train: float):
-    """PGD-10 test accuracy against eps (log2 axis), one line per method with its 95% Wilson band
-    over the sweep's ``n`` images; the clean accuracy (eps 0) at the left edge with its Wilson error
-    bar and as a dotted line; dashed: the training eps."""
+    """PGD-k test accuracy (k: the sweep's ``steps``) against eps (log2 axis), one line per method
+    with its 95% Wilson band over the sweep's ``n`` images; the clean accuracy (eps 0) at the left
+    edge with its Wilson error bar and as a dotted line; dashed: the training eps."""
     sweep = sweep.copy()
     sweep["low"], sweep["high"] = wilson(sweep["acc"], sweep["n"])
     methods = list(dict.fromkeys(sweep["method"]))
@@ -177,13 +177,14 @@ def eps_sweep_figure(sweep: pd.DataFrame, eps_train: float):
     ax.set_xscale("log", base=2)
     ax.set_xticks([x_clean, *ticks], ["clean", *[f"{t:g}" for t in ticks]])
     n = int(sweep["n"].iloc[0]) if len(sweep) else 0
-    ax.set(xlabel="eps (/255, L-inf, log2 scale)", ylabel="PGD-10 test accuracy", ylim=(0, 1),
+    k = int(attacked["steps"].max()) if len(attacked) else 0
+    ax.set(xlabel="eps (/255, L-inf, log2 scale)", ylabel=f"PGD-{k} test accuracy", ylim=(0, 1),
            title=f"accuracy vs. attack budget (n = {n} test images per point)\nbands and bars: 95% Wilson interval; "
                  "dotted: clean accuracy; dashed: training eps")
     ax.title.set_fontsize(10)
     ax.legend(title="method", fontsize=8)
     fig.tight_layout()
-    caption = (f"PGD-10 accuracy per eps, one seed; bands (and the clean points' bars): 95% Wilson interval over "
+    caption = (f"PGD-{k} accuracy per eps, one seed; bands (and the clean points' bars): 95% Wilson interval over "
                f"{n} test images; dashed: training eps {eps_train * 255:g}/255")
     return fig, {"caption": caption, "n": f"{n} test images per point"}
 

@@ -51,6 +51,7 @@ _SMOKE = {
     # the full robustness report (with sanity checks) runs on the continual learners' final models;
     # every method gets PGD-matrix_steps at eps_train on the same images (the adversarial accuracy row)
     "report_methods": ["packnet", "packnet_adv", "cpg", "cmat"], "matrix_steps": 20,
+    "large_eps_steps": 20,  # PGD steps of each report's large-eps check (a recipe entry: a dry run shrinks it)
     "min_forgetting": 0.05,  # headline: sequential fine-tuning forgets at least this much
 }
 _FULL = {**_SMOKE, "dataset": "cifar100", "n_tasks": 20, "cfg": list(VGG16), "fc": list(VGG16_FC),
@@ -108,7 +109,8 @@ def evaluate_methods(runs: dict, cfg: dict, store: Store | None = None, progress
     store = store or Store()
     tasks = learners.task_data(cfg)
     attacked = {m: runs[m] for m in cfg["report_methods"] if m in runs}
-    key = {**{k: cfg[k] for k in ("eps_list", "pgd_steps", "apgd_steps", "n_eval", "seed")},
+    key = {**{k: cfg[k] for k in ("eps_list", "pgd_steps", "apgd_steps", "square_queries", "large_eps_steps",
+                                  "n_eval", "seed")},
            "train": {m: learners.model_key(m, cfg) for m in runs}, "attacked": sorted(attacked),
            "eval_code": module_version(__name__)}
 
@@ -118,7 +120,8 @@ def evaluate_methods(runs: dict, cfg: dict, store: Store | None = None, progress
             for j, (view, t) in enumerate(zip(task_views(method, model), tasks)):
                 rep, chk = robustness_report(view, t["test"], eps_list=cfg["eps_list"], pgd_steps=cfg["pgd_steps"],
                                              apgd_steps=cfg["apgd_steps"], square_queries=cfg["square_queries"],
-                                             n=cfg["n_eval"], seed=cfg["seed"], progress=progress)
+                                             large_eps_steps=cfg["large_eps_steps"], n=cfg["n_eval"],
+                                             seed=cfg["seed"], progress=progress)
                 reps.append(rep.assign(method=method, task=j + 1))
                 chks.append(chk.assign(method=method, task=j + 1))
         return {"report": pd.concat(reps, ignore_index=True), "checks": pd.concat(chks, ignore_index=True)}
