@@ -66,6 +66,7 @@ RULES: list[tuple[str, Rule]] = [
     (r"^seeds$", _POSITIVE_INT),
     (r"seed$", Rule("a whole number >= 0 (a random seed)", kind="int", low=0)),
     (r"eps_z$|z_bound$", _NONNEG),  # latent-space bounds of notebook 07, not pixels
+    (r"_steps$", _POSITIVE_INT),  # before eps: large_eps_steps counts steps, it is no budget
     (r"(^|_)eps(_|$)", _BUDGET),
     (r"(^|_)lr(_|$)|lr_mult$", _RATE),
     (r"^momentum$", Rule("a number in [0, 1)", low=0.0, high=1.0, open_high=True)),
