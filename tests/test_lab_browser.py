@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from lib.config import RunConfig
+from lib.stall import HEADLESS_ENV
 from lib.studies import resolve_recipes
 from lib.workbook import notebooks
 from tests.test_notebooks import SMALL03
@@ -74,7 +75,8 @@ def lab(tmp_path):
     root, token, port = tmp_path / "lab", secrets.token_hex(16), _free_port()
     root.mkdir()
     _lab_settings(tmp_path / "settings")
-    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+    env = {**{k: v for k, v in os.environ.items() if k != HEADLESS_ENV},  # a reader's lab: explorers have sliders
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}",
            "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={token}",
