@@ -113,7 +113,7 @@ def test_run_configuration_checks_the_recipes_cross_keys():
 def test_robust_models_key_on_training_entries_only(tmp_path):
     smoke = adversarial.recipe("smoke")
     evaluation = adversarial.recipe("smoke", eps_list=[8 / 255], pgd_steps=[10], n_eval=50, methods=["standard"],
-                                    seeds=3, min_pgd_at_gain=0.5)
+                                    seeds=3, min_pgd_at_gain=0.5, large_eps_steps=5, transfer_steps=5, sweep_steps=5)
     assert robust.training_recipe(evaluation) == robust.training_recipe(smoke)
     assert set(robust.training_recipe(smoke)) == set(smoke) - set(robust.NOT_TRAINING)
     # a training setting that is missing is an error, never silently the smoke profile's

@@ -29,7 +29,7 @@ from .bases import class_data, halves
 # a checkpoint of the user's to evaluate beside the study's, the number of training seeds, and the
 # recipes of other notebooks; left out of the key and of what training sees
 NOT_TRAINING = ("eps_list", "pgd_steps", "apgd_steps", "square_queries", "n_eval", "methods", "min_pgd_at_gain",
-                "weights", "weights_arch", "seeds", "needs")
+                "weights", "weights_arch", "seeds", "needs", "large_eps_steps", "transfer_steps", "sweep_steps")
 
 
 def training_recipe(recipe: dict) -> dict:
