@@ -127,3 +127,11 @@ def test_publish_replaces_the_outputs_lists_them_and_writes_the_results_page(tmp
     assert "Accuracy is **50%**." in page and "commit `cccccccccccc`" in page
     (top / "01_stray.csv").write_text("x\n")
     assert publish.unlisted(top) == (["01_stray.csv"], [])
+
+
+def test_performance_page_quotes_the_benchmarks_json():
+    from benchmarks import timing_doc
+
+    page = timing_doc.PAGE.read_text()
+    assert timing_doc.block() in page, ("docs/performance.md's timings differ from benchmarks/results/*.json: they "
+                                        "are written by the benchmarks; run python benchmarks/timing_doc.py")
