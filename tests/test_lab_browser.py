@@ -200,12 +200,11 @@ def _press(pg, slider: int, key: str, expect: str, shot: Path) -> tuple[str, str
     raise AssertionError(f"no redraw saying {expect!r} after {key} on slider {slider}: {_explorer_state(pg)[0]!r}")
 
 
-# Passed in this session's two runs on one machine, then failed on a clean clone (f5b93f2): Run All
-# finished in seconds (store hits) without a traceback, but no `.widget-output img` appeared in 240 s.
-# The explorer's widget view probably never rendered: its comm messages raced the widget manager of a
-# notebook run the moment it opened. A test that fails on one clean clone is a defect, so it stays out
-# of the suite until the race is understood (issue 32).
-@pytest.mark.skip(reason="flaky on a clean clone: the explorer's widget output did not render (issue 32)")
+# Passed in two runs on one machine, then failed once on a clean clone (f5b93f2): Run All finished in seconds
+# (store hits) without a traceback, but no `.widget-output img` appeared in 240 s. Since then the test waits a
+# minute for the explorer's figure and otherwise reruns the explorer's cell once, with a warning that shows
+# the cell's output and a screenshot (explorer_missing.png): a reader's fix, and the evidence if it recurs.
+# Three runs in a row on one machine (8b15333) drew the figure without the rerun.
 def test_notebook_03_explorer_in_jupyterlab(lab, page, tmp_path):
     base, token, root = lab
     pg, page_errors = page
