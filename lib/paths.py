@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = "MANIFEST.json"  # the published run's record in figures/: written by lib.publish, read by lib.runs
 
 
 def _dir(env: str, default: Path) -> Path:

@@ -25,12 +25,11 @@ import re
 import shutil
 from pathlib import Path
 
-from .paths import ROOT, docs_dir, figures_dir
+from .paths import MANIFEST, ROOT, docs_dir, figures_dir
 from .runs import index_entries
 from .store.keys import code_version
 from .store.versions import lib_imports, module_closure
 
-MANIFEST = "MANIFEST.json"
 SHOWN_ROWS = 24  # longer tables are linked from the results page, not copied into it
 NOTEBOOKS = ROOT / "notebooks"
 REFRESH = "make workbook (on a tree with every change committed), then commit figures/ and docs/results*.md"

@@ -25,7 +25,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from .paths import ROOT, figures_dir
+from .paths import MANIFEST, ROOT, figures_dir
 
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "captum", "safetensors", "papermill",
             "matplotlib", "seaborn")
@@ -230,7 +230,7 @@ def start_order(ready: list[dict], waiting: list[dict], needs: dict[str, set[str
 def published_seconds(profile: str) -> dict[str, float]:
     """Seconds per notebook number (``"02"``) of the published run (``figures/MANIFEST.json``,
     :mod:`lib.publish`) when it ran ``profile``; ``{}`` when there is none or it ran another."""
-    path = figures_dir() / "MANIFEST.json"
+    path = figures_dir() / MANIFEST
     try:
         published = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -274,8 +274,8 @@ def _summary(rows: list[dict], wall: float | None = None, jobs: int = 1) -> str:
     return "\n".join(lines)
 
 
-def _threads() -> int:
-    """The threads a run may use: ``OMP_NUM_THREADS`` when set, else every core."""
+def run_threads() -> int:
+    """The threads a run may use: ``OMP_NUM_THREADS`` when set (a number), else every core."""
     try:
         return max(1, int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1)
     except ValueError:
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         nb = NOTEBOOKS / entry["name"]
         env = {}
         if jobs > 1:  # share the cores out: N kernels of one thread beat one of N on short ops
-            env["OMP_NUM_THREADS"] = str(max(1, _threads() // jobs))
+            env["OMP_NUM_THREADS"] = str(max(1, run_threads() // jobs))
         entry.update(status="running", started=runs.now())
         save_manifest()
         print(f"[{names.index(nb.name) + 1:>{width}}/{len(names)}] {nb.name} ...", flush=True)

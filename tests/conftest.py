@@ -7,11 +7,13 @@ import os
 import pytest
 import torch
 
+from lib.workbook import run_threads
+
 
 def _threads() -> int:
     """This process's share of ``OMP_NUM_THREADS`` (else the cores; at most 2 without xdist, as
     before): an equal share per xdist worker, so workers do not oversubscribe the cores."""
-    total = int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+    total = run_threads()
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
     return max(1, total // workers) if workers > 1 else min(2, total)
 
