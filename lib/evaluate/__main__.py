@@ -1,6 +1,9 @@
 """``python -m lib.evaluate``: the robustness report of your own checkpoint.
 
-Example (the shared ResNet-20, trained on ImageNet-normalised CIFAR-10, on the shared JPEG subset)::
+Your own network comes as ``--model model.pt2`` (``torch.export``), ``--model model.pt``
+(TorchScript) or ``--factory package.module:function --weights FILE`` instead of ``--arch``
+(:mod:`lib.evaluate.own_model`). Example (the shared ResNet-20, trained on ImageNet-normalised
+CIFAR-10, on the shared JPEG subset)::
 
     python -m lib.evaluate --arch resnet20 --weights ../shared/weights/resnet20-cifar10/resnet20-12fca82f.th \\
         --data cifar10 --data-root ../shared/data/cifar10-jpg-subset --norm imagenet --eps 8/255 \\
@@ -86,10 +89,17 @@ def parser() -> argparse.ArgumentParser:
         epilog=f"{EPS_RULE} {EXIT_STATUS} Data names: " + ", ".join(sorted(REAL_DATASETS))
         + ", or an ImageFolder path.")
     positive = whole_number(1)
-    p.add_argument("--arch", required=True, help=f"architecture: {', '.join(ARCHS)} or wrn<depth>_<widen>")
-    p.add_argument("--weights", required=True, type=Path,
+    p.add_argument("--arch", default=None, help=f"architecture: {', '.join(ARCHS)} or wrn<depth>_<widen> (with "
+                   "--weights); or bring your own network with --model or --factory")
+    p.add_argument("--weights", default=None, type=Path,
                    help=".safetensors (a store file's checksum is verified), or a .pt/.pth/.th state dict "
-                        "(read with torch.load(weights_only=True))")
+                        "(read with torch.load(weights_only=True)); with --arch or --factory")
+    p.add_argument("--model", default=None, type=Path,
+                   help="your own network: a torch.export program (.pt2, exported in eval mode with a dynamic "
+                        "batch) or a TorchScript archive (.pt, .ts); declare its normalisation (--norm none if inside)")
+    p.add_argument("--factory", default=None, metavar="PACKAGE.MODULE:FUNCTION",
+                   help="your own network built by FUNCTION() (FUNCTION(num_classes=N) with --num-classes, when it "
+                        "takes it), holding --weights")
     p.add_argument("--data", default="cifar10", help="dataset name or ImageFolder path; its test split is used")
     p.add_argument("--data-root", type=Path, default=None, help="the dataset's folder (default: data/<name>)")
     p.add_argument("--size", type=positive, default=None, help="image size in px (default: the dataset's native size)")
@@ -167,19 +177,35 @@ def _print_result(result: dict, args) -> int:
     return 3 if failed and args.fail_on_checks else 0
 
 
+def _check_model_options(args) -> None:
+    """Exactly one way to the network: --arch with --weights, --model, or --factory with --weights."""
+    given = [f"--{k}" for k in ("arch", "model", "factory") if getattr(args, k) is not None]
+    if len(given) != 1:
+        raise ValueError(("no network given" if not given else f"{' and '.join(given)} both name the network")
+                         + ": give --arch NAME --weights FILE, --model FILE (.pt2 or TorchScript), or --factory "
+                           "package.module:function --weights FILE")
+    if args.model is None and args.weights is None:
+        raise ValueError(f"{given[0]} needs --weights (a .safetensors or .pt state dict)")
+    if args.model is not None and args.arch_option:
+        raise ValueError("--arch-option goes with --arch; --model holds its own architecture")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     made: list[Path] = []
     try:
+        _check_model_options(args)
         device = resolve_device(args.device)  # before anything is loaded
-        out = args.out if args.out is not None else default_out(args.name or Path(args.weights).stem)
+        label = args.name or Path(args.model or args.weights).stem
+        out = args.out if args.out is not None else default_out(label)
         made = prepare_out(out, overwrite=args.overwrite or args.out is None)
         result = evaluate_checkpoint(
             args.arch, args.weights, args.data, args.eps, data_root=args.data_root, n=args.n,
             num_classes=args.num_classes, mean=args.mean, std=args.std, norm=args.norm,
             arch_kw=dict(args.arch_option), size=args.size, pgd_steps=args.pgd_steps, apgd_steps=args.apgd_steps,
             square_queries=args.square_queries, seed=args.seed, device=device, batch_size=args.batch_size,
-            out=out, name=args.name, progress=not args.quiet, apgd=not args.no_apgd)
+            out=out, name=args.name, progress=not args.quiet, apgd=not args.no_apgd, model_file=args.model,
+            factory=args.factory)
     except BAD_INPUT as e:
         for folder in reversed(made):  # folders made for this report, left empty by the failure
             if folder.is_dir() and not any(folder.iterdir()):

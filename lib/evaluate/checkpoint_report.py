@@ -30,8 +30,9 @@ import pandas as pd
 import torch
 
 from ..data.real import REAL_DATASETS, load_real
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from .crafted import eval_images
+from .own_model import load_own_model
 
 __all__ = ["evaluate_checkpoint", "eval_dataset", "compact_markdown", "resolve_device", "prepare_out"]
 REPORT_FILES = ("robustness_report.csv", "sanity_checks.csv", "sanity_checks.md", "compact_table.csv",
@@ -142,15 +143,20 @@ def compact_markdown(compact: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifar10", eps: Sequence[float] = (8 / 255,),
+def evaluate_checkpoint(arch: str | None, weights: str | Path | None, data: str | Path = "cifar10",
+                        eps: Sequence[float] = (8 / 255,),
                         *, data_root: str | Path | None = None, n: int = 1000, num_classes: int | None = None,
                         mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                         norm: str | None = None, arch_kw: dict | None = None, size: int | None = None,
                         pgd_steps: Sequence[int] = (10, 20, 40), apgd_steps: int = 100,
                         square_queries: int | None = None, seed: int = 0, device: str | None = None,
                         batch_size: int = 256, out: str | Path | None = None, name: str | None = None,
-                        progress: bool = True, apgd: bool = True) -> dict:
-    """Robustness report of the checkpoint ``weights`` of ``arch`` on ``n`` test images of ``data``.
+                        progress: bool = True, apgd: bool = True, model_file: str | Path | None = None,
+                        factory: str | None = None) -> dict:
+    """Robustness report of the checkpoint ``weights`` of ``arch`` on ``n`` test images of ``data``;
+    or, with ``arch`` None, of your own network: ``model_file`` (a ``torch.export`` ``.pt2`` or
+    TorchScript) or ``factory`` (``package.module:function``, with ``weights``), see
+    :mod:`lib.evaluate.own_model`.
 
     ``eps``: L-inf budgets in pixel units of [0, 1] images (8/255 = 0.0314). ``pgd_steps``: the
     PGD step counts of the ladder (the compact table shows the largest); ``apgd_steps``: APGD-CE /
@@ -177,32 +183,32 @@ def evaluate_checkpoint(arch: str, weights: str | Path, data: str | Path = "cifa
         raise ValueError("this lib.robustness.robustness_report has no Square attack (square_queries)")
     if out is not None:
         prepare_out(out, overwrite=True)
-    model, info = load_checkpoint(arch, weights, num_classes=num_classes, mean=mean, std=std, norm=norm,
-                                  arch_kw=arch_kw)
-    if apgd and info["num_classes"] < APGD_T_MIN_CLASSES:
-        raise ValueError(f"{weights} has a {info['num_classes']}-class head, and APGD-T (targeted DLR loss) needs "
-                         f"at least {APGD_T_MIN_CLASSES} classes; add --no-apgd (apgd=False) to run the report "
-                         "without APGD-CE, APGD-T and the AutoAttack-style chain")
+    if model_file is not None or factory is not None:
+        if arch is not None:
+            raise CheckpointError("--arch names an architecture of lib.models; your own network comes with --model "
+                                  "or --factory instead")
+        model, info = load_own_model(model_file, factory=factory, weights=weights, num_classes=num_classes,
+                                     mean=mean, std=std, norm=norm)
+    else:
+        model, info = load_checkpoint(arch, weights, num_classes=num_classes, mean=mean, std=std, norm=norm,
+                                      arch_kw=arch_kw)
+        _check_head(info, info["num_classes"], num_classes, apgd, None)  # before the data is read
     test = eval_dataset(data, data_root, "test", size)
     classes = list(getattr(test, "classes", []))
-    head = info["num_classes"]
-    if classes and (len(classes) > head or (num_classes is None and len(classes) != head)):
-        raise ValueError(f"the data has {len(classes)} classes but the checkpoint's head {info['num_classes']}; "
-                         f"pass --num-classes {info['num_classes']} if the data's labels 0..{len(classes) - 1} "
-                         "are the model's first classes")
     model.to(device)
     try:
         x, y = eval_images(test, n, seed, batch_size)
     except OSError as e:  # an image PIL cannot decode, from a reader that does not name the file
         why = str(e).strip().splitlines()[-1] if "Original Traceback" in str(e) else str(e)  # a DataLoader worker's
         raise ValueError(f"--data {data}: a test image cannot be read ({type(e).__name__}: {why})") from None
-    _check_forward(model, x[:1].to(device), info["arch"], size)
+    info["num_classes"] = _check_forward(model, x[:1].to(device), info["arch"], size)
+    _check_head(info, info["num_classes"], num_classes, apgd, classes)
     kw = dict(eps_list=eps, pgd_steps=tuple(pgd_steps), apgd_steps=apgd_steps, batch_size=batch_size, seed=seed,
               progress=progress, apgd=apgd)
     if square_queries is not None:
         kw["square_queries"] = square_queries
     report, checks = robustness_report(model, (x, y), **kw)
-    label = name or Path(weights).stem
+    label = name or Path(weights if model_file is None else model_file).stem
     report.insert(0, "method", label)
     report.insert(1, "seed", seed)
     compact = compact_table(report, eps, max(pgd_steps))
@@ -238,17 +244,38 @@ def _check_args(eps, n, pgd_steps, apgd_steps, batch_size, square_queries) -> li
     return eps
 
 
-def _check_forward(model, x, arch: str, size: int | None) -> None:
-    """One image through the model before any attack: an image size the architecture cannot take
-    (``--size 1``: pooling below one pixel) is a ValueError naming ``--size``, not a traceback."""
+def _check_head(info: dict, head: int, num_classes: int | None, apgd: bool, classes: list | None) -> None:
+    """The model's ``head`` (its outputs) against ``--num-classes``, APGD-T's minimum and the data's
+    ``classes`` (None: not read yet); ValueError naming the fix."""
+    if num_classes is not None and head != num_classes:
+        raise ValueError(f"{info['weights']} has a {head}-class head but {num_classes} classes were asked for "
+                         "(--num-classes); the head is evaluated as it is")
+    if apgd and head < APGD_T_MIN_CLASSES:
+        raise ValueError(f"{info['weights']} has a {head}-class head, and APGD-T (targeted DLR loss) needs "
+                         f"at least {APGD_T_MIN_CLASSES} classes; add --no-apgd (apgd=False) to run the report "
+                         "without APGD-CE, APGD-T and the AutoAttack-style chain")
+    if classes and (len(classes) > head or (num_classes is None and len(classes) != head)):
+        raise ValueError(f"the data has {len(classes)} classes but the checkpoint's head {head}; "
+                         f"pass --num-classes {head} if the data's labels 0..{len(classes) - 1} "
+                         "are the model's first classes")
+
+
+def _check_forward(model, x, arch: str, size: int | None) -> int:
+    """One image through the model before any attack, returning its number of outputs: an image
+    size the architecture cannot take (``--size 1``: pooling below one pixel) is a ValueError naming
+    ``--size``, not a traceback."""
     try:
         with torch.no_grad():
-            model(x)
+            out = model(x)
     except RuntimeError as e:
         why = " ".join(str(e).strip().splitlines()[-1:])[:300]
         given = f"--size {size}" if size is not None else "the data's own size; set --size"
         shape = f"{x.shape[-2]}x{x.shape[-1]}"
         raise ValueError(f"--arch {arch} cannot classify {shape} px images ({given}): {why}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise ValueError(f"{arch} must return logits of shape (batch, classes), got "
+                         f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
+    return int(out.shape[1])
 
 
 def _notes(n_asked: int | None, n: int, apgd: bool) -> list[str]:
