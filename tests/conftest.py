@@ -83,3 +83,14 @@ def _isolated_outputs(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory):
+    """A tiny CIFAR-10 release (``cifar-10-batches-py``: 4 training and 2 test images per class) for the
+    bring-your-own-model tests."""
+    import lib.data.fixtures as F
+
+    root = tmp_path_factory.mktemp("cifar10")
+    F.write_cifar10_batches(root, per_class={"train": 4, "test": 2})
+    return root

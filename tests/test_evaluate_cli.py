@@ -24,13 +24,6 @@ FAST = ["--eps", "8/255", "--n", "20", "--pgd-steps", "2", "4", "--apgd-steps", 
 
 
 @pytest.fixture(scope="module")
-def cifar(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar10")
-    F.write_cifar10_batches(root, per_class={"train": 4, "test": 2})
-    return root
-
-
-@pytest.fixture(scope="module")
 def tiny(cifar, tmp_path_factory):
     """A 4-wide small CNN fitted to the fixture's flat colours, saved three ways."""
     torch.manual_seed(0)

@@ -9,7 +9,6 @@ import pytest
 import torch
 import torchvision
 
-import lib.data.fixtures as F
 from lib.data.real import load_real
 from lib.evaluate import NORM_PRESETS, eval_images
 from lib.evaluate.__main__ import main
@@ -20,13 +19,6 @@ FAST = ["--eps", "8/255", "--n", "20", "--pgd-steps", "2", "4", "--apgd-steps", 
         "--quiet", "--device", "cpu"]
 MEAN, STD = (torch.tensor(v).view(1, 3, 1, 1) for v in NORM_PRESETS["cifar10"])
 BATCH = torch.export.Dim("batch", min=1, max=4096)
-
-
-@pytest.fixture(scope="module")
-def cifar(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar10")
-    F.write_cifar10_batches(root, per_class={"train": 4, "test": 2})
-    return root
 
 
 @pytest.fixture(scope="module")
