@@ -49,7 +49,7 @@ class CheckpointError(ValueError):
     """The checkpoint cannot be loaded as asked; the message says what did not match and the fix."""
 
 
-def _load_error(path: Path, e: Exception) -> CheckpointError:
+def load_error(path: Path, e: Exception) -> CheckpointError:
     """What to tell the user when ``torch.load(weights_only=True)`` refused ``path``: a pickled
     object (the global torch refused, named, and how to save weights instead) or a file that is
     no torch checkpoint at all (corrupt, truncated, empty: the loader's own complaint)."""
@@ -85,7 +85,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        raise _load_error(path, e) from None
+        raise load_error(path, e) from None
     for key in _WRAPPERS:
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
@@ -210,7 +210,7 @@ def _mismatch(arch: str, path: Path, got: Mapping[str, tuple], want: Mapping[str
                            + part("shape mismatches", shapes) + hint)
 
 
-def _statistics(path: Path, state, mean, std, norm) -> tuple[list[float], list[float], str]:
+def normalisation_statistics(path: Path, state, mean, std, norm) -> tuple[list[float], list[float], str]:
     """The Normalize statistics: the checkpoint's own, else the user's (preset or mean/std)."""
     if norm is not None:
         if norm not in NORM_PRESETS:
@@ -274,7 +274,7 @@ def load_checkpoint(arch: str, weights: str | Path, *, num_classes: int | None =
     err = _mismatch(arch, path, _shapes(state), _expected_shapes(arch, head, wrapped, arch_kw), layout, state)
     if err:
         raise err
-    mean, std, how = _statistics(path, state, mean, std, norm)
+    mean, std, how = normalisation_statistics(path, state, mean, std, norm)
     if wrapped:
         model = M.build(arch, head, mean=mean, std=std, seed=0, **arch_kw)
         model.load_state_dict({**state, "normalize.mean": torch.tensor(mean).view(1, -1, 1, 1),

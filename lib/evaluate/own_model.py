@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..models.classifier import Normalize
-from .checkpoint import NORM_PRESETS, CheckpointError, _load_error, _statistics, read_state_dict
+from .checkpoint import NORM_PRESETS, CheckpointError, load_error, normalisation_statistics, read_state_dict
 
 EXPORTED = (".pt2",)
 SCRIPTED = (".pt", ".pth", ".ts", ".jit")
@@ -69,7 +69,7 @@ def _read_module(path: Path) -> tuple[nn.Module, bool, str]:
         try:
             return torch.export.load(str(path)).module(), True, "torch.export program"
         except Exception as e:  # a damaged or foreign archive: one line naming the file
-            raise _load_error(path, e) from None
+            raise load_error(path, e) from None
     if suffix not in SCRIPTED:
         raise CheckpointError(f"--model {path}: give a torch.export program (.pt2) or a TorchScript archive "
                               f"({', '.join(SCRIPTED)}); a state dict goes with --arch or --factory and --weights")
@@ -79,7 +79,7 @@ def _read_module(path: Path) -> tuple[nn.Module, bool, str]:
     try:
         return torch.jit.load(str(path), map_location="cpu"), False, "TorchScript"
     except Exception as e:
-        raise _load_error(path, e) from None
+        raise load_error(path, e) from None
 
 
 def _build(factory: str, weights: str | Path | None, num_classes: int | None) -> nn.Module:
@@ -128,7 +128,7 @@ def load_own_model(model: str | Path | None = None, *, factory: str | None = Non
         raise CheckpointError(f"{source}: say which statistics the model was trained with: --norm "
                               f"{'|'.join(NORM_PRESETS)} or --mean R G B --std R G B ('--norm none' when it "
                               "normalises inside, on [0, 1] images)")
-    mean, std, how = _statistics(Path(source), {}, mean, std, norm)
+    mean, std, how = normalisation_statistics(Path(source), {}, mean, std, norm)
     wrapped = OwnModel(net, mean, std, exported=exported)
     info = {"arch": factory or f"{Path(source).name} ({form})", "weights": source, "layout": form,
             "num_classes": num_classes, "mean": [round(v, 6) for v in mean], "std": [round(v, 6) for v in std],
