@@ -40,8 +40,9 @@ test: $(READY)
 lint: $(READY)
 	$(VENV)/bin/ruff check lib tests benchmarks
 
+# without the MPLBACKEND=Agg exported above: the kernels would show each figure as its text repr
 lab: $(READY)
-	$(VENV)/bin/jupyter lab notebooks/
+	env -u MPLBACKEND $(VENV)/bin/jupyter lab notebooks/
 
 bench: $(READY)
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
