@@ -35,7 +35,7 @@ NOTEBOOKS = ROOT / "notebooks"
 REFRESH = "make workbook (on a tree with every change committed), then commit figures/ and docs/results*.md"
 # where and how results are kept or scheduled, never what they are or how they are drawn
 INFRASTRUCTURE = ("lib.store", "lib.paths", "lib.config", "lib.runs", "lib.stall", "lib.workbook", "lib.sweep",
-                  "lib.publish", "lib.dryrun", "lib.reported_asserts", "lib.read_log")
+                  "lib.publish", "lib.dryrun", "lib.reported_asserts", "lib.read_log", "lib.notebook_run")
 # outputs a run writes: NN_name.ext; anything else in figures/ is not the workbook's
 _OUTPUT = re.compile(r"^\d\d_[\w.-]+$")
 # what the run itself rewrites between its start and its end

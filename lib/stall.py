@@ -8,7 +8,7 @@ shell channel (ipython/ipykernel#1529, #1554). No cell here waits without comput
 workbook does no network or sleep, and DataLoader workers are child processes, counted below.
 So a kernel process tree that uses (almost) no CPU for ``seconds`` while a notebook runs is
 wedged. Killing it turns the hang into nbclient's ``DeadKernelError`` within a second, and
-:func:`lib.workbook.run_notebook` then runs the notebook again once; the store makes the rerun
+:func:`lib.notebook_run.run_notebook` then runs the notebook again once; the store makes the rerun
 cheap. nbclient's per-cell ``timeout`` would need one bound for cells that take seconds and for
 cells that take hours (the full profile), so it cannot tell a wedge from a long cell.
 
@@ -26,7 +26,7 @@ import threading
 import time
 
 STALL_ENV = "WORKBOOK_STALL_SECONDS"
-# set for the kernels lib.workbook.run_notebook starts: explorers (lib.widgets) then build no widgets, the
+# set for the kernels lib.notebook_run.run_notebook starts: explorers (lib.widgets) then build no widgets, the
 # cells where these wedges happened, since no reader can move a slider in a headless run
 HEADLESS_ENV = "WORKBOOK_HEADLESS"
 DEFAULT_SECONDS = 180.0

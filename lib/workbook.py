@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import datetime as _dt
 import json
 import logging
@@ -43,7 +42,7 @@ from . import publish, runs
 from .cli import OneLineParser, whole_number
 from .config import RUN_FILE, read_table
 from .paths import ROOT
-from .stall import HEADLESS_ENV, STALL_ENV, KernelWatch
+from .notebook_run import run_notebook  # noqa: F401  (lib.workbook.run_notebook: tests and sweeps call it)
 from .store.files import store_problem
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -65,59 +64,6 @@ def parameter_names(path: Path) -> list[str]:
             return [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
                     if isinstance(t, ast.Name)]
     return []
-
-
-def run_notebook(path: Path, parameters: dict | None = None, out_dir: Path | None = None,
-                 timeout: int | None = None, log_output: bool = False) -> Path:
-    """Execute one notebook with papermill; returns the path of the executed copy.
-
-    ``log_output``: stream cell progress and the cells' output to the terminal. A kernel that
-    goes idle while papermill still waits (:mod:`lib.stall`) is killed and the notebook run once
-    more."""
-    import papermill as pm
-
-    out_dir = Path(out_dir or ROOT / "runs")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / path.name
-    # the kernel inherits this environment: make `import lib` work whatever the kernel's cwd
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    with _headless():
-        return _run_watched(pm, path, out, parameters, timeout, log_output)
-
-
-@contextlib.contextmanager
-def _headless():
-    """``WORKBOOK_HEADLESS=1`` for the kernels started inside (explorers then print a line instead of
-    sliders, :mod:`lib.widgets`); the variable as it was afterwards, so that a JupyterLab started later
-    by the same process shows them."""
-    old = os.environ.get(HEADLESS_ENV)
-    os.environ[HEADLESS_ENV] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(HEADLESS_ENV, None)
-        else:
-            os.environ[HEADLESS_ENV] = old
-
-
-def _run_watched(pm, path: Path, out: Path, parameters: dict | None, timeout: int | None, log_output: bool) -> Path:
-    """papermill with the stall watchdog: run once more when the kernel wedged (:mod:`lib.stall`)."""
-    for attempt in (1, 2):
-        with KernelWatch() as watch:  # a kernel idle while papermill waits is wedged: see lib.stall
-            try:
-                pm.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name="python3",
-                                    cwd=str(path.parent), progress_bar=log_output, log_output=log_output,
-                                    execution_timeout=timeout)
-                return out
-            except Exception as err:
-                if watch.stalled is None:
-                    raise
-                if attempt == 2:
-                    raise RuntimeError(f"{path.name}: {watch.stalled}, twice; rerun it (--resume), or set "
-                                       f"{STALL_ENV}=0 if a cell really waits that long without computing") from err
-                print(f"{path.name}: {watch.stalled}; running it again (the store keeps what it finished)",
-                      file=sys.stderr, flush=True)
 
 
 def _literal(value: str, key: str = "value"):

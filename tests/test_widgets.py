@@ -93,13 +93,13 @@ def test_explorers_build_no_widgets_in_a_headless_run(trained, capsys, monkeypat
     no sliders, whose widget messages are where ipykernel's lost replies wedged runs, and one line instead."""
     import os
 
-    from lib import workbook
+    from lib import notebook_run
     from lib.stall import HEADLESS_ENV
     from lib.widgets import attack_explorer, transfer_explorer
 
     model, x, y, classes = trained
     monkeypatch.delenv(HEADLESS_ENV, raising=False)
-    with workbook._headless():
+    with notebook_run.headless():
         assert attack_explorer(model, x[:8], y[:8], classes=classes) is None
         assert transfer_explorer(model, {"copy": model}, x[:8], y[:8], classes=classes) is None
     assert capsys.readouterr().out.count("open this notebook in JupyterLab") == 2
