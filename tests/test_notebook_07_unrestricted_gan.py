@@ -42,9 +42,36 @@ def test_07_unrestricted_gan_trains_then_reuses(tmp_path):
         assert (_figures() / name).stat().st_size > 5000, name
     for name in ("07_attack_baseline.csv", "07_judges.csv"):  # the step-0 baseline and the other judges
         assert len(pd.read_csv(_figures() / name)) > 0, name
-    run_notebook(nb, SMALL, tmp_path / "second")
+    assert not (_figures() / "07_yours.csv").exists()  # no gan_yours: no row of yours
+    # the second run reads every network from the store and takes a classifier of the reader's own: the study's
+    # clean classifier exported with torch.export, which must score exactly as the clean row does
+    yours = _export_clean_classifier(tmp_path / "yours.pt2")
+    run_notebook(nb, {**SMALL, "gan_yours": {"model": str(yours), "norm": "none"}}, tmp_path / "second")
     run2 = pd.read_csv(_figures() / "07_run.csv").iloc[0]
     assert run2.filter(like="cached").astype(bool).all()
     again = pd.read_csv(_figures() / "07_augmentation.csv")
     assert again["clean_acc"].tolist() == table["clean_acc"].tolist()
     assert again["whitebox_acc"].tolist() == table["whitebox_acc"].tolist()
+    mine = pd.read_csv(_figures() / "07_yours.csv").set_index("method")
+    assert list(mine.index) == ["clean", "yours.pt2 (torch.export program)"], list(mine.index)
+    ours, theirs = mine.iloc[0], mine.iloc[1]
+    for k in ("clean", "gan_samples", "transfer"):  # forward passes of the same weights
+        assert theirs[f"{k}_acc"] == ours[f"{k}_acc"] and theirs[f"{k}_n"] == ours[f"{k}_n"], k
+    assert theirs["whitebox_n"] == ours["whitebox_n"] and abs(theirs["whitebox_acc"] - ours["whitebox_acc"]) <= 0.1
+
+
+def _export_clean_classifier(path: Path) -> Path:
+    """notebook 07's clean classifier (from the store the first run filled) as a torch.export program
+    with a dynamic batch, in eval mode: a network the notebook only knows as a file."""
+    import torch
+
+    from lib.artifacts import gan as gan_models
+    from lib.studies import unrestricted
+
+    cfg = unrestricted.recipe("smoke")
+    model, meta = gan_models.classifier_model("clean", cfg, progress=False)
+    assert meta["cached"]
+    x = torch.rand(2, 3, cfg["size"], cfg["size"])
+    program = torch.export.export(model.eval(), (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
+    torch.export.save(program, str(path))
+    return path

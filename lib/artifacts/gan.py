@@ -27,10 +27,11 @@ from .bases import class_data
 # the classifiers' training sets: clean, + LL-FGSM, + GAN samples, + unrestricted examples
 METHODS = ("clean", "fgsm", "gan", "unrestricted")
 # entries of notebook 07's recipe that no training reads (how many samples and examples the
-# evaluation crafts, its attacks and sizes, the headline margins, the recipes of other notebooks):
+# evaluation crafts, its attacks and sizes, the headline margins, the recipes of other notebooks, the
+# reader's own classifier):
 # left out of what training sees, so a training setting cannot be dropped without a KeyError
 NOT_TRAINING = ("per_class_samples", "per_class_unrestricted", "attack_steps", "eval_eps", "pgd_steps", "n_eval",
-                "min_sample_acc", "max_unrestricted_acc", "min_aux_agree", "max_gan_clean_drop", "needs")
+                "min_sample_acc", "max_unrestricted_acc", "min_aux_agree", "max_gan_clean_drop", "needs", "yours")
 
 
 def training_recipe(recipe: dict) -> dict:

@@ -216,7 +216,7 @@ def eval_set(cfg: dict) -> EvalSet:
 
 
 # -------------------------------------------------------------------------------- measurements
-def _label_maps(entry: Entry, classes: list[str]):
+def label_maps(entry: Entry, classes: list[str]):
     """``(to_eval, to_model)``: the model's label -> the evaluation label (-1 for a class the
     evaluation set lacks), and the evaluation label -> the model's; ``(None, None)`` for a
     model over another task (the pretrained teacher)."""
@@ -234,7 +234,7 @@ def model_inputs(entry: Entry, ev: EvalSet, teacher) -> dict[str, torch.Tensor]:
     """The four input kinds for one model: clean, the teacher's feature attack (shared), the
     model's own white-box PGD (against its own predictions when its head is over another task)
     and the triggered images."""
-    _, to_model = _label_maps(entry, ev.classes)
+    _, to_model = label_maps(entry, ev.classes)
     if to_model is None:
         own = craft(entry.model, (ev.x, ev.y), with_own_labels(ev.pgd))[1]
     else:
@@ -248,7 +248,7 @@ def measure_model(name: str, entry: Entry, ev: EvalSet, teacher, stage: str | No
     label, -1 outside its classes), ``correct`` (NaN for a model over another task) and the
     attention scores on the three regions (:func:`lib.explain.attention_scores`, pointing hits
     within ``tolerance`` times the image side)."""
-    to_eval, _ = _label_maps(entry, ev.classes)
+    to_eval, _ = label_maps(entry, ev.classes)
     regions = {"object": ev.object, "trigger": ev.trigger, "other_object": ev.other_object}
     frames = []
     for kind, x in model_inputs(entry, ev, teacher).items():

@@ -92,7 +92,7 @@ RULES: list[tuple[str, Rule]] = [
     (r"^schedule$", Rule("onecycle, cosine, piecewise[:f1,f2,...], cyclic or None", kind="text")),
     (r"^(stage|stages|shared_data|data_root|weights)$", Rule("a name or path", kind="text")),
     (r"^(cfg|fc|classes|anb_ns)$", Rule("a list of whole numbers (or 'M' in cfg)", kind="any")),
-    (r"_kw$|^needs$|_recipe$", Rule("a table", kind="table")),
+    (r"_kw$|^needs$|_recipe$|^yours$", Rule("a table", kind="table")),
 ]
 
 

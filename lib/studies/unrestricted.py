@@ -58,6 +58,9 @@ _SMOKE = {
     # GAN augmentation's clean-accuracy cost: the check fails when the paired interval of the drop lies
     # wholly above this (six smoke trainings, 2026-12-02: 2.3-6.0 points, mean 4.1; see clean_drop)
     "max_gan_clean_drop": 0.05,
+    # your own classifier of the study's classes (lib.studies.yours: {"model": "net.pt2", "norm": "none"}, a
+    # factory with weights, or an arch with weights): attacked and used as a judge beside the study's; None: none
+    "yours": None,
 }
 _FULL = {**_SMOKE, "dataset": "cifar100", "classes": None, "per_class_train": None, "per_class_test": None,
          "size": 32, "gan_z_dim": 256, "gan_width": 256, "gan_steps": 100_000, "gan_batch": 64, "gan_lr": 2e-4,

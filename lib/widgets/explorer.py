@@ -19,7 +19,7 @@ def explorer(draw, readout=None, **sliders):
     if os.environ.get(HEADLESS_ENV) == "1":
         # headless (papermill): no sliders, and no widget messages for the kernel to wedge on (ipykernel 7
         # lost an execute_reply after widget cells: lib.stall); the static figure beside it stands in
-        print("explorer: open this notebook in JupyterLab to move its sliders (a headless run draws the figure above)")
+        print("explorer: open this notebook in JupyterLab to move its controls (a headless run draws the figure above)")
         return None
     out = W.Output()
 

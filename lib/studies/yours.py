@@ -1,0 +1,66 @@
+"""Your own network in a study: a recipe entry ``yours`` read into a model the study evaluates
+beside its own.
+
+``yours`` is a table with the same forms as ``python -m lib.evaluate`` (:mod:`lib.evaluate.own_model`,
+:mod:`lib.evaluate.checkpoint`), so a network a researcher evaluated from the shell runs here unchanged:
+
+- ``{"model": "net.pt2"}`` or ``{"model": "net.pt"}``: a ``torch.export`` program or a TorchScript archive;
+- ``{"factory": "package.module:function", "weights": "net.safetensors"}``: any ``nn.Module`` and a
+  state dict (loaded strictly, nothing unpickled);
+- ``{"arch": "resnet20", "weights": "net.th"}``: an architecture :mod:`lib.models` knows.
+
+Each with the statistics it was trained with: ``"norm"`` (a preset, or ``"none"`` when the network
+normalises inside) or ``"mean"``/``"std"``; a workbook checkpoint carries its own. The network takes
+[0, 1] images at the study's size and answers in the study's classes, in the study's order: both are
+checked on two images before anything runs, with one line naming what differs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..evaluate.checkpoint import CheckpointError, load_checkpoint
+from ..evaluate.own_model import load_own_model
+
+FORMS = {"model", "factory", "arch", "weights", "norm", "mean", "std"}
+
+
+def describe(spec: dict) -> str:
+    """A short name for the network of ``spec``, for tables and titles: its file's name and form, its
+    factory, or its architecture and weights file."""
+    if spec.get("model"):
+        form = "torch.export program" if str(spec["model"]).lower().endswith(".pt2") else "TorchScript"
+        return f"{Path(str(spec['model'])).name} ({form})"
+    return str(spec.get("factory") or f"{spec.get('arch')} ({Path(str(spec.get('weights'))).name})")
+
+
+def load_yours(spec: dict, num_classes: int, size: int, key: str = "yours") -> tuple[torch.nn.Module, dict]:
+    """The network of recipe entry ``spec`` (see the module docstring) in eval mode, checked to map a
+    ``size``-pixel RGB images to ``num_classes`` logits, and its info (form, weights, normalisation).
+    ``key`` names the notebook parameter in errors. Raises :class:`CheckpointError` (one line)."""
+    if not isinstance(spec, dict) or not spec:
+        raise CheckpointError(f"{key}: give a table such as {{'model': 'net.pt2', 'norm': 'none'}}, got {spec!r}")
+    unknown = set(spec) - FORMS
+    if unknown:
+        raise CheckpointError(f"{key}: unknown entries {sorted(unknown)}; it takes {', '.join(sorted(FORMS))}")
+    stats = {k: spec.get(k) for k in ("mean", "std", "norm")}
+    if spec.get("arch"):
+        if spec.get("model") or spec.get("factory") or not spec.get("weights"):
+            raise CheckpointError(f"{key}: 'arch' goes with 'weights' only (or give 'model', or 'factory' and "
+                                  "'weights')")
+        model, info = load_checkpoint(spec["arch"], spec["weights"], num_classes=num_classes, **stats)
+    else:
+        model, info = load_own_model(spec.get("model"), factory=spec.get("factory"), weights=spec.get("weights"),
+                                     num_classes=num_classes, **stats)
+    model.eval()
+    with torch.no_grad():
+        try:
+            out = model(torch.rand(2, 3, size, size))
+        except Exception as e:  # a network for other images: one line, not its stack
+            raise CheckpointError(f"{key}: {describe(spec)} fails on 3x{size}x{size} images, the study's size "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if out.ndim != 2 or out.shape[1] != num_classes:
+        raise CheckpointError(f"{key}: {describe(spec)} gives outputs of shape {tuple(out.shape)} for two images; "
+                              f"the study has {num_classes} classes")
+    return model, {**info, "name": describe(spec)}
