@@ -1,9 +1,11 @@
-"""Two rules of lib/'s layout, read from the source with ``ast`` (nothing here imports lib):
+"""Three rules of lib/'s layout, read from the source with ``ast`` (nothing here imports lib):
 
 - no module imports another module's ``_private`` name (``from lib.x import _name``, or
   ``x._name`` on an imported lib module): a helper that another module needs gets a public name
   in the module that owns it;
-- no import circle among lib's modules, counting the imports inside functions.
+- no import circle among lib's modules, counting the imports inside functions;
+- arrows point down the floors of ``../shared/DESIGN.md``: infrastructure and methods import no
+  artifact or study, artifacts import no study (the runners above every floor excepted).
 
 Graph rule: a module has an edge to every lib module it imports anywhere in its file. ``import
 a.b`` and ``from a.b import name`` are edges to ``a.b`` (not to the package ``a``);
@@ -179,3 +181,19 @@ def test_no_import_cycles():
     assert not cycles, ("import circles among lib modules (imports inside functions count); cut each one "
                         "by moving what both sides use into a module that imports neither:\n  "
                         + "\n  ".join(lines))
+
+
+# the runners above the four floors: they read every study's recipe to check and schedule a run
+RUNNERS = {"lib.workbook", "lib.sweep", "lib.dryrun"}
+
+
+def _floor(module: str) -> int:
+    """1 infrastructure and methods, 2 artifacts, 3 studies."""
+    return 3 if module.startswith("lib.studies") else 2 if module.startswith("lib.artifacts") else 1
+
+
+def test_imports_point_down_the_floors():
+    up = sorted({f"{m} -> {target} ({_where(MODULES[m][0], node)})" for m in MODULES if m not in RUNNERS
+                 for target, _, node in _imports(m) if _floor(target) > _floor(m)})
+    assert not up, ("imports up the floors (a method may not know a study's objects: take what it needs as "
+                    "arguments, or put the study's widget in lib/studies/):\n  " + "\n  ".join(up))

@@ -1,4 +1,4 @@
-"""Notebook 06's explorer (lib.widgets.attention): the masses it draws are lib.explain's over the same
+"""Notebook 06's explorer (lib.studies.attention_explorer): the masses it draws are lib.explain's over the same
 maps, accuracy follows the models' own class order, and the dropdowns redraw it."""
 import dataclasses
 
@@ -14,7 +14,7 @@ from lib.attacks import attack_fn  # noqa: E402
 from lib.evaluate import craft  # noqa: E402
 from lib.models import build  # noqa: E402
 from lib.studies import attention as A  # noqa: E402
-from lib.widgets.attention import attention_explorer, attention_panel  # noqa: E402
+from lib.studies.attention_explorer import attention_explorer, attention_panel  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_a_different_stage_changes_the_map(setup):
 def test_attacked_kinds(setup, monkeypatch):
     """teacher_adv is the study's crafted set; own_pgd stays within the study's budget, changes the
     images, and is crafted once per model when a cache is given (the explorer's)."""
-    import lib.widgets.attention as W
+    import lib.studies.attention_explorer as W
 
     zoo, ev = setup
     teacher = zoo["pretrained teacher"].model

@@ -17,10 +17,10 @@ from .. import explain
 from ..attacks import with_own_labels
 from ..evaluate import craft
 from ..metrics import binomial_interval, bootstrap_interval
-from ..studies.attention import label_maps
-from ..studies.attention_figures import KINDS
 from ..train import predict
-from .explorer import explorer
+from ..widgets.explorer import explorer
+from .attention import label_maps
+from .attention_figures import KINDS
 
 TEACHER = "pretrained teacher"  # the zoo's source of the teacher-crafted attack (lib.studies.attention)
 MAPS = {"gradcam": "Grad-CAM", "activation": "activation map"}
