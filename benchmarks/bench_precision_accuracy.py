@@ -38,12 +38,13 @@ from lib.studies import adversarial, bases
 VARIANTS = {"bf16_channels_last": (True, True), "channels_last": (False, True)}  # name -> (amp, channels_last)
 
 
-def _precision(on: bool, variant: str = "bf16_channels_last") -> None:
-    """Every later ``fit`` call of this process trains with ``variant`` (or in fp32 in the default
-    contiguous layout when not ``on``; channels-last is the CPU default since it was measured)."""
+def _precision(on: bool, variant: str = "bf16_channels_last", baseline_cl: bool = False) -> None:
+    """Every later ``fit`` call of this process trains with ``variant``, or, when not ``on``, with the
+    baseline: fp32 in the contiguous layout, or fp32 channels-last with ``baseline_cl`` (the CPU
+    default since 2026-12-02, so the question bf16 must answer now is against it)."""
     amp, cl = VARIANTS[variant]
     T.fit.__kwdefaults__["amp"] = True if on and amp else None
-    T.fit.__kwdefaults__["channels_last"] = bool(on and cl)
+    T.fit.__kwdefaults__["channels_last"] = bool(on and cl) or (not on and baseline_cl)
 
 
 def _correct(model, test) -> torch.Tensor:
@@ -88,15 +89,16 @@ def _attack_agreement(model, test, eps_list, steps=10) -> list[dict]:
 
 
 def main(seeds=(0, 1, 2), eps_list=(1 / 255, 2 / 255, 4 / 255, 8 / 255), root: str | None = None,
-         variant: str = "bf16_channels_last", with_base: bool = True) -> dict:
+         variant: str = "bf16_channels_last", with_base: bool = True, baseline_cl: bool = False) -> dict:
     root = root or tempfile.mkdtemp(prefix="bench_precision_accuracy_")
     t0 = time.perf_counter()
     base, standard, attacks = [], [], []
     for seed in seeds:
         pair_base, pair_std = [], []
         for bf16 in (False, True):
-            _precision(bf16, variant)
-            folder = ("bf16" if variant == "bf16_channels_last" else variant) if bf16 else "fp32"
+            _precision(bf16, variant, baseline_cl)
+            folder = ("bf16" if variant == "bf16_channels_last" else variant) if bf16 else (
+                "fp32_channels_last" if baseline_cl else "fp32")
             store = Store(os.path.join(root, folder))
             if with_base:
                 model, _ = base_model("A", bases.recipe(seed=seed), store, progress=False)
@@ -119,7 +121,8 @@ def main(seeds=(0, 1, 2), eps_list=(1 / 255, 2 / 255, 4 / 255, 8 / 255), root: s
         pooled_attack.append({"eps_255": round(eps * 255, 2),
                               "diff_points_mean_over_seeds": round(sum(diffs) / len(diffs), 2),
                               "max_abs_diff_points": max(abs(d) for d in diffs)})
-    res = {"variant": variant, "bf16_supported": T.cpu_bf16_supported(), "threads": torch.get_num_threads(),
+    res = {"variant": variant, "baseline": "fp32 channels-last" if baseline_cl else "fp32 contiguous",
+           "bf16_supported": T.cpu_bf16_supported(), "threads": torch.get_num_threads(),
            "seeds": list(seeds), "load_average_after": os.getloadavg()[0],
            "base_A_notebook01": _diff(base) if with_base else None, "standard_cnn_notebook03": _diff(standard),
            "pgd10_bf16_vs_fp32": {"per_seed": attacks, "summary": pooled_attack,
@@ -128,7 +131,8 @@ def main(seeds=(0, 1, 2), eps_list=(1 / 255, 2 / 255, 4 / 255, 8 / 255), root: s
            "seconds": round(time.perf_counter() - t0, 1)}
     res["meets_goal"] = (not with_base or res["base_A_notebook01"]["within_1_point"]) and \
         res["standard_cnn_notebook03"]["within_1_point"]
-    save("precision_accuracy_cpu" + ("" if variant == "bf16_channels_last" else f"_{variant}"), res)
+    save("precision_accuracy_cpu" + ("" if variant == "bf16_channels_last" else f"_{variant}")
+         + ("_vs_channels_last" if baseline_cl else ""), res)
     return res
 
 
@@ -141,5 +145,8 @@ if __name__ == "__main__":
     ap.add_argument("--root", default=None, help="store folder (default: a new temporary one; reuse to resume)")
     ap.add_argument("--variant", choices=sorted(VARIANTS), default="bf16_channels_last")
     ap.add_argument("--no-base", action="store_true", help="only notebook 03's standard CNN")
+    ap.add_argument("--baseline-channels-last", action="store_true",
+                    help="fp32 channels-last (the CPU default now) as the baseline, not fp32 contiguous")
     args = ap.parse_args()
-    main(tuple(args.seeds), tuple(e / 255 for e in args.eps), args.root, args.variant, not args.no_base)
+    main(tuple(args.seeds), tuple(e / 255 for e in args.eps), args.root, args.variant, not args.no_base,
+         args.baseline_channels_last)
