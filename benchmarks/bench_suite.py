@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -39,7 +40,7 @@ def per_test(junit: Path) -> list[dict]:
     return sorted(rows, key=lambda r: -r["seconds"])
 
 
-def main(workers: int = 0) -> dict:
+def main(workers: int = 0, keep: bool = False) -> dict:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     tmp = Path(tempfile.mkdtemp(prefix="bench_suite_"))
@@ -66,6 +67,10 @@ def main(workers: int = 0) -> dict:
     res["meets_goal"] = rc == 0 and test_s < GOAL_S
     save("suite_timing" if workers == 0 else f"suite_timing_xdist{workers}", res)
     timing_doc.write()  # docs/performance.md quotes the new timing
+    if rc == 0 and not keep:  # the clone and its .venv are several GB; a failed run keeps them to read
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"bench_suite: the clone, its log and JUnit report stay in {tmp}")
     return res
 
 
@@ -73,4 +78,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=0, help="pytest-xdist workers (TEST_WORKERS; default 0: one "
                     "process, as make test runs)")
-    main(ap.parse_args().workers)
+    ap.add_argument("--keep", action="store_true", help="keep the clone after a passing run (a failing one is kept)")
+    args = ap.parse_args()
+    main(args.workers, args.keep)
