@@ -100,11 +100,11 @@ def test_notebook_06_asks_for_the_models_notebook_02_trained_in_its_run(tmp_path
 
 def test_label_maps():
     entry = A.Entry(torch.nn.Identity(), "g", ["c", "a", "x", "b"])
-    to_eval, to_model = A._label_maps(entry, ["a", "b", "c"])
+    to_eval, to_model = A.label_maps(entry, ["a", "b", "c"])
     assert to_eval.tolist() == [2, 0, -1, 1] and to_model.tolist() == [1, 3, 0]
-    assert A._label_maps(A.Entry(torch.nn.Identity(), "g", None), ["a"]) == (None, None)
+    assert A.label_maps(A.Entry(torch.nn.Identity(), "g", None), ["a"]) == (None, None)
     with pytest.raises(ValueError, match="no classes"):
-        A._label_maps(entry, ["a", "z"])
+        A.label_maps(entry, ["a", "z"])
 
 
 def _scores(n=40, seed=0):

@@ -65,11 +65,11 @@ def test_wrong_tables_get_one_line(forms, spec, size, classes, says):
         spec = {**spec, "model": specs["pt2"]["model"]}
     with pytest.raises(CheckpointError) as e:
         load_yours(spec, classes, size, key="gan_yours")
-    assert says in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert str(e.value).startswith("gan_yours: ") and says in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 
 def test_a_network_for_other_images_is_named_before_the_study_runs(tmp_path):
     flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 5)).eval()
     torch.jit.script(flat).save(str(tmp_path / "flat.pt"))
-    with pytest.raises(CheckpointError, match=r"gan_yours: flat.pt \(TorchScript\) fails on 3x16x16 images"):
+    with pytest.raises(CheckpointError, match=r"gan_yours: flat.pt \(TorchScript\) fails on a batch of two 3x16x16"):
         load_yours({"model": str(tmp_path / "flat.pt"), "norm": "none"}, 5, 16, key="gan_yours")

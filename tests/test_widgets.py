@@ -99,10 +99,19 @@ def test_explorers_build_no_widgets_in_a_headless_run(trained, capsys, monkeypat
 
     model, x, y, classes = trained
     monkeypatch.delenv(HEADLESS_ENV, raising=False)
+    made = _widgets_made()
     with notebook_run.headless():
         assert attack_explorer(model, x[:8], y[:8], classes=classes) is None
         assert transfer_explorer(model, {"copy": model}, x[:8], y[:8], classes=classes) is None
+    assert _widgets_made() == made  # not one control made: each would open a comm
     assert capsys.readouterr().out.count("open this notebook in JupyterLab") == 2
     assert HEADLESS_ENV not in os.environ  # a JupyterLab started later by the same process shows the sliders
     assert attack_explorer(model, x[:8], y[:8], classes=classes) is not None
     plt.close("all")
+
+
+def _widgets_made() -> int:
+    """How many ipywidgets exist in this process (a headless explorer must make none)."""
+    from ipywidgets.widgets import widget
+
+    return len(widget._instances)

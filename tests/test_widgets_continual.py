@@ -107,7 +107,16 @@ def test_explorer_builds_no_widgets_in_a_headless_run(learnt, capsys):
     from lib import notebook_run
 
     runs, tasks = learnt
+    made = _widgets_made()
     with notebook_run.headless():
         assert continual_explorer(runs, tasks, n=10) is None
+    assert _widgets_made() == made  # not one control made: each would open a comm
     assert "open this notebook in JupyterLab" in capsys.readouterr().out
     plt.close("all")
+
+
+def _widgets_made() -> int:
+    """How many ipywidgets exist in this process (a headless explorer must make none)."""
+    from ipywidgets.widgets import widget
+
+    return len(widget._instances)

@@ -118,8 +118,17 @@ def test_explorer_builds_no_widgets_in_a_headless_run(entropies, capsys, monkeyp
     from lib.stall import HEADLESS_ENV
 
     monkeypatch.delenv(HEADLESS_ENV, raising=False)
+    made = _widgets_made()
     with notebook_run.headless():
         assert strip_explorer(entropies, ["teacher (badnets)"], frr_target=0.05) is None
+    assert _widgets_made() == made  # not one control made: each would open a comm
     assert "open this notebook in JupyterLab" in capsys.readouterr().out
     assert strip_explorer(entropies) is not None
     plt.close("all")
+
+
+def _widgets_made() -> int:
+    """How many ipywidgets exist in this process (a headless explorer must make none)."""
+    from ipywidgets.widgets import widget
+
+    return len(widget._instances)

@@ -116,7 +116,16 @@ def test_explorer_builds_no_widgets_in_a_headless_run(nets, capsys, monkeypatch)
 
     G, aux, clf = nets
     monkeypatch.delenv(HEADLESS_ENV, raising=False)
+    made = _widgets_made()
     with notebook_run.headless():
         assert latent_explorer(G, aux, clf, max_steps=5, n=6) is None
+    assert _widgets_made() == made  # not one control made: each would open a comm
     assert "open this notebook in JupyterLab" in capsys.readouterr().out
     plt.close("all")
+
+
+def _widgets_made() -> int:
+    """How many ipywidgets exist in this process (a headless explorer must make none)."""
+    from ipywidgets.widgets import widget
+
+    return len(widget._instances)

@@ -18,7 +18,7 @@ from ..attacks import with_own_labels
 from ..evaluate import craft
 from ..metrics import binomial_interval, bootstrap_interval
 from ..train import predict
-from ..widgets.explorer import explorer
+from ..widgets.explorer import explorer, headless
 from .attention import label_maps
 from .attention_figures import KINDS
 
@@ -189,6 +189,8 @@ def attention_explorer(zoo: dict, ev, images=None, show: int = 6, *, model: str 
     the first ``n`` images (100: a redraw in about a second on a CPU at the smoke sizes; a model's
     own PGD takes longer the first time). Stage options: the stages every model has, and "last
     stage" (each model's own; ``stage=None``)."""
+    if headless():  # before any widget exists: creating one opens a comm to the front end
+        return None
     import ipywidgets as W
 
     crafted: dict = {}  # each model's own PGD images, crafted at its first redraw

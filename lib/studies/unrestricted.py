@@ -59,7 +59,7 @@ _SMOKE = {
     # wholly above this (six smoke trainings, 2026-12-02: 2.3-6.0 points, mean 4.1; see clean_drop)
     "max_gan_clean_drop": 0.05,
     # your own classifier of the study's classes (lib.studies.yours: {"model": "net.pt2", "norm": "none"}, a
-    # factory with weights, or an arch with weights): attacked and used as a judge beside the study's; None: none
+    # factory with weights, or an arch with weights): scored and attacked beside the study's clean model; None: none
     "yours": None,
 }
 _FULL = {**_SMOKE, "dataset": "cifar100", "classes": None, "per_class_train": None, "per_class_test": None,

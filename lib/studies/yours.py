@@ -45,20 +45,23 @@ def load_yours(spec: dict, num_classes: int, size: int, key: str = "yours") -> t
     if unknown:
         raise CheckpointError(f"{key}: unknown entries {sorted(unknown)}; it takes {', '.join(sorted(FORMS))}")
     stats = {k: spec.get(k) for k in ("mean", "std", "norm")}
-    if spec.get("arch"):
-        if spec.get("model") or spec.get("factory") or not spec.get("weights"):
-            raise CheckpointError(f"{key}: 'arch' goes with 'weights' only (or give 'model', or 'factory' and "
-                                  "'weights')")
-        model, info = load_checkpoint(spec["arch"], spec["weights"], num_classes=num_classes, **stats)
-    else:
-        model, info = load_own_model(spec.get("model"), factory=spec.get("factory"), weights=spec.get("weights"),
-                                     num_classes=num_classes, **stats)
+    if spec.get("arch") and (spec.get("model") or spec.get("factory") or not spec.get("weights")):
+        raise CheckpointError(f"{key}: 'arch' goes with 'weights' only (or give 'model', or 'factory' and 'weights')")
+    try:  # the loaders' lines name the shell command's options (--norm is "norm" here): the entry named first
+        if spec.get("arch"):
+            model, info = load_checkpoint(spec["arch"], spec["weights"], num_classes=num_classes, **stats)
+        else:
+            model, info = load_own_model(spec.get("model"), factory=spec.get("factory"), weights=spec.get("weights"),
+                                         num_classes=num_classes, **stats)
+    except CheckpointError as e:
+        raise CheckpointError(f"{key}: {e}") from None
     model.eval()
     with torch.no_grad():
         try:
             out = model(torch.rand(2, 3, size, size))
         except Exception as e:  # a network for other images: one line, not its stack
-            raise CheckpointError(f"{key}: {describe(spec)} fails on 3x{size}x{size} images, the study's size "
+            raise CheckpointError(f"{key}: {describe(spec)} fails on a batch of two 3x{size}x{size} images, the "
+                                  "study's size (a torch.export program needs a dynamic batch dimension) "
                                   f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     if out.ndim != 2 or out.shape[1] != num_classes:
         raise CheckpointError(f"{key}: {describe(spec)} gives outputs of shape {tuple(out.shape)} for two images; "

@@ -7,7 +7,7 @@ import torch
 from .. import attacks
 from ..metrics import accuracy, attack_success_rate
 from ..train import model_device
-from .explorer import explorer
+from .explorer import explorer, headless
 
 
 def attack_panel(model, x: torch.Tensor, y: torch.Tensor, *, eps: float = 8 / 255, alpha: float = 2 / 255,
@@ -63,6 +63,8 @@ def attack_panel(model, x: torch.Tensor, y: torch.Tensor, *, eps: float = 8 / 25
 
 def attack_explorer(model, x: torch.Tensor, y: torch.Tensor, classes=None, show: int = 8):
     """Sliders for L-inf eps, step size and steps over :func:`attack_panel`."""
+    if headless():  # before any widget exists: creating one opens a comm to the front end
+        return None
     import ipywidgets as W
 
     return explorer(

@@ -11,7 +11,7 @@ import torch
 from ..backdoor.metrics import backdoor_rates
 from ..backdoor.triggers import WHERE, Trigger, apply_trigger
 from ..train import predict
-from .explorer import explorer
+from .explorer import explorer, headless
 
 N_LIVE = 300  # at most this many test images per redraw: a few hundred keep a redraw to about a second on a CPU
 
@@ -181,6 +181,8 @@ def trigger_explorer(model, x: torch.Tensor, y: torch.Tensor, trigger: Trigger, 
     """A size slider (0.03 to 0.5 of the side; default ``trigger``'s own size; disabled for the
     blended pattern), a position menu over ``wheres`` and, with ``rates``, a poison-rate slider over
     the stored sweep (default the stored rate nearest ``rate``), over :func:`trigger_panel`."""
+    if headless():  # before any widget exists: creating one opens a comm to the front end
+        return None
     import ipywidgets as W
 
     size = own_size(trigger, x) if size is None else size

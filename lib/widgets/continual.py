@@ -10,7 +10,7 @@ from ..attacks import as_batch_hook
 from ..metrics import binomial_interval
 from ..robustness import make_attack
 from ..train import predict
-from .explorer import explorer
+from .explorer import explorer, headless
 
 COLUMNS = ["method", "task", "eps", "steps", "n", "clean_acc", "clean_low", "clean_high", "adv_acc", "adv_low",
            "adv_high"]
@@ -95,6 +95,8 @@ def continual_explorer(runs: dict, tasks: list[dict], methods=None, n: int = 50,
                        steps: int = 10, seed: int = 0):
     """Sliders for the task, the L-inf eps (x 1/255) and the PGD steps over :func:`continual_panel`
     (opening at the last task, ``eps`` and ``steps``)."""
+    if headless():  # before any widget exists: creating one opens a comm to the front end
+        return None
     import ipywidgets as W
 
     return explorer(

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..backdoor.strip import strip_rates, strip_roc, strip_threshold
-from .explorer import explorer
+from .explorer import explorer, headless
 
 FRR_STEPS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)  # the target-FRR slider's stops
 
@@ -100,6 +100,8 @@ def strip_explorer(entropies: dict, models=None, *, model: str | None = None, fr
     default the first) and a target-FRR slider (the share of the defender's clean images rejected;
     starts at ``frr_target``, the notebook passes its recipe's ``strip_frr``) over
     :func:`strip_panel`."""
+    if headless():  # before any widget exists: creating one opens a comm to the front end
+        return None
     import ipywidgets as W
 
     names = list(entropies) if models is None else list(models)

@@ -10,7 +10,7 @@ from ..attacks import attack_mode
 from ..gan import from_pixels, to_pixels, unrestricted_attack
 from ..metrics import binomial_interval, rate_interval
 from ..train import model_device
-from .explorer import explorer
+from .explorer import explorer, headless
 
 STUDY_EPS = 0.1  # the study's pixel term in the GAN's [-1, 1] units (0.05 in pixels) when no recipe is given
 
@@ -130,6 +130,8 @@ def latent_explorer(G, aux, classifier, *, max_steps: int, classes=None, n: int 
     """Sliders for the number of latent steps (0..``max_steps``, default ``steps`` or ``max_steps``)
     and the pixel term's budget (0..16 /255, default the recipe's: ``attack["eps"] / 2`` in pixels)
     over :func:`latent_panel`."""
+    if headless():  # before any widget exists: creating one opens a comm to the front end
+        return None
     import ipywidgets as W
 
     eps255 = (attack or {}).get("eps", STUDY_EPS) / 2 * 255

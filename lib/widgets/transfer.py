@@ -7,7 +7,7 @@ import torch
 from .. import attacks
 from ..evaluate import transfer_scores
 from ..train import model_device
-from .explorer import explorer
+from .explorer import explorer, headless
 
 
 def transfer_panel(teacher, students: dict, x: torch.Tensor, y: torch.Tensor, *, eps: float = 6 / 255,
@@ -58,6 +58,8 @@ def transfer_panel(teacher, students: dict, x: torch.Tensor, y: torch.Tensor, *,
 
 def transfer_explorer(teacher, students: dict, x: torch.Tensor, y: torch.Tensor, classes=None, show: int = 6):
     """Sliders for the feature attack's eps and steps over :func:`transfer_panel`."""
+    if headless():  # before any widget exists: creating one opens a comm to the front end
+        return None
     import ipywidgets as W
 
     return explorer(
