@@ -58,6 +58,7 @@ def test_08_backdoor_defences(tmp_path, monkeypatch):
     assert nc.groupby("model")["class"].nunique().eq(10).all() and nc.groupby("model")["target"].sum().eq(1).all()
     strips = pd.read_csv(out / "08_strip.csv").set_index("model")
     assert strips["auc"].between(0, 1).all() and (strips["n_triggered"] == 270).all()
+    assert (strips["n_defender"] > 0).all()  # the images that set the threshold, quoted by the verdict
     detection = pd.read_csv(out / "08_data_detection.csv")
     assert set(detection["detector"]) == {"activation_clustering", "spectral_signatures"}
     assert (detection["poisoned"] == 120).all() and (detection["n"] == 600).all()

@@ -209,7 +209,7 @@ def strip_table(results: dict[str, dict], models: list[tuple[str, Subject]], cfg
         rates = strip.strip_rates(h["clean"], h["triggered"], threshold)
         row = {"model": name, "trigger": s.trigger, "auc": area["auc"], "auc_low": area["low"],
                "auc_high": area["high"], "n_clean": area["n_neg"], "n_triggered": area["n_pos"],
-               "threshold": threshold}
+               "threshold": threshold, "n_defender": len(h["defender"])}
         for m, r in rates.items():
             row.update({m: r["value"], f"{m}_low": r["low"], f"{m}_high": r["high"], f"{m}_n": r["n"]})
         rows.append(row)
@@ -388,6 +388,12 @@ def verdict_paragraph(purification: pd.DataFrame, strips: pd.DataFrame, nc: pd.D
     auc = "; ".join(f"{r['model']} {r['auc']:.2f} [{r['auc_low']:.2f}, {r['auc_high']:.2f}]"
                     for r in strips.to_dict("records"))
     lines.append(f"\n**STRIP**'s AUC, triggered against clean test images (0.5: chance): {auc}.")
+    rates = "; ".join(f"{r['model']} rejects {r['frr']:.1%} [{r['frr_low']:.1%}, {r['frr_high']:.1%}] of the clean "
+                      f"and lets {r['far']:.1%} [{r['far_low']:.1%}, {r['far_high']:.1%}] of the triggered through"
+                      for r in strips.to_dict("records"))
+    lines.append(f" At the threshold set for a {cfg['strip_frr']:.0%} false-rejection rate on the defender's own "
+                 f"{int(strips['n_defender'].max())} clean images (a quantile of that few images: the test images' "
+                 f"rate is its own measurement, not the target), on the test images: {rates}.")
     flagged = []
     for model, g in nc.groupby("model", sort=False):
         t = g[g["target"]].iloc[0]
