@@ -41,8 +41,9 @@ def _n_from(text: str) -> str | None:
     return ", ".join(dict.fromkeys(found)) if found else None
 
 
-def _record(folder: Path, name: str, entry: dict) -> None:
-    """Add ``entry`` to ``folder/index.json`` (what ``lib.workbook`` turns into a run's index.md)."""
+def _record(folder: Path, name: str, entry: dict, notebook: str | None = None) -> None:
+    """Add ``entry`` to ``folder/index.json`` (what ``lib.workbook`` turns into a run's index.md), as an
+    output of ``notebook`` (default: the one this process runs)."""
     index = folder / "index.json"
     # two kernels of one run (``--jobs 2``) add entries at once: read, add and replace under a lock
     with open(folder / ".index.lock", "w") as lock:
@@ -51,7 +52,7 @@ def _record(folder: Path, name: str, entry: dict) -> None:
             items = json.loads(index.read_text()) if index.is_file() else {}
         except json.JSONDecodeError:
             items = {}
-        items[name] = {**entry, "notebook": current().notebook}
+        items[name] = {**entry, "notebook": notebook or current().notebook}
         tmp = index.with_name(f".index.json.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(items, indent=1) + "\n")
         os.replace(tmp, index)

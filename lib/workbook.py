@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import publish, runs
+from . import lab_browser, publish, runs
 from .cli import OneLineParser, whole_number
 from .config import RUN_FILE, read_table
 from .paths import ROOT
@@ -313,6 +313,9 @@ def _publish(folder: Path, manifest: dict) -> None:
         print(f"[workbook] figures/ left as it is: {reason}; only a whole run of the {manifest['profile']} "
               "recipes from committed code is published", flush=True)
         return
+    said = lab_browser.readme_shot(folder, manifest)  # the README's picture of the lab, from this run
+    if said:
+        print(f"[workbook] {said}", flush=True)
     top = publish.publish(folder, manifest)
     print(f"[workbook] published to {top} and {publish.results_doc(manifest['profile'])}", flush=True)
 

@@ -30,12 +30,14 @@ SLOW_FIRST = ("test_dry_run.py::test_full_dry_run", "test_notebooks.py::test_01"
               "test_notebooks.py::test_03", "test_lab_browser.py::", "test_notebook_07_unrestricted_gan.py::test_07",
               "test_notebook_05_backdoor_poison.py::test_05", "test_notebook_08_backdoor_defences.py::test_08",
               "test_notebook_04_continual.py::test_04", "test_notebook_06_attention.py::test_06")
-# Tests that share a worker's session store run in one worker, in this order: notebook 02 reuses the bases
-# notebook 01's test trained, and the browser test opens notebook 03 on the store test_03 filled. Declared
-# here by node id, not with xdist's `xdist_group` mark: under pytest 9.2, `--dist loadgroup` silently
-# stops grouping (pytest-xdist issue #1386: it marks a group by rewriting the node id, which pytest no
-# longer honours), so the scheduler below reads this table instead.
-GROUPS = {"bases": ("test_notebooks.py::test_01", "test_notebooks.py::test_02"),
+# Tests that share a worker's session store run in one worker, in this order: notebooks 02 and 05 reuse the
+# base A notebook 01's test trained (which must find the store empty: it checks that it trains), and the
+# browser test opens notebook 03 on the store test_03 filled. Declared here by node id, not with xdist's
+# `xdist_group` mark: under pytest 9.2, `--dist loadgroup` silently stops grouping (pytest-xdist issue
+# #1386: it marks a group by rewriting the node id, which pytest no longer honours), so the scheduler below
+# reads this table instead.
+GROUPS = {"bases": ("test_notebooks.py::test_01", "test_notebooks.py::test_02",
+                   "test_notebook_05_backdoor_poison.py::test_05"),
           "adversarial": ("test_notebooks.py::test_03", "test_lab_browser.py::")}
 
 

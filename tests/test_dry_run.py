@@ -10,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
+import torchvision
+from safetensors.torch import save_file
 
 from lib import dryrun, reported_asserts
 from lib.models import TORCHVISION_ARCHS, pretrained_path
@@ -85,11 +88,18 @@ def test_write_weights_puts_random_weights_where_the_loader_reads(tmp_path, monk
 @pytest.mark.notebooks
 def test_full_dry_run_passes_and_exercises_every_named_reader_and_weight(tmp_path):
     """The whole full-profile code path on fixtures: one one-thread kernel per thread this test process
-    has (two alone, one beside another xdist worker)."""
+    has (two alone, one beside another xdist worker). Notebooks 02 and 06 take a teacher of the reader's
+    own (torchvision's ResNet-18 built by its factory, adopted by lib.models.adopt): their own-teacher
+    cells run at no extra cost, while 02's AnB sweep and notebook 05 still read the ImageNet weights."""
     threads = torch.get_num_threads()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    torch.manual_seed(0)
+    weights = tmp_path / "yours.safetensors"
+    save_file(torchvision.models.resnet18(num_classes=7).state_dict(), str(weights))
+    yours = {"factory": "torchvision.models:resnet18", "weights": str(weights), "norm": "imagenet"}
     proc = subprocess.run([sys.executable, "-m", "lib.workbook", "--profile", "full", "--dry-run",
-                           "--jobs", str(threads), "--quiet", "--name", "dry", "--out", str(tmp_path)],
+                           "--jobs", str(threads), "--quiet", "--name", "dry", "--out", str(tmp_path),
+                           "-p", f"transfer_yours={yours!r}", "-p", f"att_yours={yours!r}"],
                           cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "RANDOM initialisation" in proc.stdout
@@ -106,6 +116,9 @@ def test_full_dry_run_passes_and_exercises_every_named_reader_and_weight(tmp_pat
     wanted |= {("weights", pretrained_path(a).name, nb) for a, nbs in named["archs"].items()
                if a in TORCHVISION_ARCHS for nb in nbs}
     assert len(wanted) >= 12 and wanted <= reads, sorted(wanted - reads)
+    mine = pd.read_csv(folder / "tables" / "02_yours.csv")  # the headline check on your teacher, reported
+    assert set(mine["method"]) == {"retrain", "renofeation"} and set(mine["teacher"]) == {yours["factory"]}
+    assert "your teacher's checks are reported above" in (folder / "06_attention_maps.ipynb").read_text()
     store = folder / "dry_run" / "store"
     assert any(store.rglob("*.safetensors"))  # the dry run's models stayed in its own store
     for line in (folder / "dry_run_asserts.jsonl").read_text().splitlines() if (

@@ -1,6 +1,7 @@
-"""Notebook 05 runs headless with small parameters, in a store of its own (base A trained here
-with notebook 01's recipe, so notebook 01's test still finds the session store empty), and writes the tables
-and figures it says; its own asserts (planted teacher fires, the recipe's findings) must hold."""
+"""Notebook 05 runs headless with small parameters in the session store, after notebook 01's test (the
+order and the xdist group of tests/conftest.py), so it plants in the base A that test trained with notebook
+01's recipe instead of training it again (21 s), and writes the tables and figures it says; its own
+asserts (planted teacher fires, the recipe's findings) must hold."""
 import os
 from pathlib import Path
 
@@ -22,8 +23,7 @@ SMALL = {"bd_update_ratios": [0.0, 0.9], "bd_rates": [0.05, 0.2],
          "bd_mag_ratios": [0.5], "bd_ratio_methods": ["fine_tune"], "bd_flip_methods": ["fine_tune"]}
 
 
-def test_05_backdoor_poison(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBOOK_STORE", str(tmp_path / "store"))
+def test_05_backdoor_poison(tmp_path):
     run_notebook(notebooks(["05"])[0], SMALL, tmp_path)
     figures = Path(os.environ["WORKBOOK_OUTPUTS"])
     for name in ("05_triggers.png", "05_transfer.png", "05_poison_rate.png", "05_examples.png", "05_tradeoff.png"):

@@ -24,8 +24,7 @@ SMALL = {
 MODELS = {"pretrained teacher", "02 fine_tune", "05 clean teacher", "05 backdoored teacher", "05 fine_tune", "05 mag"}
 
 
-def test_06_attention_maps(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBOOK_STORE", str(tmp_path / "store"))
+def test_06_attention_maps(tmp_path):
     run_notebook(notebooks(["06"])[0], SMALL, tmp_path)
     figures = Path(os.environ["WORKBOOK_OUTPUTS"])
     table = pd.read_csv(figures / "06_attention_summary.csv")

@@ -27,8 +27,7 @@ SMALL = {
 }
 
 
-def test_08_backdoor_defences(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBOOK_STORE", str(tmp_path / "store"))
+def test_08_backdoor_defences(tmp_path):
     run_notebook(notebooks(["08"])[0], SMALL, tmp_path)
     out = Path(os.environ["WORKBOOK_OUTPUTS"])
     for name in ("08_neural_cleanse", "08_strip", "08_data_detection", "08_purification", "08_transfer"):

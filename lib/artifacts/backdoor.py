@@ -27,6 +27,7 @@ from functools import lru_cache
 from .. import backdoor, data
 from ..backdoor import Trigger
 from ..data import ImageSet
+from ..evaluate.own_teacher import load_teacher
 from ..models import fresh_like, model_fingerprint
 from ..store import Store
 from ..store.versions import module_version
@@ -100,8 +101,11 @@ def public_base(cfg: dict, store: Store | None = None, *, progress: bool = True)
     """The public pretrained model the attacker starts from (``cfg["base"]``): ``"A"``, base A of
     notebook 01 under ``cfg["needs"]["01"]`` (``base_epochs`` overrides its epochs; ``None`` keeps
     notebook 01's recipe, the one notebook 01 trained); ``"resnet20_shared"``, the team's real CIFAR-10 ResNet-20;
-    ``"imagenet_resnet18"``, torchvision's ImageNet ResNet-18 from the local cache."""
-    if cfg["base"] == "A":
+    ``"imagenet_resnet18"``, torchvision's ImageNet ResNet-18 from the local cache. ``cfg["yours"]``, when
+    set, is your own pretrained network instead (:func:`lib.evaluate.own_teacher.load_teacher`)."""
+    if cfg.get("yours"):  # your own pretrained network (lib.evaluate.own_teacher), in place of cfg["base"]
+        model, _ = load_teacher(cfg["yours"], cfg["size"], key="bd_yours")
+    elif cfg["base"] == "A":
         over = {} if cfg["base_epochs"] is None else {"epochs": cfg["base_epochs"]}
         model, _ = base_model("A", {**cfg["needs"]["01"], **over}, store, progress=progress)
     elif cfg["base"] == "resnet20_shared":

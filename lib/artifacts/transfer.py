@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ..data import ImageSet
 from ..data.real import load_real
+from ..evaluate.own_teacher import load_teacher
 from ..store import Store
 from ..train import evaluate
 from ..transfer import transfer_model
@@ -59,10 +60,24 @@ def setup(recipe: dict, store: Store | None = None, *, progress: bool = True, an
     (default ImageNet-R, 200 classes, its seeded 80/20 split) whose base B is ``arch`` re-trained from scratch on it
     (cached; ``base_b_kw`` its options, default the seed's re-training budget).
 
-    Returns ``{"teacher", "train", "test", "base_b", "base_b_acc", "anb_train", "anb_test",
-    "target"}`` (``target``: one sentence naming the target task).
+    ``recipe["yours"]`` (your own pretrained network, :func:`lib.evaluate.own_teacher.load_teacher`)
+    replaces the teacher of the six methods; the AnB sweep keeps base A (or the ImageNet ``arch``), since
+    it compares block transfer between two networks of one architecture (``"anb_teacher"``).
+
+    Returns ``{"teacher", "anb_teacher", "train", "test", "base_b", "base_b_acc", "anb_train", "anb_test",
+    "target", "yours"}`` (``target``: one sentence naming the target task; ``yours``: the info of your
+    teacher, else None).
     """
-    store = store or Store()
+    out = _setup(recipe, store or Store(), progress, anb_dataset, root, anb_root, base_b_kw)
+    out["anb_teacher"], out["yours"] = out["teacher"], None
+    if recipe.get("yours"):
+        size = getattr(out["train"], "size", None) or recipe["size"]
+        out["teacher"], out["yours"] = load_teacher(recipe["yours"], size, key="transfer_yours")
+        out["target"] += f"; the teacher of the six methods is yours: {out['yours']['name']}"
+    return out
+
+
+def _setup(recipe: dict, store: Store, progress: bool, anb_dataset, root, anb_root, base_b_kw) -> dict:
     if "arch" not in recipe:
         bases = recipe["needs"]["01"]
         teacher, _ = base_model("A", bases, store, progress=progress)
@@ -95,9 +110,14 @@ def student(method: str, recipe: dict, teacher, train: ImageSet, *, seed: int | 
             store: Store | None = None, progress: bool = True, **override):
     """``method``'s student of ``teacher`` on ``train`` with notebook 02's settings for it
     (:func:`method_kw`; ``override`` replaces some of them: tests use short budgets) at ``seed``
-    (default the recipe's). ``(model, meta)``, trained once and then loaded from the store."""
+    (default the recipe's). ``(model, meta)``, trained once and then loaded from the store. With your
+    own teacher (``recipe["yours"]``) Renofeation distils its stages but the last, as the recipe's
+    ``stages`` do for base A's."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     kw = {**method_kw(method, recipe, len(train)), **override}
+    if recipe.get("yours") and "stages" in kw and "stages" not in override:
+        # the recipe's stages name base A's blocks: for your teacher, the same rule (every stage but the last)
+        kw["stages"] = teacher.stages[:-1] or teacher.stages
     return transfer_model(method, teacher, train, seed=recipe["seed"] if seed is None else seed, store=store,
                           progress=progress, **kw)

@@ -91,14 +91,20 @@ def _build(factory: str, weights: str | Path | None, num_classes: int | None) ->
         raise CheckpointError(f"--factory {factory}: cannot import it ({type(e).__name__}: {e}); the module must be "
                               "importable from this folder or PYTHONPATH") from None
     # the head size where the factory takes one; either way the head is checked against it after a forward pass
-    takes = num_classes is not None and "num_classes" in inspect.signature(fn).parameters
+    params = inspect.signature(fn).parameters  # torchvision's builders take it through **kwargs
+    takes = num_classes is not None and ("num_classes" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()))
     net = fn(num_classes=num_classes) if takes else fn()
     if not isinstance(net, nn.Module):
         raise CheckpointError(f"--factory {factory} returned a {type(net).__name__}, not a torch.nn.Module")
     if weights is None:
         raise CheckpointError(f"--factory {factory} needs --weights (a .safetensors or .pt state dict)")
     path = Path(weights).expanduser()
-    missing, unexpected = net.load_state_dict(read_state_dict(path), strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(read_state_dict(path), strict=False)
+    except RuntimeError as e:  # shapes that differ: torch's own lines name them, the first is enough
+        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e).splitlines()[0])
+        raise CheckpointError(f"{path} does not fit --factory {factory}: {detail}") from None
     if missing or unexpected:
         raise CheckpointError(f"{path} does not fit --factory {factory}: missing {list(missing)[:5]}, unexpected "
                               f"{list(unexpected)[:5]}")

@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from .adopted import ADOPTED, AdoptError, adopt, fresh_like_adopted
 from .archs import (ARCHS, CIFAR_RESNETS, HEAD_KEY, RAW_HEAD_KEYS, TORCHVISION_ARCHS, TV_WEIGHTS, CifarBasicBlock,
                     CifarResNet, ShortcutA, pretrained_path, remap_densenet_keys, small_cnn, torchvision_net,
                     torchvision_weights, wrap_cifar_resnet, wrap_torchvision)
@@ -32,7 +33,8 @@ from .copies import copy_for_target, derived_seed, frozen_copy, model_fingerprin
 from .robust_archs import (ROBUST_ARCHS, PreActBlock, PreActResNet, WideBlock, WideResNet, is_robust_arch,
                            remap_wrn_keys, robust_net, wrap_robust)
 
-__all__ = ["ARCHS", "CIFAR_RESNETS", "TORCHVISION_ARCHS", "IMAGENET_MEAN", "IMAGENET_STD", "Classifier", "Head",
+__all__ = ["adopt", "AdoptError", "ARCHS",
+           "CIFAR_RESNETS", "TORCHVISION_ARCHS", "IMAGENET_MEAN", "IMAGENET_STD", "Classifier", "Head",
            "Normalize", "PretrainedWeightsMissing", "build", "load_cifar_resnet20", "count_parameters", "freeze",
            "is_frozen", "train_mode", "small_cnn", "CifarResNet", "CifarBasicBlock", "ShortcutA",
            "pretrained_path", "torchvision_weights", "remap_densenet_keys", "fresh_like", "copy_for_target",
@@ -200,6 +202,8 @@ def fresh_like(template: Classifier, num_classes: int | None = None, seed: int =
     device. The builder's own initialisation, seeded from ``derived_seed(seed, "fresh_like")``."""
     if template.build_args is None:
         raise ValueError(f"{template.arch} model was not made by lib.models.build; it has no build_args to copy")
+    if template.build_args.get("arch") == ADOPTED:  # a network from outside lib.models (lib.models.adopted)
+        return fresh_like_adopted(template, num_classes, seed).to(next(template.parameters()).device)
     args = dict(template.build_args)
     args["num_classes"] = template.num_classes if num_classes is None else num_classes
     args["mean"] = template.normalize.mean.flatten().tolist()

@@ -66,6 +66,9 @@ _COMMON = {
     "pointing_tolerance": 15 / 224,  # pointing-game hits within this share of the side (Zhang et al.: 15 px at 224)
     "n_show": 4,             # images in the authors' picture
     "seed": 0,               # evaluation subset and white-box PGD start
+    # your own pretrained teacher, as notebook 02's teacher and notebook 05's public model (lib.evaluate.own_teacher:
+    # {"factory": "pkg.mod:fn", "weights": FILE, "norm": ...} or {"arch": NAME, "weights": FILE}); None: base A
+    "yours": None,
 }
 RECIPE = {
     # conv3 (8x8 cells at 32 px) matches the resolution of the authors' layer4 map (7x7 at 224 px);
@@ -100,8 +103,28 @@ class Entry:
 
 def recipe_05(cfg: dict) -> dict:
     """Notebook 05's recipe as this run trained it (``cfg["needs"]["05"]``), with this study's
-    ``backdoor_recipe`` overrides (tests: short budgets)."""
-    return {**cfg["needs"]["05"], **(cfg["backdoor_recipe"] or {})}
+    ``backdoor_recipe`` overrides (tests: short budgets) and your teacher (``yours``) as its public model."""
+    return {**cfg["needs"]["05"], **(cfg["backdoor_recipe"] or {}), **_yours(cfg)}
+
+
+def recipe_02(cfg: dict) -> dict:
+    """Notebook 02's recipe as this run trained it (``cfg["needs"]["02"]``), with your teacher (``yours``)."""
+    return {**cfg["needs"]["02"], **_yours(cfg)}
+
+
+def _yours(cfg: dict) -> dict:
+    return {"yours": cfg["yours"]} if cfg.get("yours") else {}
+
+
+def map_stage(cfg: dict, zoo: dict) -> str | None:
+    """The stage both maps read: the recipe's ``stage`` (smoke: conv3 of the small CNN), or ``None``
+    (each model's last stage) when your teacher has no block of that name; says so."""
+    blocks = zoo["pretrained teacher"].model.block_names
+    if cfg["stage"] is None or cfg["stage"] in blocks:
+        return cfg["stage"]
+    print(f"[06] your teacher has no block {cfg['stage']!r}: the maps read each model's last stage "
+          f"(att_stage picks one of {zoo['pretrained teacher'].model.stages})")
+    return None
 
 
 def _transfer_setup(cfg: dict, cfg05: dict, store: Store, progress: bool):
@@ -124,7 +147,7 @@ def model_zoo(cfg: dict, store: Store | None = None, *, progress: bool = True) -
     ``backdoor_methods`` students (same task, update ratio 0). ``backdoor_recipe`` overrides reach
     the pretrained teacher too (``base_epochs``), so every model descends from the same base."""
     store = store or Store()
-    cfg02, cfg05 = cfg["needs"]["02"], recipe_05(cfg)
+    cfg02, cfg05 = recipe_02(cfg), recipe_05(cfg)
     teacher, train02 = _transfer_setup(cfg, cfg05, store, progress)
     zoo = {"pretrained teacher": Entry(teacher, "pretrained", None)}
     for m in cfg["transfer_methods"]:

@@ -40,6 +40,9 @@ _COMMON = {
     "methods": METHODS, "ratio_methods": ["fine_tune", "mag", "divmag"],  # run at every update ratio
     "mag_ratio": 0.5, "mag_ratios": [0.05, 0.5, 0.8], "divmag_fraction": 0.05, "prune_ratio": 0.5,
     "flip_methods": ["fine_tune", "divmag", "fine_pruning"],
+    # your own public pretrained network in place of `base` (lib.evaluate.own_teacher: {"factory": "pkg.mod:fn",
+    # "weights": FILE, "norm": ...} or {"arch": NAME, "weights": FILE}); its findings are reported, not asserted
+    "yours": None,
     "batch_size": 64,  # every training run (the authors' batch)
     "seed": 0,
     # the headline: planted teacher ASR >= min_asr at clean accuracy within clean_margin of the

@@ -55,6 +55,9 @@ _COMMON = {
     # the AnB claims (anb_check): differences in PGD accuracy under attacks crafted on base A
     "anb_margin": 0.10,
     "seed": 0,
+    # your own pretrained teacher for the six methods (lib.evaluate.own_teacher: {"factory": "pkg.mod:fn",
+    # "weights": FILE, "norm": ...} or {"arch": NAME, "weights": FILE}); None: base A (full: ImageNet arch)
+    "yours": None,
     "seeds": 3,  # training seeds (seed, seed + 1, ...) of the headline methods and the AnB claims' models
 }
 RECIPE = {
@@ -341,8 +344,9 @@ def seed_bases(cfg: dict, seed: int) -> dict | None:
     """Notebook 01's recipe for the repeat at training ``seed``: its base seed moved by ``seed -
     cfg["seed"]``, so each repeat's students start from a base A of their own and the spread over
     seeds includes the pretrained model's. ``None`` for the first seed (notebook 01's base A
-    itself) and in the full profile (the public ImageNet model is one fixed network)."""
-    if seed == cfg["seed"] or "arch" in cfg:
+    itself), in the full profile (the public ImageNet model is one fixed network) and with your own
+    teacher (``yours``, one fixed network too)."""
+    if seed == cfg["seed"] or "arch" in cfg or cfg.get("yours"):
         return None
     bases = dict(cfg["needs"]["01"])
     bases["seed"] = bases["seed"] + seed - cfg["seed"]

@@ -13,26 +13,17 @@ Each with the statistics it was trained with: ``"norm"`` (a preset, or ``"none"`
 normalises inside) or ``"mean"``/``"std"``; a workbook checkpoint carries its own. The network takes
 [0, 1] images at the study's size and answers in the study's classes, in the study's order: both are
 checked on two images before anything runs, with one line naming what differs.
+
+A study's own pretrained *teacher* (notebooks 02, 05 and 06) comes through
+:func:`lib.evaluate.own_teacher.load_teacher`, re-exported here.
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 
 from ..evaluate.checkpoint import CheckpointError, load_checkpoint
 from ..evaluate.own_model import load_own_model
-
-FORMS = {"model", "factory", "arch", "weights", "norm", "mean", "std"}
-
-
-def describe(spec: dict) -> str:
-    """A short name for the network of ``spec``, for tables and titles: its file's name and form, its
-    factory, or its architecture and weights file."""
-    if spec.get("model"):
-        form = "torch.export program" if str(spec["model"]).lower().endswith(".pt2") else "TorchScript"
-        return f"{Path(str(spec['model'])).name} ({form})"
-    return str(spec.get("factory") or f"{spec.get('arch')} ({Path(str(spec.get('weights'))).name})")
+from ..evaluate.own_teacher import FORMS, describe, load_teacher  # noqa: F401  (the studies' teacher entry)
 
 
 def load_yours(spec: dict, num_classes: int, size: int, key: str = "yours") -> tuple[torch.nn.Module, dict]:
@@ -67,3 +58,4 @@ def load_yours(spec: dict, num_classes: int, size: int, key: str = "yours") -> t
         raise CheckpointError(f"{key}: {describe(spec)} gives outputs of shape {tuple(out.shape)} for two images; "
                               f"the study has {num_classes} classes")
     return model, {**info, "name": describe(spec)}
+
