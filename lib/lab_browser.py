@@ -234,7 +234,9 @@ def explorer_shot(run_json: Path, out: Path, work: Path) -> str:
         deadline = time.time() + 60
         while explorer_state(pg) == first and time.time() < deadline:
             time.sleep(0.5)
-        pg.locator(".widget-output img").last.scroll_into_view_if_needed()
+        cell = pg.locator(".jp-NotebookPanel:visible .jp-CodeCell").filter(has_text="attack_explorer(").last
+        cell.evaluate("e => e.scrollIntoView({block: 'start'})")  # the sliders at the top, the figure below
+        time.sleep(0.5)
         pg.screenshot(path=str(out))
         if errors:
             return f"README picture taken with page errors: {errors[:2]}"
