@@ -89,21 +89,27 @@ def test_write_weights_puts_random_weights_where_the_loader_reads(tmp_path, monk
 def test_full_dry_run_passes_and_exercises_every_named_reader_and_weight(tmp_path):
     """The whole full-profile code path on fixtures: one one-thread kernel per thread this test process
     has (two alone, one beside another xdist worker). Notebooks 02 and 06 take a teacher of the reader's
-    own (torchvision's ResNet-18 built by its factory, adopted by lib.models.adopt): their own-teacher
-    cells run at no extra cost, while 02's AnB sweep and notebook 05 still read the ImageNet weights."""
+    own (torchvision's ResNet-18 built by its factory, adopted by lib.models.adopt) and notebook 05 a public
+    model of the reader's own in the arch form: their own-teacher cells run at no extra cost, while 02's AnB
+    sweep and 05's own model still read the ImageNet weight file."""
     threads = torch.get_num_threads()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     torch.manual_seed(0)
     weights = tmp_path / "yours.safetensors"
     save_file(torchvision.models.resnet18(num_classes=7).state_dict(), str(weights))
     yours = {"factory": "torchvision.models:resnet18", "weights": str(weights), "norm": "imagenet"}
+    # notebook 05's public model in the arch form, from the file the dry run writes for ImageNet ResNet-18
+    # (so the weights it names are still read there)
+    folder = tmp_path / "full" / "dry"
+    hub = folder / "dry_run" / "torch_home" / "hub" / "checkpoints"
+    public = {"arch": "resnet18", "norm": "imagenet", "weights": str(hub / pretrained_path("resnet18").name)}
     proc = subprocess.run([sys.executable, "-m", "lib.workbook", "--profile", "full", "--dry-run",
                            "--jobs", str(threads), "--quiet", "--name", "dry", "--out", str(tmp_path),
-                           "-p", f"transfer_yours={yours!r}", "-p", f"att_yours={yours!r}"],
+                           "-p", f"transfer_yours={yours!r}", "-p", f"att_yours={yours!r}",
+                           "-p", f"bd_yours={public!r}"],
                           cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "RANDOM initialisation" in proc.stdout
-    folder = tmp_path / "full" / "dry"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["dry_run"] and {nb["status"] for nb in manifest["notebooks"]} == {"done"}
     assert len(manifest["notebooks"]) == len(study_modules())
@@ -119,6 +125,7 @@ def test_full_dry_run_passes_and_exercises_every_named_reader_and_weight(tmp_pat
     mine = pd.read_csv(folder / "tables" / "02_yours.csv")  # the headline check on your teacher, reported
     assert set(mine["method"]) == {"retrain", "renofeation"} and set(mine["teacher"]) == {yours["factory"]}
     assert "your teacher's checks are reported above" in (folder / "06_attention_maps.ipynb").read_text()
+    assert "nothing (your own public model" in (folder / "05_backdoor_poison.ipynb").read_text()
     store = folder / "dry_run" / "store"
     assert any(store.rglob("*.safetensors"))  # the dry run's models stayed in its own store
     for line in (folder / "dry_run_asserts.jsonl").read_text().splitlines() if (
