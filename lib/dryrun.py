@@ -34,9 +34,10 @@ from pathlib import Path
 
 from .read_log import READS_LOG  # noqa: F401  (what each kernel of a dry run records, lib.read_log)
 
-# recipe key -> the dry run's value (a key ending in one of SUFFIXES takes that suffix's value)
+# recipe key -> the dry run's value (a key ending in one of SUFFIXES takes that suffix's value); the
+# attacked and evaluated images are one batch (4, the dry run's batch size: 8 ran every attack twice)
 BUDGETS: dict[str, object] = {
-    "n_eval": 8, "n_attack": 8, "n_sweep": 8, "n_val": 8, "n_blend": 2, "n_show": 2,
+    "n_eval": 4, "n_attack": 4, "n_sweep": 4, "n_val": 8, "n_blend": 2, "n_show": 2,
     "per_class": 2, "per_class_train": 2, "per_class_test": 2, "per_class_val": 1,
     "per_class_samples": 1, "per_class_unrestricted": 1,
     "square_queries": 2, "rounds": 1, "attention_batches": 1, "gan_checkpoint_every": 1, "gan_n_critic": 1,

@@ -38,7 +38,7 @@ def test_shrink_budgets_keep_structure_and_pass_the_recipe_checks():
     small = dryrun.shrink(cfg)
     assert small["epochs"] == small["anb_epochs"] == 1 and small["iterations"] == 2
     assert small["pgd_steps"] == [2, 3] and small["apgd_steps"] == 2 and small["square_queries"] == 2
-    assert small["batch_size"] == 4 and small["n_eval"] == 8 and small["rates"] == [0.01, 0.05]
+    assert small["batch_size"] == 4 and small["n_eval"] == 4 and small["rates"] == [0.01, 0.05]
     assert small["method_kw"] == {"fine_tune": {"iterations": 2, "batch_size": 4, "lr": 0.01}}
     assert {k: small[k] for k in ("seed", "lr", "arch", "weights")} == \
            {"seed": 3, "lr": 0.1, "arch": "resnet18", "weights": None}
