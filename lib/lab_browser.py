@@ -247,7 +247,7 @@ def readme_shot(folder: Path, manifest: dict) -> str | None:
     """:func:`explorer_shot` for a finished run whose notebook 03 ran: the picture goes into the run's
     figures (``03_lab_explorer.png``, an output of notebook 03), so a published run publishes it with
     the rest. ``None`` when the run has no notebook 03 or is a dry run; else the line to print."""
-    from .plots import _record
+    from .plots import record
 
     name = next((e["name"] for e in manifest["notebooks"] if e["name"].startswith("03_")), None)
     if name is None or manifest.get("dry_run"):
@@ -259,7 +259,7 @@ def readme_shot(folder: Path, manifest: dict) -> str | None:
     except Exception as err:  # a picture must not fail the run that made the results
         return f"README picture not refreshed: {type(err).__name__}: {str(err).splitlines()[0][:300]}"
     if out.is_file():
-        _record(folder / "figures", Path(SHOT).stem, {
+        record(folder / "figures", Path(SHOT).stem, {
             "kind": "figure", "files": [SHOT], "n": None,
             "caption": "notebook 03's attack explorer in JupyterLab (Chromium, driven by lib.lab_browser), "
                        "its step size moved one notch"}, notebook=name)

@@ -41,7 +41,7 @@ def _n_from(text: str) -> str | None:
     return ", ".join(dict.fromkeys(found)) if found else None
 
 
-def _record(folder: Path, name: str, entry: dict, notebook: str | None = None) -> None:
+def record(folder: Path, name: str, entry: dict, notebook: str | None = None) -> None:
     """Add ``entry`` to ``folder/index.json`` (what ``lib.workbook`` turns into a run's index.md), as an
     output of ``notebook`` (default: the one this process runs)."""
     index = folder / "index.json"
@@ -70,7 +70,7 @@ def save(fig: matplotlib.figure.Figure, name: str, formats=("png", "svg"), *, ca
         fig.savefig(path, bbox_inches="tight")
         out.append(path)
     caption = caption or _titles(fig)
-    _record(current().figures_dir(), name, {"kind": "figure", "files": [p.name for p in out], "caption": caption,
+    record(current().figures_dir(), name, {"kind": "figure", "files": [p.name for p in out], "caption": caption,
                                   "n": str(n) if n is not None else _n_from(caption)})
     return out
 
@@ -94,7 +94,7 @@ def save_table(df: pd.DataFrame, name: str, *, caption: str | None = None, n=Non
         pass
     if n is None and "n" in df.columns and len(df):
         n = ", ".join(str(v) for v in dict.fromkeys(df["n"].dropna().astype(int).tolist()))
-    _record(folder, name, {"kind": "table", "files": files, "rows": len(df),
+    record(folder, name, {"kind": "table", "files": files, "rows": len(df),
                            "caption": caption or f"{len(df)} rows: {', '.join(map(str, df.columns[:8]))}"
                                                  + (", ..." if len(df.columns) > 8 else ""),
                            "n": str(n) if n is not None else None})
