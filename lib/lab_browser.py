@@ -207,37 +207,58 @@ def run_all(pg, served: Lab, source: Path, run_json: Path) -> str:
     return shown
 
 
-def explorer_shot(run_json: Path, out: Path, work: Path) -> str:
-    """The README's picture: notebook 03 run in JupyterLab on the run ``run_json`` describes (its
-    models and reports come from the store the run filled; its figures and tables go under ``work``,
-    not over the run's), the attack explorer's step size moved one notch, and the page saved as
-    ``out``. Returns one line saying what was done or why not (no browser: nothing is written)."""
-    why = missing()
-    if why:
-        return f"README picture not refreshed: {why}"
+def lab_run_config(run_json: Path, work: Path) -> Path:
+    """A copy of the run ``run_json`` for a notebook opened in the lab: the same recipes and store, its
+    figures and tables under ``work`` (never over the run's own), no store log."""
     from .config import RunConfig
-    from .paths import ROOT
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     cfg = RunConfig.read(run_json).replace(figures=str(work / "figures"), tables=str(work / "figures"),
                                            notebook="", folder=None, store_log=None)
-    mine = cfg.write(work / "run.json")
+    return cfg.write(work / "run.json")
+
+
+def shoot(pg, served: Lab, run_json: Path, out: Path) -> tuple[tuple[str, str], tuple[str, str]]:
+    """In the open lab: notebook 03 run on ``run_json``, its attack explorer's step size moved one notch
+    (keyboard on the slider handle, as a reader does), the page saved as ``out`` with the explorer at
+    the top. Returns the explorer's (readout, image) before and after the move. When no figure comes
+    within a minute, saves ``explorer_missing.png`` beside ``out`` and raises with what the cell shows."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    from .paths import ROOT
+
+    run_all(pg, served, next((ROOT / "notebooks").glob("03_*.ipynb")), run_json)
+    cell = pg.locator(".jp-NotebookPanel:visible .jp-CodeCell").filter(has_text="attack_explorer(").last
+    try:
+        pg.locator(".widget-output img").last.wait_for(state="attached", timeout=60_000)
+    except PlaywrightTimeout:
+        pg.screenshot(path=str(Path(out).with_name("explorer_missing.png")))
+        shown = cell.locator(".jp-Cell-outputArea").first.inner_text()
+        raise AssertionError(f"the explorer drew no figure within a minute of Run All; its cell shows {shown[:500]!r}")
+    first = explorer_state(pg)
+    handle = pg.locator(".widget-slider .noUi-handle").nth(1)  # the step size, one notch up
+    handle.focus()
+    handle.press("ArrowRight")
+    deadline = time.time() + 60
+    while explorer_state(pg)[0] == first[0] and time.time() < deadline:
+        time.sleep(0.5)
+    cell.evaluate("e => e.scrollIntoView({block: 'start'})")  # the sliders at the top, the figure below
+    time.sleep(0.5)
+    pg.screenshot(path=str(out))
+    return first, explorer_state(pg)
+
+
+def explorer_shot(run_json: Path, out: Path, work: Path) -> str:
+    """The README's picture: :func:`shoot` on the run ``run_json`` describes (its models and reports
+    come from the store the run filled; the lab's own figures and tables go under ``work``). Returns
+    one line saying what was done or why not (no browser: nothing is written)."""
+    why = missing()
+    if why:
+        return f"README picture not refreshed: {why}"
     t0 = time.perf_counter()
     with lab(work) as served, page() as (pg, errors):
-        run_all(pg, served, next((ROOT / "notebooks").glob("03_*.ipynb")), mine)
-        pg.locator(".widget-output img").last.wait_for(state="attached", timeout=60_000)
-        first = explorer_state(pg)
-        handle = pg.locator(".widget-slider .noUi-handle").nth(1)  # the step size, one notch up
-        handle.focus()
-        handle.press("ArrowRight")
-        deadline = time.time() + 60
-        while explorer_state(pg) == first and time.time() < deadline:
-            time.sleep(0.5)
-        cell = pg.locator(".jp-NotebookPanel:visible .jp-CodeCell").filter(has_text="attack_explorer(").last
-        cell.evaluate("e => e.scrollIntoView({block: 'start'})")  # the sliders at the top, the figure below
-        time.sleep(0.5)
-        pg.screenshot(path=str(out))
+        shoot(pg, served, lab_run_config(run_json, work), out)
         if errors:
             return f"README picture taken with page errors: {errors[:2]}"
     return f"README picture {Path(out).name}: notebook 03's explorer in JupyterLab ({time.perf_counter() - t0:.0f} s)"

@@ -46,20 +46,6 @@ def page():
         yield opened
 
 
-def _explorer_drawn(pg, tmp_path: Path) -> None:
-    """Wait a minute for the explorer's first figure; otherwise fail with what its cell shows, and a
-    screenshot (explorer_missing.png)."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    try:
-        pg.locator(".widget-output img").last.wait_for(state="attached", timeout=60_000)
-    except PlaywrightTimeout:
-        pg.screenshot(path=str(tmp_path / "explorer_missing.png"))
-        cell = pg.locator(".jp-NotebookPanel:visible .jp-CodeCell").filter(has_text="explorer = attack_explorer(")
-        shown = cell.last.locator(".jp-Cell-outputArea").first.inner_text()
-        raise AssertionError(f"the explorer drew no figure within a minute of Run All; its cell shows {shown[:500]!r}")
-
-
 def _press(pg, slider: int, key: str, expect: str, shot: Path) -> tuple[str, str]:
     """Press ``key`` on the handle of the explorer's ``slider``-th slider; wait until the redrawn
     readout says ``expect``."""
@@ -80,19 +66,20 @@ def _press(pg, slider: int, key: str, expect: str, shot: Path) -> tuple[str, str
 # MPLBACKEND=Agg, JupyterLab's kernels inherited it, and IPython then shows a figure as its text
 # ("<Figure size ...>"), not a PNG. A reader's lab (make lab, the fixture above) runs without it.
 def test_notebook_03_explorer_in_jupyterlab(lab, page, tmp_path):
+    """The README picture's own steps (lib.lab_browser.shoot: Run All, the step size one notch up, the
+    page saved), then epsilon to 0 with the keyboard."""
     pg, page_errors = page
     run_json = RunConfig(profile="smoke", params=SMALL03, recipes=resolve_recipes("smoke", SMALL03)).write(
         tmp_path / "run.json")
-    outputs = lb.run_all(pg, lab, notebooks(["03"])[0], run_json)  # raises with the traceback a cell showed
-    assert f"from {run_json}" in outputs  # the notebook ran with the run.json it was given
-    _explorer_drawn(pg, tmp_path)
-    pg.locator(".widget-output img").last.scroll_into_view_if_needed()
-    pg.screenshot(path=str(tmp_path / "explorer_0_before.png"))
-    first = lb.explorer_state(pg)
+    mine = lb.lab_run_config(run_json, tmp_path / "work")
+    # raises with the traceback a cell showed, or with the explorer's cell output when no figure came
+    first, stepped = lb.shoot(pg, lab, mine, tmp_path / "explorer_1_step.png")
+    assert f"from {mine}" in lb.outputs(pg)  # the notebook ran with the run.json it was given
+    assert any((tmp_path / "work" / "figures").glob("03_*.csv"))  # its tables went to the copy's folder
     assert first[0].startswith("accuracy") and "at eps 8/255 (step 2/255)" in first[0], first[0]
-
-    stepped = _press(pg, 1, "ArrowRight", "(step 2.25/255)", tmp_path / "explorer_1_step.png")  # one notch
+    assert "(step 2.25/255)" in stepped[0], stepped[0]  # one notch
     assert stepped[1] != first[1]  # a new figure (another random start and step: other perturbations)
+    assert (tmp_path / "explorer_1_step.png").stat().st_size > 20_000
     clean = _press(pg, 0, "Home", "at eps 0/255", tmp_path / "explorer_2_eps0.png")
     assert clean[1] != stepped[1], clean[0]
     acc = [re.search(r"(\d+)% clean, (\d+)% under", s[0]).groups() for s in (stepped, clean)]
@@ -118,20 +105,36 @@ def test_every_notebook_opens_and_runs_its_parameters_cell(lab, page):
     assert not page_errors, page_errors
 
 
-def test_readme_shot_of_a_finished_run(tmp_path):
-    """What `make workbook` does after a run with notebook 03: the explorer, moved one notch, photographed
-    into the run's figures and indexed as one of notebook 03's outputs (on the store test_03 filled)."""
-    if lb.missing():
-        pytest.skip(lb.missing())
+def test_readme_shot_of_a_finished_run(tmp_path, monkeypatch):
+    """What `make workbook` does after a run with notebook 03: lib.lab_browser.explorer_shot (whose browser
+    steps, lib.lab_browser.shoot, the test above drives) photographs into the run's figures, and the
+    picture is indexed as one of notebook 03's outputs; a run without notebook 03 or a dry run gets none,
+    and a failing picture never fails the run."""
     folder = tmp_path / "run"
-    RunConfig(profile="smoke", params=SMALL03, recipes=resolve_recipes("smoke", SMALL03), folder=str(folder)).write(
-        (folder / "figures").mkdir(parents=True) or folder / "run.json")
+    (folder / "figures").mkdir(parents=True)
+    calls = []
+
+    def fake_shot(run_json, out, work):
+        calls.append((Path(run_json), Path(work)))
+        Path(out).write_bytes(b"png")
+        return "README picture 03_lab_explorer.png: taken"
+
+    monkeypatch.setattr(lb, "explorer_shot", fake_shot)
     manifest = {"notebooks": [{"name": "03_adversarial_training.ipynb", "status": "done"}]}
-    said = lb.readme_shot(folder, manifest)
-    assert said.startswith(f"README picture {lb.SHOT}"), said
-    shot = folder / "figures" / lb.SHOT
-    assert shot.stat().st_size > 20_000
+    assert lb.readme_shot(folder, manifest) == "README picture 03_lab_explorer.png: taken"
+    assert calls == [(folder / "run.json", folder / "lab_shot")]
     entry = json.loads((folder / "figures" / "index.json").read_text())["03_lab_explorer"]
     assert entry["notebook"] == "03_adversarial_training.ipynb" and entry["files"] == [lb.SHOT]
-    assert not any((folder / "figures").glob("03_*.csv"))  # the lab's own run wrote its tables elsewhere
     assert lb.readme_shot(folder, {"notebooks": [{"name": "01_pretrained_bases.ipynb"}]}) is None
+    assert lb.readme_shot(folder, {**manifest, "dry_run": True}) is None
+
+    def broken(*args):
+        raise RuntimeError("jupyter lab stopped: port taken\nmore")
+
+    monkeypatch.setattr(lb, "explorer_shot", broken)
+    said = lb.readme_shot(folder, manifest)
+    assert said == "README picture not refreshed: RuntimeError: jupyter lab stopped: port taken", said
+    monkeypatch.undo()
+    monkeypatch.setattr(lb, "missing", lambda: "no Chromium to drive")
+    assert lb.explorer_shot(folder / "run.json", folder / "x.png", tmp_path / "w") == \
+        "README picture not refreshed: no Chromium to drive"
