@@ -219,11 +219,13 @@ def lab_run_config(run_json: Path, work: Path) -> Path:
     return cfg.write(work / "run.json")
 
 
-def shoot(pg, served: Lab, run_json: Path, out: Path) -> tuple[tuple[str, str], tuple[str, str]]:
+def shoot(pg, served: Lab, run_json: Path, out: Path,
+          before: Path | None = None) -> tuple[tuple[str, str], tuple[str, str]]:
     """In the open lab: notebook 03 run on ``run_json``, its attack explorer's step size moved one notch
     (keyboard on the slider handle, as a reader does), the page saved as ``out`` with the explorer at
-    the top. Returns the explorer's (readout, image) before and after the move. When no figure comes
-    within a minute, saves ``explorer_missing.png`` beside ``out`` and raises with what the cell shows."""
+    the top (and as ``before`` ahead of the move, when given). Returns the explorer's (readout, image)
+    before and after the move. When no figure comes within a minute, saves ``explorer_missing.png``
+    beside ``out`` and raises with what the cell shows."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     from .paths import ROOT
@@ -237,6 +239,9 @@ def shoot(pg, served: Lab, run_json: Path, out: Path) -> tuple[tuple[str, str], 
         shown = cell.locator(".jp-Cell-outputArea").first.inner_text()
         raise AssertionError(f"the explorer drew no figure within a minute of Run All; its cell shows {shown[:500]!r}")
     first = explorer_state(pg)
+    cell.evaluate("e => e.scrollIntoView({block: 'start'})")  # the sliders at the top, the figure below
+    if before is not None:
+        pg.screenshot(path=str(before))
     handle = pg.locator(".widget-slider .noUi-handle").nth(1)  # the step size, one notch up
     handle.focus()
     handle.press("ArrowRight")

@@ -73,13 +73,14 @@ def test_notebook_03_explorer_in_jupyterlab(lab, page, tmp_path):
         tmp_path / "run.json")
     mine = lb.lab_run_config(run_json, tmp_path / "work")
     # raises with the traceback a cell showed, or with the explorer's cell output when no figure came
-    first, stepped = lb.shoot(pg, lab, mine, tmp_path / "explorer_1_step.png")
+    first, stepped = lb.shoot(pg, lab, mine, tmp_path / "explorer_1_step.png",
+                              before=tmp_path / "explorer_0_before.png")
     assert f"from {mine}" in lb.outputs(pg)  # the notebook ran with the run.json it was given
     assert any((tmp_path / "work" / "figures").glob("03_*.csv"))  # its tables went to the copy's folder
     assert first[0].startswith("accuracy") and "at eps 8/255 (step 2/255)" in first[0], first[0]
     assert "(step 2.25/255)" in stepped[0], stepped[0]  # one notch
     assert stepped[1] != first[1]  # a new figure (another random start and step: other perturbations)
-    assert (tmp_path / "explorer_1_step.png").stat().st_size > 20_000
+    assert all((tmp_path / f"explorer_{k}.png").stat().st_size > 20_000 for k in ("0_before", "1_step"))
     clean = _press(pg, 0, "Home", "at eps 0/255", tmp_path / "explorer_2_eps0.png")
     assert clean[1] != stepped[1], clean[0]
     acc = [re.search(r"(\d+)% clean, (\d+)% under", s[0]).groups() for s in (stepped, clean)]
