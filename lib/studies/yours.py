@@ -15,7 +15,7 @@ normalises inside) or ``"mean"``/``"std"``; a workbook checkpoint carries its ow
 checked on two images before anything runs, with one line naming what differs.
 
 A study's own pretrained *teacher* (notebooks 02, 05 and 06) comes through
-:func:`lib.evaluate.own_teacher.load_teacher`, re-exported here.
+:func:`lib.evaluate.own_teacher.load_teacher`.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import torch
 
 from ..evaluate.checkpoint import CheckpointError, load_checkpoint
 from ..evaluate.own_model import load_own_model
-from ..evaluate.own_teacher import FORMS, describe, load_teacher  # noqa: F401  (the studies' teacher entry)
+from ..evaluate.own_teacher import FORMS, describe
 
 
 def load_yours(spec: dict, num_classes: int, size: int, key: str = "yours") -> tuple[torch.nn.Module, dict]:
@@ -58,4 +58,3 @@ def load_yours(spec: dict, num_classes: int, size: int, key: str = "yours") -> t
         raise CheckpointError(f"{key}: {describe(spec)} gives outputs of shape {tuple(out.shape)} for two images; "
                               f"the study has {num_classes} classes")
     return model, {**info, "name": describe(spec)}
-
