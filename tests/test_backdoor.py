@@ -124,6 +124,21 @@ def test_smallest_is_global_and_exact():
     assert sum(int(v.sum()) for v in B.smallest(scores, 1.0).values()) == 7
 
 
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.37, 0.5, 0.9, 1.0])
+def test_smallest_picks_the_first_of_a_stable_sort(fraction):
+    """The linear-time selection picks what a stable sort's first k would: ties (here the many zeros a
+    pruned network has, and equal values across tensors) go by position over the tensors in order."""
+    g = torch.Generator().manual_seed(0)
+    scores = {name: (torch.randint(0, 5, shape, generator=g).float() - 2) * (torch.rand(shape, generator=g) > 0.3)
+              for name, shape in (("a", (7, 3)), ("b", (40,)), ("c", (2, 3, 4)))}
+    scores["b"][[3, 9]] = float("nan")
+    flat = torch.nan_to_num(torch.cat([v.flatten() for v in scores.values()]), nan=float("inf"))
+    want = torch.zeros(len(flat), dtype=torch.bool)
+    want[torch.sort(flat, stable=True).indices[:int(fraction * len(flat))]] = True
+    got = torch.cat([m.flatten() for m in B.smallest(scores, fraction).values()])
+    assert torch.equal(got, want)
+
+
 @pytest.mark.parametrize("ratio", [0.05, 0.5, 0.8])
 def test_mag_zeroes_exactly_the_stated_fraction(model, ratio):
     m = copy.deepcopy(model)

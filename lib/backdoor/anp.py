@@ -37,6 +37,7 @@ from torch.func import functional_call
 
 from ..data.datalike import float_pair
 from ..train import as_channels_last
+from .pruning import smallest
 
 
 def bn_layers(model: nn.Module) -> dict[str, nn.BatchNorm2d]:
@@ -134,16 +135,7 @@ def pruned_neurons(masks: dict[str, torch.Tensor], *, threshold: float | None = 
         raise ValueError("give exactly one of threshold and fraction")
     if threshold is not None:
         return {n: (m < threshold).nonzero().flatten() for n, m in masks.items()}
-    if not 0 <= fraction <= 1:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-    flat = torch.cat([m.flatten() for m in masks.values()])
-    picked = torch.zeros(len(flat), dtype=torch.bool)
-    picked[torch.sort(flat, stable=True).indices[:int(fraction * len(flat))]] = True
-    out, i = {}, 0
-    for n, m in masks.items():
-        out[n] = picked[i:i + len(m)].nonzero().flatten()
-        i += len(m)
-    return out
+    return {n: m.nonzero().flatten() for n, m in smallest(masks, fraction).items()}
 
 
 def anp_prune(model: nn.Module, masks: dict[str, torch.Tensor], *, threshold: float | None = 0.2,

@@ -25,6 +25,16 @@ def describe(spec: dict) -> str:
     return str(spec.get("factory") or f"{spec.get('arch')} ({Path(str(spec.get('weights'))).name})")
 
 
+def check_spec(spec, key: str, example: str) -> None:
+    """The checks every ``yours``-style recipe entry gets first: a non-empty table (else one line with
+    ``example``, a table of the form the caller wants) whose entries are all among :data:`FORMS`."""
+    if not isinstance(spec, dict) or not spec:
+        raise CheckpointError(f"{key}: give a table such as {example}, got {spec!r}")
+    unknown = set(spec) - FORMS
+    if unknown:
+        raise CheckpointError(f"{key}: unknown entries {sorted(unknown)}; it takes {', '.join(sorted(FORMS))}")
+
+
 def load_teacher(spec: dict, size: int, key: str = "teacher") -> tuple[Classifier, dict]:
     """Your own pretrained network as a study's teacher: recipe entry ``spec`` in the forms
     ``{"arch", "weights"}`` (an architecture :mod:`lib.models` knows) or ``{"factory", "weights"}``
@@ -34,12 +44,7 @@ def load_teacher(spec: dict, size: int, key: str = "teacher") -> tuple[Classifie
     into blocks, so an exported program or TorchScript archive (traced code, no modules to take
     apart) is refused, naming the forms to give. Returns ``(model, info)`` in eval mode; raises
     :class:`CheckpointError` (one line, starting with ``key``)."""
-    if not isinstance(spec, dict) or not spec:
-        raise CheckpointError(f"{key}: give a table such as {{'factory': 'mynets:resnet', "
-                              f"'weights': 'net.safetensors', 'norm': 'imagenet'}}, got {spec!r}")
-    unknown = set(spec) - FORMS
-    if unknown:
-        raise CheckpointError(f"{key}: unknown entries {sorted(unknown)}; it takes {', '.join(sorted(FORMS))}")
+    check_spec(spec, key, "{'factory': 'mynets:resnet', 'weights': 'net.safetensors', 'norm': 'imagenet'}")
     if spec.get("model"):
         raise CheckpointError(f"{key}: a teacher is fine-tuned and cut into blocks, which a torch.export program or "
                               "TorchScript archive does not allow; give {'factory': 'package.module:function', "

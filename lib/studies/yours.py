@@ -23,18 +23,14 @@ import torch
 
 from ..evaluate.checkpoint import CheckpointError, load_checkpoint
 from ..evaluate.own_model import load_own_model
-from ..evaluate.own_teacher import FORMS, describe
+from ..evaluate.own_teacher import check_spec, describe
 
 
 def load_yours(spec: dict, num_classes: int, size: int, key: str = "yours") -> tuple[torch.nn.Module, dict]:
     """The network of recipe entry ``spec`` (see the module docstring) in eval mode, checked to map a
     ``size``-pixel RGB images to ``num_classes`` logits, and its info (form, weights, normalisation).
     ``key`` names the notebook parameter in errors. Raises :class:`CheckpointError` (one line)."""
-    if not isinstance(spec, dict) or not spec:
-        raise CheckpointError(f"{key}: give a table such as {{'model': 'net.pt2', 'norm': 'none'}}, got {spec!r}")
-    unknown = set(spec) - FORMS
-    if unknown:
-        raise CheckpointError(f"{key}: unknown entries {sorted(unknown)}; it takes {', '.join(sorted(FORMS))}")
+    check_spec(spec, key, "{'model': 'net.pt2', 'norm': 'none'}")
     stats = {k: spec.get(k) for k in ("mean", "std", "norm")}
     if spec.get("arch") and (spec.get("model") or spec.get("factory") or not spec.get("weights")):
         raise CheckpointError(f"{key}: 'arch' goes with 'weights' only (or give 'model', or 'factory' and 'weights')")
