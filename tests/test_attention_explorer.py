@@ -108,7 +108,7 @@ def test_attacked_kinds(setup, monkeypatch):
     for x in (x_own, x_bd):
         delta = (x - ev.x[:10]).abs().amax()
         assert 0 < delta <= ev.pgd.params["eps"] + 1e-6
-    monkeypatch.setattr(W, "craft", lambda *a, **k: pytest.fail("crafted again"))
+    monkeypatch.setattr(W, "own_pgd", lambda *a, **k: pytest.fail("crafted again"))
     fig, again = attention_panel(zoo, ev, model="05 backdoored teacher", kind="own_pgd", stage="conv2", n=10,
                                  crafted=crafted)
     plt.close(fig)

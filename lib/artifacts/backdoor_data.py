@@ -3,8 +3,9 @@
 ``real`` (the check on real photographs, CPU-sized): the team's shared GTSRB subset at 32 px
 (``../shared/data/gtsrb-32-subset``: 60 training images per class over every physical sign
 track, 43 classes, and the 1,290 official test images) is split per class into the attacker's
-half and the victim's half (``per_class_train`` each, seeded); the new task is the shared
-CIFAR-10 JPEG subset (``new_per_class_train`` training images per class, all 1,000 test images).
+half and the victim's half (``per_class_train`` each, seeded); the new task is CIFAR-10:
+``new_per_class_train`` training images per class of the shared subset, tested on the 5,000 images
+of its official test split (``cifar10-jpg-official-test``), which the teacher never saw.
 
 ``full`` (the authors' setting, GPU-sized): GTSRB from ``data/gtsrb`` at ``size`` (224) px, its
 first ``teacher_classes`` classes, split per class into the attacker's and the victim's
@@ -47,11 +48,17 @@ def shared_weights():
     return path
 
 
+# the shared folders and the reader of each: the new task's test images are CIFAR-10's official test split,
+# never the subset's test folder, which comes from the training split the shared ResNet-20 teacher learnt
+SHARED_FOLDERS = {"gtsrb": ("gtsrb", "gtsrb-32-subset"), "cifar10_folder": ("cifar10_folder", "cifar10-jpg-subset"),
+                  "cifar10_official": ("cifar10_folder", "cifar10-jpg-official-test")}
+
+
 @lru_cache(maxsize=8)
 def _shared_set(name: str, split: str) -> ImageSet:
     """A shared 32-px subset as an ImageSet (read once per process)."""
-    folder = {"gtsrb": "gtsrb-32-subset", "cifar10_folder": "cifar10-jpg-subset"}[name]
-    ds = load_real(name, split, root=_shared(folder))
+    reader, folder = SHARED_FOLDERS[name]
+    ds = load_real(reader, split, root=_shared(folder))
     return data.to_imageset(ds, name=f"{name}-shared-{split}", progress=False)
 
 
@@ -78,7 +85,7 @@ def real_sets(cfg: dict, which: str):
         if which == "new":
             train = data.stratified_subset(_shared_set("cifar10_folder", "train"),
                                         10 * cfg["new_per_class_train"], cfg["data_seed"])
-            return train, _shared_set("cifar10_folder", "test")
+            return train, _shared_set("cifar10_official", "test")
         attacker, victim = _halves(_shared_set("gtsrb", "train"), cfg["per_class_train"], cfg["data_seed"])
         return (attacker if which == "teacher" else victim), _shared_set("gtsrb", "test")
     if which == "new":

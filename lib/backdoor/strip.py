@@ -159,6 +159,27 @@ def strip_rates(clean_entropy, triggered_entropy, threshold: float) -> dict[str,
             "far": _share(_numpy(triggered_entropy) >= threshold)}
 
 
+def strip_stats(h: dict, *, threshold: float | None = None, frr_target: float | None = None) -> dict:
+    """STRIP's numbers on one model's entropies ``h`` (``{"defender", "clean", "triggered"}``, the
+    return of :func:`lib.studies.defences_report.strip_result`) at a threshold: ``threshold`` as
+    given, else the one that rejects ``frr_target`` (default 0.01, the paper's) of the defender's
+    own clean images (:func:`lib.backdoor.strip.strip_threshold`, as the notebook's table sets it).
+    The row of notebook 08's STRIP table (:func:`lib.studies.defences_report.strip_table`, at the
+    recipe's ``strip_frr``) and the numbers its explorer shows as the threshold moves."""
+    if threshold is None:
+        frr_target = 0.01 if frr_target is None else frr_target
+        threshold = strip_threshold(h["defender"], frr_target)
+    else:
+        frr_target = None  # the threshold was set directly, not from a target FRR
+    _, _, area = strip_roc(h["clean"], h["triggered"])
+    stats = {"threshold": float(threshold), "frr_target": frr_target, "n_defender": len(h["defender"]),
+             "auc": area["auc"], "auc_low": area["low"], "auc_high": area["high"],
+             "n_clean": area["n_neg"], "n_triggered": area["n_pos"]}
+    for m, r in strip_rates(h["clean"], h["triggered"], threshold).items():
+        stats.update({m: r["value"], f"{m}_low": r["low"], f"{m}_high": r["high"], f"{m}_n": r["n"], f"{m}_k": r["k"]})
+    return stats
+
+
 def auc(negative_scores, positive_scores, level: float = 0.95) -> dict:
     """Area under the ROC of a score that should be higher for positives: the Mann-Whitney
     probability ``P(s_pos > s_neg) + P(s_pos = s_neg) / 2``, from mid-ranks

@@ -241,6 +241,15 @@ def normalisation_statistics(path: Path, state, mean, std, norm) -> tuple[list[f
     return user[0], user[1], f"given ({norm})" if norm else "given (--mean/--std)"
 
 
+def head_mismatch(source, head: int, num_classes: int | None) -> str | None:
+    """The line that says a model's ``head`` (its outputs) differs from the ``num_classes`` asked for
+    (None: nothing asked, no mismatch); the head is never cut or grown to fit."""
+    if num_classes is None or int(num_classes) == head:
+        return None
+    return (f"{source} has a {head}-class head but {num_classes} classes were asked for "
+            "(--num-classes, or the data's classes); the head is evaluated as it is")
+
+
 def load_checkpoint(arch: str, weights: str | Path, *, num_classes: int | None = None,
                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                     norm: str | None = None, arch_kw: Mapping | None = None) -> tuple[M.Classifier, dict]:
@@ -268,9 +277,8 @@ def load_checkpoint(arch: str, weights: str | Path, *, num_classes: int | None =
         err = _mismatch(arch, path, _shapes(state), _expected_shapes(arch, num_classes or 10, wrapped, arch_kw),
                         layout, state)
         raise err or CheckpointError(f"{path}: no classifier head found")
-    if num_classes is not None and int(num_classes) != head:
-        raise CheckpointError(f"{path} has a {head}-class head but {num_classes} classes were asked for "
-                              "(--num-classes, or the data's classes); the head is evaluated as it is")
+    if head_mismatch(path, head, num_classes):
+        raise CheckpointError(head_mismatch(path, head, num_classes))
     err = _mismatch(arch, path, _shapes(state), _expected_shapes(arch, head, wrapped, arch_kw), layout, state)
     if err:
         raise err

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from ..data.real import REAL_DATASETS, load_real
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, head_mismatch, load_checkpoint
 from .crafted import eval_images
 from .own_model import load_own_model
 
@@ -247,9 +247,8 @@ def _check_args(eps, n, pgd_steps, apgd_steps, batch_size, square_queries) -> li
 def _check_head(info: dict, head: int, num_classes: int | None, apgd: bool, classes: list | None) -> None:
     """The model's ``head`` (its outputs) against ``--num-classes``, APGD-T's minimum and the data's
     ``classes`` (None: not read yet); ValueError naming the fix."""
-    if num_classes is not None and head != num_classes:
-        raise ValueError(f"{info['weights']} has a {head}-class head but {num_classes} classes were asked for "
-                         "(--num-classes); the head is evaluated as it is")
+    if head_mismatch(info["weights"], head, num_classes):
+        raise ValueError(head_mismatch(info["weights"], head, num_classes))
     if apgd and head < APGD_T_MIN_CLASSES:
         raise ValueError(f"{info['weights']} has a {head}-class head, and APGD-T (targeted DLR loss) needs "
                          f"at least {APGD_T_MIN_CLASSES} classes; add --no-apgd (apgd=False) to run the report "

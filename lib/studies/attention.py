@@ -253,16 +253,20 @@ def label_maps(entry: Entry, classes: list[str]):
     return torch.tensor([index.get(c, -1) for c in entry.classes]), torch.tensor([pos[c] for c in classes])
 
 
+def own_pgd(entry: Entry, ev: EvalSet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The model's own white-box PGD (``ev.pgd``) of images ``x`` with evaluation labels ``y``: towards
+    its wrong classes, or away from its own predictions when its head is over another task."""
+    to_model = label_maps(entry, ev.classes)[1]
+    if to_model is None:
+        return craft(entry.model, (x, y), with_own_labels(ev.pgd))[1]
+    return craft(entry.model, (x, to_model[y]), ev.pgd)[1]
+
+
 def model_inputs(entry: Entry, ev: EvalSet, teacher) -> dict[str, torch.Tensor]:
     """The four input kinds for one model: clean, the teacher's feature attack (shared), the
-    model's own white-box PGD (against its own predictions when its head is over another task)
-    and the triggered images."""
-    _, to_model = label_maps(entry, ev.classes)
-    if to_model is None:
-        own = craft(entry.model, (ev.x, ev.y), with_own_labels(ev.pgd))[1]
-    else:
-        own = craft(entry.model, (ev.x, to_model[ev.y]), ev.pgd)[1]
-    return {"clean": ev.x, "teacher_adv": ev.teacher_adv(teacher), "own_pgd": own, "triggered": ev.x_trig}
+    model's own white-box PGD (:func:`own_pgd`) and the triggered images."""
+    return {"clean": ev.x, "teacher_adv": ev.teacher_adv(teacher), "own_pgd": own_pgd(entry, ev, ev.x, ev.y),
+            "triggered": ev.x_trig}
 
 
 def measure_model(name: str, entry: Entry, ev: EvalSet, teacher, stage: str | None = None,

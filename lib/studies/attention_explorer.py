@@ -14,12 +14,10 @@ import numpy as np
 import torch
 
 from .. import explain
-from ..attacks import with_own_labels
-from ..evaluate import craft
 from ..metrics import binomial_interval, bootstrap_interval
 from ..train import predict
 from ..widgets.explorer import explorer, headless
-from .attention import label_maps
+from .attention import label_maps, own_pgd
 from .attention_figures import KINDS
 
 TEACHER = "pretrained teacher"  # the zoo's source of the teacher-crafted attack (lib.studies.attention)
@@ -36,11 +34,8 @@ def kind_images(zoo: dict, ev, name: str, kind: str, at: torch.Tensor) -> torch.
         if TEACHER not in zoo:
             raise ValueError(f"teacher_adv needs the zoo's {TEACHER!r}, the model the attack is crafted on")
         return ev.teacher_adv(zoo[TEACHER].model)[at]
-    if kind == "own_pgd":
-        to_model = label_maps(zoo[name], ev.classes)[1]
-        if to_model is None:  # a head over another task: PGD away from its own predictions, as the study does
-            return craft(zoo[name].model, (ev.x[at], ev.y[at]), with_own_labels(ev.pgd))[1]
-        return craft(zoo[name].model, (ev.x[at], to_model[ev.y[at]]), ev.pgd)[1]
+    if kind == "own_pgd":  # crafted on these images alone (the attack's random start is drawn per batch)
+        return own_pgd(zoo[name], ev, ev.x[at], ev.y[at])
     raise ValueError(f"unknown input kind {kind!r}; one of {list(KINDS)}")
 
 

@@ -67,7 +67,8 @@ RECIPE = {
               "asserted": ["survives_targeted", "survives_new_task", "retrain_removes", "renofeation_removes"]},
 }
 # the check on real photographs (CPU-sized): the shared GTSRB subset planted on the team's real
-# CIFAR-10 ResNet-20, victims on the other half of GTSRB and on the shared CIFAR-10 subset
+# CIFAR-10 ResNet-20, victims on the other half of GTSRB and on the shared CIFAR-10 subset (scored on
+# CIFAR-10's official test split: the teacher learnt the training split the subset is drawn from)
 # (1,290 images a half: 20 iterations an epoch, so 8 teacher epochs plant in 160 iterations)
 RECIPE["real"] = {**RECIPE["smoke"], "dataset": "gtsrb_shared", "new_dataset": "cifar10_folder",
                   "base": "resnet20_shared", "per_class_train": 30, "new_per_class_train": 100,

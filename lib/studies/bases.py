@@ -46,7 +46,9 @@ def imagenet_r_accuracy(model, root=None, batch_size: int = 128, progress: bool 
 
 def shared_resnet20_check() -> dict | None:
     """The team's real CIFAR-10 ResNet-20 (``../shared/weights``) through our ``resnet20`` builder,
-    evaluated on the real CIFAR-10 JPEG subset; ``None`` when ``../shared`` is absent."""
+    evaluated on the 5,000 JPEG images of CIFAR-10's official test split (the network was trained on
+    the training split, which every image of ``cifar10-jpg-subset`` comes from); ``None`` when
+    ``../shared`` is absent."""
     from ..data import to_imageset
     from ..data.real import load_real
     from ..models import load_cifar_resnet20
@@ -54,23 +56,25 @@ def shared_resnet20_check() -> dict | None:
 
     shared = shared_dir()
     weights = shared / "weights/resnet20-cifar10/resnet20-12fca82f.th" if shared else None
-    images = shared / "data/cifar10-jpg-subset" if shared else None
+    images = shared / "data/cifar10-jpg-official-test" if shared else None
     if not (weights and weights.is_file() and images.is_dir()):
         return None
     model = load_cifar_resnet20(weights)
-    test = to_imageset(load_real("cifar10_folder", "test", root=images), name="cifar10-jpg-test", progress=False)
+    test = to_imageset(load_real("cifar10_folder", "test", root=images), name="cifar10-official-test", progress=False)
     return {"base": "shared resnet20 (CIFAR-10)", "arch": "resnet20", "classes": 10,
             "params": sum(p.numel() for p in model.parameters()), "test_acc": evaluate(model, test)["acc"],
-            "chance": 0.1, "data": "real CIFAR-10 JPEG subset (1,000 test images)"}
+            "test_n": len(test), "chance": 0.1,
+            "data": f"CIFAR-10's official test split ({len(test):,} JPEG images the network never saw)"}
 
 
 def with_intervals(results):
     """``results`` (one row per base, ``test_acc`` over ``test_n`` images) with the 95% Wilson
-    interval of each accuracy as ``test_low`` and ``test_high``."""
+    interval of each accuracy as ``test_low`` and ``test_high`` (NaN on a row without its n; a table
+    with no accuracies at all, as the full profile's ImageNet rows alone, is returned as it is)."""
     from ..metrics import rate_interval
 
     out = results.copy()
-    if len(out):
+    if len(out) and {"test_acc", "test_n"} <= set(out.columns):
         bounds = [rate_interval(a, n) for a, n in zip(out["test_acc"], out["test_n"])]
         out["test_low"], out["test_high"] = zip(*bounds)
     return out

@@ -164,14 +164,16 @@ def adversarial_matrix(method: str, model, cfg: dict, store: Store | None = None
     return (store or Store()).result("cl_adv_matrix", key, compute)
 
 
-def correct_vector(method: str, model, tasks: list[dict], cfg: dict, steps: int = 20) -> torch.Tensor:
+def correct_vector(method: str, model, tasks: list[dict], cfg: dict, steps: int = 20,
+                   eps: float | None = None) -> torch.Tensor:
     """Per attacked image, whether ``method``'s ``model`` still classifies it correctly under
-    PGD-``steps`` at ``eps_train``: the same ``n_eval`` stratified test images of every task (the
-    same for every model), all tasks in order, as one bool tensor (the input of
+    PGD-``steps`` at ``eps`` (default ``eps_train``): the same ``n_eval`` stratified test images of
+    every task (the same for every model), all tasks in order, as one bool tensor (the input of
     :func:`paired_difference`). ``tasks``: :func:`lib.artifacts.continual.task_data` of ``cfg``."""
     out = []
+    eps = cfg["eps_train"] if eps is None else eps
     for view, t in zip(task_views(method, model), tasks):
-        hook = as_batch_hook(make_attack("pgd", cfg["eps_train"], steps=steps, seed=cfg["seed"]))
+        hook = as_batch_hook(make_attack("pgd", eps, steps=steps, seed=cfg["seed"]))
         logits, y = predict(view, data.stratified_subset(t["test"], cfg["n_eval"], cfg["seed"]), batch_hook=hook)
         out.append(logits.argmax(1) == y)
     return torch.cat(out)

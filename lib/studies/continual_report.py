@@ -5,15 +5,10 @@ every sentence of the notebook that holds a recipe or measured number, generated
 from __future__ import annotations
 
 import pandas as pd
-import torch
 
-from .. import data
-from ..attacks import as_batch_hook
-from ..robustness import make_attack
 from ..store import Store
 from ..store.versions import module_version
-from ..train import predict
-from .continual import ANCHORS, paired_difference, pgd_accuracy, task_views
+from .continual import ANCHORS, correct_vector, paired_difference, pgd_accuracy
 
 
 # ----------------------------------------------------------------------------- tables
@@ -45,18 +40,6 @@ def adversarial_matrix_table(final: pd.DataFrame, summary: pd.DataFrame, n_eval:
     return pd.DataFrame(rows)
 
 
-def _correct(model, tasks: list[dict], cfg: dict, eps: float, steps: int) -> torch.Tensor:
-    """Per image (the ``n_eval`` stratified test images of every task, in order), whether
-    ``model`` survives PGD-``steps`` at ``eps`` (the images and attack of
-    :func:`lib.studies.continual.correct_vector`)."""
-    out = []
-    for view, t in zip(task_views("", model), tasks):
-        hook = as_batch_hook(make_attack("pgd", eps, steps=steps, seed=cfg["seed"]))
-        logits, y = predict(view, data.stratified_subset(t["test"], cfg["n_eval"], cfg["seed"]), batch_hook=hook)
-        out.append(logits.argmax(1) == y)
-    return torch.cat(out)
-
-
 def paired_table(a, b, tasks: list[dict], cfg: dict, store: Store | None = None,
                  fingerprints: tuple = ()) -> pd.DataFrame:
     """Model ``a`` (CMAT) minus model ``b`` (adversarial PackNet) under PGD-``matrix_steps`` at
@@ -68,7 +51,7 @@ def paired_table(a, b, tasks: list[dict], cfg: dict, store: Store | None = None,
     def compute():
         rows, k = [], cfg["n_eval"]
         for eps in sorted(set(cfg["eps_list"]) | {cfg["eps_train"]}):
-            ca, cb = _correct(a, tasks, cfg, eps, steps), _correct(b, tasks, cfg, eps, steps)
+            ca, cb = (correct_vector("", m, tasks, cfg, steps, eps=eps) for m in (a, b))
             parts = [(str(j + 1), slice(j * k, (j + 1) * k)) for j in range(len(tasks))] + [("all", slice(None))]
             rows += [{"eps": eps, "eps_255": round(eps * 255, 3), "steps": steps, "task": name,
                       **paired_difference(ca[s], cb[s])} for name, s in parts]

@@ -201,19 +201,8 @@ def strip_table(results: dict[str, dict], models: list[tuple[str, Subject]], cfg
     """Per model: STRIP's AUC (triggered vs clean test images) with its Hanley-McNeil interval,
     and FRR / FAR (Wilson intervals) at the threshold set on the defender's own clean images at
     ``strip_frr``."""
-    rows = []
-    for name, s in models:
-        h = results[name]
-        _, _, area = strip.strip_roc(h["clean"], h["triggered"])
-        threshold = strip.strip_threshold(h["defender"], cfg["strip_frr"])
-        rates = strip.strip_rates(h["clean"], h["triggered"], threshold)
-        row = {"model": name, "trigger": s.trigger, "auc": area["auc"], "auc_low": area["low"],
-               "auc_high": area["high"], "n_clean": area["n_neg"], "n_triggered": area["n_pos"],
-               "threshold": threshold, "n_defender": len(h["defender"])}
-        for m, r in rates.items():
-            row.update({m: r["value"], f"{m}_low": r["low"], f"{m}_high": r["high"], f"{m}_n": r["n"]})
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"model": name, "trigger": s.trigger,
+                          **strip.strip_stats(results[name], frr_target=cfg["strip_frr"])} for name, s in models])
 
 
 def data_detection_table(cfg: dict, store: Store | None = None, *, progress: bool = False) -> pd.DataFrame:

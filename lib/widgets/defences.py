@@ -5,31 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..backdoor.strip import strip_rates, strip_roc, strip_threshold
+from ..backdoor.strip import strip_roc, strip_stats
 from .explorer import explorer, headless
 
 FRR_STEPS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)  # the target-FRR slider's stops
-
-
-def strip_stats(h: dict, *, threshold: float | None = None, frr_target: float | None = None) -> dict:
-    """STRIP's numbers on one model's entropies ``h`` (``{"defender", "clean", "triggered"}``, the
-    return of :func:`lib.studies.defences_report.strip_result`) at a threshold: ``threshold`` as
-    given, else the one that rejects ``frr_target`` (default 0.01, the paper's) of the defender's
-    own clean images (:func:`lib.backdoor.strip.strip_threshold`, as the notebook's table sets it).
-    Keys as :func:`lib.studies.defences_report.strip_table`'s columns (``auc``, ``frr``,
-    ``far_low``, ``frr_n``, ...), so that at the recipe's ``strip_frr`` they are the table's row."""
-    if threshold is None:
-        frr_target = 0.01 if frr_target is None else frr_target
-        threshold = strip_threshold(h["defender"], frr_target)
-    else:
-        frr_target = None  # the threshold was set directly, not from a target FRR
-    _, _, area = strip_roc(h["clean"], h["triggered"])
-    stats = {"threshold": float(threshold), "frr_target": frr_target, "n_defender": len(h["defender"]),
-             "auc": area["auc"], "auc_low": area["low"], "auc_high": area["high"],
-             "n_clean": area["n_neg"], "n_triggered": area["n_pos"]}
-    for m, r in strip_rates(h["clean"], h["triggered"], threshold).items():
-        stats.update({m: r["value"], f"{m}_low": r["low"], f"{m}_high": r["high"], f"{m}_n": r["n"], f"{m}_k": r["k"]})
-    return stats
 
 
 def _histograms(ax, h: dict, s: dict):

@@ -1,0 +1,31 @@
+"""Models derived from the shared CIFAR-10 ResNet-20 are scored on CIFAR-10's official test split
+(``../shared/data/cifar10-jpg-official-test``), never on the shared subset, whose every image (its
+``test/`` folder too) comes from the training split that network learnt: notebook 01's real-data
+check and notebook 05's real new task. Skipped without ``../shared``."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lib.paths import shared_dir
+
+OFFICIAL = shared_dir() / "data/cifar10-jpg-official-test" if shared_dir() else None
+pytestmark = pytest.mark.skipif(OFFICIAL is None or not OFFICIAL.is_dir(),
+                                reason="../shared/data/cifar10-jpg-official-test is absent")
+
+
+def test_notebook_05_real_new_task_is_scored_on_the_official_test_split():
+    from lib.artifacts.backdoor_data import real_sets
+    from lib.studies.backdoor import RECIPE
+
+    train, test = real_sets({**RECIPE["real"], "new_per_class_train": 2}, "new")
+    assert len(test) == 5000 and torch.bincount(test.labels).tolist() == [500] * 10
+    assert "official" in test.name and len(train) == 20  # training images: the subset's, 2 a class here
+
+
+def test_notebook_01_real_check_scores_the_shared_resnet20_on_the_official_test_split():
+    from lib.studies.bases import shared_resnet20_check
+
+    row = shared_resnet20_check()
+    assert row is not None and row["test_n"] == 5000 and "official test" in row["data"]
+    assert 0.75 <= row["test_acc"] <= 1.0  # notebook 01's own assert on this network
