@@ -163,9 +163,9 @@ def strip_stats(h: dict, *, threshold: float | None = None, frr_target: float | 
     """STRIP's numbers on one model's entropies ``h`` (``{"defender", "clean", "triggered"}``, the
     return of :func:`lib.studies.defences_report.strip_result`) at a threshold: ``threshold`` as
     given, else the one that rejects ``frr_target`` (default 0.01, the paper's) of the defender's
-    own clean images (:func:`lib.backdoor.strip.strip_threshold`, as the notebook's table sets it).
-    The row of notebook 08's STRIP table (:func:`lib.studies.defences_report.strip_table`, at the
-    recipe's ``strip_frr``) and the numbers its explorer shows as the threshold moves."""
+    own clean images (:func:`strip_threshold`). The row of notebook 08's STRIP table
+    (:func:`lib.studies.defences_report.strip_table`, at the recipe's ``strip_frr``) and the numbers
+    its explorer shows as the threshold moves."""
     if threshold is None:
         frr_target = 0.01 if frr_target is None else frr_target
         threshold = strip_threshold(h["defender"], frr_target)
