@@ -48,6 +48,10 @@ def test_01_pretrained_bases_trains_then_reuses(tmp_path):
     assert list(smoke["base"]) == ["A", "B"] and (smoke["test_acc"] > 10 * smoke["chance"]).all()
     assert not smoke["cached"].astype(bool).any()
     assert (_figures() / "01_base_curves.png").exists() and (_figures() / "01_base_accuracy.png").exists()
+    real = first[first["kind"] == "real-data check"]  # present where ../shared is (CI): the shared ResNet-20
+    if len(real):  # scored on images it never saw, CIFAR-10's official test split, with its interval
+        assert real["test_n"].iloc[0] == 5000 and "official test" in real["data"].iloc[0]
+        assert real["test_low"].iloc[0] <= real["test_acc"].iloc[0] <= real["test_high"].iloc[0]
     run_notebook(nb, {}, tmp_path / "second")
     second = pd.read_csv(_figures() / "01_bases.csv")
     smoke2 = second[second["kind"] == "smoke base"]

@@ -1,7 +1,7 @@
 """Models derived from the shared CIFAR-10 ResNet-20 are scored on CIFAR-10's official test split
 (``../shared/data/cifar10-jpg-official-test``), never on the shared subset, whose every image (its
-``test/`` folder too) comes from the training split that network learnt: notebook 01's real-data
-check and notebook 05's real new task. Skipped without ``../shared``."""
+``test/`` folder too) comes from the training split that network learnt: notebook 05's real new task
+here, notebook 01's real-data check in its notebook test. Skipped without ``../shared``."""
 from __future__ import annotations
 
 import pytest
@@ -22,10 +22,3 @@ def test_notebook_05_real_new_task_is_scored_on_the_official_test_split():
     assert len(test) == 5000 and torch.bincount(test.labels).tolist() == [500] * 10
     assert "official" in test.name and len(train) == 20  # training images: the subset's, 2 a class here
 
-
-def test_notebook_01_real_check_scores_the_shared_resnet20_on_the_official_test_split():
-    from lib.studies.bases import shared_resnet20_check
-
-    row = shared_resnet20_check()
-    assert row is not None and row["test_n"] == 5000 and "official test" in row["data"]
-    assert 0.75 <= row["test_acc"] <= 1.0  # notebook 01's own assert on this network

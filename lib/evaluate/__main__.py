@@ -3,10 +3,10 @@
 Your own network comes as ``--model model.pt2`` (``torch.export``), ``--model model.pt``
 (TorchScript) or ``--factory package.module:function --weights FILE`` instead of ``--arch``
 (:mod:`lib.evaluate.own_model`). Example (the shared ResNet-20, trained on ImageNet-normalised
-CIFAR-10, on the shared JPEG subset)::
+CIFAR-10, on CIFAR-10's official test split, which it never saw)::
 
     python -m lib.evaluate --arch resnet20 --weights ../shared/weights/resnet20-cifar10/resnet20-12fca82f.th \\
-        --data cifar10 --data-root ../shared/data/cifar10-jpg-subset --norm imagenet --eps 8/255 \\
+        --data cifar10 --data-root ../shared/data/cifar10-jpg-official-test --norm imagenet --eps 8/255 \\
         --n 200 --apgd-steps 25 --out runs/byo-resnet20
 
 Prints the compact table (clean, FGSM, PGD, APGD-CE, APGD-T, worst case per eps, with n and
