@@ -18,7 +18,7 @@ from ..findings import finding, findings_sentence, gap, pct, pts
 BACKDOORBENCH = {"clean": 0.913, "asr": 0.950, "fine_pruning": 0.571, "fine_tuning": 0.015}
 
 
-def _row(net, test, cfg, store=None, **labels) -> dict:
+def metrics_row(net, test, cfg, store=None, **labels) -> dict:
     """``labels`` and :func:`lib.backdoor.backdoor_metrics` of ``net`` on ``test``, stored by the
     model's weights, the images, the trigger and the code that pastes it and predicts (a rerun
     loads all 30-odd rows instead of predicting twice per model)."""
@@ -52,10 +52,11 @@ def teacher_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFra
     test set; ``fixed``: conv weights held bit-identical while planting."""
     _, test = bd_models.teacher_data(cfg)
     model, meta = bd_models.clean_teacher(cfg, store, progress=progress)
-    rows = [_row(model, test, cfg, store, teacher="clean", update_ratio=float("nan"), fixed=0, cached=meta["cached"])]
+    rows = [metrics_row(model, test, cfg, store, teacher="clean", update_ratio=float("nan"), fixed=0,
+                        cached=meta["cached"])]
     for r in cfg["update_ratios"]:
         model, meta = bd_models.backdoored_teacher(cfg, store, r, progress=progress)
-        rows.append(_row(model, test, cfg, store, teacher="backdoor", update_ratio=r, fixed=meta.get("fixed", 0),
+        rows.append(metrics_row(model, test, cfg, store, teacher="backdoor", update_ratio=r, fixed=meta.get("fixed", 0),
                          cached=meta["cached"]))
     return pd.DataFrame(rows)
 
@@ -91,7 +92,8 @@ def transfer_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFr
         model, meta = bd_models.student(run["method"], cfg, store, run["task"], run["update_ratio"],
                                         teacher=run["teacher"], mag_ratio=q if run["method"] == "mag" else None,
                                         progress=progress)
-        rows.append(_row(model, tests[run["task"]], cfg, store, **{**run, "mag_ratio": q}, cached=meta["cached"]))
+        rows.append(metrics_row(model, tests[run["task"]], cfg, store, **{**run, "mag_ratio": q},
+                                cached=meta["cached"]))
     return pd.DataFrame(rows)
 
 
@@ -103,9 +105,9 @@ def rate_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFrame:
         c = {**cfg, "rate": rate}
         _, test = bd_models.teacher_data(c)
         model, _ = bd_models.backdoored_teacher(c, store, 0.0, progress=progress)
-        rows.append(_row(model, test, c, store, model="teacher", rate=rate))
+        rows.append(metrics_row(model, test, c, store, model="teacher", rate=rate))
         model, _ = bd_models.student("fine_tune", c, store, "same", 0.0, progress=progress)
-        rows.append(_row(model, test, c, store, model="fine-tuned student", rate=rate))
+        rows.append(metrics_row(model, test, c, store, model="fine-tuned student", rate=rate))
     return pd.DataFrame(rows)
 
 
@@ -116,10 +118,10 @@ def flip_table(cfg: dict, store=None, *, progress: bool = True) -> pd.DataFrame:
     rows = []
     for which in ("clean", "flip"):
         model, _ = bd_models.teacher_model(cfg, store, which=which, progress=progress)
-        rows.append(_row(model, test, cfg, store, teacher=which, model="teacher"))
+        rows.append(metrics_row(model, test, cfg, store, teacher=which, model="teacher"))
         for m in cfg["flip_methods"]:
             model, _ = bd_models.student(m, cfg, store, "same", teacher=which, progress=progress)
-            rows.append(_row(model, test, cfg, store, teacher=which, model=m))
+            rows.append(metrics_row(model, test, cfg, store, teacher=which, model=m))
     keep = ["teacher", "model"] + [c for c in rows[0] if c.startswith("clean_acc")]
     return pd.DataFrame(rows)[keep]
 

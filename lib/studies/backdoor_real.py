@@ -1,0 +1,70 @@
+"""Notebook 05 on real images: does the victim's fine-tuning budget of the ``real`` recipe train it
+to its clean control? A defence or transfer finding about a victim means something only at a
+clean accuracy a victim would ship, so the budget is checked first (the profiles issue).
+
+For each budget of :data:`BUDGETS` (changes to ``RECIPE["real"]``): the fine-tuned student of the
+clean teacher (the control) and of the planted teacher on the victim's half of the shared GTSRB
+subset, scored on the 1,290 GTSRB test images by :func:`lib.backdoor.backdoor_metrics` (clean
+accuracy, ASR with the target class excluded, robust accuracy, untargeted ASR; stored), beside the
+planted teacher itself. Every model comes from :mod:`lib.artifacts.backdoor` through the store, so
+a rerun trains nothing.
+
+``python -m lib.studies.backdoor_real [--out DIR]`` writes ``05_real_victim_budget.csv`` under
+:func:`lib.paths.measured_dir` (``measurements/``, committed) or ``DIR``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from ..artifacts import backdoor as bd
+from ..paths import measured_dir
+from .backdoor import recipe
+from .backdoor_report import metrics_row
+
+CSV = "05_real_victim_budget.csv"
+COLUMNS = ["clean_acc", "clean_acc_low", "clean_acc_high", "clean_acc_n", "asr", "asr_n", "ra", "untargeted_asr"]
+# name -> changes to RECIPE["real"] (the recipe's own budget is the last)
+BUDGETS = {
+    "smoke's: the authors' optimiser, 5 epochs": {"student_epochs": 5, "fit_kw": {
+        "lr": 0.005, "momentum": 0.0, "weight_decay": 1e-4, "schedule": "cosine", "head_lr_mult": 10.0}},
+    "the recipe's: 20 epochs, lr 0.01, momentum 0.9": {},
+}
+
+
+def budget_table(budgets: dict | None = None, *, progress: bool = False) -> pd.DataFrame:
+    """One row per budget and teacher (``clean``: the control; ``backdoor``: the planted one) for
+    the fine-tuned same-task student, and one for the planted teacher, on the GTSRB test images."""
+    rows = []
+    base = recipe("real")
+    teacher, _ = bd.teacher_model(base, None, which="backdoor", progress=progress)
+    got = metrics_row(teacher, bd.teacher_data(base)[1], base)
+    rows.append({"budget": "planted teacher", "model": "teacher", **{k: got.get(k) for k in COLUMNS}})
+    for name, change in (budgets or BUDGETS).items():
+        cfg = recipe("real", **change)
+        test = bd.student_data(cfg, "same")[1]
+        for which in ("clean", "backdoor"):
+            model, _ = bd.student("fine_tune", cfg, None, "same", 0.0, teacher=which, progress=progress)
+            got = metrics_row(model, test, cfg)
+            rows.append({"budget": name, "model": f"fine-tuned from the {which} teacher",
+                         "student_epochs": cfg["student_epochs"], "lr": cfg["fit_kw"]["lr"],
+                         "momentum": cfg["fit_kw"]["momentum"], **{k: got.get(k) for k in COLUMNS}})
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=None, help="folder for the table (default: measurements/)")
+    a = ap.parse_args(argv)
+    out = (a.out or measured_dir()) / CSV
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = budget_table(progress=True)
+    table.to_csv(out, index=False)
+    print(table.round(3).to_string(index=False))
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
