@@ -46,7 +46,7 @@ from .notebook_run import run_notebook  # noqa: F401  (lib.workbook.run_notebook
 from .store.files import store_problem
 
 NOTEBOOKS = ROOT / "notebooks"
-WORKBOOK_PROFILES = ("smoke", "full")  # the profiles a whole run takes today (issue 35 adds real)
+WORKBOOK_PROFILES = ("smoke", "real", "full")  # real: the notebooks whose study has a real recipe (see select)
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -145,18 +145,26 @@ def configure(args) -> tuple[str, dict]:
     return profile, check_params(params, profile)
 
 
-def select(only: list[str] | None) -> list[Path]:
+def select(only: list[str] | None, profile: str = "smoke") -> list[Path]:
     """The notebooks ``--only`` names: each entry a notebook's number (``03``) or the start of its
     file name (at least two characters); one that names no notebook is a ConfigError (``--only 0``
-    would otherwise match all eight)."""
-    from .studies import ConfigError
+    would otherwise match all eight). A notebook whose study has no recipe for ``profile`` is a
+    ConfigError too, naming the ones that have: it would otherwise run its smoke recipe unsaid."""
+    from .studies import ConfigError, without_recipe
 
     every = notebooks(None)
     for prefix in only or []:
         if len(prefix) < 2 or not any(p.name.startswith(prefix) for p in every):
             raise ConfigError(f"--only {prefix!r} names no notebook; give a notebook's number "
                               f"({', '.join(p.name[:2] for p in every)}) or the start of its file name")
-    return notebooks(only)
+    todo = notebooks(only)
+    lacking = without_recipe(profile, [p.name[:2] for p in every])
+    missing = [p.name[:2] for p in todo if p.name[:2] in lacking]
+    if missing:
+        have = [p.name[:2] for p in every if p.name[:2] not in lacking]
+        raise ConfigError(f"notebooks {', '.join(missing)} have no {profile!r} recipe yet (issue 35); "
+                          f"run the others: {' '.join('--only ' + n for n in have)}")
+    return todo
 
 
 def unused_params(params: dict, todo: list[Path]) -> list[str]:
@@ -342,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.dry_run:
                 from . import dryrun
                 params = dryrun.run_params(profile, params)
-        todo = select(args.only if manifest is None else manifest.get("only"))
+        todo = select(args.only if manifest is None else manifest.get("only"), profile)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"workbook: {err}", file=sys.stderr)
         return 2

@@ -60,6 +60,18 @@ def test_unknown_or_mistyped_parameter_stops_before_anything_runs(tmp_path, caps
     assert not any(tmp_path.iterdir())  # no run folder was made
 
 
+def test_a_profile_runs_only_the_notebooks_with_a_recipe_of_their_own(tmp_path, capsys):
+    lacking = studies.without_recipe("real", list(studies.study_modules()))
+    assert "02" in lacking and "00" not in lacking and "05" not in lacking  # 02's real recipe is issue 35's
+    assert workbook.main(["--profile", "real", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "02" in err and "--only 05" in err and "--only 02" not in err
+    assert not any(tmp_path.iterdir())  # refused before a run folder is made
+    have = [n for n in studies.study_modules() if n not in lacking]
+    assert [p.name[:2] for p in workbook.select(have, "real")] == have
+    assert studies.without_recipe("smoke", list(studies.study_modules())) == []
+
+
 def test_values_parse_as_people_write_them(tmp_path):
     assert workbook._literal("8/255") == pytest.approx(8 / 255)
     assert workbook._literal("[2, 4]") == [2, 4] and workbook._literal("fine_tune") == "fine_tune"

@@ -130,6 +130,13 @@ def _table_profile(table: dict, profile: str) -> str:
     return profile if profile in table else "smoke"
 
 
+def without_recipe(profile: str, numbers) -> list[str]:
+    """The notebooks of ``numbers`` whose study has no recipe of its own for ``profile`` (it would
+    run its smoke recipe): a whole run of ``profile`` refuses them rather than run smoke silently."""
+    modules = study_modules()
+    return sorted(n for n in numbers if n in modules and profile not in modules[n].RECIPE)
+
+
 def check_params(params: dict, profile: str = "smoke") -> dict:
     """``params`` (notebook parameter -> value) checked against the studies' recipes for ``profile``.
 

@@ -4,7 +4,8 @@ clean accuracy a victim would ship, so the budget is checked first (the profiles
 
 For each budget of :data:`BUDGETS` (changes to ``RECIPE["real"]``): the fine-tuned student of the
 clean teacher (the control) and of the planted teacher on the victim's half of the shared GTSRB
-subset, scored on the 1,290 GTSRB test images by :func:`lib.backdoor.backdoor_metrics` (clean
+subset; for each of :data:`DEFENCE_BUDGETS`, re-training's or Renofeation's student of the planted
+teacher; scored on the 1,290 GTSRB test images by :func:`lib.backdoor.backdoor_metrics` (clean
 accuracy, ASR with the target class excluded, robust accuracy, untargeted ASR; stored), beside the
 planted teacher itself. Every model comes from :mod:`lib.artifacts.backdoor` through the store, so
 a rerun trains nothing.
@@ -32,11 +33,25 @@ BUDGETS = {
         "lr": 0.005, "momentum": 0.0, "weight_decay": 1e-4, "schedule": "cosine", "head_lr_mult": 10.0}},
     "the recipe's: 20 epochs, lr 0.01, momentum 0.9": {},
 }
+# name -> (method, changes to RECIPE["real"]): the defences' students, from the planted teacher only
+# (re-training keeps only its architecture), each judged against the control above
+DEFENCE_BUDGETS = {
+    "re-training, the recipe's 8 epochs": ("retrain", {}),
+    "re-training, 40 epochs": ("retrain", {"retrain_epochs": 40}),
+    "Renofeation, the recipe's 6 + 1 epochs": ("renofeation", {}),
+    # notebook 02's real-data finding: distil stages 1-2 only, at fine-tuning's 4x budget
+    "Renofeation, stages 1-2, 26 + 6 epochs": ("renofeation", {
+        "distill_epochs": 26, "swa_epochs": 6,
+        "renofeation_kw": {"lr": 0.2, "swa_lr": 0.1, "feat_weight": 5.0, "dropout": 0.1, "beta": 0.01,
+                           "stages": ["layer1_2", "layer2_2"]}}),
+}
 
 
-def budget_table(budgets: dict | None = None, *, progress: bool = False) -> pd.DataFrame:
+def budget_table(budgets: dict | None = None, defences: dict | None = None, *,
+                 progress: bool = False) -> pd.DataFrame:
     """One row per budget and teacher (``clean``: the control; ``backdoor``: the planted one) for
-    the fine-tuned same-task student, and one for the planted teacher, on the GTSRB test images."""
+    the fine-tuned same-task student, one per defence budget (:data:`DEFENCE_BUDGETS`), and one for
+    the planted teacher, on the GTSRB test images."""
     rows = []
     base = recipe("real")
     teacher, _ = bd.teacher_model(base, None, which="backdoor", progress=progress)
@@ -51,6 +66,13 @@ def budget_table(budgets: dict | None = None, *, progress: bool = False) -> pd.D
             rows.append({"budget": name, "model": f"fine-tuned from the {which} teacher",
                          "student_epochs": cfg["student_epochs"], "lr": cfg["fit_kw"]["lr"],
                          "momentum": cfg["fit_kw"]["momentum"], **{k: got.get(k) for k in COLUMNS}})
+    for name, (method, change) in (defences if defences is not None else DEFENCE_BUDGETS).items():
+        cfg = recipe("real", **change)
+        model, _ = bd.student(method, cfg, None, "same", 0.0, teacher="backdoor", progress=progress)
+        got = metrics_row(model, bd.student_data(cfg, "same")[1], cfg)
+        rows.append({"budget": name, "model": f"{method} from the backdoor teacher",
+                     "student_epochs": cfg["retrain_epochs"] if method == "retrain"
+                     else cfg["distill_epochs"] + cfg["swa_epochs"], **{k: got.get(k) for k in COLUMNS}})
     return pd.DataFrame(rows)
 
 

@@ -21,6 +21,9 @@ RECIPE = {
     # torchvision's ImageNet models from the local torch cache
     "full": {"imagenet_archs": list(IMAGENET_ARCHS), "size": 224, "min_over_chance": 10},
 }
+# real: the smoke bases (notebook 06's GTSRB check transfers base A) and the shared ResNet-20, the real
+# profile's pretrained teacher, which must then be present: scored per class on CIFAR-10's official test
+RECIPE["real"] = {**RECIPE["smoke"], "shared": True}
 PREFIX, NEEDS = "base", ()  # notebook parameters base_<key>
 PARAMS = notebook_params(PREFIX, RECIPE)
 
@@ -44,11 +47,12 @@ def imagenet_r_accuracy(model, root=None, batch_size: int = 128, progress: bool 
     return accuracy(pred, y)
 
 
-def shared_resnet20_check() -> dict | None:
+def shared_resnet20(required: bool = False):
     """The team's real CIFAR-10 ResNet-20 (``../shared/weights``) through our ``resnet20`` builder,
-    evaluated on the 5,000 JPEG images of CIFAR-10's official test split (the network was trained on
-    the training split, which every image of ``cifar10-jpg-subset`` comes from); ``None`` when
-    ``../shared`` is absent."""
+    and the 5,000 JPEG images of CIFAR-10's official test split it is scored on (it was trained on
+    the training split, which every image of ``cifar10-jpg-subset`` comes from), as ``(model,
+    test)``; ``None`` when ``../shared`` lacks either, unless ``required`` (the real profile): then
+    a FileNotFoundError that says where to put them."""
     from ..data import to_imageset
     from ..data.real import load_real
     from ..models import load_cifar_resnet20
@@ -58,13 +62,46 @@ def shared_resnet20_check() -> dict | None:
     weights = shared / "weights/resnet20-cifar10/resnet20-12fca82f.th" if shared else None
     images = shared / "data/cifar10-jpg-official-test" if shared else None
     if not (weights and weights.is_file() and images.is_dir()):
+        if required:
+            raise FileNotFoundError("the real profile needs ../shared/weights/resnet20-cifar10 and "
+                                    "../shared/data/cifar10-jpg-official-test: put the team's shared folder beside "
+                                    "the project (or set WORKBOOK_SHARED), or run the smoke profile")
         return None
-    model = load_cifar_resnet20(weights)
     test = to_imageset(load_real("cifar10_folder", "test", root=images), name="cifar10-official-test", progress=False)
+    return load_cifar_resnet20(weights), test
+
+
+def shared_resnet20_check(loaded=None) -> dict | None:
+    """The row of the shared ResNet-20 (``loaded``: :func:`shared_resnet20`'s pair, read here when
+    not given) for the bases table: its accuracy over the official test images; ``None`` without it."""
+    loaded = loaded or shared_resnet20()
+    if loaded is None:
+        return None
+    model, test = loaded
     return {"base": "shared resnet20 (CIFAR-10)", "arch": "resnet20", "classes": 10,
             "params": sum(p.numel() for p in model.parameters()), "test_acc": evaluate(model, test)["acc"],
             "test_n": len(test), "chance": 0.1,
             "data": f"CIFAR-10's official test split ({len(test):,} JPEG images the network never saw)"}
+
+
+def class_accuracy(model, test):
+    """Per class of ``test``: its images, the accuracy of ``model`` on them and the 95% Wilson
+    interval (the real profile's table of the shared ResNet-20: where a teacher is weak, so is
+    every student distilled from it)."""
+    import pandas as pd
+
+    from ..metrics import rate_interval
+    from ..train import predict
+
+    logits, labels = predict(model, test)
+    pred = logits.argmax(1)
+    rows = []
+    for c, name in enumerate(test.classes):
+        mine = labels == c
+        n, right = int(mine.sum()), int((pred[mine] == c).sum())
+        low, high = rate_interval(right / n, n)
+        rows.append({"class": name, "n": n, "acc": right / n, "acc_low": low, "acc_high": high})
+    return pd.DataFrame(rows)
 
 
 def with_intervals(results):
