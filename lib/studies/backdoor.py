@@ -73,15 +73,20 @@ RECIPE = {
 # The victim fine-tunes for 20 epochs at lr 0.01 with momentum 0.9: the authors' optimiser for 5
 # epochs (the smoke budget) left the fine-tuned victim far below its clean control, where neither a
 # surviving nor a removed backdoor means anything (measurements/05_real_victim_budget.csv, written by
-# python -m lib.studies.backdoor_real). Re-training's and Renofeation's budgets are not yet checked
-# against the control, so the profile asserts only that the planted teacher fires; every other
-# finding is reported (the profiles issue)
+# python -m lib.studies.backdoor_real). Re-training and Renofeation are budgeted the same way, in that
+# table: smoke's 8 epochs of re-training and 6 + 1 of Renofeation left them far below the control;
+# re-training trains 40 epochs, and Renofeation distils stages 1-2 only for 26 + 6 epochs (notebook
+# 02's real-data finding: distilling the last stage costs the clean accuracy). The asserts keep
+# smoke's margins, where the profile asserts only what holds at them (the planted teacher fires);
+# every other finding is reported (the profiles issue)
 RECIPE["real"] = {**RECIPE["smoke"], "dataset": "gtsrb_shared", "new_dataset": "cifar10_folder",
                   "base": "resnet20_shared", "per_class_train": 30, "new_per_class_train": 100,
                   "teacher_epochs": 8, "student_epochs": 20,
                   "fit_kw": {"lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine",
                              "head_lr_mult": 10.0},
-                  "retrain_epochs": 8, "distill_epochs": 6, "swa_epochs": 1, "asserted": []}
+                  "retrain_epochs": 40, "distill_epochs": 26, "swa_epochs": 6,
+                  "renofeation_kw": {**RECIPE["smoke"]["renofeation_kw"], "stages": ["layer1_2", "layer2_2"]},
+                  "asserted": []}
 # the authors' setting (GPU-sized): ImageNet ResNet-18 planted on GTSRB at 224 px; their 10,000
 # iterations at batch 64 over GTSRB's 39,209 training images are 16 epochs (the new task gets as
 # many epochs, not iterations); divmag's 3,000-iteration trial 5; re-training (retrain.sh) 30,000

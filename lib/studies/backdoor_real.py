@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..artifacts import backdoor as bd
 from ..paths import measured_dir
-from .backdoor import recipe
+from .backdoor import RECIPE, recipe
 from .backdoor_report import metrics_row
 
 CSV = "05_real_victim_budget.csv"
@@ -36,14 +36,12 @@ BUDGETS = {
 # name -> (method, changes to RECIPE["real"]): the defences' students, from the planted teacher only
 # (re-training keeps only its architecture), each judged against the control above
 DEFENCE_BUDGETS = {
-    "re-training, the recipe's 8 epochs": ("retrain", {}),
-    "re-training, 40 epochs": ("retrain", {"retrain_epochs": 40}),
-    "Renofeation, the recipe's 6 + 1 epochs": ("renofeation", {}),
+    "re-training, 8 epochs (the earlier real recipe)": ("retrain", {"retrain_epochs": 8}),
+    "re-training, 40 epochs (the recipe's)": ("retrain", {}),
+    "Renofeation, every stage, 6 + 1 epochs (the earlier real recipe)": ("renofeation", {
+        "distill_epochs": 6, "swa_epochs": 1, "renofeation_kw": RECIPE["smoke"]["renofeation_kw"]}),
     # notebook 02's real-data finding: distil stages 1-2 only, at fine-tuning's 4x budget
-    "Renofeation, stages 1-2, 26 + 6 epochs": ("renofeation", {
-        "distill_epochs": 26, "swa_epochs": 6,
-        "renofeation_kw": {"lr": 0.2, "swa_lr": 0.1, "feat_weight": 5.0, "dropout": 0.1, "beta": 0.01,
-                           "stages": ["layer1_2", "layer2_2"]}}),
+    "Renofeation, stages 1-2, 26 + 6 epochs (the recipe's)": ("renofeation", {}),
 }
 
 
