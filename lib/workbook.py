@@ -113,16 +113,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def list_params() -> str:
-    """Every run parameter: its notebook, the recipe key it sets and the smoke / full values."""
+    """Every run parameter: its notebook, the recipe key it sets and the smoke / real / full values
+    (``-`` where the profile's recipe lacks the key, ``(none)`` where the study has no real recipe)."""
     from .studies import RUN_PARAMS, parameters, study_modules
 
     modules = study_modules()
-    lines = [f"{'parameter':<26} {'notebook':<8} {'smoke':<28} full"]
+    lines = [f"{'parameter':<26} {'notebook':<8} {'smoke':<22} {'real':<22} full"]
     lines += [f"{name:<26} {'all':<8} {text}" for name, text in RUN_PARAMS.items()]
     for p in parameters().values():
         table = modules[p.notebook].RECIPE
-        show = lambda prof: runs.short_json(table[prof][p.key], 26) if p.key in table.get(prof, {}) else "-"
-        lines.append(f"{p.name:<26} {p.notebook:<8} {show('smoke'):<28} {show('full')}")
+
+        def show(prof):
+            if prof not in table:
+                return "(none)"
+            return runs.short_json(table[prof][p.key], 20) if p.key in table[prof] else "-"
+        lines.append(f"{p.name:<26} {p.notebook:<8} {show('smoke'):<22} {show('real'):<22} {show('full')}")
     return "\n".join(lines)
 
 
