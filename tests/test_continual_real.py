@@ -9,7 +9,7 @@ from lib.artifacts.continual import continual_run
 from lib.metrics import binomial_interval
 from lib.studies.continual import real_check_recipe
 
-CFG = real_check_recipe(n_tasks=2, per_class_train=250, per_class_test=50, retrain_epochs=1)
+CFG = real_check_recipe(n_tasks=2, classes_per_task=2, per_class_train=250, per_class_test=50, retrain_epochs=1)
 pytestmark = pytest.mark.skipif(CFG is None, reason="../shared/data/cifar10-jpg-subset is absent")
 
 

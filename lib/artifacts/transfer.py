@@ -3,8 +3,10 @@
 Smoke profile: the teacher is base A of notebook 01 (:mod:`lib.artifacts.bases`, asked for with
 the run's notebook-01 recipe, ``recipe["needs"]["01"]``); the target task is synsigns half B
 (disjoint classes, as in Yosinski et al. and as ImageNet -> CUB-200 in the Renofeation study),
-which also serves the AnB sweep, with base B as its reference. Full profile: torchvision's
-ImageNet ``arch`` transferred to a real ``dataset`` at 224 px at the seed's budgets.
+which also serves the AnB sweep, with base B as its reference. Real profile: the shared CIFAR-10
+ResNet-20 transferred to the shared GTSRB subset at 32 px, which also serves the AnB sweep with the
+re-trained ResNet-20 as base B. Full profile: torchvision's ImageNet ``arch`` transferred to a real
+``dataset`` at 224 px at the seed's budgets.
 
 A student is :func:`lib.transfer.transfer_model` (keyed by the method, the teacher's weights, the
 training data, every setting and the method's computed code version) with the recipe's settings for
@@ -77,7 +79,31 @@ def setup(recipe: dict, store: Store | None = None, *, progress: bool = True, an
     return out
 
 
+def shared_gtsrb() -> tuple[ImageSet, ImageSet]:
+    """The team's GTSRB subset (``../shared/data/gtsrb-32-subset``: 43 classes, 2,580 training and
+    1,290 test images at 32 px) as in-memory sets; a FileNotFoundError that says where it belongs."""
+    from ..data import to_imageset
+    from ..paths import shared_dir
+
+    root = shared_dir() / "data/gtsrb-32-subset" if shared_dir() else None
+    if root is None or not root.is_dir():
+        raise FileNotFoundError("notebook 02's real recipe reads ../shared/data/gtsrb-32-subset: put the team's shared "
+                                "folder beside the project (or set WORKBOOK_SHARED)")
+    return tuple(to_imageset(load_real("gtsrb", split, root=root, size=32), name=f"gtsrb32-{split}", progress=False)
+                 for split in ("train", "test"))
+
+
 def _setup(recipe: dict, store: Store, progress: bool, anb_dataset, root, anb_root, base_b_kw) -> dict:
+    if recipe.get("base") == "resnet20_shared":  # real: the shared ResNet-20 to the shared GTSRB subset
+        from .backdoor_data import shared_weights
+        from ..models import load_cifar_resnet20
+        teacher = load_cifar_resnet20(shared_weights()).eval()
+        train, test = shared_gtsrb()
+        base_b, _ = student("retrain", recipe, teacher, train, store=store, progress=progress)  # the same model
+        return {"teacher": teacher, "train": train, "test": test, "base_b": base_b.eval(),
+                "base_b_acc": evaluate(base_b, test)["acc"], "anb_train": train, "anb_test": test,
+                "target": f"the shared GTSRB subset: {train.num_classes} classes, {len(train)} train / {len(test)} "
+                          f"test images at 32 px, from the shared CIFAR-10 ResNet-20; AnB on the same task"}
     if "arch" not in recipe:
         bases = recipe["needs"]["01"]
         teacher, _ = base_model("A", bases, store, progress=progress)

@@ -59,6 +59,8 @@ _COMMON = {
     # "weights": FILE, "norm": ...} or {"arch": NAME, "weights": FILE}); None: base A (full: ImageNet arch)
     "yours": None,
     "seeds": 3,  # training seeds (seed, seed + 1, ...) of the headline methods and the AnB claims' models
+    # the checks the notebook asserts (the others are reported): "headline" (headline_check), "anb" (anb_check)
+    "asserted": ["headline", "anb"],
 }
 RECIPE = {
     "smoke": {**_COMMON, "anb_epochs": 4, "anb_lr": 0.1, "anb_batch_size": 128, "method_kw": {
@@ -95,6 +97,21 @@ RECIPE = {
                         "feat_weight": 5.0, "dropout": 0.1, "beta": 0.01, "swa_freq_iterations": 500},
     }},
 }
+# real: the shared CIFAR-10 ResNet-20 (the public model) transferred to the shared GTSRB subset (43 classes
+# at 32 px, 60 training images a class, its 1,290 test images), a new label set and domain as in the
+# Renofeation paper; AnB on the same task, base B the re-trained ResNet-20. Every budget is 4x smoke's,
+# where python -m lib.studies.transfer_real measured fine-tuning converged (measurements/): smoke's left
+# fine-tuning and re-training far below it. Renofeation distils stages 1-2 only (distilling the last
+# stage, made for CIFAR-10's classes, cost clean accuracy there) with BatchNorm recalibrated without dropout.
+_X4 = {"fine_tune": {"epochs": 32, "lr": 0.02}, "linear_probe": {"epochs": 32, "lr": 0.1},
+       "l2_sp": {"epochs": 32, "lr": 0.02, "alpha": 0.01, "beta": 0.01},
+       "delta": {"epochs": 32, "lr": 0.01, "alpha": 0.01, "beta": 0.01, "attention_epochs": 3, "attention_batches": 4},
+       "retrain": {"epochs": 48, "lr": 0.1},
+       "renofeation": {"epochs_distill": 26, "epochs_swa": 6, "lr": 0.2, "swa_lr": 0.1, "feat_weight": 5.0,
+                       "dropout": 0.1, "beta": 0.01, "bn_dropout": False, "stages": ["layer1_2", "layer2_2"]}}
+# AnB copies 1, 4, 7 or all 10 of ResNet-20's blocks (the stem, then the end of each stage): 16 models, not 40.
+RECIPE["real"] = {**_COMMON, "base": "resnet20_shared", "dataset": "gtsrb_shared", "seeds": 1,
+                  "anb_ns": [1, 4, 7, 10], "anb_epochs": 6, "anb_lr": 0.1, "anb_batch_size": 128, "method_kw": _X4}
 # The Renofeation paper's headline (ResNet-18 from ImageNet, task-agnostic feature attack).
 SEED_HEADLINE = {"fine_tune": 0.743, "renofeation": 0.069}
 # the methods of the headline check, trained at every seed (the others at the first seed only)
@@ -344,9 +361,10 @@ def seed_bases(cfg: dict, seed: int) -> dict | None:
     """Notebook 01's recipe for the repeat at training ``seed``: its base seed moved by ``seed -
     cfg["seed"]``, so each repeat's students start from a base A of their own and the spread over
     seeds includes the pretrained model's. ``None`` for the first seed (notebook 01's base A
-    itself), in the full profile (the public ImageNet model is one fixed network) and with your own
+    itself), in the full and real profiles (the public ImageNet model or the shared ResNet-20 is one
+    fixed network) and with your own
     teacher (``yours``, one fixed network too)."""
-    if seed == cfg["seed"] or "arch" in cfg or cfg.get("yours"):
+    if seed == cfg["seed"] or "arch" in cfg or "base" in cfg or cfg.get("yours"):
         return None
     bases = dict(cfg["needs"]["01"])
     bases["seed"] = bases["seed"] + seed - cfg["seed"]
