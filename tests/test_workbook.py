@@ -62,10 +62,10 @@ def test_unknown_or_mistyped_parameter_stops_before_anything_runs(tmp_path, caps
 
 def test_a_profile_runs_only_the_notebooks_with_a_recipe_of_their_own(tmp_path, capsys):
     lacking = studies.without_recipe("real", list(studies.study_modules()))
-    assert "06" in lacking and "02" not in lacking and "05" not in lacking  # 06 and 07: issue 35
+    assert "07" in lacking and "06" not in lacking and "05" not in lacking  # 07: issue 35
     assert workbook.main(["--profile", "real", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "06" in err and "--only 05" in err and "--only 06" not in err
+    assert len(err.splitlines()) == 1 and "07" in err and "--only 06" in err and "--only 07" not in err
     assert not any(tmp_path.iterdir())  # refused before a run folder is made
     have = [n for n in studies.study_modules() if n not in lacking]
     assert [p.name[:2] for p in workbook.select(have, "real")] == have

@@ -57,8 +57,11 @@ def map_stage(cfg: dict, zoo: dict) -> str | None:
 def _transfer_setup(cfg: dict, cfg05: dict, store: Store, progress: bool):
     """The pretrained teacher (notebook 05's public base: base A of notebook 01 in smoke, ImageNet
     ResNet-18 in full, the same model notebook 02 starts from) and notebook 02's target training
-    set (smoke: synsigns half B, as :func:`lib.artifacts.transfer.setup` makes it; full: GTSRB)."""
+    set (smoke: synsigns half B, as :func:`lib.artifacts.transfer.setup` makes it; real: the shared
+    GTSRB subset; full: GTSRB)."""
     teacher = bd_models.public_base(cfg05, store, progress=progress)
+    if cfg["needs"]["02"].get("base") == "resnet20_shared":  # real: the shared GTSRB subset
+        return teacher, transfer_models.shared_gtsrb()[0]
     if "transfer_dataset" not in cfg:
         return teacher, half_data("B", cfg["needs"]["02"]["needs"]["01"])[0]
     from ..data.real import load_real

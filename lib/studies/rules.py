@@ -124,6 +124,8 @@ def _names(registry: str, study: str, key: str = "", methods=None) -> tuple | No
         return ("A", "resnet20_shared", "imagenet_resnet18")
     if registry == "asserted" and study == "transfer":  # notebook 02's two checks
         return ("headline", "anb")
+    if registry == "asserted" and study == "attention":  # notebook 06's two
+        return ("clean", "trigger")
     if registry == "asserted" and study != "backdoor":
         return None  # notebook 08's finding names depend on its other keys: its check() tests them
     if registry == "asserted":  # the findings lib.studies.backdoor_report.findings names
