@@ -40,8 +40,9 @@ def training_recipe(recipe: dict) -> dict:
 
 
 def study_data(recipe: dict) -> tuple[data.ImageSet, data.ImageSet]:
-    """Train and test sets: the recipe's synsigns classes relabelled ``0..K-1`` (smoke), or CIFAR-100
-    from ``data/cifar100`` (full; :class:`lib.data.DatasetNotFoundError` names the layout when absent),
+    """Train and test sets: the recipe's synsigns classes relabelled ``0..K-1`` (smoke), the shared
+    CIFAR-10 subset (real, ``cifar10_shared``) or CIFAR-100 from ``data/cifar100`` (full;
+    :class:`lib.data.DatasetNotFoundError` names the layout when absent),
     where the recipe's ``classes`` (None: all, else relabelled ``0..K-1``) and per-class counts
     (None: all; else a stratified draw with ``data_seed``) apply too."""
     if recipe["dataset"] == "synsigns":
@@ -50,13 +51,30 @@ def study_data(recipe: dict) -> tuple[data.ImageSet, data.ImageSet]:
     from ..data.real import load_real
     out = []
     for split, per_class in (("train", recipe["per_class_train"]), ("test", recipe["per_class_test"])):
-        ds = data.to_imageset(load_real(recipe["dataset"], split), name=f"{recipe['dataset']}-{split}")
+        if recipe["dataset"] == "cifar10_shared":  # real: the team's CIFAR-10 subset at the recipe's size
+            raw = load_real("cifar10_folder", split, root=_shared_cifar10(), size=recipe["size"])
+        else:
+            raw = load_real(recipe["dataset"], split)
+        ds = data.to_imageset(raw, name=f"{recipe['dataset']}-{split}")
         if recipe["classes"] is not None:
             ds = data.subset_classes(ds, recipe["classes"])
         if per_class is not None:
             ds = data.stratified_subset(ds, per_class * ds.num_classes, recipe["data_seed"])
         out.append(ds)
     return tuple(out)
+
+
+def _shared_cifar10():
+    """``../shared/data/cifar10-jpg-subset`` (the real profile's images), or a FileNotFoundError
+    that says where it belongs. The models here train from scratch, so its test folder (drawn from
+    CIFAR-10's training split) holds images they never saw."""
+    from ..paths import shared_dir
+
+    root = shared_dir() / "data/cifar10-jpg-subset" if shared_dir() else None
+    if root is None or not root.is_dir():
+        raise FileNotFoundError("notebook 07's real recipe reads ../shared/data/cifar10-jpg-subset: put the team's "
+                                "shared folder beside the project (or set WORKBOOK_SHARED)")
+    return root
 
 
 class DenseNetBC(nn.Module):
