@@ -1,7 +1,8 @@
 """Goal (issue 15): ``make workbook`` (every notebook, smoke) from an empty store in under 15 minutes on
 the 2-core CPU, and a second run with everything cached in under 90 seconds.
 
-Runs ``python -m lib.workbook --profile smoke`` twice in a child process: first from an empty
+Runs ``python -m lib.workbook --profile smoke`` (``--profile real``: the real profile, which needs
+``../shared``; its goal is issue 35's 90 minutes cold) twice in a child process: first from an empty
 store (a fresh temporary ``WORKBOOK_STORE``), then again on the store the first run filled, and
 records each notebook's seconds from the two runs' manifests (``runs/<profile>/<name>/manifest.json``)
 with the totals, and where they went (seconds training models, computing stored results and the
@@ -27,14 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 GOAL_COLD_S, GOAL_CACHED_S = 15 * 60, 90
 
 
-def _run(name: str, env: dict, out: Path, only: list[str], jobs: int) -> dict:
-    cmd = [sys.executable, "-m", "lib.workbook", "--profile", "smoke", "--name", name, "--out", str(out), "--quiet",
+def _run(name: str, env: dict, out: Path, only: list[str], jobs: int, profile: str = "smoke") -> dict:
+    cmd = [sys.executable, "-m", "lib.workbook", "--profile", profile, "--name", name, "--out", str(out), "--quiet",
            "--jobs", str(jobs)]
     cmd += [a for o in only for a in ("--only", o)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    manifest = json.loads((out / "smoke" / name / "manifest.json").read_text())
+    manifest = json.loads((out / profile / name / "manifest.json").read_text())
     print(proc.stdout[-2000:], proc.stderr[-2000:] if proc.returncode else "", flush=True)
     return {"status": manifest["status"], "returncode": proc.returncode, "wall_seconds": round(wall, 1),
             "notebooks": {nb["name"]: {"status": nb["status"], "seconds": nb.get("seconds"), "time": nb.get("time"),
@@ -43,7 +44,10 @@ def _run(name: str, env: dict, out: Path, only: list[str], jobs: int) -> dict:
             "total_seconds": round(sum(nb.get("seconds", 0) for nb in manifest["notebooks"]), 1)}
 
 
-def main(only: list[str] | None = None, jobs: int = 2) -> dict:
+GOAL_REAL_COLD_S = 90 * 60
+
+
+def main(only: list[str] | None = None, jobs: int = 2, profile: str = "smoke") -> dict:
     only = list(only or [])
     tmp = Path(tempfile.mkdtemp(prefix="bench_workbook_"))
     env = {**os.environ, "WORKBOOK_STORE": str(tmp / "store"), "WORKBOOK_FIGURES": str(tmp / "figures"),
@@ -51,17 +55,19 @@ def main(only: list[str] | None = None, jobs: int = 2) -> dict:
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.setdefault("OMP_NUM_THREADS", "2")
     load = os.getloadavg()[0]
-    cold = _run("bench-cold", env, tmp / "runs", only, jobs)
-    cached = _run("bench-cached", env, tmp / "runs", only, jobs)
+    cold = _run("bench-cold", env, tmp / "runs", only, jobs, profile)
+    cached = _run("bench-cached", env, tmp / "runs", only, jobs, profile)
     every = not only
-    res = {"only": only or "all", "profile": "smoke", "OMP_NUM_THREADS": env["OMP_NUM_THREADS"], "jobs": jobs,
+    goal_cold = GOAL_COLD_S if profile == "smoke" else GOAL_REAL_COLD_S
+    res = {"only": only or "all", "profile": profile, "OMP_NUM_THREADS": env["OMP_NUM_THREADS"], "jobs": jobs,
            "load_average_before": round(load, 2), "load_average_after": round(os.getloadavg()[0], 2),
-           "cold": cold, "cached": cached, "goal_cold_seconds": GOAL_COLD_S, "goal_cached_seconds": GOAL_CACHED_S,
+           "cold": cold, "cached": cached, "goal_cold_seconds": goal_cold, "goal_cached_seconds": GOAL_CACHED_S,
            "goals_apply": every}
     ok = cold["status"] == "done" and cached["status"] == "done"
-    res["meets_goal"] = ok and (not every or (cold["wall_seconds"] < GOAL_COLD_S
-                                              and cached["wall_seconds"] < GOAL_CACHED_S))
-    save("workbook_timing" if every else "workbook_timing_" + "-".join(only), res)
+    res["meets_goal"] = ok and (not every or (cold["wall_seconds"] < goal_cold
+                                              and (profile != "smoke" or cached["wall_seconds"] < GOAL_CACHED_S)))
+    stem = "workbook_timing" if profile == "smoke" else f"workbook_timing_{profile}"
+    save(stem if every else f"{stem}_" + "-".join(only), res)
     timing_doc.write()  # docs/performance.md quotes the new timing
     return res
 
@@ -72,5 +78,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", action="append", default=None, metavar="PREFIX", help="notebook prefixes (default: all)")
     ap.add_argument("--jobs", type=int, default=2, help="notebooks at a time (default 2, as make workbook)")
+    ap.add_argument("--profile", default="smoke", choices=["smoke", "real"], help="default: smoke")
     args = ap.parse_args()
-    main(args.only, args.jobs)
+    main(args.only, args.jobs, args.profile)
