@@ -74,9 +74,11 @@ _FULL = {**_SMOKE, "dataset": "cifar100", "classes": None, "per_class_train": No
          "min_sample_acc": 0.5}
 # real: five CIFAR-10 classes of the team's subset (airplane, automobile, frog, horse, ship: unlike in shape and
 # colour), all 500 training and 100 test images of each, at smoke's 16 px and network widths with a GAN
-# trained 2.5x as many steps (2,500 images, not 1,000); every check reported until a real run shows what holds
+# trained 2.5x as many steps (2,500 images, not 1,000). Asserted: the checks whose 95% interval clears its
+# margin in the first real run (docs/results_real.md); "attack" is reported: its point estimate met the 10%
+# bar, but over 50 unrestricted examples the interval reaches past it
 _REAL = {**_SMOKE, "dataset": "cifar10_shared", "classes": [0, 1, 6, 7, 8], "per_class_train": 500,
-         "per_class_test": 100, "gan_steps": 1500, "asserted": []}
+         "per_class_test": 100, "gan_steps": 1500, "asserted": ["samples", "aux", "augment", "clean_cost"]}
 RECIPE = {"smoke": _SMOKE, "real": _REAL, "full": _FULL}
 PREFIX, NEEDS = "gan", ()  # notebook parameters gan_<key> (a key starting gan_ keeps its name)
 PARAMS = notebook_params(PREFIX, RECIPE)
