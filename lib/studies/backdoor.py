@@ -77,8 +77,9 @@ RECIPE = {
 # table: smoke's 8 epochs of re-training and 6 + 1 of Renofeation left them far below the control;
 # re-training trains 40 epochs, and Renofeation distils stages 1-2 only for 26 + 6 epochs (notebook
 # 02's real-data finding: distilling the last stage costs the clean accuracy). The asserts keep
-# smoke's margins, where the profile asserts only what holds at them (the planted teacher fires);
-# every other finding is reported (the profiles issue)
+# smoke's margins; the profile asserts the findings whose 95% interval cleared them in the first whole
+# real run of notebook 05 (the planted teacher fires; on the new task the trigger still costs the
+# victim its labels); the others are reported (docs/results_real.md once published)
 RECIPE["real"] = {**RECIPE["smoke"], "dataset": "gtsrb_shared", "new_dataset": "cifar10_folder",
                   "base": "resnet20_shared", "per_class_train": 30, "new_per_class_train": 100,
                   "teacher_epochs": 8, "student_epochs": 20,
@@ -86,7 +87,7 @@ RECIPE["real"] = {**RECIPE["smoke"], "dataset": "gtsrb_shared", "new_dataset": "
                              "head_lr_mult": 10.0},
                   "retrain_epochs": 40, "distill_epochs": 26, "swa_epochs": 6,
                   "renofeation_kw": {**RECIPE["smoke"]["renofeation_kw"], "stages": ["layer1_2", "layer2_2"]},
-                  "asserted": []}
+                  "asserted": ["survives_new_task"]}
 # the authors' setting (GPU-sized): ImageNet ResNet-18 planted on GTSRB at 224 px; their 10,000
 # iterations at batch 64 over GTSRB's 39,209 training images are 16 epochs (the new task gets as
 # many epochs, not iterations); divmag's 3,000-iteration trial 5; re-training (retrain.sh) 30,000
