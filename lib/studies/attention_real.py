@@ -27,7 +27,7 @@ from ..store import Store
 from ..store.versions import module_version
 from ..train import predict
 from ..transfer import finetune
-from .attention import mean_interval
+from .attention_figures import mean_interval
 
 
 def gtsrb_sets(root=None) -> tuple[ImageSet, ImageSet] | None:

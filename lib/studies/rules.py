@@ -70,7 +70,7 @@ RULES: list[tuple[str, Rule]] = [
     (r"(^|_)eps(_|$)", _BUDGET),
     (r"(^|_)lr(_|$)|lr_mult$", _RATE),
     (r"^momentum$", Rule("a number in [0, 1)", low=0.0, high=1.0, open_high=True)),
-    (r"^bn_dropout$", Rule("True or False", kind="any")),
+    (r"^(bn_dropout|shared)$", Rule("True or False", kind="any")),
     (r"trigger_size$|tolerance$", Rule("a number in (0, 1]", low=0.0, high=1.0, open_low=True)),
     (r"dropout$", Rule("a number in [0, 1)", low=0.0, high=1.0, open_high=True)),
     (r"^(translate|target)$", _COUNT0),
@@ -114,7 +114,7 @@ def _names(registry: str, study: str, key: str = "", methods=None) -> tuple | No
         return (*ARCHS, "densenet_bc100") if study == "unrestricted" else tuple(ARCHS)
     if registry == "datasets":
         from ..data.real import REAL_DATASETS
-        return ("synsigns", "gtsrb_shared", *sorted(REAL_DATASETS))
+        return ("synsigns", "gtsrb_shared", "cifar10_shared", *sorted(REAL_DATASETS))
     if registry == "where":
         from ..backdoor.triggers import WHERE
         return tuple(WHERE)
