@@ -80,11 +80,8 @@ RECIPE = {
     # GTSRB at 224 px (notebook 05's full student task; notebook 02's students trained on it too)
     "full": {**_COMMON, "n_eval": 1000, "transfer_dataset": "gtsrb"},
     # the shared GTSRB subset at 32 px (notebook 02's and 05's real task) with its ROI boxes as the object;
-    # ResNet-20's last stage (8x8 cells) matches the authors' layer4 (7x7 at 224 px). The trigger check is
-    # asserted: in the first real run the planted teacher's paired difference was [13.1, 13.6] points over 500
-    # images. The clean check is reported: GTSRB's ROI boxes cover over half of every centred 32-px crop, so
-    # another image's box is nearly the same pixels and that chance line cannot separate the models.
-    "real": {**_COMMON, "n_eval": 500, "asserted": ["trigger"]},
+    # ResNet-20's last stage (8x8 cells) matches the authors' layer4 (7x7 at 224 px); every check reported
+    "real": {**_COMMON, "n_eval": 500, "asserted": []},
 }
 PREFIX, NEEDS = "att", ("01", "02", "05")  # notebook parameters att_<key>; the models of 02 and 05
 PARAMS = notebook_params(PREFIX, RECIPE)
