@@ -28,6 +28,15 @@ ROOT = Path(__file__).resolve().parent.parent
 GOAL_COLD_S, GOAL_CACHED_S = 15 * 60, 90
 
 
+def _from_manifest(manifest: dict, returncode: int, wall: float) -> dict:
+    """One run's entry of the result: status, wall seconds and each notebook's seconds."""
+    return {"status": manifest["status"], "returncode": returncode, "wall_seconds": round(wall, 1),
+            "notebooks": {nb["name"]: {"status": nb["status"], "seconds": nb.get("seconds"), "time": nb.get("time"),
+                                       "slowest_cells": nb.get("slowest_cells")}
+                          for nb in manifest["notebooks"]},
+            "total_seconds": round(sum(nb.get("seconds", 0) for nb in manifest["notebooks"]), 1)}
+
+
 def _run(name: str, env: dict, out: Path, only: list[str], jobs: int, profile: str = "smoke") -> dict:
     cmd = [sys.executable, "-m", "lib.workbook", "--profile", profile, "--name", name, "--out", str(out), "--quiet",
            "--jobs", str(jobs)]
@@ -37,14 +46,35 @@ def _run(name: str, env: dict, out: Path, only: list[str], jobs: int, profile: s
     wall = time.perf_counter() - t0
     manifest = json.loads((out / profile / name / "manifest.json").read_text())
     print(proc.stdout[-2000:], proc.stderr[-2000:] if proc.returncode else "", flush=True)
-    return {"status": manifest["status"], "returncode": proc.returncode, "wall_seconds": round(wall, 1),
-            "notebooks": {nb["name"]: {"status": nb["status"], "seconds": nb.get("seconds"), "time": nb.get("time"),
-                                       "slowest_cells": nb.get("slowest_cells")}
-                          for nb in manifest["notebooks"]},
-            "total_seconds": round(sum(nb.get("seconds", 0) for nb in manifest["notebooks"]), 1)}
+    return _from_manifest(manifest, proc.returncode, wall)
+
+
+def _run_wall(manifest: dict) -> float:
+    """A finished run's wall-clock seconds, from its manifest's start and end."""
+    from datetime import datetime
+
+    return (datetime.fromisoformat(manifest["ended"]) - datetime.fromisoformat(manifest["started"])).total_seconds()
 
 
 GOAL_REAL_COLD_S = 90 * 60
+
+
+def _result(cold: dict, cached: dict, only: list[str], jobs: int, profile: str, env_threads: str,
+            load: tuple[float, float], **extra) -> dict:
+    every = not only
+    goal_cold = GOAL_COLD_S if profile == "smoke" else GOAL_REAL_COLD_S
+    res = {"only": only or "all", "profile": profile, "OMP_NUM_THREADS": env_threads, "jobs": jobs,
+           "load_average_before": None if load[0] is None else round(load[0], 2),
+           "load_average_after": None if load[1] is None else round(load[1], 2),
+           "cold": cold, "cached": cached, "goal_cold_seconds": goal_cold, "goal_cached_seconds": GOAL_CACHED_S,
+           "goals_apply": every, **extra}
+    ok = cold["status"] == "done" and cached["status"] == "done"
+    res["meets_goal"] = ok and (not every or (cold["wall_seconds"] < goal_cold
+                                              and (profile != "smoke" or cached["wall_seconds"] < GOAL_CACHED_S)))
+    stem = "workbook_timing" if profile == "smoke" else f"workbook_timing_{profile}"
+    save(stem if every else f"{stem}_" + "-".join(only), res)
+    timing_doc.write()  # docs/performance.md quotes the new timing
+    return res
 
 
 def main(only: list[str] | None = None, jobs: int = 2, profile: str = "smoke") -> dict:
@@ -57,19 +87,19 @@ def main(only: list[str] | None = None, jobs: int = 2, profile: str = "smoke") -
     load = os.getloadavg()[0]
     cold = _run("bench-cold", env, tmp / "runs", only, jobs, profile)
     cached = _run("bench-cached", env, tmp / "runs", only, jobs, profile)
-    every = not only
-    goal_cold = GOAL_COLD_S if profile == "smoke" else GOAL_REAL_COLD_S
-    res = {"only": only or "all", "profile": profile, "OMP_NUM_THREADS": env["OMP_NUM_THREADS"], "jobs": jobs,
-           "load_average_before": round(load, 2), "load_average_after": round(os.getloadavg()[0], 2),
-           "cold": cold, "cached": cached, "goal_cold_seconds": goal_cold, "goal_cached_seconds": GOAL_CACHED_S,
-           "goals_apply": every}
-    ok = cold["status"] == "done" and cached["status"] == "done"
-    res["meets_goal"] = ok and (not every or (cold["wall_seconds"] < goal_cold
-                                              and (profile != "smoke" or cached["wall_seconds"] < GOAL_CACHED_S)))
-    stem = "workbook_timing" if profile == "smoke" else f"workbook_timing_{profile}"
-    save(stem if every else f"{stem}_" + "-".join(only), res)
-    timing_doc.write()  # docs/performance.md quotes the new timing
-    return res
+    return _result(cold, cached, only, jobs, profile, env["OMP_NUM_THREADS"], (load, os.getloadavg()[0]))
+
+
+def from_runs(cold_folder: Path, cached_folder: Path, shared_with: str, jobs: int = 2) -> dict:
+    """The same result from two runs that already happened (a run from an empty store, then one on
+    the store it filled), for a profile too long to run twice for the benchmark alone (real: hours).
+    ``shared_with`` says what else ran on the machine meanwhile (the timing is then an upper bound)."""
+    manifests = [json.loads((Path(f) / "manifest.json").read_text()) for f in (cold_folder, cached_folder)]
+    cold, cached = (_from_manifest(m, 0 if m["status"] == "done" else 1, _run_wall(m)) for m in manifests)
+    first = manifests[0]
+    return _result(cold, cached, list(first.get("only") or []), int(first.get("jobs") or jobs), first["profile"],
+                   os.environ.get("OMP_NUM_THREADS", "2"), (None, None),
+                   commit=first["git"]["commit"][:10], runs=[m["run"] for m in manifests], shared_with=shared_with)
 
 
 if __name__ == "__main__":
@@ -79,5 +109,11 @@ if __name__ == "__main__":
     ap.add_argument("--only", action="append", default=None, metavar="PREFIX", help="notebook prefixes (default: all)")
     ap.add_argument("--jobs", type=int, default=2, help="notebooks at a time (default 2, as make workbook)")
     ap.add_argument("--profile", default="smoke", choices=["smoke", "real"], help="default: smoke")
+    ap.add_argument("--from-runs", nargs=2, metavar=("COLD", "CACHED"), type=Path,
+                    help="record two finished runs' folders (runs/<profile>/<name>) instead of running")
+    ap.add_argument("--shared-with", default="nothing", help="with --from-runs: what else ran on the machine")
     args = ap.parse_args()
-    main(args.only, args.jobs, args.profile)
+    if args.from_runs:
+        from_runs(*args.from_runs, args.shared_with, args.jobs)
+    else:
+        main(args.only, args.jobs, args.profile)

@@ -51,11 +51,14 @@ def suite(d: dict, name: str) -> list[str]:
     return lines + [""]
 
 
-def workbook(d: dict) -> list[str]:
-    """The lines for the ``bench_workbook`` result: cold and cached wall seconds, per notebook."""
+def workbook(d: dict, name: str = "workbook_timing") -> list[str]:
+    """The lines for a ``bench_workbook`` result: cold and cached wall seconds, per notebook."""
     runs = {k: ast.literal_eval(d[k]) if isinstance(d[k], str) else d[k] for k in ("cold", "cached")}
-    lines = [f"**`make workbook` cold and cached** (`results/workbook_timing.json`, `--jobs {d['jobs']}`, "
-             f"profile {d['profile']}, notebooks {d['only']}): {_when(d)}.", "",
+    source = f"runs {', '.join(d['runs'])}; " if d.get("runs") else ""
+    shared = (f" Other work shared the machine meanwhile ({d['shared_with']}), so these are upper bounds."
+              if d.get("shared_with") not in (None, "nothing") else "")
+    lines = [f"**`make workbook` cold and cached** (`results/{name}.json`, {source}`--jobs {d['jobs']}`, "
+             f"profile {d['profile']}, notebooks {d['only']}): {_when(d)}.{shared}", "",
              f"- from an empty store: {_minutes(runs['cold']['wall_seconds'])} wall (goal "
              f"{d['goal_cold_seconds']:,} s); with everything stored: {runs['cached']['wall_seconds']:,.1f} s (goal "
              f"{d['goal_cached_seconds']:,} s); goals {'met' if d['meets_goal'] else 'not met'}.", "",
@@ -74,8 +77,9 @@ def block() -> str:
     for name in ("suite_timing", "suite_timing_xdist2"):
         if (d := _load(name)) is not None:
             lines += suite(d, name)
-    if (d := _load("workbook_timing")) is not None:
-        lines += workbook(d)
+    for name in ("workbook_timing", "workbook_timing_real"):
+        if (d := _load(name)) is not None:
+            lines += workbook(d, name)
     return "\n".join(lines + [END])
 
 

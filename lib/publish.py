@@ -211,3 +211,30 @@ def results_markdown(top: Path, doc: Path) -> str:
     for name in published["seconds"]:
         lines += _section(name.removesuffix(".ipynb"), published, top, rel)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lib.publish [--profile P]``: the published run of a profile (commit, run, when)
+    and the notebooks whose code changed since it, with the command that refreshes them."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m lib.publish", description=main.__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="smoke", choices=("smoke", "real", "full"))
+    args = ap.parse_args(argv)
+    top = published_dir(args.profile)
+    published = read_manifest(top)
+    if published is None:
+        print(f"nothing is published for the {args.profile} profile ({top} has no {MANIFEST})")
+        return 0
+    print(f"{top}: run {published['run']} of commit {(published['commit'] or '')[:12]}, "
+          f"{published['started']} to {published['ended']}")
+    changed = stale(top)
+    run = "make workbook" if args.profile == "smoke" else f'make workbook ARGS="--profile {args.profile}"'
+    how = REFRESH.replace("make workbook", run)
+    print(f"stale (code changed since): {', '.join(changed)}; refresh: {how}" if changed
+          else "every notebook's code is as the run had it")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

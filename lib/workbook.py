@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                     "only": args.only, "recipes": {}, "git": runs.git_info(), "packages": runs.packages(),
                     "device": runs.device_info(), "started": runs.now(), "ended": None, "status": "running",
                     "notebooks": [{"name": nb.name, "status": "pending"} for nb in todo], "store": [],
-                    "code": publish.code_versions(todo), "dry_run": dry}
+                    "jobs": args.jobs, "code": publish.code_versions(todo), "dry_run": dry}
     else:
         manifest.update(status="running", resumed=manifest.get("resumed", []) + [runs.now()])
     if dry:

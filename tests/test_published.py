@@ -33,6 +33,10 @@ def test_results_page_is_generated_from_the_published_tables():
         f"Refresh: {publish.REFRESH}")
 
 
+REAL_TOP, REAL_DOC = TOP / "real", ROOT / "docs" / "results_real.md"
+REAL_REFRESH = 'make workbook ARGS="--profile real" (../shared beside the project), then commit figures/real'
+
+
 def test_readme_and_docs_quote_no_measured_number():
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     found = [f"{page.relative_to(ROOT)}:{i}: {m.group(0)}" for page in pages if not page.name.startswith("results")
@@ -135,3 +139,22 @@ def test_performance_page_quotes_the_benchmarks_json():
     page = timing_doc.PAGE.read_text()
     assert timing_doc.block() in page, ("docs/performance.md's timings differ from benchmarks/results/*.json: they "
                                         "are written by the benchmarks; run python benchmarks/timing_doc.py")
+
+
+def test_publish_command_names_the_published_run_and_what_changed_since(tmp_path, two_notebooks, monkeypatch,
+                                                                         capsys):
+    folder, manifest = _run(tmp_path, two_notebooks)
+    manifest = {**manifest, "profile": "real"}
+    top = tmp_path / "figures" / "real"
+    monkeypatch.setattr(publish, "published_dir", lambda profile: top)
+    assert publish.main(["--profile", "real"]) == 0
+    assert "nothing is published for the real profile" in capsys.readouterr().out
+    publish.publish(folder, manifest, top, tmp_path / "docs" / "results_real.md")
+    monkeypatch.setattr(publish, "NOTEBOOKS", tmp_path)
+    assert publish.main(["--profile", "real"]) == 0
+    out = capsys.readouterr().out
+    assert "run r1 of commit cccccccccccc" in out and "every notebook's code is as the run had it" in out
+    (tmp_path / "01_b.ipynb").write_text(json.dumps({"cells": [{"cell_type": "code", "source": ["y = 2"]}]}))
+    assert publish.main(["--profile", "real"]) == 0
+    out = capsys.readouterr().out
+    assert "stale (code changed since): 01_b.ipynb" in out and '--profile real' in out
