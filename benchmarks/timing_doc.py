@@ -29,8 +29,9 @@ def _load(name: str) -> dict | None:
 def _when(d: dict) -> str:
     m = d.get("machine", {})
     commit = f"commit {d['commit']}, " if d.get("commit") else ""
+    load = d.get("load_average_before", "?")
     return (f"{d.get('when', '?')}, {commit}{m.get('cores', '?')} cores ({m.get('cpu', '?')}), torch "
-            f"{m.get('torch', '?')}, load average {d.get('load_average_before', '?')} before")
+            f"{m.get('torch', '?')}" + ("" if load is None else f", load average {load} before"))
 
 
 def _minutes(seconds: float) -> str:
@@ -54,20 +55,23 @@ def suite(d: dict, name: str) -> list[str]:
 def workbook(d: dict, name: str = "workbook_timing") -> list[str]:
     """The lines for a ``bench_workbook`` result: cold and cached wall seconds, per notebook."""
     runs = {k: ast.literal_eval(d[k]) if isinstance(d[k], str) else d[k] for k in ("cold", "cached")}
+    cached_run = (f"{runs['cached']['wall_seconds']:,.1f} s (goal {d['goal_cached_seconds']:,} s)" if runs["cached"]
+                  else "not run")
+    runs["cached"] = runs["cached"] or {"notebooks": {}}
     source = f"runs {', '.join(d['runs'])}; " if d.get("runs") else ""
     shared = (f" Other work shared the machine meanwhile ({d['shared_with']}), so these are upper bounds."
               if d.get("shared_with") not in (None, "nothing") else "")
     lines = [f"**`make workbook` cold and cached** (`results/{name}.json`, {source}`--jobs {d['jobs']}`, "
              f"profile {d['profile']}, notebooks {d['only']}): {_when(d)}.{shared}", "",
              f"- from an empty store: {_minutes(runs['cold']['wall_seconds'])} wall (goal "
-             f"{d['goal_cold_seconds']:,} s); with everything stored: {runs['cached']['wall_seconds']:,.1f} s (goal "
-             f"{d['goal_cached_seconds']:,} s); goals {'met' if d['meets_goal'] else 'not met'}.", "",
+             f"{d['goal_cold_seconds']:,} s); with everything stored: {cached_run}; goals "
+             f"{'met' if d['meets_goal'] else 'not met'}.", "",
              "| notebook | cold, s | trained / computed, s | cached, s |", "|---|---|---|---|"]
     for nb, cold in runs["cold"]["notebooks"].items():
         t = cold.get("time", {})
-        cached = runs["cached"]["notebooks"].get(nb, {}).get("seconds", float("nan"))
+        cached = runs["cached"]["notebooks"].get(nb, {}).get("seconds")
         lines.append(f"| {nb[:2]} | {cold['seconds']:,.0f} | {t.get('train', 0):,.0f} / {t.get('compute', 0):,.0f} "
-                     f"| {cached:,.1f} |")
+                     f"| {'-' if cached is None else f'{cached:,.1f}'} |")
     return lines + [""]
 
 

@@ -3,6 +3,7 @@ and no page a reader opens quotes a measured number by hand."""
 import copy
 import json
 import re
+import warnings
 
 import pytest
 
@@ -35,6 +36,24 @@ def test_results_page_is_generated_from_the_published_tables():
 
 REAL_TOP, REAL_DOC = TOP / "real", ROOT / "docs" / "results_real.md"
 REAL_REFRESH = 'make workbook ARGS="--profile real" (../shared beside the project), then commit figures/real'
+
+
+def test_the_real_profile_is_published_as_one_whole_run():
+    """``figures/real``, once published, is one whole real run, listed file for file, and its page is
+    generated (skipped until the first is published). A real run
+    takes hours of CPU, so code changed since it is named (``python -m lib.publish --profile real``),
+    not failed: the page states the commit and each notebook's code version it ran."""
+    if not (REAL_TOP / publish.MANIFEST).is_file():
+        pytest.skip(f"no whole real run is published yet (figures/real has no {publish.MANIFEST}): {REAL_REFRESH}")
+    published = publish.read_manifest(REAL_TOP)
+    assert published["profile"] == "real" and set(published["code"]) == set(published["seconds"])
+    extra, missing = publish.unlisted(REAL_TOP)
+    assert not extra and not missing, f"figures/real against its manifest: extra {extra}, missing {missing}"
+    assert REAL_DOC.read_text() == publish.results_markdown(REAL_TOP, REAL_DOC), (
+        f"docs/results_real.md differs from what figures/real generates; refresh: {REAL_REFRESH}")
+    changed = publish.stale(REAL_TOP)
+    if changed:
+        warnings.warn(f"figures/real predates code changes in {', '.join(changed)}; refresh: {REAL_REFRESH}")
 
 
 def test_readme_and_docs_quote_no_measured_number():
