@@ -228,9 +228,10 @@ def start_order(ready: list[dict], waiting: list[dict], needs: dict[str, set[str
 
 
 def published_seconds(profile: str) -> dict[str, float]:
-    """Seconds per notebook number (``"02"``) of the published run (``figures/MANIFEST.json``,
-    :mod:`lib.publish`) when it ran ``profile``; ``{}`` when there is none or it ran another."""
-    path = figures_dir() / MANIFEST
+    """Seconds per notebook number (``"02"``) of the profile's published run (``figures/MANIFEST.json``,
+    ``figures/<profile>/MANIFEST.json`` for the other profiles: :mod:`lib.publish`); ``{}`` when there
+    is none or it ran another profile."""
+    path = (figures_dir() if profile == "smoke" else figures_dir() / profile) / MANIFEST
     try:
         published = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -377,3 +377,6 @@ def test_jobs_start_the_longest_chain_first_given_the_published_seconds(tmp_path
     assert runs.published_seconds("smoke") == {}
     (tmp_path / "MANIFEST.json").write_text(json.dumps({"profile": "smoke", "seconds": {"02_x.ipynb": 10.5}}))
     assert runs.published_seconds("smoke") == {"02": 10.5} and runs.published_seconds("full") == {}
+    (tmp_path / "real").mkdir()  # another profile's run is published to figures/<profile>/
+    (tmp_path / "real" / "MANIFEST.json").write_text(json.dumps({"profile": "real", "seconds": {"05_x.ipynb": 7.0}}))
+    assert runs.published_seconds("real") == {"05": 7.0} and runs.published_seconds("smoke") == {"02": 10.5}
