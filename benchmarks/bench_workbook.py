@@ -94,10 +94,9 @@ def from_runs(cold_folder: Path, cached_folder: Path | None, shared_with: str, j
     """The same result from runs that already happened (a run from an empty store, then, if given, one
     on the store it filled), for a profile too long to run twice for the benchmark alone (real: hours).
     ``shared_with`` says what else ran on the machine meanwhile (the timing is then an upper bound)."""
-    folders = [f for f in (cold_folder, cached_folder) if f is not None]
-    manifests = [json.loads((Path(f) / "manifest.json").read_text()) for f in folders]
-    cold, cached = [_from_manifest(m, 0 if m["status"] == "done" else 1, _run_wall(m)) for m in manifests] + [None][
-        :2 - len(manifests)]
+    manifests = [json.loads((Path(f) / "manifest.json").read_text()) for f in (cold_folder, cached_folder) if f]
+    cold, *rest = [_from_manifest(m, 0 if m["status"] == "done" else 1, _run_wall(m)) for m in manifests]
+    cached = rest[0] if rest else None
     first = manifests[0]
     return _result(cold, cached, list(first.get("only") or []), int(first.get("jobs") or jobs), first["profile"],
                    os.environ.get("OMP_NUM_THREADS", "2"), (None, None),

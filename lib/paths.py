@@ -34,6 +34,12 @@ def figures_dir() -> Path:
     return _dir("WORKBOOK_FIGURES", ROOT / "figures")
 
 
+def published_dir(profile: str) -> Path:
+    """Where a whole run of ``profile`` publishes: :func:`figures_dir` for the smoke profile,
+    ``figures/<profile>/`` for the others (:mod:`lib.publish` writes it, the scheduler reads it)."""
+    return figures_dir() if profile == "smoke" else figures_dir() / profile
+
+
 def outputs_dir() -> Path:
     """Where a notebook opened outside a workbook run (JupyterLab, papermill by hand) writes its
     figures and tables: ``runs/interactive/``, never ``figures/``; ``WORKBOOK_OUTPUTS`` overrides."""

@@ -25,7 +25,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .paths import MANIFEST, ROOT, docs_dir, figures_dir
+from .paths import MANIFEST, ROOT, docs_dir, published_dir
 from .runs import index_entries
 from .store.keys import code_version
 from .store.versions import lib_imports, module_closure
@@ -40,11 +40,6 @@ INFRASTRUCTURE = ("lib.store", "lib.paths", "lib.config", "lib.runs", "lib.stall
 _OUTPUT = re.compile(r"^\d\d_[\w.-]+$")
 # what the run itself rewrites between its start and its end
 _OWN_FILES = ("figures/", "docs/results")
-
-
-def published_dir(profile: str) -> Path:
-    """``figures/`` for the smoke profile, ``figures/<profile>/`` for the others."""
-    return figures_dir() if profile == "smoke" else figures_dir() / profile
 
 
 def results_doc(profile: str) -> Path:

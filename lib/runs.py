@@ -25,7 +25,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from .paths import MANIFEST, ROOT, figures_dir
+from .paths import MANIFEST, ROOT, published_dir
 
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "captum", "safetensors", "papermill",
             "matplotlib", "seaborn")
@@ -231,7 +231,7 @@ def published_seconds(profile: str) -> dict[str, float]:
     """Seconds per notebook number (``"02"``) of the profile's published run (``figures/MANIFEST.json``,
     ``figures/<profile>/MANIFEST.json`` for the other profiles: :mod:`lib.publish`); ``{}`` when there
     is none or it ran another profile."""
-    path = (figures_dir() if profile == "smoke" else figures_dir() / profile) / MANIFEST
+    path = published_dir(profile) / MANIFEST
     try:
         published = json.loads(path.read_text())
     except (OSError, ValueError):
