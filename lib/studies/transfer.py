@@ -105,7 +105,11 @@ RECIPE = {
 # stage, made for CIFAR-10's classes, cost clean accuracy there) with BatchNorm recalibrated without dropout.
 _X4 = {"fine_tune": {"epochs": 32, "lr": 0.02}, "linear_probe": {"epochs": 32, "lr": 0.1},
        "l2_sp": {"epochs": 32, "lr": 0.02, "alpha": 0.01, "beta": 0.01},
-       "delta": {"epochs": 32, "lr": 0.01, "alpha": 0.01, "beta": 0.01, "attention_epochs": 3, "attention_batches": 4},
+       # DELTA's feature term at stages 1-2 only, as Renofeation's: at ResNet-20's last stage (made for
+       # CIFAR-10's classes) the term outweighed the cross-entropy and held the student far below
+       # fine-tuning (docs/02_transfer_finetune.md, "DELTA on real images")
+       "delta": {"epochs": 32, "lr": 0.01, "alpha": 0.01, "beta": 0.01, "attention_epochs": 3, "attention_batches": 4,
+                 "stages": ["layer1_2", "layer2_2"]},
        "retrain": {"epochs": 48, "lr": 0.1},
        "renofeation": {"epochs_distill": 26, "epochs_swa": 6, "lr": 0.2, "swa_lr": 0.1, "feat_weight": 5.0,
                        "dropout": 0.1, "beta": 0.01, "bn_dropout": False, "stages": ["layer1_2", "layer2_2"]}}
