@@ -100,15 +100,19 @@ def latest_unfinished(out: Path, profile: str, warn=print) -> Path | None:
     return None
 
 
-def git_info() -> dict:
+def git_info(root: Path = ROOT) -> dict:
+    """The commit, branch and changed tracked files (``git status --porcelain`` lines, every one:
+    :func:`lib.publish.why_not` reads them to refuse a run of uncommitted code) of ``root``."""
     def git(*args):
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout
         except (OSError, subprocess.SubprocessError):
             return ""
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": git("rev-parse", "HEAD") or None, "branch": git("rev-parse", "--abbrev-ref", "HEAD") or None,
-            "dirty": bool(status), "changed": status.splitlines()[:50]}
+    # not stripped: a porcelain line starts with its two status columns, the first often a space
+    changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
+    return {"commit": git("rev-parse", "HEAD").strip() or None,
+            "branch": git("rev-parse", "--abbrev-ref", "HEAD").strip() or None,
+            "dirty": bool(changed), "changed": changed}
 
 
 def packages() -> dict:

@@ -3,11 +3,12 @@ and no page a reader opens quotes a measured number by hand."""
 import copy
 import json
 import re
+import subprocess
 import warnings
 
 import pytest
 
-from lib import publish
+from lib import publish, runs
 from lib.paths import ROOT
 
 TOP, DOC = ROOT / "figures", ROOT / "docs" / "results.md"
@@ -115,6 +116,29 @@ def test_only_a_whole_run_of_the_recipes_from_committed_code_is_published(tmp_pa
     own = {"git": {"commit": "c", "changed": [" M figures/00_plot.png", " M docs/results.md"]},
            "parameters": {"retrain": True}}
     assert publish.why_not({**manifest, **own}, two_notebooks) is None
+
+
+def test_git_info_sees_every_uncommitted_file_the_way_publish_reads_it(tmp_path):
+    """git_info once stripped the status text (the first line lost its leading space, so
+    ``docs/results.md`` read as ``ocs/results.md``, an uncommitted change that kept a real run from
+    publishing) and kept 50 lines (a lib edit listed after 60 figures went unseen)."""
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+    files = ["docs/results.md", *(f"figures/{i:02d}_plot.csv" for i in range(60)), "lib/train.py"]
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("a\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    for f in files:
+        (tmp_path / f).write_text("b\n")
+    info = runs.git_info(tmp_path)
+    assert info["dirty"] and len(info["changed"]) == len(files)
+    assert publish._uncommitted(info) == ["lib/train.py"]
+    (tmp_path / "lib/train.py").write_text("a\n")  # the run's own outputs alone: publishable
+    assert publish._uncommitted(runs.git_info(tmp_path)) == []
 
 
 def test_a_notebooks_code_version_follows_its_cells_and_the_lib_code_they_reach(tmp_path, two_notebooks):
