@@ -278,7 +278,7 @@ def readme_shot(folder: Path, manifest: dict) -> str | None:
     name = next((e["name"] for e in manifest["notebooks"] if e["name"].startswith("03_")), None)
     if name is None or manifest.get("dry_run"):
         return None
-    folder = Path(folder)
+    folder = Path(folder).resolve()  # the kernel runs in notebooks/: a relative run.json would miss
     out = folder / "figures" / SHOT
     try:
         said = explorer_shot(folder / "run.json", out, folder / "lab_shot")
