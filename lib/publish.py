@@ -32,7 +32,6 @@ from .store.versions import lib_imports, module_closure
 
 SHOWN_ROWS = 24  # longer tables are linked from the results page, not copied into it
 NOTEBOOKS = ROOT / "notebooks"
-REFRESH = "make workbook (on a tree with every change committed), then commit figures/ and docs/results*.md"
 # where and how results are kept or scheduled, never what they are or how they are drawn
 INFRASTRUCTURE = ("lib.store", "lib.paths", "lib.config", "lib.runs", "lib.stall", "lib.workbook", "lib.sweep",
                   "lib.publish", "lib.dryrun", "lib.reported_asserts", "lib.read_log", "lib.notebook_run")
@@ -40,6 +39,16 @@ INFRASTRUCTURE = ("lib.store", "lib.paths", "lib.config", "lib.runs", "lib.stall
 _OUTPUT = re.compile(r"^\d\d_[\w.-]+$")
 # what the run itself rewrites between its start and its end
 _OWN_FILES = ("figures/", "docs/results")
+
+
+def refresh(profile: str = "smoke") -> str:
+    """The command that republishes ``profile``'s figures and results page (said by the page, the
+    tests and ``python -m lib.publish``)."""
+    if profile == "smoke":
+        return "make workbook (on a tree with every change committed), then commit figures/ and docs/results.md"
+    shared = " (../shared beside the project)" if profile == "real" else ""
+    return (f'make workbook ARGS="--profile {profile}"{shared} on a tree with every change committed, then commit '
+            f"figures/{profile}/ and docs/results_{profile}.md")
 
 
 def results_doc(profile: str) -> Path:
@@ -135,7 +144,7 @@ def publish(folder: Path, manifest: dict, top: Path | None = None, doc: Path | N
         src = folder / ("figures" if files[name]["kind"] == "figure" else "tables") / name
         shutil.copy2(src, top / name)
     published = {"run": manifest["run"], "profile": manifest["profile"], "commit": manifest["git"]["commit"],
-                 "started": manifest["started"], "ended": manifest["ended"], "refresh": REFRESH,
+                 "started": manifest["started"], "ended": manifest["ended"], "refresh": refresh(manifest["profile"]),
                  "code": manifest["code"], "device": manifest.get("device", {}).get("cpu"),
                  "seconds": {e["name"]: e.get("seconds") for e in manifest["notebooks"]},
                  "findings": {e["name"]: findings(folder / e["name"]) for e in manifest["notebooks"]},
@@ -202,7 +211,7 @@ def results_markdown(top: Path, doc: Path) -> str:
              f"{published.get('device') or 'unknown CPU'}) by `python -m lib.workbook`; do not edit by hand. "
              f"Every number here is in the run's tables in [{rel}/]({rel}/); "
              f"[{MANIFEST}]({rel}/{MANIFEST}) holds each file's caption, n and code version. "
-             f"To refresh: {REFRESH}.", ""]
+             f"To refresh: {refresh(published['profile'])}.", ""]
     for name in published["seconds"]:
         lines += _section(name.removesuffix(".ipynb"), published, top, rel)
     return "\n".join(lines).rstrip() + "\n"
@@ -224,9 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{top}: run {published['run']} of commit {(published['commit'] or '')[:12]}, "
           f"{published['started']} to {published['ended']}")
     changed = stale(top)
-    run = "make workbook" if args.profile == "smoke" else f'make workbook ARGS="--profile {args.profile}"'
-    how = REFRESH.replace("make workbook", run)
-    print(f"stale (code changed since): {', '.join(changed)}; refresh: {how}" if changed
+    print(f"stale (code changed since): {', '.join(changed)}; refresh: {refresh(args.profile)}" if changed
           else "every notebook's code is as the run had it")
     return 0
 

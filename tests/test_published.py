@@ -17,26 +17,26 @@ MEASURED = re.compile(r"\d+\.\d+\s?%|\b0\.\d{3}\b")
 
 
 def test_every_file_in_figures_comes_from_the_published_run():
-    assert (TOP / publish.MANIFEST).is_file(), f"figures/ has no {publish.MANIFEST}; refresh: {publish.REFRESH}"
+    assert (TOP / publish.MANIFEST).is_file(), f"figures/ has no {publish.MANIFEST}; refresh: {publish.refresh()}"
     extra, missing = publish.unlisted(TOP)
-    assert not extra, f"files in figures/ that no whole run wrote: {extra}; refresh: {publish.REFRESH}"
+    assert not extra, f"files in figures/ that no whole run wrote: {extra}; refresh: {publish.refresh()}"
     assert not missing, f"files the manifest lists that figures/ lacks: {missing}"
 
 
 def test_figures_are_from_todays_code():
     changed = publish.stale(TOP)
     assert not changed, (f"figures/ and docs/results.md are stale for {', '.join(changed)}: their code changed "
-                         f"since the published run. Refresh: {publish.REFRESH}")
+                         f"since the published run. Refresh: {publish.refresh()}")
 
 
 def test_results_page_is_generated_from_the_published_tables():
     assert DOC.read_text() == publish.results_markdown(TOP, DOC), (
         f"docs/results.md differs from what figures/ generates: it is written by the run, never by hand. "
-        f"Refresh: {publish.REFRESH}")
+        f"Refresh: {publish.refresh()}")
 
 
 REAL_TOP, REAL_DOC = TOP / "real", ROOT / "docs" / "results_real.md"
-REAL_REFRESH = 'make workbook ARGS="--profile real" (../shared beside the project), then commit figures/real'
+REAL_REFRESH = publish.refresh("real")
 
 
 def test_the_real_profile_is_published_as_one_whole_run():
