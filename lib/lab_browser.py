@@ -212,7 +212,7 @@ def lab_run_config(run_json: Path, work: Path) -> Path:
     figures and tables under ``work`` (never over the run's own), no store log."""
     from .config import RunConfig
 
-    work = Path(work)
+    work = Path(work).resolve()  # the kernel runs in notebooks/: a relative run.json or figures folder would miss
     work.mkdir(parents=True, exist_ok=True)
     cfg = RunConfig.read(run_json).replace(figures=str(work / "figures"), tables=str(work / "figures"),
                                            notebook="", folder=None, store_log=None)
@@ -278,7 +278,7 @@ def readme_shot(folder: Path, manifest: dict) -> str | None:
     name = next((e["name"] for e in manifest["notebooks"] if e["name"].startswith("03_")), None)
     if name is None or manifest.get("dry_run"):
         return None
-    folder = Path(folder).resolve()  # the kernel runs in notebooks/: a relative run.json would miss
+    folder = Path(folder)
     out = folder / "figures" / SHOT
     try:
         said = explorer_shot(folder / "run.json", out, folder / "lab_shot")
