@@ -75,6 +75,23 @@ def workbook(d: dict, name: str = "workbook_timing") -> list[str]:
     return lines + [""]
 
 
+def precision(d: dict, name: str = "precision_accuracy_real") -> list[str]:
+    """The lines for a ``bench_precision_real`` result: bf16 - fp32 per victim over paired seeds."""
+    lines = [f"**bf16 autocast against fp32 on the real recipe** (`results/{name}.json`, {d['lanes']}): "
+             f"{_when(d)}.", "",
+             "| victim | seeds | fp32 accuracy, % | bf16 - fp32, points (per seed) | mean [95% t interval over seeds] "
+             "| within 1 point | seconds fp32 / bf16 |", "|---|---|---|---|---|---|---|"]
+    for method, r in d.items():
+        if not isinstance(r, dict) or "diff_points_per_seed" not in r:
+            continue
+        sec = r["seconds_mean"]
+        lines.append(f"| {method} | {len(r['seeds'])} | {', '.join(f'{a:.1f}' for a in r['fp32_acc'])} | "
+                     f"{', '.join(f'{x:+.2f}' for x in r['diff_points_per_seed'])} | {r['diff_points_mean']:+.2f} "
+                     f"[{r['diff_seed_t_95'][0]:+.2f}, {r['diff_seed_t_95'][1]:+.2f}] | "
+                     f"{'yes' if r['within_1_point'] else 'no'} | {sec['fp32']} / {sec['bf16']} |")
+    return lines + [""]
+
+
 def block() -> str:
     """The generated block, markers included."""
     lines = [BEGIN, ""]
@@ -84,6 +101,8 @@ def block() -> str:
     for name in ("workbook_timing", "workbook_timing_real"):
         if (d := _load(name)) is not None:
             lines += workbook(d, name)
+    if (d := _load("precision_accuracy_real")) is not None:
+        lines += precision(d)
     return "\n".join(lines + [END])
 
 

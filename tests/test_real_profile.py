@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from lib import studies
+from lib.config import ConfigError
 from lib.data import ImageSet
 from lib.studies import bases, continual, datasets
 
@@ -59,3 +60,20 @@ def test_the_real_recipes_are_their_own_not_smoke():
     for n in own:
         assert modules[n].RECIPE["real"] != modules[n].RECIPE["smoke"], n
     assert continual.RECIPE["real"]["dataset"] == "cifar10_shared"
+
+
+def test_a_trigger_recipe_changes_only_its_own_teacher_and_names_a_bad_entry():
+    from lib.studies import defences
+    from lib.studies.defences_report import trigger_cfg
+
+    cfg = defences.recipe("real")
+    badnets, emblem = trigger_cfg(cfg, "badnets"), trigger_cfg(cfg, "emblem")
+    assert badnets["trigger"] == "badnets" and badnets["teacher_epochs"] == cfg["trigger_recipes"]["badnets"]["teacher_epochs"]
+    assert emblem["teacher_epochs"] == cfg["needs"]["05"]["teacher_epochs"] != badnets["teacher_epochs"]
+    assert defences.check(cfg) is None
+    # a run parameter is checked with the whole run's recipes, before any notebook starts
+    with pytest.raises(ConfigError, match="defence_trigger_recipes names 'square'"):
+        studies.resolve_recipes("real", studies.check_params({"defence_trigger_recipes": {"square": {}}}, "real"))
+    with pytest.raises(ConfigError, match=r"keys \['epochs'\] that notebook 05's recipe does not have"):
+        studies.resolve_recipes("smoke", studies.check_params({"defence_trigger_recipes": {"badnets": {"epochs": 16}}},
+                                                              "smoke"))

@@ -82,8 +82,9 @@ RECIPE = {
     # the shared GTSRB subset at 32 px (notebook 02's and 05's real task) with its ROI boxes as the object;
     # ResNet-20's last stage (8x8 cells) matches the authors' layer4 (7x7 at 224 px). The trigger check is
     # asserted (the planted teacher's Grad-CAM mass on the trigger against the clean model's, run real-s48:
-    # its interval far from zero); the object check is reported
-    "real": {**_COMMON, "n_eval": 500, "asserted": ["trigger"]},
+    # its interval far from zero); the object check is reported. 300 images (500 until real-s49, whose
+    # difference interval was +-0.0023 wide, so 300 keep it two orders of magnitude from zero)
+    "real": {**_COMMON, "n_eval": 300, "asserted": ["trigger"]},
 }
 PREFIX, NEEDS = "att", ("01", "02", "05")  # notebook parameters att_<key>; the models of 02 and 05
 PARAMS = notebook_params(PREFIX, RECIPE)

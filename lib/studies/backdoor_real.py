@@ -10,8 +10,13 @@ accuracy, ASR with the target class excluded, robust accuracy, untargeted ASR; s
 planted teacher itself. Every model comes from :mod:`lib.artifacts.backdoor` through the store, so
 a rerun trains nothing.
 
-``python -m lib.studies.backdoor_real [--out DIR]`` writes ``05_real_victim_budget.csv`` under
-:func:`lib.paths.measured_dir` (``measurements/``, committed) or ``DIR``.
+Notebook 08 plants one more teacher per trigger with this recipe: :func:`trigger_budget_table`
+checks each trigger's planting budget the same way (ASR and clean accuracy against the clean
+teacher at the same epochs), which is where notebook 08's real ``trigger_recipes`` come from.
+
+``python -m lib.studies.backdoor_real [--out DIR]`` writes ``05_real_victim_budget.csv`` and
+``08_real_trigger_budget.csv`` under :func:`lib.paths.measured_dir` (``measurements/``, committed)
+or ``DIR``.
 """
 from __future__ import annotations
 
@@ -26,6 +31,9 @@ from .backdoor import RECIPE, recipe
 from .backdoor_report import metrics_row
 
 CSV = "05_real_victim_budget.csv"
+TRIGGER_CSV = "08_real_trigger_budget.csv"
+# trigger -> teacher epochs to plant it for (notebook 05's real recipe otherwise; its own is 8)
+TRIGGER_BUDGETS = {"emblem": [8], "blended": [8], "badnets": [8, 16, 24, 40]}
 COLUMNS = ["clean_acc", "clean_acc_low", "clean_acc_high", "clean_acc_n", "asr", "asr_n", "ra", "untargeted_asr"]
 # name -> changes to RECIPE["real"] (the recipe's own budget is the last)
 BUDGETS = {
@@ -74,16 +82,37 @@ def budget_table(budgets: dict | None = None, defences: dict | None = None, *,
     return pd.DataFrame(rows)
 
 
+def trigger_budget_table(budgets: dict | None = None, *, progress: bool = False) -> pd.DataFrame:
+    """One row per trigger and teacher epochs of :data:`TRIGGER_BUDGETS`: the teacher planted with
+    that trigger (notebook 05's real recipe otherwise) and the clean teacher at the same epochs, on
+    the GTSRB test images (ASR with the target class excluded: ``asr``)."""
+    rows = []
+    for trigger, epochs in (budgets or TRIGGER_BUDGETS).items():
+        for e in epochs:
+            cfg = recipe("real", trigger=trigger, teacher_epochs=e)
+            test = bd.teacher_data(cfg)[1]
+            for which in ("clean", "backdoor"):
+                model, _ = bd.teacher_model(cfg, None, which=which, progress=progress)
+                got = metrics_row(model, test, cfg)
+                rows.append({"trigger": trigger, "teacher_epochs": e, "teacher": which,
+                             **{k: got.get(k) for k in COLUMNS}})
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=None, help="folder for the table (default: measurements/)")
+    ap.add_argument("--out", type=Path, default=None, help="folder for the tables (default: measurements/)")
+    ap.add_argument("--only", choices=["victim", "trigger"], default=None,
+                    help=f"one table: victim ({CSV}) or trigger ({TRIGGER_CSV}); default both")
     a = ap.parse_args(argv)
-    out = (a.out or measured_dir()) / CSV
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table = budget_table(progress=True)
-    table.to_csv(out, index=False)
-    print(table.round(3).to_string(index=False))
-    print(f"written to {out}")
+    folder = a.out or measured_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    tables = {"victim": (CSV, budget_table), "trigger": (TRIGGER_CSV, trigger_budget_table)}
+    for name, make in [tables[a.only]] if a.only else tables.values():
+        table = make(progress=True)
+        table.to_csv(folder / name, index=False)
+        print(table.round(3).to_string(index=False))
+        print(f"written to {folder / name}")
 
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ class Subject:
 
 
 def trigger_cfg(cfg: dict, trigger: str) -> dict:
-    """Notebook 05's recipe with ``trigger`` in place of its own."""
-    return {**df_models.backdoor_recipe(cfg), "trigger": trigger}
+    """Notebook 05's recipe with ``trigger`` in place of its own and that trigger's
+    ``trigger_recipes`` entry on top."""
+    return {**df_models.backdoor_recipe(cfg), "trigger": trigger, **(cfg.get("trigger_recipes") or {}).get(trigger, {})}
 
 
 def subjects(cfg: dict, store: Store | None = None, *, progress: bool = False) -> list[Subject]:
