@@ -29,7 +29,7 @@ def _load(name: str) -> dict | None:
 def _when(d: dict) -> str:
     m = d.get("machine", {})
     commit = f"commit {d['commit']}, " if d.get("commit") else ""
-    load = d.get("load_average_before", "?")
+    load = d.get("load_average_before")
     return (f"{d.get('when', '?')}, {commit}{m.get('cores', '?')} cores ({m.get('cpu', '?')}), torch "
             f"{m.get('torch', '?')}" + ("" if load is None else f", load average {load} before"))
 
