@@ -66,9 +66,10 @@ RECIPE = {"smoke": _SMOKE,
           # end to end (see the profiles issue), so it asserts nothing. Neural Cleanse reverses 43
           # classes there (10 at smoke): 20 passes over the clean set a class, not 50, for each of
           # its four models to take minutes, not ten
-          # BadNets' 3x3 square plants slowly on real GTSRB: at notebook 05's 8 epochs its teacher reached
-          # 53% ASR at 69% clean accuracy (real-s49), at 16 epochs 87% at 77%, and 24 or 40 epochs gave no
-          # more (docs/08_backdoor_defences.md, "BadNets on real images")
+          # BadNets' 3x3 square plants slowly on real GTSRB: at notebook 05's 8 epochs its teacher fired on
+          # about a third of the triggered images, at 16 on most of them, and 24 or 40 epochs gave no more
+          # ASR (measurements/08_real_trigger_budget.csv from python -m lib.studies.backdoor_real --only
+          # trigger; docs/08_backdoor_defences.md, "BadNets on real images")
           "real": {**_SMOKE, "nc_steps": 20, "trigger_recipes": {"badnets": {"teacher_epochs": 16}},
                    "asserted": []},
           # the authors' setting on a GPU: BackdoorBench's 5% clean data and NC at its full budget
