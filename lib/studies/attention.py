@@ -81,9 +81,9 @@ RECIPE = {
     "full": {**_COMMON, "n_eval": 1000, "transfer_dataset": "gtsrb"},
     # the shared GTSRB subset at 32 px (notebook 02's and 05's real task) with its ROI boxes as the object;
     # ResNet-20's last stage (8x8 cells) matches the authors' layer4 (7x7 at 224 px). The trigger check is
-    # asserted (the planted teacher's Grad-CAM mass on the trigger against the clean model's, run real-s48:
-    # its interval far from zero); the object check is reported. 300 images (500 until real-s49, whose
-    # difference interval was +-0.0023 wide, so 300 keep it two orders of magnitude from zero)
+    # asserted (the planted teacher's Grad-CAM mass on the trigger against the clean model's: in the published
+    # real run its interval lies far from zero, docs/results_real.md); the object check is reported. 300
+    # images, not 500: at 500 the difference's interval was a small fraction of the difference itself
     "real": {**_COMMON, "n_eval": 300, "asserted": ["trigger"]},
 }
 PREFIX, NEEDS = "att", ("01", "02", "05")  # notebook parameters att_<key>; the models of 02 and 05
