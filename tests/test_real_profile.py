@@ -68,7 +68,8 @@ def test_a_trigger_recipe_changes_only_its_own_teacher_and_names_a_bad_entry():
 
     cfg = defences.recipe("real")
     badnets, emblem = trigger_cfg(cfg, "badnets"), trigger_cfg(cfg, "emblem")
-    assert badnets["trigger"] == "badnets" and badnets["teacher_epochs"] == cfg["trigger_recipes"]["badnets"]["teacher_epochs"]
+    assert badnets["trigger"] == "badnets"
+    assert badnets["teacher_epochs"] == cfg["trigger_recipes"]["badnets"]["teacher_epochs"]
     assert emblem["teacher_epochs"] == cfg["needs"]["05"]["teacher_epochs"] != badnets["teacher_epochs"]
     assert defences.check(cfg) is None
     # a run parameter is checked with the whole run's recipes, before any notebook starts
