@@ -100,7 +100,7 @@ RECIPE["real"] = {**RECIPE["smoke"], "dataset": "gtsrb_shared", "new_dataset": "
                   # The full sweeps took half the notebook's time (docs/performance.md)
                   "update_ratios": [0.0, 0.9], "rates": [0.05, 0.2],
                   # label flipping read through fine-tuning only: in real-s49 divmag and fine-pruning
-                  # students of both teachers were within a point of it (four students, a tenth of the time)
+                  # students of both teachers were within a point of it (four students fewer)
                   "flip_methods": ["fine_tune"],
                   "asserted": ["survives_new_task"]}
 # the authors' setting (GPU-sized): ImageNet ResNet-18 planted on GTSRB at 224 px; their 10,000
