@@ -6,7 +6,8 @@ the same for every attack, so numbers are comparable image for image) and return
 plus the sanity checks of :func:`sanity_checks`:
 
 - ``clean``; per budget ``eps`` in ``(0, *eps_list)``: FGSM, PGD-k for each ``k`` in
-  ``pgd_steps``, APGD-CE and APGD-T with the targeted DLR loss (Croce & Hein 2020);
+  ``pgd_steps`` (at eps 0 only the fewest), APGD-CE and APGD-T with the targeted DLR loss
+  (Croce & Hein 2020);
 - for ``eps > 0`` an ``autoattack`` row (:func:`autoattack_eval`: APGD-CE, then APGD-T, then
   the gradient-free Square attack, each on the images still robust, as AutoAttack "standard"
   without FAB-T) with ``square_extra``, the images Square broke that every gradient attack
@@ -25,8 +26,9 @@ stronger must not leave significantly more than it breaks (exact sign test, fami
 ``ORDER_LEVEL`` = 1% over the report's comparisons); images it leaves are reported in ``detail``.
 
 =============================  ===========================================================
-``eps=0 equals clean``         every attack at eps = 0 (its iterations run; PGD with the step
-                               size of the largest eps) gives exactly the clean accuracy
+``eps=0 equals clean``         every attack at eps = 0 (FGSM, APGD-CE, APGD-T and PGD with the
+                               fewest steps of ``pgd_steps`` and the step size of the largest
+                               eps; their iterations run) gives exactly the clean accuracy
 ``non-increasing in eps``      per attack (and steps), no significant rise with eps (paired)
 ``non-increasing in steps``    per eps, PGD no significantly weaker with more steps (paired)
 ``large eps -> ~0``            accuracy at the largest eps (>= 0.25) is <= 0.05
@@ -151,9 +153,10 @@ def robustness_report(model: nn.Module, data, *, eps_list: Sequence[float] = (2 
         if norm == "linf":
             jobs.append(("fgsm", eps, 1, eps))
         # at eps 0, PGD takes the steps of the largest budget, so the check "eps=0 equals clean"
-        # runs real steps that the projection must undo (a projection bug then shows)
+        # runs real steps that the projection must undo (a projection bug then shows); one rung
+        # of the ladder (the fewest steps) runs that code as well as four would
         step_eps = eps or max(eps_list, default=0.0)
-        for k in pgd_steps:
+        for k in (pgd_steps if eps > 0 else sorted(pgd_steps)[:1]):
             jobs.append(("pgd", eps, k, default_alpha(step_eps, k) if alpha is None else alpha))
         if apgd:
             jobs.append(("apgd", eps, apgd_steps, None))
