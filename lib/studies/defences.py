@@ -62,8 +62,11 @@ _SMOKE = {
     "asserted": ["fine_pruning_removes_emblem", "strip_detects_emblem"],
 }
 RECIPE = {"smoke": _SMOKE,
-          # notebook 05's real recipe (shared GTSRB planted on the shared ResNet-20); not yet run
-          # end to end (see the profiles issue), so it asserts nothing. Neural Cleanse reverses 43
+          # notebook 05's real recipe (shared GTSRB planted on the shared ResNet-20). It asserts what
+          # held by its interval, far above the margin, in both whole real runs (real-s49 with fp32
+          # teachers, real-s50 with bf16 ones): fine-tuning and fine-pruning take the emblem's ASR
+          # down by at least 0.91 and 0.77 (margin 0.2), STRIP's AUC on the emblem is at least 0.92
+          # (margin 0.7); the rest is reported (docs/08_backdoor_defences.md). Neural Cleanse reverses 43
           # classes there (10 at smoke): 20 passes over the clean set a class, not 50, for each of
           # its four models to take minutes, not ten
           # BadNets' 3x3 square plants slowly on real GTSRB: at notebook 05's 8 epochs its teacher fired on
@@ -71,7 +74,7 @@ RECIPE = {"smoke": _SMOKE,
           # ASR (measurements/08_real_trigger_budget.csv from python -m lib.studies.backdoor_real --only
           # trigger; docs/08_backdoor_defences.md, "BadNets on real images")
           "real": {**_SMOKE, "nc_steps": 20, "trigger_recipes": {"badnets": {"teacher_epochs": 16}},
-                   "asserted": []},
+                   "asserted": ["fine_tune_removes_emblem", "fine_pruning_removes_emblem", "strip_detects_emblem"]},
           # the authors' setting on a GPU: BackdoorBench's 5% clean data and NC at its full budget
           "full": {**_SMOKE, "clean_fraction": 0.05, "nc_steps": 200, "n_blend": 100, "asserted": []}}
 
