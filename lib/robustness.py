@@ -351,6 +351,19 @@ def autoattack_eval(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: st
         # paper's iterations 10, 50, 200, ... whatever the query budget
         stages["square"] = lambda xb, yb: _square(model, xb, yb, eps, norm, square_queries, seed=seed,
                                                   rescale_schedule=False, return_queries=True)
+    # channels-last, as predict() runs the report's other attacks: Square's forward passes (most of
+    # this function's time) ran 1.5x faster so on the CPU (small_cnn, 100 images), same arithmetic;
+    # one layout switch for all stages (accuracy() finds the model channels-last and leaves it)
+    with channels_last_while(model) as cl:
+        x_adv, queries, acc_after, robust_after = _run_stages(stages, x, y, given, batch_size, accuracy, cl)
+    return {"clean_acc": clean_acc, "robust_acc": acc_after[list(stages)[-1]], "acc_after": acc_after,
+            "robust_after": robust_after, "queries": queries, "n": len(y), "evaluator": "ours", "x_adv": x_adv}
+
+
+def _run_stages(stages: dict, x: Tensor, y: Tensor, given, batch_size: int, accuracy, cl: bool):
+    """:func:`autoattack_eval`'s chain: each stage attacks only the images every earlier stage left
+    classified right (or takes them from ``given``); returns the final images, Square's queries per
+    image, and the accuracy and per-image robustness after each stage."""
     x_adv = x.clone().cpu()
     queries = torch.zeros(len(y), dtype=torch.long)
     acc_after, robust_after = {}, {}
@@ -359,20 +372,16 @@ def autoattack_eval(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: st
         idx = robust.nonzero().squeeze(1)
         if given is not None and name in given:
             x_adv[idx] = given[name][idx].detach().cpu()
-        # channels-last, as predict() runs the report's other attacks: Square's forward passes (most
-        # of this function's time) ran 1.5x faster so on the CPU (small_cnn, 100 images), same arithmetic
-        with channels_last_while(model) as cl:
-            for i in range(0, 0 if given is not None and name in given else len(idx), batch_size):
-                part = idx[i:i + batch_size]
-                out = run(as_channels_last(x[part], cl), y[part])
-                if name == "square":
-                    out, q = out
-                    queries[part] = q.cpu()
-                x_adv[part] = out.cpu()
+        for i in range(0, 0 if given is not None and name in given else len(idx), batch_size):
+            part = idx[i:i + batch_size]
+            out = run(as_channels_last(x[part], cl), y[part])
+            if name == "square":
+                out, q = out
+                queries[part] = q.cpu()
+            x_adv[part] = out.cpu()
         acc_after[name], robust = accuracy(x_adv)
         robust_after[name] = robust
-    return {"clean_acc": clean_acc, "robust_acc": acc_after[name], "acc_after": acc_after,
-            "robust_after": robust_after, "queries": queries, "n": len(y), "evaluator": "ours", "x_adv": x_adv}
+    return x_adv, queries, acc_after, robust_after
 
 
 COMPACT_ATTACKS = ("clean", "fgsm", "pgd", "apgd", "apgd_t", "autoattack", "worst")

@@ -121,3 +121,18 @@ def test_code_versions_follow_imports():
             "lib.data.synsigns", "lib.artifacts.bases"} <= set(closure)
     assert not any(m.startswith(("lib.studies", "lib.store", "lib.plots", "lib.config")) for m in closure)
     assert "lib.studies.attention" in module_closure("lib.studies.attention")  # the module itself always counts
+
+
+def test_a_package_counts_its_own_code_where_a_module_reaches_past_it():
+    """lib.artifacts.transfer reaches lib.evaluate.crafted through lib.transfer.anb: lib.evaluate's
+    own code counts, the report it re-exports (and the attacks under it) does not; a notebook that
+    imports lib.evaluate by name gets everything it re-exports."""
+    import ast
+
+    from lib.store.versions import lib_imports, module_closure
+
+    closure = set(module_closure("lib.artifacts.transfer"))
+    assert {"lib.transfer", "lib.transfer.anb", "lib.evaluate", "lib.evaluate.crafted"} <= closure
+    assert not {"lib.evaluate.checkpoint_report", "lib.robustness"} & closure
+    by_name = set().union(*(module_closure(m) for m in lib_imports(ast.parse("from lib.evaluate import craft"))))
+    assert {"lib.evaluate.checkpoint_report", "lib.robustness"} <= by_name

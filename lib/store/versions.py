@@ -4,7 +4,12 @@ A model's store key must change when the code that trained it changes. Listing t
 (a ``CODE`` tuple per artifact) goes stale the moment a helper moves, so the version is computed:
 :func:`module_version` follows every ``import`` of a module (at the top and inside functions) to
 the ``lib`` modules it reaches, transitively, and hashes their code with
-:func:`lib.store.code_version` (docstrings, comments and formatting do not count). Modules that
+:func:`lib.store.code_version` (docstrings, comments and formatting do not count). Importing
+``lib.a.b`` runs the package ``lib.a`` first, so ``lib.a``'s own code counts too, but what
+``lib.a/__init__.py`` imports counts only where a module imports ``lib.a`` itself (``from lib.a
+import x``): a package's re-exports cannot change the numbers of a module that reaches past them,
+and following them made every transfer model's key depend on the attack code that
+``lib.evaluate``'s report imports. Modules that
 cannot change a number (where files go, the run's configuration, figures, run folders) are left out:
 :data:`NOT_NUMERIC`.
 """
@@ -36,17 +41,24 @@ def _is_module(name: str) -> bool:
 
 
 def _imports(name: str) -> set[str]:
-    """The ``lib`` modules that module ``name`` imports anywhere in its file."""
+    """The ``lib`` modules that module ``name`` imports anywhere in its file, by name (the
+    packages that hold them are not in it: :func:`_parents`)."""
     path = _origin(name)
     if path is None:
         return set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    return lib_imports(ast.parse(path.read_text()), package)
+    return lib_imports(ast.parse(path.read_text()), package, parents=False)
 
 
-def lib_imports(tree: ast.AST, package: str = "") -> set[str]:
+def _parents(modules: set[str]) -> set[str]:
+    """The ``lib`` packages above ``modules`` (``lib.a`` for ``lib.a.b.c``, and ``lib.a.b``)."""
+    return {".".join(m.split(".")[:i]) for m in modules for i in range(2, m.count(".") + 1)}
+
+
+def lib_imports(tree: ast.AST, package: str = "", parents: bool = True) -> set[str]:
     """The ``lib`` modules that the code ``tree`` imports anywhere (``package``: the package its
-    relative imports start from; a notebook's cells have none)."""
+    relative imports start from; a notebook's cells have none), with the packages that hold them
+    unless ``parents`` is false."""
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -59,8 +71,8 @@ def lib_imports(tree: ast.AST, package: str = "") -> set[str]:
                 base = f"{anchor}.{base}" if base else anchor
             found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names if _is_module(f"{base}.{alias.name}")}
-    parents = {".".join(m.split(".")[:i]) for m in found for i in range(2, m.count(".") + 1)}
-    return {m for m in found | parents if m == "lib" or m.startswith("lib.")}
+    found |= _parents(found) if parents else set()
+    return {m for m in found if m == "lib" or m.startswith("lib.")}
 
 
 def _counted(name: str, leave_out: tuple[str, ...]) -> bool:
@@ -69,9 +81,10 @@ def _counted(name: str, leave_out: tuple[str, ...]) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def module_closure(name: str, leave_out: tuple[str, ...] = NOT_NUMERIC) -> tuple[str, ...]:
-    """``name`` and every ``lib`` module it reaches through imports, sorted (the modules it reaches
-    in ``leave_out``, by default :data:`NOT_NUMERIC`, and their imports are left out; ``name``
-    itself always counts)."""
+    """``name`` and every ``lib`` module it reaches through imports, sorted, with the packages that
+    hold them (their own code; their imports are followed only where they are imported by name).
+    The modules it reaches in ``leave_out``, by default :data:`NOT_NUMERIC`, and their imports are
+    left out; ``name`` itself always counts."""
     seen, todo = set(), [name]
     while todo:
         current = todo.pop()
@@ -79,7 +92,8 @@ def module_closure(name: str, leave_out: tuple[str, ...] = NOT_NUMERIC) -> tuple
             continue
         seen.add(current)
         todo += sorted(_imports(current) - seen)
-    return tuple(sorted(seen))
+    held = {p for p in _parents(seen) if _counted(p, leave_out)}
+    return tuple(sorted(seen | held))
 
 
 @functools.lru_cache(maxsize=None)

@@ -141,7 +141,7 @@ def best_and_last(models: dict, cfg: dict, test, *, report: pd.DataFrame | None 
     for the selected checkpoints' evaluation. One row per method except ``standard`` (selected on
     its last epoch)."""
     from ..cache import cached
-    from ..evaluate import eval_images
+    from ..evaluate.crafted import eval_images
     from ..metrics import rate_interval
 
     x, y = eval_images(test, cfg["n_eval"], seed=cfg["seed"])

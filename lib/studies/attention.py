@@ -39,7 +39,7 @@ from ..attacks import attack_fn, with_own_labels
 from ..backdoor import apply_trigger, backdoor_rates
 from ..cache import cached
 from ..data import ImageSet, data_fingerprint, labels_of, stratified_order
-from ..evaluate import craft, craft_sets
+from ..evaluate.crafted import craft, craft_sets
 from ..metrics import binomial_interval
 from ..models import model_fingerprint
 from ..store import Store

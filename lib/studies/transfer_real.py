@@ -36,7 +36,7 @@ from torch import nn
 from ..attacks import attack_fn, with_own_labels
 from ..data import ImageSet, data_fingerprint, to_imageset
 from ..data.real import load_real
-from ..evaluate import craft, eval_images, transfer_scores
+from ..evaluate.crafted import craft, eval_images, transfer_scores
 from ..metrics import binomial_interval, rate_interval, seed_interval
 from ..models import fresh_like, load_cifar_resnet20, model_fingerprint
 from ..paths import measured_dir, shared_dir

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..data import data_fingerprint, num_classes_of
 from ..cache import cached, describe
-from ..evaluate import craft_sets, eval_images, transfer_scores
+from ..evaluate.crafted import craft_sets, eval_images, transfer_scores
 from ..models import Classifier, freeze, fresh_like, model_fingerprint
 from ..store import Store
 from ..store.versions import module_version

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from .. import attacks
-from ..evaluate import transfer_scores
+from ..evaluate.crafted import transfer_scores
 from ..train import model_device
 from .explorer import explorer, headless
 
