@@ -272,6 +272,17 @@ def test_crash_inside_serialiser_leaves_nothing_then_retrains(tmp_path, monkeypa
     assert calls == [1] and meta["cached"] is True and meta["acc"] == 1.0
 
 
+def test_a_models_meta_comes_back_in_its_key_order(tmp_path):
+    """A table built from stored meta (notebook 07's GAN history) has the same columns whether the
+    model was trained now or loaded: the store keeps the order the meta was written in."""
+    store = Store(tmp_path)
+    history = [{"step": 10, "d_loss": -8.0, "g_loss": 18.2, "aux_acc_real": 0.2}]
+    store.save_model("base", CONFIG, trained_conv_bn(seed=0), {"history": history, "b": 1, "a": 2})
+    meta = store.load_model("base", CONFIG, trained_conv_bn(seed=1))
+    assert list(meta) == ["history", "b", "a"]
+    assert list(pd.DataFrame(meta["history"]).columns) == ["step", "d_loss", "g_loss", "aux_acc_real"]
+
+
 def test_crashed_overwrite_keeps_the_previous_artifact(tmp_path, monkeypatch):
     store = Store(tmp_path)
     good = trained_conv_bn(seed=0)

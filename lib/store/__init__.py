@@ -242,7 +242,9 @@ class Store:
         """Store the weights with ``meta`` and the config in one safetensors file (one rename)."""
         header = self._header(name, config)
         metadata = _string_header(header)
-        metadata["meta"] = json.dumps(to_json(meta or {}, strict=False), sort_keys=True)
+        # meta keeps its key order (no sort_keys): a table built from it, such as notebook 07's GAN
+        # history, then has the same columns whether the model was trained now or loaded
+        metadata["meta"] = json.dumps(to_json(meta or {}, strict=False))
         return save_weights(model, self.model_path(name, config), metadata)
 
     def load_model(self, name: str, config: dict, model: nn.Module) -> dict:
