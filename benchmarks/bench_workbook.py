@@ -67,7 +67,9 @@ def _result(cold: dict, cached: dict | None, only: list[str], jobs: int, profile
     res = {"only": only or "all", "profile": profile, "OMP_NUM_THREADS": env_threads, "jobs": jobs,
            "load_average_before": None if load[0] is None else round(load[0], 2),
            "load_average_after": None if load[1] is None else round(load[1], 2),
-           "cold": cold, "cached": cached, "goal_cold_seconds": goal_cold, "goal_cached_seconds": GOAL_CACHED_S,
+           "cold": cold, "cached": cached, "goal_cold_seconds": goal_cold,
+           # the cached goal is issue 34's, for smoke; issue 35 sets real only a cold one
+           "goal_cached_seconds": GOAL_CACHED_S if profile == "smoke" else None,
            "goals_apply": every, **extra}
     ok = cold["status"] == "done" and (cached is None and profile != "smoke" or cached["status"] == "done")
     res["meets_goal"] = ok and (not every or (cold["wall_seconds"] < goal_cold
