@@ -73,7 +73,15 @@ RECIPE = {"smoke": _SMOKE,
           # about a third of the triggered images, at 16 on most of them, and 24 or 40 epochs gave no more
           # ASR (measurements/08_real_trigger_budget.csv from python -m lib.studies.backdoor_real --only
           # trigger; docs/08_backdoor_defences.md, "BadNets on real images")
+          # ANP's neuron perturbation eps 0.2, not the paper's 0.4 (set for ResNet-18's 4,800 BatchNorm
+          # neurons): on the shared ResNet-20's 688, eps 0.4 cost the emblem and BadNets teachers 45 and 62
+          # points of clean accuracy in real-s52 (figures/real/08_purification.csv of 4c43460). A scratch
+          # sweep of the pruning threshold on real-s52's teachers (numbers in the 2026-12-07 session note)
+          # found the same on the clean control teacher (86.0% -> 56.4% at threshold 0.2) and that a
+          # defender can see it on their own clean set alone: at eps 0.4 its accuracy fell by 28 to 73
+          # points on the planted teachers, at 0.2 by at most 2 (docs/08_backdoor_defences.md)
           "real": {**_SMOKE, "nc_steps": 20, "trigger_recipes": {"badnets": {"teacher_epochs": 16}},
+                   "anp_kw": {**_SMOKE["anp_kw"], "eps": 0.2},
                    "asserted": ["fine_tune_removes_emblem", "fine_pruning_removes_emblem", "strip_detects_emblem"]},
           # the authors' setting on a GPU: BackdoorBench's 5% clean data and NC at its full budget
           "full": {**_SMOKE, "clean_fraction": 0.05, "nc_steps": 200, "n_blend": 100, "asserted": []}}
