@@ -24,6 +24,9 @@ SMALL = {
     "defence_ft_sam_kw": {"epochs": 2, "batch_size": 10, "rho": 2.0, "lr": 0.01, "label_smoothing": 0.0},
     "defence_nc_steps": 3, "defence_n_blend": 4, "defence_detect_rates": [0.2],
     "defence_asserted": [],  # the recipe's findings need its budgets (make workbook asserts them)
+    # the real profile's BackdoorBench anchor (CIFAR-10 there), here the BadNets teacher again (its 20%:
+    # at 10% this base's teacher fires on a quarter of the images) with a defender's set of its own
+    "defence_anchor_recipe": {"trigger": "badnets"}, "defence_anchor_clean_fraction": 0.2,
 }
 
 
@@ -66,3 +69,15 @@ def test_08_backdoor_defences(tmp_path):
             "spectral_signatures_recall_0.2"} <= set(found["finding"])
     anchors = pd.read_csv(out / "08_anchors.csv").set_index("defence")
     assert anchors.loc["none", "bb_asr"] == 95.03 and anchors.loc["none", "asr"] > 50
+    badnets = teachers.xs("badnets")
+    assert anchors.loc["nad", "asr"] == pytest.approx(100 * badnets.loc["nad", "asr_bb"], abs=0.01)
+    # the anchor teacher, purified by every defence on its own clean set
+    anchor = pd.read_csv(out / "08_anchor_purification.csv").set_index("defence")
+    assert (anchor["kind"] == "anchor").all() and {"none", "control", *METHODS} == set(anchor.index)
+    assert anchor.loc["none", "asr_bb"] > 0.5 > anchor.loc["control", "asr_bb"]
+    for d in ["none", *(set(METHODS) & set(anchors.index))]:  # the defences BackdoorBench has numbers for
+        assert anchors.loc[d, "anchor_asr"] == pytest.approx(100 * anchor.loc[d, "asr_bb"], abs=0.01), d
+        assert anchors.loc[d, "anchor_asr_low"] <= anchors.loc[d, "anchor_asr"] <= anchors.loc[d, "anchor_asr_high"]
+    assert (anchors["anchor_n"].dropna() == 300).all()
+    assert anchors.loc[["activation_clustering", "spectral_signatures"], ["anchor_asr", "anchor_n"]].notna().all().all()
+    assert anchors.loc["neural_cleanse", ["asr", "anchor_asr"]].isna().all()

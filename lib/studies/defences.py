@@ -60,6 +60,11 @@ _SMOKE = {
     # STRIP detects at AUC >= 0.5 + auc_margin; the notebook asserts `asserted` by their intervals
     "asr_margin": 0.2, "acc_margin": 0.1, "auc_margin": 0.2,
     "asserted": ["fine_pruning_removes_emblem", "strip_detects_emblem"],
+    # BackdoorBench's own setting beside its numbers (lib.studies.defences_anchor): overrides of notebook
+    # 05's recipe for a BadNets teacher planted and defended on CIFAR-10, and its defender's clean share
+    # (BackdoorBench's 5%); None here: the embedded data has no CIFAR-10 (the notebook's test runs one on
+    # synsigns at BackdoorBench's rate, for the code path)
+    "anchor_recipe": None, "anchor_clean_fraction": 0.05,
 }
 RECIPE = {"smoke": _SMOKE,
           # notebook 05's real recipe (shared GTSRB planted on the shared ResNet-20). It asserts what
@@ -80,7 +85,15 @@ RECIPE = {"smoke": _SMOKE,
           # found the same on the clean control teacher (86.0% -> 56.4% at threshold 0.2) and that a
           # defender can see it on their own clean set alone: at eps 0.4 its accuracy fell by 28 to 73
           # points on the planted teachers, at 0.2 by at most 2 (docs/08_backdoor_defences.md)
+          # The anchor: the shared ResNet-20 planted with BadNets at BackdoorBench's 10% on the whole shared
+          # CIFAR-10 subset (5,000 images; the defender's 5% are drawn from them, as BackdoorBench draws its
+          # clean data from the training set), 8 epochs. Measured on the official test split (2026-12-07,
+          # scratch): on the attacker's half only (2,500 images) the teacher reached 53-61% ASR at 8-32
+          # epochs (19% at lr 0.01); on all 5,000, 81.5% at 8 epochs and 80.4% at 16, clean accuracy 81.7%
+          # against the clean control's 83.9% (the new head costs the public model about 7 points)
           "real": {**_SMOKE, "nc_steps": 20, "trigger_recipes": {"badnets": {"teacher_epochs": 16}},
+                   "anchor_recipe": {"dataset": "cifar10_shared", "per_class_train": None, "trigger": "badnets",
+                                     "rate": 0.1, "teacher_epochs": 8},
                    "anp_kw": {**_SMOKE["anp_kw"], "eps": 0.2},
                    "asserted": ["fine_tune_removes_emblem", "fine_pruning_removes_emblem", "strip_detects_emblem"]},
           # the authors' setting on a GPU: BackdoorBench's 5% clean data and NC at its full budget
@@ -112,6 +125,10 @@ def check(cfg: dict) -> str | None:
         if unknown:
             return (f"{PREFIX}_trigger_recipes[{trigger!r}] has keys {unknown} that notebook 05's recipe does not "
                     f"have; known: {sorted(known)}")
+    anchor = cfg.get("anchor_recipe") or {}
+    unknown = sorted(set(anchor) - set(study_modules()[NEEDS[0]].RECIPE["smoke"]))
+    if unknown:
+        return f"{PREFIX}_anchor_recipe has keys {unknown} that notebook 05's recipe does not have"
     unknown = sorted(set(cfg["asserted"]) - set(finding_names(cfg)))
     if unknown:
         return f"{PREFIX}_asserted names findings this recipe does not make: {unknown}"

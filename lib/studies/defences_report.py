@@ -89,18 +89,23 @@ def purification_table(cfg: dict, store: Store | None = None, *, progress: bool 
     """One row per subject and defence (``"none"``: the undefended model; ``"control"``: notebook
     05's clean teacher, for the teacher rows): the metrics, the drops against the undefended model
     with intervals, DER and the defence's training seconds (0 when it came from the store)."""
-    rows = []
-    for s in subjects(cfg, store, progress=progress):
-        clean = df_models.clean_set(cfg, s.task)
-        before = metrics(s.model, s, store)
-        rows.append(_scored(s, "none", s.model, before, store, seconds=0.0))
-        if s.kind == "teacher":
-            control, _ = bd_models.clean_teacher(s.cfg, store, progress=progress)
-            rows.append(_scored(s, "control", control, before, store, seconds=0.0))
-        for d in cfg["methods"]:
-            model, meta = df_models.purified(d, s.model, clean, cfg, store)
-            rows.append(_scored(s, d, model, before, store, seconds=0.0 if meta["cached"] else meta["train_seconds"]))
-    return pd.DataFrame(rows)
+    return pd.DataFrame([row for s in subjects(cfg, store, progress=progress)
+                         for row in purified_rows(s, cfg, store, progress=progress)])
+
+
+def purified_rows(s: Subject, cfg: dict, store: Store | None = None, *, progress: bool = False) -> list[dict]:
+    """:func:`purification_table`'s rows of one subject: undefended, the clean teacher of its
+    recipe (a teacher's control) and every defence of ``methods`` on ``cfg``'s clean set."""
+    clean = df_models.clean_set(cfg, s.task)
+    before = metrics(s.model, s, store)
+    rows = [_scored(s, "none", s.model, before, store, seconds=0.0)]
+    if s.kind != "student":
+        control, _ = bd_models.clean_teacher(s.cfg, store, progress=progress)
+        rows.append(_scored(s, "control", control, before, store, seconds=0.0))
+    for d in cfg["methods"]:
+        model, meta = df_models.purified(d, s.model, clean, cfg, store)
+        rows.append(_scored(s, d, model, before, store, seconds=0.0 if meta["cached"] else meta["train_seconds"]))
+    return rows
 
 
 def transfer_table(cfg: dict, store: Store | None = None, *, progress: bool = False) -> pd.DataFrame:
@@ -237,45 +242,9 @@ def data_detection_table(cfg: dict, store: Store | None = None, *, progress: boo
 
 
 # ----------------------------------------------------------------------------- findings
-# BackdoorBench's defaults (BadNets, CIFAR-10, PreAct-ResNet18, 10% poison, 5% clean data), clean
-# accuracy / ASR in %: the leaderboard CSV, except i-BAU (its row at 5% poison) and FT-SAM (its
-# paper, Table 1). Published numbers to set ours beside, in direction only (a smaller model and
-# data here). NC, AC and Spectral are BackdoorBench's whole defences (detect, then unlearn or
-# re-train); fine-pruning is 91.77 / 0.84 in the FT-SAM paper's rerun.
-ANCHORS = {"none": (91.32, 95.03, "leaderboard"), "nad": (89.87, 2.14, "leaderboard"),
-           "neural_cleanse": (89.05, 1.27, "leaderboard"), "anp": (84.17, 0.73, "leaderboard"),
-           "activation_clustering": (88.80, 86.23, "leaderboard"), "spectral_signatures": (89.98, 92.41, "leaderboard"),
-           "ibau": (89.21, 0.81, "leaderboard, 5% poison"), "ft_sam": (92.21, 1.63, "FT-SAM paper, Table 1"),
-           "fine_pruning": (91.31, 57.13, "leaderboard")}
-
-
 def tag(row) -> str:
     """A subject's short name in finding names: its trigger (teachers) or ``student_<task>``."""
     return row["trigger"] if row["kind"] == "teacher" else f"student_{row['task']}"
-
-
-def anchor_table(purification: pd.DataFrame, detection: pd.DataFrame) -> pd.DataFrame:
-    """Ours beside BackdoorBench's defaults (:data:`ANCHORS`): the BadNets teacher's rows when
-    ``badnets`` is among the triggers (else the first teacher's), and for AC and Spectral the
-    re-planted teacher at the largest detected rate."""
-    teachers = purification[purification["kind"] == "teacher"]
-    pick = "badnets" if "badnets" in set(teachers["trigger"]) else teachers["trigger"].iloc[0]
-    ours = teachers[teachers["trigger"] == pick].set_index("defence")
-    rows = []
-    for name, (acc, asr, source) in ANCHORS.items():
-        row = {"defence": name, "bb_clean_acc": acc, "bb_asr": asr, "bb_source": source}
-        if name in ours.index:
-            r = ours.loc[name]
-            what = f"{pick} teacher, undefended" if name == "none" else f"{pick} teacher purified by {name}"
-            row.update(our_setting=what, clean_acc=100 * r["clean_acc"], asr=100 * r["asr_bb"])
-        elif name == "neural_cleanse":
-            row.update(our_setting="run as a detector only (08_neural_cleanse); no unlearning")
-        elif len(detection) and name in set(detection["detector"]):
-            top = detection[detection["detector"] == name].sort_values("rate").iloc[-1]
-            row.update(our_setting=f"re-planted on the set {name} cleaned, rate {top['rate']:g}",
-                       clean_acc=100 * top["clean_acc"], asr=100 * top["asr_bb"])
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def _drop(r: pd.Series) -> tuple[float, float, float]:
