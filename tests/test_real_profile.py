@@ -81,15 +81,16 @@ def test_a_trigger_recipe_changes_only_its_own_teacher_and_names_a_bad_entry():
 
 
 def test_the_anchor_is_notebook_05s_recipe_with_its_overrides_and_names_a_bad_entry():
+    from lib.artifacts.anchor import anchor_recipe
     from lib.artifacts.defences import backdoor_recipe
     from lib.studies import defences
-    from lib.studies.defences_anchor import anchor_cfg
+    from lib.studies.defences_anchor import anchor_purification
 
-    assert anchor_cfg(defences.recipe("smoke")) is None  # the embedded data has no CIFAR-10
+    assert anchor_purification(defences.recipe("smoke")).empty  # the embedded data has no CIFAR-10
     real = defences.recipe("real")
-    cfg = anchor_cfg(real)
-    bd = backdoor_recipe(cfg)
-    assert (bd["dataset"], bd["trigger"], bd["rate"], cfg["clean_fraction"]) == ("cifar10_shared", "badnets", 0.1, 0.05)
+    bd = anchor_recipe(real)
+    assert (bd["dataset"], bd["trigger"], bd["rate"], real["anchor_clean_fraction"]) == \
+        ("cifar10_shared", "badnets", 0.1, 0.05)
     assert bd["base"] == real["needs"]["05"]["base"] and backdoor_recipe(real)["dataset"] == "gtsrb_shared"
     with pytest.raises(ConfigError, match=r"anchor_recipe has keys \['poison'\]"):
         studies.resolve_recipes("real", studies.check_params({"defence_anchor_recipe": {"poison": 0.1}}, "real"))

@@ -27,18 +27,17 @@ def test_notebook_05_real_new_task_is_scored_on_the_official_test_split():
 def test_notebook_08_real_anchor_plants_on_the_subset_and_is_scored_on_the_official_test_split():
     """BackdoorBench's setting at our scale: the attacker's set is the whole shared CIFAR-10 subset,
     the defender's 5% is drawn from it (every class in proportion), the test is the official split."""
-    from lib.artifacts import backdoor as bd_models
-    from lib.artifacts import defences as df_models
+    from lib.artifacts import anchor
     from lib.studies import defences
-    from lib.studies.defences_anchor import anchor_cfg
 
-    cfg = anchor_cfg(defences.recipe("real"))
-    bd = df_models.backdoor_recipe(cfg)
-    train, test = bd_models.teacher_data(bd)
-    assert len(train) == 5000 and "official" in test.name and len(test) == 5000
-    clean = df_models.clean_set(cfg)
+    cfg = defences.recipe("real")
+    train, test = anchor.anchor_sets(cfg)
+    assert len(train) == 5000 and len(test) == 5000 and torch.bincount(test.labels).tolist() == [500] * 10
+    from lib.artifacts.backdoor_data import real_sets
+    from lib.studies.backdoor import RECIPE
+
+    official = real_sets({**RECIPE["real"], "new_per_class_train": 2}, "new")[1]  # the test above: the official split
+    assert torch.equal(test.images, official.images) and torch.equal(test.labels, official.labels)
+    clean = anchor.anchor_clean_set(cfg)
     assert len(clean) == 250 and torch.bincount(clean.labels).tolist() == [25] * 10
-    poisoned = bd_models.poisoned_teacher_data(bd)
-    assert int(poisoned.info["poisoned"].sum()) == 500  # BackdoorBench's 10%
-    with pytest.raises(ValueError, match="no new task"):
-        bd_models.student_data(bd, "new")
+    assert int(anchor.anchor_poisoned(cfg).info["poisoned"].sum()) == 500  # BackdoorBench's 10%

@@ -7,10 +7,6 @@ half and the victim's half (``per_class_train`` each, seeded); the new task is C
 ``new_per_class_train`` training images per class of the shared subset, tested on the 5,000 images
 of its official test split (``cifar10-jpg-official-test``), which the teacher never saw.
 
-``cifar10_shared`` (notebook 08's BackdoorBench anchor, a BadNets teacher on CIFAR-10): the shared
-CIFAR-10 subset's training images split per class into the attacker's and the victim's halves as
-above, tested on the official test split; it has no new task.
-
 ``full`` (the authors' setting, GPU-sized): GTSRB from ``data/gtsrb`` at ``size`` (224) px, its
 first ``teacher_classes`` classes, split per class into the attacker's and the victim's
 ``per_class_train`` images as in ``real`` (the authors' final scripts reuse one set for both; we
@@ -92,15 +88,6 @@ def real_sets(cfg: dict, which: str):
             return train, _shared_set("cifar10_official", "test")
         attacker, victim = _halves(_shared_set("gtsrb", "train"), cfg["per_class_train"], cfg["data_seed"])
         return (attacker if which == "teacher" else victim), _shared_set("gtsrb", "test")
-    if cfg["dataset"] == "cifar10_shared":  # notebook 08's BackdoorBench anchor: planting a CIFAR-10 model
-        if which == "new":
-            raise ValueError("dataset 'cifar10_shared' has no new task here (notebook 08's anchor plants and "
-                             "defends a CIFAR-10 teacher only)")
-        train, test = _shared_set("cifar10_folder", "train"), _shared_set("cifar10_official", "test")
-        if cfg["per_class_train"] is None:  # BackdoorBench's: the defender's clean images come from the training set
-            return train, test
-        attacker, victim = _halves(train, cfg["per_class_train"], cfg["data_seed"])
-        return (attacker if which == "teacher" else victim), test
     if which == "new":
         root, name, k = cfg.get("new_root"), cfg["new_dataset"], cfg["new_classes"]
         return (_first_classes(load_real(name, "train", root=root, size=cfg["size"]), k,

@@ -4,21 +4,21 @@ run's own BadNets teacher, and, where the recipe has an ``anchor_recipe`` (the `
 ours in BackdoorBench's own setting: a CIFAR-10 model planted with BadNets on CIFAR-10 at its
 rate, defended with its share of clean training images and scored on CIFAR-10's test images.
 
-The anchor teacher is notebook 05's recipe with ``anchor_recipe`` on top, so it is planted,
-controlled, purified and scored by the same functions as every other teacher of notebook 08
-(:func:`lib.studies.defences_report.purified_rows`); Activation Clustering and Spectral
-Signatures read its poisoned set at its own rate. The comparison is one of direction: the model
-(the shared ResNet-20, fine-tuned with a new head by the attacker) and the data (the shared
-5,000-image subset) are smaller than BackdoorBench's.
+The anchor's models are :mod:`lib.artifacts.anchor` (notebook 05's recipe with ``anchor_recipe``
+on top); they are purified and scored by the same functions as every other teacher of notebook
+08 (:func:`lib.studies.defences_report.purified_rows`, :func:`~lib.studies.defences_report.detection_rows`:
+Activation Clustering and Spectral Signatures read its poisoned set at its own rate). The
+comparison is one of direction: the model (the shared ResNet-20, fine-tuned with a new head by
+the attacker) and the data (the shared 5,000-image subset) are smaller than BackdoorBench's.
 """
 from __future__ import annotations
 
 import pandas as pd
 
-from ..artifacts import backdoor as bd_models
+from ..artifacts import anchor as anchor_models
 from ..artifacts import defences as df_models
 from ..store import Store
-from .defences_report import Subject, data_detection_table, purified_rows
+from .defences_report import Subject, detection_rows, purified_rows
 
 # BackdoorBench's defaults, clean accuracy / ASR in %: the leaderboard CSV, except i-BAU (its row at
 # 5% poison) and FT-SAM (its paper, Table 1). NC, AC and Spectral are BackdoorBench's whole defences
@@ -30,41 +30,36 @@ ANCHORS = {"none": (91.32, 95.03, "leaderboard"), "nad": (89.87, 2.14, "leaderbo
            "fine_pruning": (91.31, 57.13, "leaderboard")}
 
 
-def anchor_cfg(cfg: dict) -> dict | None:
-    """Notebook 08's recipe with the anchor's notebook-05 overrides (``anchor_recipe``) and its
-    clean share (``anchor_clean_fraction``) in place of the run's; ``None`` when the recipe has
-    no anchor (smoke: synsigns has no CIFAR-10)."""
-    if not cfg.get("anchor_recipe"):
-        return None
-    return {**cfg, "backdoor_recipe": {**(cfg.get("backdoor_recipe") or {}), **cfg["anchor_recipe"]},
-            "clean_fraction": cfg["anchor_clean_fraction"]}
-
-
 def anchor_subject(cfg: dict, store: Store | None = None, *, progress: bool = False) -> Subject:
-    """The anchor's planted teacher (kind ``"anchor"``) on its recipe's test images."""
-    bd = df_models.backdoor_recipe(anchor_cfg(cfg))
-    model, _ = bd_models.backdoored_teacher(bd, store, progress=progress)
-    name = f"teacher ({bd['trigger']}, {bd['dataset']})"
-    return Subject(name, "anchor", bd["trigger"], "same", model, bd_models.teacher_data(bd)[1], bd)
+    """The anchor's planted teacher (kind ``"anchor"``) on its task's test images."""
+    bd = anchor_models.anchor_recipe(cfg)
+    model, _ = anchor_models.anchor_teacher(cfg, store, progress=progress)
+    return Subject(f"teacher ({bd['trigger']}, {bd['dataset']})", "anchor", bd["trigger"], "same", model,
+                   anchor_models.anchor_sets(cfg)[1], bd)
 
 
 def anchor_purification(cfg: dict, store: Store | None = None, *, progress: bool = False) -> pd.DataFrame:
-    """The anchor teacher's purification rows (undefended, its clean control, every defence),
-    as :func:`lib.studies.defences_report.purification_table` scores them; empty without an anchor."""
-    acfg = anchor_cfg(cfg)
-    if acfg is None:
+    """The anchor teacher's purification rows (undefended, its clean control, every defence on
+    the anchor's clean set), scored as :func:`lib.studies.defences_report.purification_table`
+    scores the others; empty where the recipe has no ``anchor_recipe``."""
+    if not cfg.get("anchor_recipe"):
         return pd.DataFrame()
-    return pd.DataFrame(purified_rows(anchor_subject(cfg, store, progress=progress), acfg, store, progress=progress))
+    s = anchor_subject(cfg, store, progress=progress)
+    control, _ = anchor_models.anchor_control(cfg, store, progress=progress)
+    return pd.DataFrame(purified_rows(s, anchor_models.anchor_clean_set(cfg), control, cfg, store))
 
 
 def anchor_detection(cfg: dict, store: Store | None = None, *, progress: bool = False) -> pd.DataFrame:
     """Activation Clustering and Spectral Signatures on the anchor's poisoned set at its own rate,
     and the teacher re-planted without what each flagged; empty without an anchor."""
-    acfg = anchor_cfg(cfg)
-    if acfg is None:
+    if not cfg.get("anchor_recipe"):
         return pd.DataFrame()
-    rate = df_models.backdoor_recipe(acfg)["rate"]
-    return data_detection_table({**acfg, "detect_rates": [rate]}, store, progress=progress)
+
+    def replant(keep):
+        return anchor_models.anchor_teacher(cfg, store, keep=keep, progress=progress)[0]
+
+    s = anchor_subject(cfg, store, progress=progress)
+    return pd.DataFrame(detection_rows(s, anchor_models.anchor_poisoned(cfg), cfg, store, replant))
 
 
 def _ours(purification: pd.DataFrame, detection: pd.DataFrame, name: str, label: str) -> dict:
@@ -127,13 +122,12 @@ def anchor_setting(cfg: dict, purification: pd.DataFrame, anchor: pd.DataFrame) 
     text = (f"Ours in the first columns: {model} planted on {bd['dataset']} ({len(df_models.clean_set(cfg))} clean "
             f"images for the defender, {cfg['clean_fraction']:.0%} of the victim's training images; poison rate "
             f"{bd['rate']:g}; {n_test} test images).")
-    acfg = anchor_cfg(cfg)
-    if acfg is not None and len(anchor):
-        a = df_models.backdoor_recipe(acfg)
+    if cfg.get("anchor_recipe") and len(anchor):
+        a = anchor_models.anchor_recipe(cfg)
         text += (f" The `anchor_` columns are BackdoorBench's own setting at our scale: {model} planted with "
                  f"{a['trigger']} on {a['dataset']} at poison rate {a['rate']:g} ({a['teacher_epochs']} epochs, a new "
-                 f"head), {len(df_models.clean_set(acfg))} clean training images "
-                 f"({acfg['clean_fraction']:.0%}) for the defender, scored on {int(anchor['clean_acc_n'].max())} "
+                 f"head), {len(anchor_models.anchor_clean_set(cfg))} of its clean training images "
+                 f"({cfg['anchor_clean_fraction']:.0%}) for the defender, scored on {int(anchor['clean_acc_n'].max())} "
                  f"test images of {a['dataset']}.")
     else:
         text += " This profile has no anchor in BackdoorBench's own setting (the `real` profile runs one on CIFAR-10)."

@@ -89,18 +89,19 @@ def purification_table(cfg: dict, store: Store | None = None, *, progress: bool 
     """One row per subject and defence (``"none"``: the undefended model; ``"control"``: notebook
     05's clean teacher, for the teacher rows): the metrics, the drops against the undefended model
     with intervals, DER and the defence's training seconds (0 when it came from the store)."""
-    return pd.DataFrame([row for s in subjects(cfg, store, progress=progress)
-                         for row in purified_rows(s, cfg, store, progress=progress)])
+    rows = []
+    for s in subjects(cfg, store, progress=progress):
+        control = bd_models.clean_teacher(s.cfg, store, progress=progress)[0] if s.kind == "teacher" else None
+        rows += purified_rows(s, df_models.clean_set(cfg, s.task), control, cfg, store)
+    return pd.DataFrame(rows)
 
 
-def purified_rows(s: Subject, cfg: dict, store: Store | None = None, *, progress: bool = False) -> list[dict]:
-    """:func:`purification_table`'s rows of one subject: undefended, the clean teacher of its
-    recipe (a teacher's control) and every defence of ``methods`` on ``cfg``'s clean set."""
-    clean = df_models.clean_set(cfg, s.task)
+def purified_rows(s: Subject, clean: ImageSet, control, cfg: dict, store: Store | None = None) -> list[dict]:
+    """:func:`purification_table`'s rows of one subject: undefended, its ``control`` (a clean
+    model of its task, or ``None``) and every defence of ``methods`` on the ``clean`` images."""
     before = metrics(s.model, s, store)
     rows = [_scored(s, "none", s.model, before, store, seconds=0.0)]
-    if s.kind != "student":
-        control, _ = bd_models.clean_teacher(s.cfg, store, progress=progress)
+    if control is not None:
         rows.append(_scored(s, "control", control, before, store, seconds=0.0))
     for d in cfg["methods"]:
         model, meta = df_models.purified(d, s.model, clean, cfg, store)
@@ -221,24 +222,33 @@ def data_detection_table(cfg: dict, store: Store | None = None, *, progress: boo
         bd = {**df_models.backdoor_recipe(cfg), "rate": rate}
         s = Subject(f"teacher at rate {rate:g}", "teacher", bd["trigger"], "same",
                     bd_models.backdoored_teacher(bd, store, progress=progress)[0], bd_models.teacher_data(bd)[1], bd)
-        poisoned = bd_models.poisoned_teacher_data(bd)
-        is_poison = poisoned.info["poisoned"]
-        feats = representations(s.model, poisoned.images, poisoned.labels)
-        in_target = poisoned.labels == bd["target"]
-        found = {"activation_clustering": activation_clustering.detect(s.model, poisoned.images, poisoned.labels,
-                                                                       feats=feats, seed=cfg["seed"])["flags"],
-                 "spectral_signatures": spectral_signatures.detect(s.model, poisoned.images, poisoned.labels,
-                                                                   eps=cfg["ss_poison_fraction"], feats=feats)["flags"]}
-        for name, flags in found.items():
-            keep = (~flags).nonzero().flatten().tolist()
-            replanted, _ = bd_models.backdoored_teacher(bd, store, keep=keep, progress=progress)
-            m = metrics(replanted, s, store)
-            rows.append({"rate": rate, "detector": name,
-                         "poison_share_of_target": float(is_poison[in_target].float().mean()),
-                         **detection_scores(flags, is_poison, len(poisoned)),
-                         **{k: m[k] for k in ("clean_acc", "clean_acc_low", "clean_acc_high", "clean_acc_n",
-                                              "asr_bb", "asr_bb_low", "asr_bb_high", "asr_bb_n")}})
+
+        def replant(keep, bd=bd):
+            return bd_models.backdoored_teacher(bd, store, keep=keep, progress=progress)[0]
+
+        rows += detection_rows(s, bd_models.poisoned_teacher_data(bd), cfg, store, replant)
     return pd.DataFrame(rows)
+
+
+def detection_rows(s: Subject, poisoned: ImageSet, cfg: dict, store: Store | None, replant) -> list[dict]:
+    """AC and SS on ``poisoned`` read through the teacher ``s.model`` planted on it, and
+    ``replant(keep)`` (the teacher planted on the images at ``keep`` only) scored on ``s``."""
+    is_poison = poisoned.info["poisoned"]
+    feats = representations(s.model, poisoned.images, poisoned.labels)
+    in_target = poisoned.labels == s.cfg["target"]
+    found = {"activation_clustering": activation_clustering.detect(s.model, poisoned.images, poisoned.labels,
+                                                                   feats=feats, seed=cfg["seed"])["flags"],
+             "spectral_signatures": spectral_signatures.detect(s.model, poisoned.images, poisoned.labels,
+                                                               eps=cfg["ss_poison_fraction"], feats=feats)["flags"]}
+    rows = []
+    for name, flags in found.items():
+        m = metrics(replant((~flags).nonzero().flatten().tolist()), s, store)
+        rows.append({"rate": s.cfg["rate"], "detector": name,
+                     "poison_share_of_target": float(is_poison[in_target].float().mean()),
+                     **detection_scores(flags, is_poison, len(poisoned)),
+                     **{k: m[k] for k in ("clean_acc", "clean_acc_low", "clean_acc_high", "clean_acc_n",
+                                          "asr_bb", "asr_bb_low", "asr_bb_high", "asr_bb_n")}})
+    return rows
 
 
 # ----------------------------------------------------------------------------- findings
