@@ -80,4 +80,8 @@ def test_08_backdoor_defences(tmp_path):
         assert anchors.loc[d, "anchor_asr_low"] <= anchors.loc[d, "anchor_asr"] <= anchors.loc[d, "anchor_asr_high"]
     assert (anchors["anchor_n"].dropna() == 300).all()
     assert anchors.loc[["activation_clustering", "spectral_signatures"], ["anchor_asr", "anchor_n"]].notna().all().all()
+    anchor_detection = pd.read_csv(out / "08_anchor_detection.csv").set_index("detector")
+    assert (anchor_detection["rate"] == 0.2).all()  # the anchor's own rate
+    assert anchors.loc["spectral_signatures", "anchor_asr"] == \
+        pytest.approx(100 * anchor_detection.loc["spectral_signatures", "asr_bb"], abs=0.01)
     assert anchors.loc["neural_cleanse", ["asr", "anchor_asr"]].isna().all()
