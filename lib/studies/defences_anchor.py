@@ -132,3 +132,28 @@ def anchor_setting(cfg: dict, purification: pd.DataFrame, anchor: pd.DataFrame) 
     else:
         text += " This profile has no anchor in BackdoorBench's own setting (the `real` profile runs one on CIFAR-10)."
     return text + " Direction only: a smaller model and fewer images than PreAct-ResNet18 on 50,000."
+
+
+def anchor_direction(anchors: pd.DataFrame, margin: float) -> str:
+    """Where our defences, in BackdoorBench's own setting (the ``anchor_`` columns), move ASR the
+    way BackdoorBench's do: each removes the backdoor when it lowers ASR by at least ``margin``
+    (ours by the whole 95% interval, theirs by the published value), with the clean accuracy each
+    costs. Empty without anchor columns."""
+    if "anchor_asr" not in anchors:
+        return ""
+    rows = anchors.set_index("defence")
+    ours0, theirs0 = rows.loc["none", "anchor_asr"], rows.loc["none", "bb_asr"]
+    acc0, bb_acc0 = rows.loc["none", "anchor_clean_acc"], rows.loc["none", "bb_clean_acc"]
+    groups = {"both remove it": [], "both leave it": [], "only ours removes it": [], "only theirs removes it": []}
+    for name, r in rows.drop(index="none").dropna(subset=["anchor_asr"]).iterrows():
+        ours = ours0 - r["anchor_asr_high"] >= 100 * margin
+        theirs = theirs0 - r["bb_asr"] >= 100 * margin
+        key = ("both remove it" if ours and theirs else "both leave it" if not (ours or theirs)
+               else "only ours removes it" if ours else "only theirs removes it")
+        cost, bb_cost = r["anchor_clean_acc"] - acc0, r["bb_clean_acc"] - bb_acc0
+        groups[key].append(f"{name} (ASR {r['anchor_asr']:.1f}% here, {r['bb_asr']:.1f}% there; clean accuracy "
+                           f"{cost:+.1f} points here, {bb_cost:+.1f} there)")
+    text = "; ".join(f"**{k}**: {', '.join(v)}" for k, v in groups.items() if v)
+    return (f"**Direction in BackdoorBench's setting** (a defence removes the backdoor when it lowers ASR by at "
+            f"least {100 * margin:.0f} points from the undefended {ours0:.1f}% here, by the whole 95% interval, and "
+            f"from {theirs0:.1f}% there): {text}.")
