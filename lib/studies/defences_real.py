@@ -56,15 +56,15 @@ def anp_seed_table(seeds=SEEDS, cfg: dict | None = None, *, progress: bool = Fal
 
 def anp_seed_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per teacher: the undefended ASR and clean accuracy, and over the seeds the mean of each
-    after ANP with its 95% t interval, the range, and the recipe's seed's value."""
+    after ANP with its 95% t interval (clipped to [0, 1]), the range and the recipe's seed's value."""
     rows = []
     for trigger, g in table.groupby("trigger", sort=False):
         before, after = g[g["seed"].isna()].iloc[0], g[g["seed"].notna()]
         row = {"trigger": trigger, "seeds": len(after), "asr_before": before["asr_bb"],
                "clean_acc_before": before["clean_acc"]}
         for col in ("asr_bb", "clean_acc"):
-            t = seed_interval(after[col].to_numpy())
-            row.update({f"{col}_mean": t["mean"], f"{col}_low": t["low"], f"{col}_high": t["high"],
+            t = seed_interval(after[col].to_numpy())  # a rate: its interval clipped to [0, 1]
+            row.update({f"{col}_mean": t["mean"], f"{col}_low": max(0.0, t["low"]), f"{col}_high": min(1.0, t["high"]),
                         f"{col}_min": after[col].min(), f"{col}_max": after[col].max(),
                         f"{col}_recipe_seed": _recipe_seed(after, col)})
         rows.append(row)
