@@ -62,6 +62,10 @@ def anchor_detection(cfg: dict, store: Store | None = None, *, progress: bool = 
     return pd.DataFrame(detection_rows(s, anchor_models.anchor_poisoned(cfg), cfg, store, replant))
 
 
+# what the anchor's test images are, per dataset (lib.artifacts.anchor.anchor_sets)
+TEST_SETS = {"cifar10_shared": "CIFAR-10's official test split", "synsigns": "notebook 05's teacher test set"}
+
+
 def _ours(purification: pd.DataFrame, detection: pd.DataFrame, name: str, label: str) -> dict:
     """One setting's numbers for defence ``name``: its purified teacher, or for AC and Spectral
     the teacher re-planted on the set they cleaned at the largest rate; with Wilson intervals."""
@@ -128,7 +132,7 @@ def anchor_setting(cfg: dict, purification: pd.DataFrame, anchor: pd.DataFrame) 
                  f"{a['trigger']} on {a['dataset']} at poison rate {a['rate']:g} ({a['teacher_epochs']} epochs, a new "
                  f"head), {len(anchor_models.anchor_clean_set(cfg))} of its clean training images "
                  f"({cfg['anchor_clean_fraction']:.0%}) for the defender, scored on {int(anchor['clean_acc_n'].max())} "
-                 f"test images of {a['dataset']}.")
+                 f"test images ({TEST_SETS.get(a['dataset'], a['dataset'] + ' test set')}).")
     else:
         text += " This profile has no anchor in BackdoorBench's own setting (the `real` profile runs one on CIFAR-10)."
     return text + " Direction only: a smaller model and fewer images than PreAct-ResNet18 on 50,000."
