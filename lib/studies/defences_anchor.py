@@ -90,7 +90,8 @@ def anchor_table(purification: pd.DataFrame, detection: pd.DataFrame, anchor: pd
 
     - ``clean_acc``, ``asr`` (with 95% Wilson intervals and ``n`` test images): the run's BadNets
       teacher when ``badnets`` is among the triggers (else the first teacher), and for AC and
-      Spectral the teacher re-planted on the set they cleaned at the largest detected rate;
+      Spectral notebook 05's teacher (its own trigger, the one ``08_data_detection`` reads)
+      re-planted on the set they cleaned at the largest detected rate;
     - ``anchor_clean_acc``, ``anchor_asr``, ...: the same for the anchor teacher (``anchor``:
       :func:`anchor_purification`, ``anchor_detection_rows``: :func:`anchor_detection`), when given.
 
@@ -105,7 +106,7 @@ def anchor_table(purification: pd.DataFrame, detection: pd.DataFrame, anchor: pd
         if name == "neural_cleanse":
             row["our_setting"] = "run as a detector only (08_neural_cleanse); no unlearning"
         elif name in {"activation_clustering", "spectral_signatures"}:
-            row["our_setting"] = f"{pick} teacher re-planted on the set {name} cleaned"
+            row["our_setting"] = f"notebook 05's teacher re-planted on the set {name} cleaned (08_data_detection)"
         else:
             row["our_setting"] = f"{pick} teacher " + ("undefended" if name == "none" else f"purified by {name}")
         row.update(_ours(ours, detection, name, ""))
