@@ -71,7 +71,8 @@ def lib_imports(tree: ast.AST, package: str = "", parents: bool = True) -> set[s
                 base = f"{anchor}.{base}" if base else anchor
             found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names if _is_module(f"{base}.{alias.name}")}
-    found |= _parents(found) if parents else set()
+    if parents:
+        found |= _parents(found)
     return {m for m in found if m == "lib" or m.startswith("lib.")}
 
 
