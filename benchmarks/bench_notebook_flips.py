@@ -66,7 +66,19 @@ def run_once(notebook: str, size: str, seed: int, out: Path, store: Path) -> dic
     entry = json.loads(manifest_path.read_text())["notebooks"][0] if manifest_path.is_file() else {}
     error = entry.get("error") or (proc.stderr.strip().splitlines() or [""])[-1] if proc.returncode else ""
     return {"notebook": notebook, "size": size, "seed": seed, "passed": proc.returncode == 0,
-            "failed_assert": _assert_line(error), "seconds": round(time.perf_counter() - t0, 1)}
+            "failed_assert": _assert_line(error), "seconds": round(time.perf_counter() - t0, 1),
+            "findings": _findings(out / "smoke" / name / "tables" / f"{notebook}_findings.csv")}
+
+
+def _findings(path: Path) -> list[dict]:
+    """The run's findings table (notebooks 05 and 08: each finding's value, interval and margin),
+    so that ``flip_margins.py`` can read how far each asserted one sat from failing."""
+    if not path.is_file():
+        return []
+    import pandas as pd
+
+    cols = ["finding", "value", "low", "high", "margin", "held", "shown"]
+    return pd.read_csv(path)[cols].to_dict("records")
 
 
 def _assert_line(error: str) -> str:
@@ -97,7 +109,11 @@ def main(argv=None) -> None:
     ap.add_argument("--append", action="store_true", help="add to the runs saved in notebook_flips.json")
     a = ap.parse_args(argv)
     path = RESULTS / "notebook_flips.json"
-    runs = json.loads(path.read_text())["runs"] if a.append and path.is_file() else []
+    old = json.loads(path.read_text()) if a.append and path.is_file() else {}
+    runs = old.get("runs", [])
+    # what else the file holds (notebook_05_values: the asserted values of earlier runs) stays
+    kept = {k: v for k, v in old.items() if k not in ("benchmark", "when", "machine", "seed_parameters", "summary",
+                                                        "runs")}
     out = Path(tempfile.mkdtemp(prefix="notebook_flips_"))
     for notebook in a.notebooks:
         for size in a.sizes:
@@ -106,7 +122,7 @@ def main(argv=None) -> None:
                 print(json.dumps(r), flush=True)
                 runs.append(r)
                 save("notebook_flips", {"seed_parameters": {k: v[0] for k, v in CASES.items()},
-                                        "summary": summarise(runs), "runs": runs})
+                                        "summary": summarise(runs), "runs": runs, **kept})
 
 
 if __name__ == "__main__":
