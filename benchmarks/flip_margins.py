@@ -10,7 +10,8 @@ freedom around ``m`` with scale ``s * sqrt(1 + 1/n)``, so the estimated flip pro
 (what the t tends to with more seeds). Both assume the margins are roughly normal over seeds.
 
 Read from ``results/``: ``defence_flips.json`` (notebook 08's asserted findings: the lower end of
-each 95% interval minus its margin), ``flip_rates.json`` (notebook 06's trigger check: the lower
+each 95% interval minus its margin; its seeds are the defender's draws, clean set and defence
+seeds, on notebook 05's one smoke teacher), ``flip_rates.json`` (notebook 06's trigger check: the lower
 end of the attention difference's interval, the smallest over the checked models; notebook 03's
 transfer check: surrogate accuracy minus white-box accuracy plus the tolerance, the smallest over
 the models); ``notebook_flips.json``'s ``notebook_05_values`` (notebook 05's asserted findings,
