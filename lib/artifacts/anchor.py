@@ -18,15 +18,20 @@ model of notebooks 05, 06 and 08 built on them, as they were.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .. import backdoor
-from ..data import ImageSet, data_fingerprint, num_classes_of, stratified_subset
+from ..data import DatasetNotFoundError, ImageSet, data_fingerprint, num_classes_of, stratified_subset, to_imageset
+from ..data.real import load_real
 from ..models import fresh_like, model_fingerprint
+from ..paths import shared_dir
 from ..store import Store
 from ..store.versions import module_version
 from ..transfer import finetune
 from . import backdoor as bd_models
-from .backdoor_data import _shared_set
 from .defences import backdoor_recipe
+
+_SHARED = {"train": ("cifar10-jpg-subset", "train"), "test": ("cifar10-jpg-official-test", "test")}
 
 
 def anchor_recipe(cfg: dict) -> dict:
@@ -34,11 +39,22 @@ def anchor_recipe(cfg: dict) -> dict:
     return {**backdoor_recipe(cfg), **(cfg.get("anchor_recipe") or {})}
 
 
+@lru_cache(maxsize=4)
+def _shared_cifar10(split: str) -> ImageSet:
+    folder, sub = _SHARED[split]
+    root = shared_dir() / "data" / folder if shared_dir() else None
+    if root is None or not root.is_dir():
+        raise DatasetNotFoundError(folder, root or f"../shared/data/{folder}",
+                                   "the team's shared subsets (../shared/data/README.md)",
+                                   "The anchor on CIFAR-10 needs ../shared; set anchor_recipe=None without it.")
+    return to_imageset(load_real("cifar10_folder", sub, root=root), name=f"cifar10-anchor-{split}", progress=False)
+
+
 def anchor_sets(cfg: dict) -> tuple[ImageSet, ImageSet]:
     """The anchor task's ``(train, test)`` under notebook 08's recipe ``cfg``."""
     bd = anchor_recipe(cfg)
-    if bd["dataset"] == "cifar10_shared":  # the sets notebook 05's real new task reads (read once a process)
-        return _shared_set("cifar10_folder", "train"), _shared_set("cifar10_official", "test")
+    if bd["dataset"] == "cifar10_shared":
+        return _shared_cifar10("train"), _shared_cifar10("test")
     return bd_models.teacher_data(bd)
 
 
@@ -58,7 +74,9 @@ def anchor_poisoned(cfg: dict) -> ImageSet:
                            seed=bd["seed"])
 
 
-_fit = bd_models._teacher_fit  # notebook 05's teacher training settings, as it plants its own
+def _fit(bd: dict) -> dict:
+    """Notebook 05's teacher training settings (as :mod:`lib.artifacts.backdoor` plants)."""
+    return {**bd["teacher_kw"], "epochs": bd["teacher_epochs"], "seed": bd["seed"], "batch_size": bd["batch_size"]}
 
 
 def _model(name: str, key: dict, base, train: ImageSet, make, store: Store | None):

@@ -13,8 +13,8 @@ here with two threads sums in another order than the workbook's one-thread kerne
 ANP's masks as a seed does (docs/08_backdoor_defences.md).
 
 ``python -m lib.studies.defences_real [--out DIR]`` writes :data:`CSV` under
-:func:`lib.paths.measured_dir` (``measurements/``, committed) or ``DIR``; notebook 08 reads it,
-in every profile, when present (:func:`load_anp_seeds`).
+:func:`lib.paths.measured_dir` (``measurements/``, committed) or ``DIR``; notebook 08 reads it in
+the ``real`` profile when present (:func:`load_anp_seeds`).
 """
 from __future__ import annotations
 
