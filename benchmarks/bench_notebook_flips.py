@@ -9,6 +9,9 @@ run fails exactly when one of the notebook's asserts does. The seed parameter se
 the asserts read (notebook 01's bases for 01; the students, learners, planting or GAN for the
 others, on notebook 01's bases of the recipe).
 
+Each run also records ``margins``: how far each asserted estimate sat from failing
+(:func:`check_margins`), and for notebooks 05 and 08 their findings tables.
+
 ``python benchmarks/bench_notebook_flips.py --notebooks 04 05 --sizes smoke test --seeds 0 1 2 3 4
 [--store DIR] [--append]``; the result is ``results/notebook_flips.json`` (a summary row per
 notebook and size: seeds run, runs failed, the asserts that failed; and every run). Models go to
@@ -34,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # notebook -> (its seed parameter, the test module and the name of its overrides there)
 CASES = {"01": ("base_seed", None, None),
          "02": ("transfer_seed", "test_notebooks", "SMALL02"),
+         "03": ("adv_seed", "test_notebooks", "SMALL03"),
          "04": ("cl_seed", "test_notebook_04_continual", "SMALL"),
          "05": ("bd_seed", "test_notebook_05_backdoor_poison", "SMALL"),
          "07": ("gan_seed", "test_notebook_07_unrestricted_gan", "SMALL")}
@@ -63,11 +67,68 @@ def run_once(notebook: str, size: str, seed: int, out: Path, store: Path) -> dic
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     manifest_path = out / "smoke" / name / "manifest.json"
-    entry = json.loads(manifest_path.read_text())["notebooks"][0] if manifest_path.is_file() else {}
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    entry = manifest["notebooks"][0] if manifest else {}
     error = entry.get("error") or (proc.stderr.strip().splitlines() or [""])[-1] if proc.returncode else ""
+    tables = out / "smoke" / name / "tables"
     return {"notebook": notebook, "size": size, "seed": seed, "passed": proc.returncode == 0,
             "failed_assert": _assert_line(error), "seconds": round(time.perf_counter() - t0, 1),
-            "findings": _findings(out / "smoke" / name / "tables" / f"{notebook}_findings.csv")}
+            "findings": _findings(tables / f"{notebook}_findings.csv"),
+            "margins": check_margins(notebook, tables, manifest.get("recipes", {}).get(notebook, {})),
+            "reported": reported_checks(notebook, tables)}
+
+
+def reported_checks(notebook: str, tables: Path) -> list[str]:
+    """The checks of notebooks 04 and 07 whose margin this run recorded but did not assert (their
+    recipe's ``asserted`` leaves them out)."""
+    import pandas as pd
+
+    path = tables / f"{notebook}_headline_check.csv"
+    if notebook not in ("04", "07") or not path.is_file():
+        return []
+    h = pd.read_csv(path)
+    return list(h.loc[~h["asserted"].astype(bool), "name"])
+
+
+def check_margins(notebook: str, tables: Path, cfg: dict) -> dict[str, float]:
+    """How far each asserted estimate of notebooks 01-05 and 07 sat on its passing side in this run, in
+    the asserted quantity's units (``flip_margins.py`` turns them into a flip probability over seeds).
+    Notebooks 04 and 07 save the margin they assert (``NN_headline_check``), 05 each finding's value and
+    margin (``05_findings``); for 01, 02 and 03 it is recomputed here from the tables and the recipe by
+    the notebook's own rule. Empty when the run wrote
+    no tables (it failed before them)."""
+    import pandas as pd
+
+    read = lambda t: pd.read_csv(tables / f"{t}.csv")  # noqa: E731
+    try:
+        if notebook in ("04", "07"):  # asserted or reported (reported_checks says which)
+            h = read(f"{notebook}_headline_check")
+            return {r["name"]: float(r["margin"]) for _, r in h.iterrows()}
+        if notebook == "05":  # the planted teacher fires, and the recipe's asserted findings hold
+            f = read("05_findings").set_index("finding")
+            return {name: float(f.loc[name, "value"] - f.loc[name, "margin"])
+                    for name in ("planted", *cfg["asserted"])}
+        if notebook == "01":  # each base at least min_over_chance x chance
+            b = read("01_bases")
+            b = b[b["kind"] == "smoke base"]
+            return {f"base_{r['base']}_over_chance": float(r["test_acc"] - cfg["min_over_chance"] * r["chance"])
+                    for _, r in b.iterrows()}
+        if notebook == "02":  # lib.studies.transfer.headline_check's and anb_check's rules
+            h, a = read("02_headline_check"), read("02_anb_check")
+            out = {f"headline_{r['method']}": float(min(r["gap"] - cfg["asr_gap"],
+                                                        r["clean_acc"] - r["fine_tune_clean"] + cfg["clean_margin"]))
+                   for _, r in h.iterrows()}
+            return out | {f"anb_{i + 1}": float(r["difference"] - r["margin"]) for i, r in a.iterrows()}
+        if notebook == "03":  # lib.studies.adversarial_report.headline: worst case at the training eps
+            c = read("03_compact")
+            w = c[((c["eps_255"] - cfg["eps"] * 255).abs() < 1e-6) & (c["attack"] == "worst case")].set_index("method")
+            std, pgd = w.loc["standard"], w.loc["pgd_at"]
+            slack = 0.5 / float(std["n"])
+            return {"pgd_at_gain": float(pgd["acc"] - std["acc"] - (cfg["min_pgd_at_gain"] - slack)),
+                    "intervals_disjoint": float(pgd["low"] - std["high"])}
+    except (FileNotFoundError, KeyError) as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    return {}
 
 
 def _findings(path: Path) -> list[dict]:
@@ -106,11 +167,14 @@ def main(argv=None) -> None:
     ap.add_argument("--sizes", nargs="+", default=["test", "smoke"], choices=["test", "smoke"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--store", default=str(ROOT / "runs" / "flip_store"))
-    ap.add_argument("--append", action="store_true", help="add to the runs saved in notebook_flips.json")
+    ap.add_argument("--append", action="store_true", help="add to the runs saved in the result file (those of "
+                    "the notebooks and sizes run now are replaced)")
+    ap.add_argument("--result", default="notebook_flips", help="the result file's name in results/ "
+                    "(notebook_margins: the runs that record each check's margin)")
     a = ap.parse_args(argv)
-    path = RESULTS / "notebook_flips.json"
+    path = RESULTS / f"{a.result}.json"
     old = json.loads(path.read_text()) if a.append and path.is_file() else {}
-    runs = old.get("runs", [])
+    runs = [r for r in old.get("runs", []) if r["notebook"] not in a.notebooks or r["size"] not in a.sizes]
     # what else the file holds (notebook_05_values: the asserted values of earlier runs) stays
     kept = {k: v for k, v in old.items() if k not in ("benchmark", "when", "machine", "seed_parameters", "summary",
                                                         "runs")}
@@ -121,7 +185,7 @@ def main(argv=None) -> None:
                 r = run_once(notebook, size, seed, out, Path(a.store))
                 print(json.dumps(r), flush=True)
                 runs.append(r)
-                save("notebook_flips", {"seed_parameters": {k: v[0] for k, v in CASES.items()},
+                save(a.result, {"seed_parameters": {k: v[0] for k, v in CASES.items()},
                                         "summary": summarise(runs), "runs": runs, **kept})
 
 

@@ -1,6 +1,7 @@
 """Notebook 04 headless with small parameters: it trains every method on a short sequence,
-asserts its own headline (zero forgetting for the masked methods, forgetting for sequential
-fine-tuning, adversarial variants more robust) and writes the tables checked here."""
+asserts its own headline (zero forgetting for the masked methods, adversarial variants more
+robust over the eps; sequential fine-tuning's forgetting and the worst-case gaps are reported at
+these sizes) and writes the tables checked here."""
 import os
 from pathlib import Path
 
@@ -16,7 +17,11 @@ pytestmark = pytest.mark.notebooks
 # in the smoke run too); forgetting shows from the third task on. The recipe's 64 images per class and 6 epochs.
 SMALL = {"cl_n_tasks": 3, "cl_per_class_test": 10, "cl_retrain_epochs": 1,
          "cl_sparsities": [0.5], "cl_prune_epochs": 1, "cl_train_steps": 2, "cl_pgd_steps": [7, 10],
-         "cl_eps_list": [2 / 255, 8 / 255], "cl_n_eval": 20}  # APGD: the recipe's 20 steps (5 lose to PGD)
+         "cl_eps_list": [2 / 255, 8 / 255], "cl_n_eval": 20,  # APGD: the recipe's 20 steps (5 lose to PGD)
+         # at these sizes only the robustness area's margin is far from 0 over seeds: fine-tuning's forgetting and
+         # the worst-case gaps predict failures in several runs of a hundred (docs/reproducibility.md), so they are
+         # reported here and asserted at smoke
+         "cl_asserted": ["area"]}
 
 
 def test_params_are_prefixed_recipe_keys():
@@ -32,11 +37,18 @@ def test_04_continual_adversarial(tmp_path):
     assert set(summary.index) == set(S.METHODS)
     for m in ("packnet", "packnet_adv", "cpg", "cmat"):
         assert summary.loc[m, "forgetting"] == 0 and summary.loc[m, "earlier_evals_changed"] == 0
-    assert summary.loc["finetune", "forgetting"] > 0
+    assert summary.loc["finetune", "earlier_evals_changed"] > 0  # its forgetting is reported at these sizes
     matrix = pd.read_csv(figures / "04_accuracy_matrix.csv")
     assert len(matrix) == len(S.METHODS) * 6  # 3 tasks: the lower triangle of R
     f1 = pd.read_csv(figures / "04_f1_per_task.csv")
     assert (f1["n"] == 50).all() and f1["macro_f1"].between(0, 1).all()
+    head = pd.read_csv(figures / "04_headline_check.csv").set_index("name")
+    assert {"finetune_forgets", "finetune_changes", "packnet_adv_area", "packnet_adv_worst", "cmat_area",
+            "cmat_worst"} <= set(head.index)
+    assert head.loc["finetune_forgets", "value"] == summary.loc["finetune", "forgetting"]
+    assert (head["margin"] == head["value"] - head["threshold"]).all()
+    assert set(head.loc[head["asserted"].astype(bool), "kind"]) == {"area"}
+    assert head.loc[head["asserted"].astype(bool), "passed"].astype(bool).all()
     checks = pd.read_csv(figures / "04_sanity_checks.csv")
     assert checks["passed"].astype(bool).all()
     assert len(pd.read_csv(figures / "04_cmat_vs_packnet_adv.csv")) == 1

@@ -20,6 +20,11 @@ SMALL = {
     "att_backdoor_recipe": {"base_epochs": 3, "per_class_test": 10, "student_epochs": 3},
     "att_n_eval": 100,
     "att_n_show": 2,
+    # the trigger check is reported here, asserted at smoke: at these sizes its margin (the lower end of the
+    # teacher's paired difference) over 10 planting seeds predicts a failure in 1.4-2.7% of runs
+    # (benchmarks/results/flip_margins.json), above the 1% a CI assert may flip; raising the images does not
+    # help (the interval's half-width is 0.003-0.006, the spread is between plantings)
+    "att_asserted": ["clean"],
 }
 MODELS = {"pretrained teacher", "02 fine_tune", "05 clean teacher", "05 backdoored teacher", "05 fine_tune", "05 mag"}
 
@@ -45,7 +50,7 @@ def test_06_attention_maps(tmp_path):
     assert checks["passed_area"].all() and checks["passed_other"].all() and len(checks) == len(MODELS)
     trig = pd.read_csv(figures / "06_trigger_check.csv")
     checked = trig[trig["checked"]]
-    assert len(checked) and checked["passed"].astype(bool).all()  # at least the planted teacher
+    assert len(checked) and checked["passed"].notna().all()  # made on the planted teacher; its verdict is reported
     assert (trig.loc[trig["checked"], "n_fired"] >= 30).all() and not trig.loc[~trig["fires"], "checked"].any()
     assert set(checked["model"]) == {"05 backdoored teacher"}  # students are reported (their flip rate), not checked
     chosen = pd.read_csv(figures / "06_chosen_images.csv")

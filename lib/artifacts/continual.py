@@ -28,7 +28,7 @@ BASE = {"independent_adv": "independent", "packnet_adv": "packnet", "cmat": "cpg
 # attacks and sizes, the headline threshold, the recipes of other notebooks): left out of the keys
 # and of what training sees, so a training setting cannot be dropped without a KeyError
 NOT_TRAINING = ("methods", "eps_list", "pgd_steps", "apgd_steps", "square_queries", "n_eval", "matrix_steps",
-                "min_forgetting", "report_methods", "needs", "large_eps_steps")
+                "min_forgetting", "asserted", "report_methods", "needs", "large_eps_steps")
 
 
 def training_recipe(recipe: dict) -> dict:

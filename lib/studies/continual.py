@@ -53,6 +53,12 @@ _SMOKE = {
     "report_methods": ["packnet", "packnet_adv", "cpg", "cmat"], "matrix_steps": 20,
     "large_eps_steps": 20,  # PGD steps of each report's large-eps check (a recipe entry: a dry run shrinks it)
     "min_forgetting": 0.05,  # headline: sequential fine-tuning forgets at least this much
+    # the estimated headline checks asserted (the others are reported; 04_headline_check's kind): "forgetting"
+    # (sequential fine-tuning forgets min_forgetting and changes earlier predictions), "area" (each adversarial
+    # learner above its clean twin in PGD accuracy averaged over eps_list), "worst" (... in worst-case accuracy
+    # at the largest eps). The exact checks (no earlier prediction of a masked learner changes) and the
+    # reports' sanity checks are always asserted
+    "asserted": ["forgetting", "area", "worst"],
 }
 _FULL = {**_SMOKE, "dataset": "cifar100", "n_tasks": 20, "cfg": list(VGG16), "fc": list(VGG16_FC),
          "per_class_train": 500, "per_class_val": 20, "per_class_test": 100,

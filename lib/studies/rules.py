@@ -128,6 +128,8 @@ def _names(registry: str, study: str, key: str = "", methods=None) -> tuple | No
         return ("clean", "trigger")
     if registry == "asserted" and study == "unrestricted":  # notebook 07's five
         return ("samples", "attack", "aux", "augment", "clean_cost")
+    if registry == "asserted" and study == "continual":  # notebook 04's three kinds
+        return ("forgetting", "area", "worst")
     if registry == "asserted" and study != "backdoor":
         return None  # notebook 08's finding names depend on its other keys: its check() tests them
     if registry == "asserted":  # the findings lib.studies.backdoor_report.findings names

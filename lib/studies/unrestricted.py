@@ -52,7 +52,10 @@ _SMOKE = {
     "per_class_unrestricted": 10,  # unrestricted examples per class, crafted against each model
     "eval_eps": 8 / 255, "pgd_steps": 10, "n_eval": 300,
     # headline margins
-    "min_sample_acc": 0.6,        # the clean classifier on clean GAN samples (chance 0.2)
+    # the clean classifier on clean GAN samples: its lower Wilson bound at least twice chance (0.2). How well
+    # the GAN's samples are recognised varies between GAN trainings far more than the interval's width, so a
+    # higher bar flips between seeds (docs/reproducibility.md, the flip margins)
+    "min_sample_acc": 0.4,
     "max_unrestricted_acc": 0.1,  # ... after latent optimisation: near zero
     "min_aux_agree": 0.5,         # the aux classifier still says y for most of them
     # GAN augmentation's clean-accuracy cost: the check fails when the paired interval of the drop lies
@@ -63,8 +66,10 @@ _SMOKE = {
     "yours": None,
     # the headline checks asserted (the others are reported): "samples" (the clean classifier recognises GAN
     # samples), "attack" (latent optimisation fools it), "aux" (the aux head still agrees), "augment" (GAN and
-    # unrestricted augmentation help against unrestricted examples), "clean_cost" (GAN augmentation's clean cost)
-    "asserted": ["samples", "attack", "aux", "augment", "clean_cost"],
+    # unrestricted augmentation help against unrestricted examples), "clean_cost" (GAN augmentation's clean cost;
+    # reported at smoke: the paired interval's lower end sits within a few points of max_gan_clean_drop, so an
+    # assert on it would fail in several runs of a hundred, docs/reproducibility.md)
+    "asserted": ["samples", "attack", "aux", "augment"],
 }
 _FULL = {**_SMOKE, "dataset": "cifar100", "classes": None, "per_class_train": None, "per_class_test": None,
          "size": 32, "gan_z_dim": 256, "gan_width": 256, "gan_steps": 100_000, "gan_batch": 64, "gan_lr": 2e-4,
@@ -78,7 +83,8 @@ _FULL = {**_SMOKE, "dataset": "cifar100", "classes": None, "per_class_train": No
 # margin in the first real run (docs/results_real.md); "attack" is reported: its point estimate met the 10%
 # bar, but over 50 unrestricted examples the interval reaches past it
 _REAL = {**_SMOKE, "dataset": "cifar10_shared", "classes": [0, 1, 6, 7, 8], "per_class_train": 500,
-         "per_class_test": 100, "gan_steps": 1500, "asserted": ["samples", "aux", "augment", "clean_cost"]}
+         "per_class_test": 100, "gan_steps": 1500, "min_sample_acc": 0.6,
+         "asserted": ["samples", "aux", "augment", "clean_cost"]}
 RECIPE = {"smoke": _SMOKE, "real": _REAL, "full": _FULL}
 PREFIX, NEEDS = "gan", ()  # notebook parameters gan_<key> (a key starting gan_ keeps its name)
 PARAMS = notebook_params(PREFIX, RECIPE)
