@@ -167,14 +167,15 @@ def main(argv=None) -> None:
     ap.add_argument("--sizes", nargs="+", default=["test", "smoke"], choices=["test", "smoke"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--store", default=str(ROOT / "runs" / "flip_store"))
-    ap.add_argument("--append", action="store_true", help="add to the runs saved in the result file (those of "
-                    "the notebooks and sizes run now are replaced)")
+    ap.add_argument("--append", action="store_true", help="add to the runs saved in the result file (a run of "
+                    "the same notebook, size and seed is replaced)")
     ap.add_argument("--result", default="notebook_flips", help="the result file's name in results/ "
                     "(notebook_margins: the runs that record each check's margin)")
     a = ap.parse_args(argv)
     path = RESULTS / f"{a.result}.json"
     old = json.loads(path.read_text()) if a.append and path.is_file() else {}
-    runs = [r for r in old.get("runs", []) if r["notebook"] not in a.notebooks or r["size"] not in a.sizes]
+    runs = [r for r in old.get("runs", [])
+            if r["notebook"] not in a.notebooks or r["size"] not in a.sizes or r["seed"] not in a.seeds]
     # what else the file holds (notebook_05_values: the asserted values of earlier runs) stays
     kept = {k: v for k, v in old.items() if k not in ("benchmark", "when", "machine", "seed_parameters", "summary",
                                                         "runs")}
