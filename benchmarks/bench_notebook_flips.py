@@ -79,10 +79,15 @@ def run_once(notebook: str, size: str, seed: int, out: Path, store: Path) -> dic
 
 
 def reported_checks(notebook: str, tables: Path) -> list[str]:
-    """The checks of notebooks 04 and 07 whose margin this run recorded but did not assert (their
-    recipe's ``asserted`` leaves them out)."""
+    """The checks whose margin this run recorded but did not assert (the run's ``asserted`` leaves
+    them out): notebooks 04 and 07 from their headline table, 05 from the run's recipe."""
     import pandas as pd
 
+    if notebook == "05":
+        run = json.loads((tables.parent / "run.json").read_text()) if (tables.parent / "run.json").is_file() else {}
+        asserted = run.get("recipes", {}).get("05", {}).get("asserted")
+        margins = check_margins("05", tables, {})
+        return [] if asserted is None else [m for m in margins if m not in ("planted", *asserted, "error")]
     path = tables / f"{notebook}_headline_check.csv"
     if notebook not in ("04", "07") or not path.is_file():
         return []
@@ -104,10 +109,12 @@ def check_margins(notebook: str, tables: Path, cfg: dict) -> dict[str, float]:
         if notebook in ("04", "07"):  # asserted or reported (reported_checks says which)
             h = read(f"{notebook}_headline_check")
             return {r["name"]: float(r["margin"]) for _, r in h.iterrows()}
-        if notebook == "05":  # the planted teacher fires, and the recipe's asserted findings hold
+        if notebook == "05":  # the planted teacher fires, and the smoke recipe's asserted findings hold
+            from lib.studies import backdoor
+
             f = read("05_findings").set_index("finding")
             return {name: float(f.loc[name, "value"] - f.loc[name, "margin"])
-                    for name in ("planted", *cfg["asserted"])}
+                    for name in ("planted", *backdoor.recipe("smoke")["asserted"])}
         if notebook == "01":  # each base at least min_over_chance x chance
             b = read("01_bases")
             b = b[b["kind"] == "smoke base"]

@@ -107,6 +107,27 @@ def notebook_margins(runs: list[dict]) -> tuple[dict[tuple, list[float]], set[tu
     return out, reported
 
 
+def test_reported(keys) -> set[tuple]:
+    """The (notebook, "test", check) of ``keys`` that today's notebook tests report rather than assert,
+    from the tests' own overrides, whatever the recorded runs asserted: notebook 05's findings its
+    ``bd_asserted`` leaves out of the smoke recipe's, notebook 04's checks of a kind (``forgetting``,
+    ``area``, ``worst``: the name's ending, ``finetune_*`` being forgetting) its ``cl_asserted`` leaves out."""
+    from bench_notebook_flips import test_overrides  # puts the repository on sys.path
+    from lib.studies import backdoor
+
+    out = set()
+    asserted_05, asserted_04 = test_overrides("05").get("bd_asserted"), test_overrides("04").get("cl_asserted")
+    for nb, size, check in keys:
+        if size != "test":
+            continue
+        if nb == "05" and asserted_05 is not None and check in backdoor.recipe("smoke")["asserted"]:
+            out |= {(nb, size, check)} if check not in asserted_05 else set()
+        if nb == "04" and asserted_04 is not None:
+            kind = "forgetting" if check.startswith("finetune") else check.rsplit("_", 1)[-1]
+            out |= {(nb, size, check)} if kind not in asserted_04 else set()
+    return out
+
+
 def main() -> None:
     flips = json.loads((RESULTS / "notebook_flips.json").read_text())
     sources = ["defence_flips.json", "flip_rates.json", "notebook_flips.json (notebook_05_values)"]
@@ -121,6 +142,7 @@ def main() -> None:
         # a check measured again there replaces what the older files recorded of it (a superseded row too)
         margins = {k: v for k, v in margins.items()
                    if not any(k[:2] == n[:2] and k[2].startswith(n[2]) for n in new)} | new
+    reported |= test_reported(margins)
     rows = [{"notebook": nb, "size": size, "check": check, "asserted": (nb, size, check) not in reported,
              **predicted_flip(v)} for (nb, size, check), v in sorted(margins.items())]
     save("flip_margins", {"sources": sources, "checks": rows})
@@ -144,11 +166,12 @@ def one_in(p: float) -> str:
 def doc_block(rows: list[dict]) -> str:
     """The table of :func:`main`'s rows for ``docs/reproducibility.md``: per check and size the seeds,
     how many of them failed, the margin's distance from 0 in standard deviations of a new seed
-    (``z``) and the predicted chance of a failure, t and normal."""
-    lines = [BEGIN, "", "| notebook | size | check | seeds | failed | z | predicted failure (t) | (normal) | "
+    (``z``) and the predicted chance of a failure, t and normal. "At or below 0" counts the seeds that
+    failed (a margin of exactly 0 fails only the strict checks)."""
+    lines = [BEGIN, "", "| notebook | size | check | seeds | at or below 0 | z | predicted failure (t) | (normal) | "
              "t under 1 in 100 |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        failed = sum(m < 0 for m in r["margins"])
+        failed = sum(m <= 0 for m in r["margins"])  # 0 fails the strict checks (04's, 07's augment)
         lines.append(f"| {r['notebook']} | {r['size']} | {r['check']} | {r['seeds']} | {failed} | {r['z']:g} | "
                      f"{one_in(r['p_flip_t'])} | {one_in(r['p_flip_normal'])} | "
                      f"{('yes' if r['p_flip_t'] < 0.01 else 'no') if r['asserted'] else 'reported, not asserted'} |")

@@ -20,7 +20,12 @@ pytestmark = pytest.mark.notebooks
 # re-training keeps the recipe's 12 epochs too: at 6, retrain_removes held at all 5 planting seeds but by
 # about two seed standard deviations, a failure near one clean clone in 60; benchmarks/results/notebook_flips.json)
 SMALL = {"bd_update_ratios": [0.0, 0.9], "bd_rates": [0.05, 0.2],
-         "bd_mag_ratios": [0.5], "bd_ratio_methods": ["fine_tune"], "bd_flip_methods": ["fine_tune"]}
+         "bd_mag_ratios": [0.5], "bd_ratio_methods": ["fine_tune"], "bd_flip_methods": ["fine_tune"],
+         # asserted here: the planted teacher fires, and the backdoor survives transfer to a new task. Over 10
+         # planting seeds at these sizes survives_targeted, retrain_removes and renofeation_removes held at every
+         # seed but by margins whose spread predicts a failure in several runs of a hundred (docs/
+         # reproducibility.md): reported here, asserted by make workbook
+         "bd_asserted": ["survives_new_task"]}
 
 
 def test_05_backdoor_poison(tmp_path):
