@@ -100,8 +100,7 @@ def check_margins(notebook: str, tables: Path, cfg: dict) -> dict[str, float]:
     the asserted quantity's units (``flip_margins.py`` turns them into a flip probability over seeds).
     Notebooks 04 and 07 save the margin they assert (``NN_headline_check``), 05 each finding's value and
     margin (``05_findings``); for 01, 02 and 03 it is recomputed here from the tables and the recipe by
-    the notebook's own rule. Empty when the run wrote
-    no tables (it failed before them)."""
+    the notebook's own rule. ``{"error": ...}`` when the run wrote no tables (it failed before them)."""
     import pandas as pd
 
     read = lambda t: pd.read_csv(tables / f"{t}.csv")  # noqa: E731
@@ -194,7 +193,7 @@ def main(argv=None) -> None:
                 print(json.dumps(r), flush=True)
                 runs.append(r)
                 save(a.result, {"seed_parameters": {k: v[0] for k, v in CASES.items()},
-                                        "summary": summarise(runs), "runs": runs, **kept})
+                                "summary": summarise(runs), "runs": runs, **kept})
 
 
 if __name__ == "__main__":

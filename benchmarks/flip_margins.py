@@ -107,7 +107,7 @@ def notebook_margins(runs: list[dict]) -> tuple[dict[tuple, list[float]], set[tu
     return out, reported
 
 
-def test_reported(keys) -> set[tuple]:
+def reported_by_tests(keys) -> set[tuple]:
     """The (notebook, "test", check) of ``keys`` that today's notebook tests report rather than assert,
     from the tests' own overrides, whatever the recorded runs asserted: notebook 05's findings its
     ``bd_asserted`` leaves out of the smoke recipe's, notebook 04's checks of a kind (``forgetting``,
@@ -142,7 +142,7 @@ def main() -> None:
         # a check measured again there replaces what the older files recorded of it (a superseded row too)
         margins = {k: v for k, v in margins.items()
                    if not any(k[:2] == n[:2] and k[2].startswith(n[2]) for n in new)} | new
-    reported |= test_reported(margins)
+    reported |= reported_by_tests(margins)
     rows = [{"notebook": nb, "size": size, "check": check, "asserted": (nb, size, check) not in reported,
              **predicted_flip(v)} for (nb, size, check), v in sorted(margins.items())]
     save("flip_margins", {"sources": sources, "checks": rows})
