@@ -71,22 +71,22 @@ def run_once(notebook: str, size: str, seed: int, out: Path, store: Path) -> dic
     entry = manifest["notebooks"][0] if manifest else {}
     error = entry.get("error") or (proc.stderr.strip().splitlines() or [""])[-1] if proc.returncode else ""
     tables = out / "smoke" / name / "tables"
+    cfg = manifest.get("recipes", {}).get(notebook, {})
+    margins = check_margins(notebook, tables, cfg)
     return {"notebook": notebook, "size": size, "seed": seed, "passed": proc.returncode == 0,
             "failed_assert": _assert_line(error), "seconds": round(time.perf_counter() - t0, 1),
-            "findings": _findings(tables / f"{notebook}_findings.csv"),
-            "margins": check_margins(notebook, tables, manifest.get("recipes", {}).get(notebook, {})),
-            "reported": reported_checks(notebook, tables)}
+            "findings": _findings(tables / f"{notebook}_findings.csv"), "margins": margins,
+            "reported": reported_checks(notebook, tables, margins, cfg)}
 
 
-def reported_checks(notebook: str, tables: Path) -> list[str]:
-    """The checks whose margin this run recorded but did not assert (the run's ``asserted`` leaves
-    them out): notebooks 04 and 07 from their headline table, 05 from the run's recipe."""
+def reported_checks(notebook: str, tables: Path, margins: dict[str, float], cfg: dict) -> list[str]:
+    """The checks of ``margins`` (:func:`check_margins`) this run did not assert (the run's
+    ``asserted`` leaves them out): notebooks 04 and 07 from their headline table, 05 from the run's
+    recipe ``cfg``."""
     import pandas as pd
 
     if notebook == "05":
-        run = json.loads((tables.parent / "run.json").read_text()) if (tables.parent / "run.json").is_file() else {}
-        asserted = run.get("recipes", {}).get("05", {}).get("asserted")
-        margins = check_margins("05", tables, {})
+        asserted = cfg.get("asserted")
         return [] if asserted is None else [m for m in margins if m not in ("planted", *asserted, "error")]
     path = tables / f"{notebook}_headline_check.csv"
     if notebook not in ("04", "07") or not path.is_file():
