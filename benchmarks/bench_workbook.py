@@ -4,8 +4,10 @@ cached in under 30 seconds.
 
 Runs ``python -m lib.workbook --profile smoke`` (``--profile real``: the real profile, which needs
 ``../shared``; its goal is issue 35's 90 minutes cold) twice in a child process: first from an empty
-store (a fresh temporary ``WORKBOOK_STORE``), then again on the store the first run filled, and
-records each notebook's seconds from the two runs' manifests (``runs/<profile>/<name>/manifest.json``)
+store (a fresh temporary ``WORKBOOK_STORE``), then again on the store the first run filled (where
+every notebook is reused from the first run, :mod:`lib.reuse`), then a third time with ``--no-reuse``
+(``cached_executed``: every notebook executed again, every model loaded from the store), and
+records each notebook's seconds from the runs' manifests (``runs/<profile>/<name>/manifest.json``)
 with the totals, and where they went (seconds training models, computing stored results and the
 rest; the slowest cells). ``--only`` restricts the notebooks (the goals apply to the whole workbook only). ``--jobs N``
 runs N notebooks at a time as ``make workbook`` does (default 2); the goals are on the run's
@@ -33,14 +35,14 @@ def _from_manifest(manifest: dict, returncode: int, wall: float) -> dict:
     """One run's entry of the result: status, wall seconds and each notebook's seconds."""
     return {"status": manifest["status"], "returncode": returncode, "wall_seconds": round(wall, 1),
             "notebooks": {nb["name"]: {"status": nb["status"], "seconds": nb.get("seconds"), "time": nb.get("time"),
-                                       "slowest_cells": nb.get("slowest_cells")}
+                                       "slowest_cells": nb.get("slowest_cells"), "reused": bool(nb.get("reused"))}
                           for nb in manifest["notebooks"]},
             "total_seconds": round(sum(nb.get("seconds", 0) for nb in manifest["notebooks"]), 1)}
 
 
-def _run(name: str, env: dict, out: Path, only: list[str], jobs: int, profile: str = "smoke") -> dict:
+def _run(name: str, env: dict, out: Path, only: list[str], jobs: int, profile: str = "smoke", *extra: str) -> dict:
     cmd = [sys.executable, "-m", "lib.workbook", "--profile", profile, "--name", name, "--out", str(out), "--quiet",
-           "--jobs", str(jobs)]
+           "--jobs", str(jobs), *extra]
     cmd += [a for o in only for a in ("--only", o)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -90,7 +92,9 @@ def main(only: list[str] | None = None, jobs: int = 2, profile: str = "smoke") -
     load = os.getloadavg()[0]
     cold = _run("bench-cold", env, tmp / "runs", only, jobs, profile)
     cached = _run("bench-cached", env, tmp / "runs", only, jobs, profile)
-    return _result(cold, cached, only, jobs, profile, env["OMP_NUM_THREADS"], (load, os.getloadavg()[0]))
+    executed = _run("bench-executed", env, tmp / "runs", only, jobs, profile, "--no-reuse")
+    return _result(cold, cached, only, jobs, profile, env["OMP_NUM_THREADS"], (load, os.getloadavg()[0]),
+                   cached_executed=executed)
 
 
 def from_runs(cold_folder: Path, cached_folder: Path | None, shared_with: str, jobs: int = 2) -> dict:

@@ -66,12 +66,19 @@ def workbook(d: dict, name: str = "workbook_timing") -> list[str]:
              f"- from an empty store: {_minutes(runs['cold']['wall_seconds'])} wall (goal "
              f"{d['goal_cold_seconds']:,} s); with everything stored: {cached_run}; goals "
              f"{'met' if d['meets_goal'] else 'not met'}.", "",
-             "| notebook | cold, s | trained / computed, s | cached, s |", "|---|---|---|---|"]
+             "| notebook | cold, s | trained / computed, s | cached, s | cached with `--no-reuse`, s |",
+             "|---|---|---|---|---|"]
+    executed = d.get("cached_executed") or {"notebooks": {}}
+    if d.get("cached_executed"):  # since lib/reuse.py, the cached run copies what the cold run executed
+        reused = sum(bool(nb.get("reused")) for nb in runs["cached"]["notebooks"].values())
+        lines[3:3] = [f"- the cached run reused {reused} of {len(runs['cached']['notebooks'])} notebooks from the cold "
+                      f"run (`lib/reuse.py`); with everything stored and every notebook executed again "
+                      f"(`--no-reuse`): {executed['wall_seconds']:,.1f} s."]
     for nb, cold in runs["cold"]["notebooks"].items():
         t = cold.get("time", {})
-        cached = runs["cached"]["notebooks"].get(nb, {}).get("seconds")
+        cached, again = (r["notebooks"].get(nb, {}).get("seconds") for r in (runs["cached"], executed))
         lines.append(f"| {nb[:2]} | {cold['seconds']:,.0f} | {t.get('train', 0):,.0f} / {t.get('compute', 0):,.0f} "
-                     f"| {'-' if cached is None else f'{cached:,.1f}'} |")
+                     f"| {'-' if cached is None else f'{cached:,.1f}'} | {'-' if again is None else f'{again:,.1f}'} |")
     return lines + [""]
 
 

@@ -33,8 +33,8 @@ from .store.versions import lib_imports, module_closure
 SHOWN_ROWS = 24  # longer tables are linked from the results page, not copied into it
 NOTEBOOKS = ROOT / "notebooks"
 # where and how results are kept or scheduled, never what they are or how they are drawn
-INFRASTRUCTURE = ("lib.store", "lib.paths", "lib.config", "lib.runs", "lib.stall", "lib.workbook", "lib.sweep",
-                  "lib.publish", "lib.dryrun", "lib.reported_asserts", "lib.read_log", "lib.notebook_run")
+INFRASTRUCTURE = ("lib.store", "lib.paths", "lib.config", "lib.runs", "lib.stall", "lib.workbook", "lib.reuse",
+                  "lib.sweep", "lib.publish", "lib.dryrun", "lib.reported_asserts", "lib.read_log", "lib.notebook_run")
 # outputs a run writes: NN_name.ext; anything else in figures/ is not the workbook's
 _OUTPUT = re.compile(r"^\d\d_[\w.-]+$")
 # what the run itself rewrites between its start and its end
@@ -146,7 +146,8 @@ def publish(folder: Path, manifest: dict, top: Path | None = None, doc: Path | N
     published = {"run": manifest["run"], "profile": manifest["profile"], "commit": manifest["git"]["commit"],
                  "started": manifest["started"], "ended": manifest["ended"], "refresh": refresh(manifest["profile"]),
                  "code": manifest["code"], "device": manifest.get("device", {}).get("cpu"),
-                 "seconds": {e["name"]: e.get("seconds") for e in manifest["notebooks"]},
+                 "seconds": {e["name"]: (e.get("reused") or e).get("seconds") for e in manifest["notebooks"]},
+                 "reused": {e["name"]: e["reused"]["run"] for e in manifest["notebooks"] if e.get("reused")},
                  "findings": {e["name"]: findings(folder / e["name"]) for e in manifest["notebooks"]},
                  "files": dict(sorted(files.items()))}
     tmp = top / f".{MANIFEST}.{os.getpid()}.tmp"
@@ -181,7 +182,9 @@ def unlisted(top: Path | None = None) -> tuple[list[str], list[str]]:
 
 def _section(stem: str, published: dict, top: Path, rel: str) -> list[str]:
     name = f"{stem}.ipynb"
-    lines = [f"## {stem}", "", f"Ran {published['seconds'].get(name) or 0:.0f} s; code version "
+    earlier = published.get("reused", {}).get(name)
+    where = f" in run `{earlier}` (reused: same code, recipes, inputs and stored models)" if earlier else ""
+    lines = [f"## {stem}", "", f"Ran {published['seconds'].get(name) or 0:.0f} s{where}; code version "
              f"`{published['code'].get(name)}`.", ""]
     said = published["findings"].get(name) or []
     if said:

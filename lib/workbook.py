@@ -7,6 +7,7 @@
     python -m lib.workbook --config my_study.toml --name my-study
     python -m lib.workbook --resume                 # continue the newest unfinished run
     python -m lib.workbook --fresh                  # retrain every model (same as -p retrain=True)
+    python -m lib.workbook --no-reuse               # execute every notebook, even one an earlier run did as is
     python -m lib.workbook --jobs 2                 # two notebooks at a time (what make workbook does)
     python -m lib.workbook --sweep sweep.toml --executor slurm   # one run per parameter set (lib.sweep)
     python -m lib.workbook --sweep sweep.toml --resume           # rerun the sweep's failed points
@@ -20,7 +21,9 @@ notebook, and a notebook that asks for an earlier notebook's model asks with thi
 Each run writes ``runs/<profile>/<name>/`` (see :mod:`lib.runs`): executed notebooks, figures,
 tables, ``manifest.json`` and ``index.md``. A whole run of the profile's recipes from committed
 code is published to ``figures/`` with its manifest and ``docs/results.md`` (:mod:`lib.publish`);
-any other run leaves them as they are and says why. Cell progress and each notebook's output
+any other run leaves them as they are and says why. A notebook that an earlier run of the profile
+executed with the same code, recipes, inputs and stored models is not executed again: its outputs
+are copied (:mod:`lib.reuse`; ``--no-reuse`` executes it). Cell progress and each notebook's output
 (training and attack progress bars) stream to the terminal; a summary of seconds per notebook,
 and how many of them trained models or computed stored results (:func:`lib.runs.time_profile`),
 ends the run.
@@ -38,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import lab_browser, publish, runs
+from . import lab_browser, publish, reuse, runs
 from .cli import OneLineParser, whole_number
 from .config import RUN_FILE, read_table
 from .paths import ROOT
@@ -93,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--resume", nargs="?", const="", default=None, metavar="NAME",
                     help="continue a run (default: the newest unfinished one), skipping finished notebooks")
     ap.add_argument("--fresh", action="store_true", help="retrain every model and recompute every result")
+    ap.add_argument("--no-reuse", action="store_true",
+                    help="execute every notebook, even one an earlier run executed with the same code, recipes, "
+                         "inputs and stored models (by default its outputs are copied: lib.reuse)")
     ap.add_argument("--dry-run", action="store_true",
                     help="with --profile full: every notebook's code path on fixtures, random weights and "
                          "one or two batches and attack steps, asserts reported (lib.dryrun)")
@@ -219,7 +225,8 @@ def _summary(rows: list[dict], wall: float | None = None, jobs: int = 1) -> str:
     lines = [f"{'notebook':<{width}}  {'status':<12} {'seconds':>8}" + "".join(f" {c:>8}" for c in cols)]
     for r in rows:
         t = r.get("time", {})
-        lines.append(f"{r['name']:<{width}}  {r['status']:<12} {r.get('seconds', 0):>8.0f}"
+        status = "reused" if r.get("reused") else r["status"]
+        lines.append(f"{r['name']:<{width}}  {status:<12} {r.get('seconds', 0):>8.0f}"
                      + "".join(f" {t[c]:>8.0f}" if c in t else f" {'':>8}" for c in cols))
     sums = [sum(r.get("time", {}).get(c, 0) for r in rows) for c in cols]
     lines.append(f"{'total':<{width}}  {'':<12} {sum(r.get('seconds', 0) for r in rows):>8.0f}"
@@ -334,7 +341,7 @@ def _publish(folder: Path, manifest: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .studies import ConfigError, run_config_for
+    from .studies import ConfigError, notebook_needs, run_config_for
 
     args = _parser().parse_args(argv)
     if args.list_params:
@@ -444,6 +451,11 @@ def main(argv: list[str] | None = None) -> int:
             if entry["status"] == "done":
                 print(f"[{names.index(entry['name']) + 1:>{width}}/{len(names)}] {entry['name']} done in an "
                       "earlier attempt; skipped", flush=True)
+        for entry in reuse.apply(manifest, folder, out_root, NOTEBOOKS, notebook_needs(), use=not args.no_reuse):
+            print(f"[{names.index(entry['name']) + 1:>{width}}/{len(names)}] {entry['name']} reused from run "
+                  f"{entry['reused']['run']} (same code, recipes, inputs and stored models; --no-reuse "
+                  "executes it)", flush=True)
+        save_manifest()
         todo_entries = [e for e in manifest["notebooks"] if e["status"] != "done"]
         if jobs == 1:
             for entry in todo_entries:

@@ -380,3 +380,67 @@ def test_jobs_start_the_longest_chain_first_given_the_published_seconds(tmp_path
     (tmp_path / "real").mkdir()  # another profile's run is published to figures/<profile>/
     (tmp_path / "real" / "MANIFEST.json").write_text(json.dumps({"profile": "real", "seconds": {"05_x.ipynb": 7.0}}))
     assert runs.published_seconds("real") == {"05": 7.0} and runs.published_seconds("smoke") == {"02": 10.5}
+
+
+def test_a_second_run_reuses_each_notebook_whose_code_recipes_inputs_and_models_are_unchanged(
+        tiny_notebooks, monkeypatch, capsys):
+    """The outputs of a notebook an earlier run executed with the same key are copied, not made again;
+    a changed recipe (and what needs it), a changed cell, a changed input file, a store entry gone,
+    or --no-reuse executes it."""
+
+    out, data = tiny_notebooks / "runs", tiny_notebooks / "data"
+    (data / "d").mkdir(parents=True)
+    (data / "d" / "x.txt").write_text("one")
+    monkeypatch.setenv("WORKBOOK_DATA", str(data))
+    monkeypatch.setenv("WORKBOOK_STORE", str(tiny_notebooks / "store"))
+    stored = tiny_notebooks / "store" / "model.safetensors"
+    stored.parent.mkdir()
+    stored.write_text("weights")
+    monkeypatch.setattr(workbook.runs, "git_info", lambda: {"commit": "c" * 40, "dirty": False, "changed": []})
+    manifest = lambda name: json.loads((out / "smoke" / name / "manifest.json").read_text())
+    reused = lambda name: [bool(e.get("reused")) for e in manifest(name)["notebooks"]]
+
+    loaded = {"action": "loaded", "kind": "model", "key": "k", "path": str(stored), "notebook": "01_first.ipynb",
+              "at": "2026-01-01T00:00:00+00:00"}
+
+    assert workbook.main(["--out", str(out), "--name", "a", "--quiet"]) == 0
+    with open(out / "smoke" / "a" / "store_log.jsonl", "a") as log:  # as if 01 had loaded a model
+        log.write(json.dumps(loaded) + "\n")
+    assert all(e["reuse_key"] for e in manifest("a")["notebooks"]) and reused("a") == [False, False]
+    capsys.readouterr()
+    assert workbook.main(["--out", str(out), "--name", "b", "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "01_first.ipynb reused from run a" in said and re.search(r"^01_first.ipynb +reused", said, re.M)
+    assert reused("b") == [True, True]
+    first = manifest("b")["notebooks"][0]
+    assert first["reused"]["run"] == "a" and first["reused"]["store"] == [str(stored)]
+    assert first["reused"]["seconds"] == manifest("a")["notebooks"][0]["seconds"]
+    for f in ("tables/01_first.csv", "tables/02_second.csv", "01_first.ipynb"):
+        assert (out / "smoke" / "b" / f).read_bytes() == (out / "smoke" / "a" / f).read_bytes()
+    assert "[01_first](tables/01_first.csv)" in (out / "smoke" / "b" / "index.md").read_text()
+    published = json.loads((tiny_notebooks / "top_figures" / "MANIFEST.json").read_text())
+    assert published["run"] == "b" and published["reused"] == {"01_first.ipynb": "a", "02_second.ipynb": "a"}
+    assert sorted(published["files"]) == ["01_first.csv", "01_first.md", "02_second.csv", "02_second.md"]
+    assert "in run `a` (reused" in (tiny_notebooks / "docs" / "results.md").read_text()
+    # a recipe of 01 changes 01 and 02, which needs it
+    assert workbook.main(["-p", "base_epochs=3", "--out", str(out), "--name", "c", "--quiet"]) == 0
+    assert reused("c") == [False, False]
+    # a changed cell (prose too) executes that notebook only
+    nb = nbformat.read(str(tiny_notebooks / "notebooks" / "02_second.ipynb"), as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("A sentence a reader sees."))
+    nbformat.write(nb, str(tiny_notebooks / "notebooks" / "02_second.ipynb"))
+    assert workbook.main(["--out", str(out), "--name", "d", "--quiet"]) == 0
+    assert reused("d") == [True, False]
+    (data / "d" / "x.txt").write_text("two")  # an input changed: every notebook (01 alone here, to save time)
+    assert workbook.main(["--out", str(out), "--name", "e", "--quiet", "--only", "01"]) == 0
+    assert reused("e") == [False]
+    assert workbook.main(["--out", str(out), "--name", "f", "--quiet", "--only", "01", "--no-reuse"]) == 0
+    assert reused("f") == [False] and manifest("f")["notebooks"][0]["reuse_key"]
+    for run in ("e", "f"):  # as if 01 had loaded the model there too
+        with open(out / "smoke" / run / "store_log.jsonl", "a") as log:
+            log.write(json.dumps(loaded) + "\n")
+    assert workbook.main(["--out", str(out), "--name", "g", "--quiet", "--only", "01"]) == 0
+    assert reused("g") == [True] and manifest("g")["notebooks"][0]["reused"]["run"] == "f"
+    stored.unlink()  # a model 01 loaded is gone from the store: 01 executes again
+    assert workbook.main(["--out", str(out), "--name", "h", "--quiet", "--only", "01"]) == 0
+    assert reused("h") == [False]
