@@ -6,8 +6,8 @@ start, imports, loading and drawing; a second ``make workbook`` would spend most
 redrawing what it drew before. A notebook is reused when an earlier finished run of the same
 profile under the same ``--out`` executed it with the same :func:`reuse_key` (its cells,
 markdown included; the code version of it and of every notebook it needs, as in the store keys;
-their recipes; the package versions and the accelerator; the files under the data folder and
-``../shared``; the store's folder), its executed copy and outputs are still there, and every store
+their recipes; the package versions and the accelerator; the files of the real datasets' folders
+and of ``../shared``; the store's folder), its executed copy and outputs are still there, and every store
 entry it used then is still in the store (so a cleaned store executes it again). Runs that
 retrain (``--fresh``) or dry runs never reuse; ``--no-reuse`` executes every notebook.
 
@@ -35,11 +35,9 @@ def notebook_text(path: Path) -> list:
     return [[c["cell_type"], c.get("metadata", {}).get("tags", []), "".join(c["source"])] for c in cells]
 
 
-def _files(top: Path, skip: Path | None = None) -> list:
+def _files(top: Path) -> list:
     listed = []
-    for dirpath, dirnames, filenames in os.walk(top):
-        if skip is not None:
-            dirnames[:] = [d for d in dirnames if Path(dirpath, d).resolve() != skip]
+    for dirpath, _, filenames in os.walk(top):
         for name in filenames:
             st = Path(dirpath, name).stat()
             listed.append([str(Path(dirpath, name).relative_to(top)), st.st_size, st.st_mtime_ns])
@@ -47,10 +45,16 @@ def _files(top: Path, skip: Path | None = None) -> list:
 
 
 def inputs_fingerprint() -> str:
-    """A hash over the path, size and modification time of every file under the data folder (the
-    store left out) and ``../shared``'s data and weights: a dataset added or changed there makes
-    every notebook execute again."""
-    listing = {"data": _files(data_dir(), skip=store_dir().resolve()) if data_dir().is_dir() else []}
+    """A hash over the path, size and modification time of every file in the real datasets' folders
+    under the data folder (``data/cifar100``, ...) and in ``../shared``'s data and weights: a
+    dataset added or changed there makes every notebook execute again. (A dataset a recipe reads
+    from a folder of its own is not covered: ``--no-reuse`` after changing it.)"""
+    from .data.real import REAL_DATASETS
+
+    listing = {}
+    for folder in sorted({spec.folder for spec in REAL_DATASETS.values()}):
+        top = data_dir() / folder
+        listing[f"data/{folder}"] = _files(top) if top.is_dir() else []
     shared = shared_dir()
     for sub in ("data", "weights"):
         listing[f"shared/{sub}"] = _files(shared / sub) if shared and (shared / sub).is_dir() else []

@@ -388,9 +388,12 @@ def test_a_second_run_reuses_each_notebook_whose_code_recipes_inputs_and_models_
     a changed recipe (and what needs it), a changed cell, a changed input file, a store entry gone,
     or --no-reuse executes it."""
 
+    from lib.data.real import REAL_DATASETS
+
     out, data = tiny_notebooks / "runs", tiny_notebooks / "data"
-    (data / "d").mkdir(parents=True)
-    (data / "d" / "x.txt").write_text("one")
+    gtsrb = data / REAL_DATASETS["gtsrb"].folder
+    gtsrb.mkdir(parents=True)
+    (gtsrb / "x.txt").write_text("one")
     monkeypatch.setenv("WORKBOOK_DATA", str(data))
     monkeypatch.setenv("WORKBOOK_STORE", str(tiny_notebooks / "store"))
     stored = tiny_notebooks / "store" / "model.safetensors"
@@ -408,6 +411,8 @@ def test_a_second_run_reuses_each_notebook_whose_code_recipes_inputs_and_models_
         log.write(json.dumps(loaded) + "\n")
     assert all(e["reuse_key"] for e in manifest("a")["notebooks"]) and reused("a") == [False, False]
     capsys.readouterr()
+    (data / "flip_store").mkdir()  # a folder of data/ no notebook reads
+    (data / "flip_store" / "x.txt").write_text("anything")
     assert workbook.main(["--out", str(out), "--name", "b", "--quiet"]) == 0
     said = capsys.readouterr().out
     assert "01_first.ipynb reused from run a" in said and re.search(r"^01_first.ipynb +reused", said, re.M)
@@ -431,7 +436,7 @@ def test_a_second_run_reuses_each_notebook_whose_code_recipes_inputs_and_models_
     nbformat.write(nb, str(tiny_notebooks / "notebooks" / "02_second.ipynb"))
     assert workbook.main(["--out", str(out), "--name", "d", "--quiet"]) == 0
     assert reused("d") == [True, False]
-    (data / "d" / "x.txt").write_text("two")  # an input changed: every notebook (01 alone here, to save time)
+    (gtsrb / "x.txt").write_text("two")  # an input changed: every notebook (01 alone here, to save time)
     assert workbook.main(["--out", str(out), "--name", "e", "--quiet", "--only", "01"]) == 0
     assert reused("e") == [False]
     assert workbook.main(["--out", str(out), "--name", "f", "--quiet", "--only", "01", "--no-reuse"]) == 0
