@@ -76,7 +76,18 @@ def run_once(notebook: str, size: str, seed: int, out: Path, store: Path) -> dic
     return {"notebook": notebook, "size": size, "seed": seed, "passed": proc.returncode == 0,
             "failed_assert": _assert_line(error), "seconds": round(time.perf_counter() - t0, 1),
             "findings": _findings(tables / f"{notebook}_findings.csv"), "margins": margins,
-            "reported": reported_checks(notebook, tables, margins, cfg)}
+            "reported": reported_checks(notebook, tables, margins, cfg), "kinds": check_kinds(notebook, tables)}
+
+
+def check_kinds(notebook: str, tables: Path) -> dict[str, str]:
+    """Notebook 04's kind of each headline check (``04_headline_check``: forgetting, area, worst),
+    which its recipe's ``asserted`` (and its test's ``cl_asserted``) name; ``{}`` for the others."""
+    path = tables / f"{notebook}_headline_check.csv"
+    if notebook != "04" or not path.is_file():
+        return {}
+    import pandas as pd
+
+    return dict(pd.read_csv(path)[["name", "kind"]].itertuples(index=False))
 
 
 def reported_checks(notebook: str, tables: Path, margins: dict[str, float], cfg: dict) -> list[str]:

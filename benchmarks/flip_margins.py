@@ -107,11 +107,11 @@ def notebook_margins(runs: list[dict]) -> tuple[dict[tuple, list[float]], set[tu
     return out, reported
 
 
-def reported_by_tests(keys) -> set[tuple]:
+def reported_by_tests(keys, kinds: dict[str, str]) -> set[tuple]:
     """The (notebook, "test", check) of ``keys`` that today's notebook tests report rather than assert,
     from the tests' own overrides, whatever the recorded runs asserted: notebook 05's findings its
-    ``bd_asserted`` leaves out of the smoke recipe's, notebook 04's checks of a kind (``forgetting``,
-    ``area``, ``worst``: the name's ending, ``finetune_*`` being forgetting) its ``cl_asserted`` leaves out."""
+    ``bd_asserted`` leaves out of the smoke recipe's, notebook 04's checks of a kind (``kinds``: check
+    name -> kind, as the runs recorded it from ``04_headline_check``) its ``cl_asserted`` leaves out."""
     from bench_notebook_flips import test_overrides  # puts the repository on sys.path
     from lib.studies import backdoor
 
@@ -123,8 +123,7 @@ def reported_by_tests(keys) -> set[tuple]:
         if nb == "05" and asserted_05 is not None and check in backdoor.recipe("smoke")["asserted"]:
             out |= {(nb, size, check)} if check not in asserted_05 else set()
         if nb == "04" and asserted_04 is not None:
-            kind = "forgetting" if check.startswith("finetune") else check.rsplit("_", 1)[-1]
-            out |= {(nb, size, check)} if kind not in asserted_04 else set()
+            out |= {(nb, size, check)} if kinds[check] not in asserted_04 else set()
     return out
 
 
@@ -135,14 +134,17 @@ def main() -> None:
     margins = {**defence_margins(json.loads((RESULTS / "defence_flips.json").read_text())["runs"]),
                **flip_rate_margins(json.loads((RESULTS / "flip_rates.json").read_text())["runs"]),
                **notebook_05_margins(flips["notebook_05_values"])}
+    kinds = {}
     if (RESULTS / "notebook_margins.json").is_file():
         sources.append("notebook_margins.json")
-        new, more = notebook_margins(json.loads((RESULTS / "notebook_margins.json").read_text())["runs"])
+        runs = json.loads((RESULTS / "notebook_margins.json").read_text())["runs"]
+        kinds = {check: kind for r in runs if r["notebook"] == "04" for check, kind in r.get("kinds", {}).items()}
+        new, more = notebook_margins(runs)
         reported |= more
         # a check measured again there replaces what the older files recorded of it (a superseded row too)
         margins = {k: v for k, v in margins.items()
                    if not any(k[:2] == n[:2] and k[2].startswith(n[2]) for n in new)} | new
-    reported |= reported_by_tests(margins)
+    reported |= reported_by_tests(margins, kinds)
     rows = [{"notebook": nb, "size": size, "check": check, "asserted": (nb, size, check) not in reported,
              **predicted_flip(v)} for (nb, size, check), v in sorted(margins.items())]
     save("flip_margins", {"sources": sources, "checks": rows})
