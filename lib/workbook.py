@@ -439,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         i = f"[{names.index(entry['name']) + 1:>{width}}/{len(names)}]"
         if entry["status"] == "done":
             entry["executed"] = entry["name"]
+            reuse.record(entry, folder)  # the store files it used, as they are now
             print(f"{i} {entry['name']} done in {entry['seconds']:.0f}s", flush=True)
         else:
             print(f"{i} {entry['name']} FAILED after {entry['seconds']:.0f}s; executed copy with the "
@@ -451,7 +452,12 @@ def main(argv: list[str] | None = None) -> int:
             if entry["status"] == "done":
                 print(f"[{names.index(entry['name']) + 1:>{width}}/{len(names)}] {entry['name']} done in an "
                       "earlier attempt; skipped", flush=True)
-        for entry in reuse.apply(manifest, folder, out_root, NOTEBOOKS, notebook_needs(), use=not args.no_reuse):
+        try:
+            reused = reuse.apply(manifest, folder, out_root, NOTEBOOKS, notebook_needs(), use=not args.no_reuse)
+        except (OSError, ValueError, KeyError, TypeError) as err:  # an entry is marked done only once copied
+            print(f"[workbook] warning: reusing earlier runs stopped ({err!r}); executing the rest", flush=True)
+            reused = [e for e in manifest["notebooks"] if e.get("reused") and e["status"] == "done"]
+        for entry in reused:
             print(f"[{names.index(entry['name']) + 1:>{width}}/{len(names)}] {entry['name']} reused from run "
                   f"{entry['reused']['run']} (same code, recipes, inputs and stored models; --no-reuse "
                   "executes it)", flush=True)

@@ -385,67 +385,69 @@ def test_jobs_start_the_longest_chain_first_given_the_published_seconds(tmp_path
 def test_a_second_run_reuses_each_notebook_whose_code_recipes_inputs_and_models_are_unchanged(
         tiny_notebooks, monkeypatch, capsys):
     """The outputs of a notebook an earlier run executed with the same key are copied, not made again;
-    a changed recipe (and what needs it), a changed cell, a changed input file, a store entry gone,
-    or --no-reuse executes it."""
-
+    a changed recipe (and what needs it), a changed cell, a changed input file, a store file it used
+    rewritten, or --no-reuse executes it; a failure while reusing executes it too."""
+    from lib import reuse
     from lib.data.real import REAL_DATASETS
 
+    _notebook(tiny_notebooks / "notebooks" / "01_first.ipynb",
+              'profile = "smoke"\nrun_config = None\nbase_epochs = None',
+              "import pandas as pd\nfrom lib import plots\nfrom lib.paths import store_dir\n"
+              "from lib.store import Store\n" + OPEN.format(study="bases") + "cfg = run.recipe('01')\n"
+              "Store(store_dir()).result('tiny', {'epochs': cfg['epochs']}, lambda: {'v': 1})\n"
+              "plots.save_table(pd.DataFrame({'epochs': [cfg['epochs']], 'n': [7]}), '01_first', caption='first')")
     out, data = tiny_notebooks / "runs", tiny_notebooks / "data"
     gtsrb = data / REAL_DATASETS["gtsrb"].folder
     gtsrb.mkdir(parents=True)
     (gtsrb / "x.txt").write_text("one")
     monkeypatch.setenv("WORKBOOK_DATA", str(data))
     monkeypatch.setenv("WORKBOOK_STORE", str(tiny_notebooks / "store"))
-    stored = tiny_notebooks / "store" / "model.safetensors"
-    stored.parent.mkdir()
-    stored.write_text("weights")
     monkeypatch.setattr(workbook.runs, "git_info", lambda: {"commit": "c" * 40, "dirty": False, "changed": []})
     manifest = lambda name: json.loads((out / "smoke" / name / "manifest.json").read_text())
     reused = lambda name: [bool(e.get("reused")) for e in manifest(name)["notebooks"]]
+    run = lambda name, *more: workbook.main(["--out", str(out), "--name", name, "--quiet", *more])
 
-    loaded = {"action": "loaded", "kind": "model", "key": "k", "path": str(stored), "notebook": "01_first.ipynb",
-              "at": "2026-01-01T00:00:00+00:00"}
-
-    assert workbook.main(["--out", str(out), "--name", "a", "--quiet"]) == 0
-    with open(out / "smoke" / "a" / "store_log.jsonl", "a") as log:  # as if 01 had loaded a model
-        log.write(json.dumps(loaded) + "\n")
-    assert all(e["reuse_key"] for e in manifest("a")["notebooks"]) and reused("a") == [False, False]
-    capsys.readouterr()
+    assert run("a") == 0 and reused("a") == [False, False]
+    first = manifest("a")["notebooks"][0]
+    [stored] = first["store_files"]  # the result 01 computed, with its size and time
+    assert first["reuse_key"] and stored.startswith(str(tiny_notebooks / "store"))
     (data / "flip_store").mkdir()  # a folder of data/ no notebook reads
     (data / "flip_store" / "x.txt").write_text("anything")
-    assert workbook.main(["--out", str(out), "--name", "b", "--quiet"]) == 0
+    capsys.readouterr()
+    assert run("b") == 0 and reused("b") == [True, True]
     said = capsys.readouterr().out
     assert "01_first.ipynb reused from run a" in said and re.search(r"^01_first.ipynb +reused", said, re.M)
-    assert reused("b") == [True, True]
-    first = manifest("b")["notebooks"][0]
-    assert first["reused"]["run"] == "a" and first["reused"]["store"] == [str(stored)]
-    assert first["reused"]["seconds"] == manifest("a")["notebooks"][0]["seconds"]
-    for f in ("tables/01_first.csv", "tables/02_second.csv", "01_first.ipynb"):
+    again = manifest("b")["notebooks"][0]
+    assert again["reused"] == {"run": "a", "seconds": first["seconds"], "commit": "c" * 40, "dirty": False}
+    for f in ("tables/01_first.csv", "tables/02_second.csv"):
         assert (out / "smoke" / "b" / f).read_bytes() == (out / "smoke" / "a" / f).read_bytes()
+    executed = (out / "smoke" / "b" / "01_first.ipynb").read_text()  # its parameters name this run's file
+    assert str(out / "smoke" / "b" / "run.json") in executed and str(out / "smoke" / "a") not in executed
     assert "[01_first](tables/01_first.csv)" in (out / "smoke" / "b" / "index.md").read_text()
     published = json.loads((tiny_notebooks / "top_figures" / "MANIFEST.json").read_text())
     assert published["run"] == "b" and published["reused"] == {"01_first.ipynb": "a", "02_second.ipynb": "a"}
     assert sorted(published["files"]) == ["01_first.csv", "01_first.md", "02_second.csv", "02_second.md"]
     assert "in run `a` (reused" in (tiny_notebooks / "docs" / "results.md").read_text()
     # a recipe of 01 changes 01 and 02, which needs it
-    assert workbook.main(["-p", "base_epochs=3", "--out", str(out), "--name", "c", "--quiet"]) == 0
-    assert reused("c") == [False, False]
+    assert run("c", "-p", "base_epochs=3") == 0 and reused("c") == [False, False]
     # a changed cell (prose too) executes that notebook only
     nb = nbformat.read(str(tiny_notebooks / "notebooks" / "02_second.ipynb"), as_version=4)
     nb.cells.append(nbformat.v4.new_markdown_cell("A sentence a reader sees."))
     nbformat.write(nb, str(tiny_notebooks / "notebooks" / "02_second.ipynb"))
-    assert workbook.main(["--out", str(out), "--name", "d", "--quiet"]) == 0
-    assert reused("d") == [True, False]
-    (gtsrb / "x.txt").write_text("two")  # an input changed: every notebook (01 alone here, to save time)
-    assert workbook.main(["--out", str(out), "--name", "e", "--quiet", "--only", "01"]) == 0
-    assert reused("e") == [False]
-    assert workbook.main(["--out", str(out), "--name", "f", "--quiet", "--only", "01", "--no-reuse"]) == 0
-    assert reused("f") == [False] and manifest("f")["notebooks"][0]["reuse_key"]
-    for run in ("e", "f"):  # as if 01 had loaded the model there too
-        with open(out / "smoke" / run / "store_log.jsonl", "a") as log:
-            log.write(json.dumps(loaded) + "\n")
-    assert workbook.main(["--out", str(out), "--name", "g", "--quiet", "--only", "01"]) == 0
-    assert reused("g") == [True] and manifest("g")["notebooks"][0]["reused"]["run"] == "f"
-    stored.unlink()  # a model 01 loaded is gone from the store: 01 executes again
-    assert workbook.main(["--out", str(out), "--name", "h", "--quiet", "--only", "01"]) == 0
-    assert reused("h") == [False]
+    assert run("d") == 0 and reused("d") == [True, False]
+    (gtsrb / "x.txt").write_text("two")  # an input changed: every notebook (01 alone from here, to save time)
+    assert run("e", "--only", "01") == 0 and reused("e") == [False]
+    assert run("f", "--only", "01", "--no-reuse") == 0 and reused("f") == [False]
+    key = manifest("f")["notebooks"][0]["reuse_key"]
+    assert key == manifest("e")["notebooks"][0]["reuse_key"]
+    assert reuse.earlier(out, "smoke", "01_first.ipynb", key, out / "x")[0].name == "f"  # the newest
+    os.utime(stored, ns=(os.stat(stored).st_atime_ns, os.stat(stored).st_mtime_ns + 10**9))  # rewritten
+    assert reuse.earlier(out, "smoke", "01_first.ipynb", key, out / "x") is None
+    assert run("g", "--only", "01") == 0 and reused("g") == [False]
+
+    def broken(*args):
+        raise OSError("disk full")
+    monkeypatch.setattr(reuse, "copy_outputs", broken)
+    capsys.readouterr()
+    assert run("h", "--only", "01") == 0 and reused("h") == [False]  # executed instead
+    assert "reusing earlier runs stopped (OSError('disk full'))" in capsys.readouterr().out

@@ -248,7 +248,13 @@ class Store:
         return save_weights(model, self.model_path(name, config), metadata)
 
     def load_model(self, name: str, config: dict, model: nn.Module) -> dict:
-        """Load the stored weights into ``model`` in place and return the stored meta."""
+        """Load the stored weights into ``model`` in place and return the stored meta; logged as
+        loaded (a later run reuses a notebook only while every file it loaded is unchanged: lib.reuse)."""
+        meta = self._read_model(name, config, model)
+        _log("loaded", "model", self.key(name, config), self.model_path(name, config))
+        return meta
+
+    def _read_model(self, name: str, config: dict, model: nn.Module) -> dict:
         path = self.model_path(name, config)
         if not path.is_file():
             raise KeyError(f"no model {self.key(name, config)!r} in {self.models_dir}")
@@ -292,7 +298,7 @@ class Store:
         main = distributed.is_main()
         distributed.barrier()  # under torchrun: every rank decides on the same files
         if not retrain and self.has_model(name, config):
-            meta = self.load_model(name, config, net)
+            meta = self._read_model(name, config, net)
             if main:
                 print(f"[store] loaded model {key} from {self.models_dir}")
             _log("loaded", "model", key, self.model_path(name, config))
@@ -314,7 +320,7 @@ class Store:
         meta = to_json(meta, strict=False)
         if not main:  # under torchrun every rank trained (fit is collective); rank 0 writes, the others load
             distributed.barrier()
-            return net, {**self.load_model(name, config, net), "cached": False}
+            return net, {**self._read_model(name, config, net), "cached": False}
         path = self.save_model(name, config, net, meta)
         ck.clear()
         print(f"[store] trained model {key} in {seconds:.1f}s, saved to {path}")
