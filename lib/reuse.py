@@ -124,8 +124,12 @@ def store_files(folder: Path, name: str) -> dict[str, list[int] | None]:
 
 
 def record(entry: dict, folder: Path) -> None:
-    """Note in a finished notebook's manifest entry the store files it used, as they are now."""
-    entry["store_files"] = store_files(folder, entry["name"])
+    """Note in a finished notebook's manifest entry the store files it used, as they are now (none
+    noted, so never reused, when the store log cannot be read)."""
+    try:
+        entry["store_files"] = store_files(folder, entry["name"])
+    except (OSError, ValueError, KeyError):
+        entry["store_files"] = None
 
 
 def _usable(folder: Path, entry: dict) -> bool:
@@ -142,7 +146,7 @@ def _usable(folder: Path, entry: dict) -> bool:
 
 
 def earlier(out_root: Path, profile: str, name: str, key: str, this_run: Path) -> tuple[Path, dict, dict] | None:
-    """The earlier run folder, its manifest entry for notebook ``name`` and its git state, of the
+    """The earlier run folder, its manifest entry for notebook ``name`` and its manifest, of the
     newest execution under ``out_root`` with ``key`` that still holds everything it made; None when
     there is none. A notebook that finished in a run that failed later counts."""
     found = []
@@ -155,21 +159,26 @@ def earlier(out_root: Path, profile: str, name: str, key: str, this_run: Path) -
             continue
         for e in manifest["notebooks"]:
             if e.get("name") == name and e.get("status") == "done" and e.get("reuse_key") == key:
-                found.append(((str(e.get("ended") or ""), path.parent.name), path.parent, e, manifest.get("git", {})))
-    for _, folder, entry, git in sorted(found, key=lambda f: f[0], reverse=True):
+                found.append(((str(e.get("ended") or ""), path.parent.name), path.parent, e, manifest))
+    for _, folder, entry, manifest in sorted(found, key=lambda f: f[0], reverse=True):
         if _usable(folder, entry):
-            return folder, entry, git
+            return folder, entry, manifest
     return None
 
 
-def copy_outputs(src: Path, dst: Path, name: str) -> int:
-    """Copy notebook ``name``'s executed copy (its parameters cell pointed at ``dst``'s run file),
-    figures and tables (with their index entries) from run folder ``src`` into ``dst``; the number
-    of output files copied. A file already at a destination (an earlier attempt's) is replaced."""
+def copy_outputs(src: Path, dst: Path, name: str, src_said: str | None = None, dst_said: str | None = None) -> int:
+    """Copy notebook ``name``'s executed copy, figures and tables (with their index entries) from run
+    folder ``src`` into ``dst``; the number of output files copied. In the executed copy, the run
+    folder as the earlier run spelled it (``src_said``, its manifest's ``folder``) becomes this run's
+    (``dst_said``), so its parameters cell names this run's run file. A file already at a destination
+    (an earlier attempt's) is replaced."""
     from .plots import record as index_record  # the kernels' own locked writer of index.json
 
     text = (src / name).read_text(encoding="utf-8")
-    _replace(dst / name, text.replace(json.dumps(str(src))[1:-1], json.dumps(str(dst))[1:-1]))
+    if src_said and dst_said:  # as nbformat writes it: JSON without ASCII escapes
+        said = [json.dumps(str(f), ensure_ascii=False)[1:-1] for f in (src_said, dst_said)]
+        text = text.replace(*said)
+    _replace(dst / name, text)
     copied = 0
     for sub, items in _outputs(src, name).items():
         (dst / sub).mkdir(exist_ok=True)
@@ -210,18 +219,25 @@ def apply(manifest: dict, folder: Path, out_root: Path, notebook_dir: Path, need
     paths = [p for p in sorted(Path(notebook_dir).glob("[0-9][0-9]_*.ipynb")) if p.name[:2] in wanted]
     code = {name[:2]: v for name, v in code_versions(paths).items()}
     shared, reused = context(), []
-    for entry in manifest["notebooks"]:
-        if entry["status"] == "done":
-            continue
-        key = reuse_key(notebook_dir / entry["name"], manifest, needs.get(entry["name"][:2], set()), code, shared)
-        entry["reuse_key"] = key
-        found = None if key is None or not use else earlier(out_root, manifest["profile"], entry["name"], key, folder)
+    pending = [e for e in manifest["notebooks"] if e["status"] != "done"]
+    for entry in pending:  # every key first: a later run can reuse what this one executes
+        entry["reuse_key"] = reuse_key(notebook_dir / entry["name"], manifest, needs.get(entry["name"][:2], set()),
+                                       code, shared)
+    for entry in pending if use else []:
+        key = entry["reuse_key"]
+        found = None if key is None else earlier(out_root, manifest["profile"], entry["name"], key, folder)
         if found is None:
             continue
-        src, old, git = found
+        src, old, source = found
         t0, started = time.perf_counter(), runs.now()
-        copy_outputs(src, folder, entry["name"])
+        try:
+            copy_outputs(src, folder, entry["name"], source.get("folder"), manifest.get("folder"))
+        except Exception as err:  # a copy that fails leaves the notebook to execute
+            print(f"[workbook] warning: could not reuse {entry['name']} from run {src.name} ({err!r}); "
+                  "executing it", flush=True)
+            continue
         seconds = round(time.perf_counter() - t0, 1)
+        git = source.get("git", {})
         execution = old.get("reused") or {"run": src.name, "seconds": old.get("seconds"), "commit": git.get("commit"),
                                           "dirty": git.get("dirty")}
         entry.update(status="done", executed=entry["name"], started=started, ended=runs.now(), seconds=seconds,

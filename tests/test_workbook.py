@@ -402,6 +402,8 @@ def test_a_second_run_reuses_each_notebook_whose_code_recipes_inputs_and_models_
     (gtsrb / "x.txt").write_text("one")
     monkeypatch.setenv("WORKBOOK_DATA", str(data))
     monkeypatch.setenv("WORKBOOK_STORE", str(tiny_notebooks / "store"))
+    monkeypatch.setenv("WORKBOOK_MEASURED", str(tiny_notebooks / "measurements"))  # inputs of this test alone
+    monkeypatch.setenv("WORKBOOK_SHARED", str(tiny_notebooks / "shared"))
     monkeypatch.setattr(workbook.runs, "git_info", lambda: {"commit": "c" * 40, "dirty": False, "changed": []})
     manifest = lambda name: json.loads((out / "smoke" / name / "manifest.json").read_text())
     reused = lambda name: [bool(e.get("reused")) for e in manifest(name)["notebooks"]]
@@ -450,4 +452,4 @@ def test_a_second_run_reuses_each_notebook_whose_code_recipes_inputs_and_models_
     monkeypatch.setattr(reuse, "copy_outputs", broken)
     capsys.readouterr()
     assert run("h", "--only", "01") == 0 and reused("h") == [False]  # executed instead
-    assert "reusing earlier runs stopped (OSError('disk full'))" in capsys.readouterr().out
+    assert "could not reuse 01_first.ipynb from run g (OSError('disk full')); executing it" in capsys.readouterr().out

@@ -129,7 +129,7 @@ def _log(action: str, kind: str, key: str, path: Path, timed: _Timed | None = No
     log = run.store_log
     if not log or not distributed.is_main():
         return
-    line = {"action": action, "kind": kind, "key": key, "path": str(path), "notebook": run.notebook,
+    line = {"action": action, "kind": kind, "key": key, "path": str(Path(path).resolve()), "notebook": run.notebook,
             "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     if timed is not None:
         line.update(seconds=round(timed.seconds, 2), own_seconds=round(timed.own, 2))
