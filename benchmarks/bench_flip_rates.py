@@ -19,7 +19,7 @@ at the test suite's parameters and at smoke.
 
 Models and results go to a store of their own (``--store``), so a rerun only adds seeds.
 ``python benchmarks/bench_flip_rates.py --seeds 0 1 2 3 4`` (``--only 03 03-transfer`` picks some,
-``--append`` adds to the runs already saved); the result is
+``--append`` adds to the runs already saved, replacing those of the same seeds); the result is
 ``results/flip_rates.json``. About 7 minutes a seed for 03 and 3 for 06 at smoke on 2 cores.
 """
 from __future__ import annotations
@@ -157,10 +157,11 @@ def main(argv=None) -> dict:
 
     store = Store(args.store)
     rows = json.loads((RESULTS / "flip_rates.json").read_text())["runs"] if args.append else []
-    # what runs again replaces what it ran before: --only choice -> (notebook, size; None = both)
+    # what runs again replaces what it ran before, seed by seed: --only choice -> (notebook, size; None = both)
     redo = [{"03": ("03", None), "03-transfer": ("03-transfer", None), "06-test": ("06", "test"),
              "06-smoke": ("06", "smoke")}[w] for w in args.only]
-    rows = [r for r in rows if not any(r["notebook"] == nb and size in (None, r["size"]) for nb, size in redo)]
+    rows = [r for r in rows if not any(r["notebook"] == nb and size in (None, r["size"]) and r["seed"] in args.seeds
+                                       for nb, size in redo)]
     for what in args.only:
         if what == "03":
             rows += run03(args.seeds, store)
