@@ -111,11 +111,13 @@ def reported_by_tests(keys, kinds: dict[str, str]) -> set[tuple]:
     """The (notebook, "test", check) of ``keys`` that today's notebook tests report rather than assert,
     from the tests' own overrides, whatever the recorded runs asserted: notebook 05's findings its
     ``bd_asserted`` leaves out of the smoke recipe's, notebook 04's checks of a kind (``kinds``: check
-    name -> kind, as the runs recorded it from ``04_headline_check``) its ``cl_asserted`` leaves out."""
+    name -> kind, as the runs recorded it from ``04_headline_check``) its ``cl_asserted`` leaves out, and
+    notebook 03's PGD-AT gain where the test sets its floor to 0."""
     from bench_notebook_flips import test_overrides  # puts the repository on sys.path
     from lib.studies import backdoor
 
-    out = set()
+    floor_03 = test_overrides("03").get("adv_min_pgd_at_gain")  # 03's test sets the gain's floor to 0: reported
+    out = {k for k in keys if k == ("03", "test", "pgd_at_gain") and floor_03 == 0}
     asserted_05, asserted_04 = test_overrides("05").get("bd_asserted"), test_overrides("04").get("cl_asserted")
     for nb, size, check in keys:
         if size != "test":

@@ -75,8 +75,12 @@ SMALL02 = {"seeds": 1, "transfer_anb_ns": [1, 4], "transfer_n_attack": 250, "tra
 # 300 queries, and only the training eps 8/255 attacked (the headline's; APGD-T's nine targets made the
 # 2/255 rows half of the reports' time, and the full dry run keeps both eps of the recipe), the eps sweep's
 # figure at PGD-5 (it asserts nothing; half its 16 s); training, eps and
-# the 200 attacked images are the recipe's, so the headline asserts are the same
-SMALL03 = {"adv_pgd_steps": [10, 20], "adv_square_queries": 300, "adv_eps_list": [8 / 255], "adv_sweep_steps": 5}
+# the 200 attacked images are the recipe's, so the headline asserts are the same but one:
+# adv_min_pgd_at_gain 0: the PGD-AT gain's floor (0.15 at smoke) is reported here, not asserted: over 10 training
+# seeds at these budgets its margin predicts failures above 1 run in 100 (docs/reproducibility.md); the intervals-
+# apart headline stays asserted, and `make workbook` asserts the floor at smoke
+SMALL03 = {"adv_pgd_steps": [10, 20], "adv_square_queries": 300, "adv_eps_list": [8 / 255], "adv_sweep_steps": 5,
+           "adv_min_pgd_at_gain": 0.0}
 
 
 def test_02_transfer_finetune(tmp_path):
@@ -125,6 +129,8 @@ def test_03_adversarial_training(tmp_path):
     worst = compact[(compact["attack"] == "worst case") & (compact["eps_255"].round(3) == 8)].set_index("method")
     assert (worst["low"] <= worst["acc"]).all() and (worst["acc"] <= worst["high"]).all()
     assert worst.loc["pgd_at", "low"] > worst.loc["standard", "high"]  # the headline, on the worst case
+    gain = worst.loc["pgd_at", "acc"] - worst.loc["standard", "acc"]  # reported: the smoke run asserts its floor
+    print(f"reported: PGD-AT's worst-case gain {gain:+.3f} (floor at smoke 0.15, not asserted at these sizes)")
     chain = compact[compact["attack"].str.startswith("AutoAttack")]
     assert len(chain) == 4  # four methods at the one eps attacked
     attacked = pd.read_csv(_figures() / "03_attacked_images.csv")
