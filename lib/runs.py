@@ -293,7 +293,10 @@ def write_index(folder: Path, manifest: dict) -> Path:
              ""]
     for nb in manifest["notebooks"]:
         stem = nb["name"].removesuffix(".ipynb")
-        lines += [f"## {stem} ({nb['status']}, {nb.get('seconds', 0):.0f} s)", ""]
+        was = nb.get("reused")  # copied from an earlier run's execution (lib.reuse): say which, and its seconds
+        how = f"reused from run {was['run']}, executed in {was.get('seconds') or 0:.0f} s" if was else \
+            f"{nb['status']}, {nb.get('seconds', 0):.0f} s"
+        lines += [f"## {stem} ({how})", ""]
         recipe = manifest["recipes"].get(stem[:2], {})
         if recipe:
             lines += ["Parameters: " + ", ".join(f"`{k}={short_json(v)}`" for k, v in recipe.items()

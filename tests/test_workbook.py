@@ -425,7 +425,8 @@ def test_a_second_run_reuses_each_notebook_whose_code_recipes_inputs_and_models_
         assert (out / "smoke" / "b" / f).read_bytes() == (out / "smoke" / "a" / f).read_bytes()
     executed = (out / "smoke" / "b" / "01_first.ipynb").read_text()  # its parameters name this run's file
     assert str(out / "smoke" / "b" / "run.json") in executed and str(out / "smoke" / "a") not in executed
-    assert "[01_first](tables/01_first.csv)" in (out / "smoke" / "b" / "index.md").read_text()
+    index = (out / "smoke" / "b" / "index.md").read_text()
+    assert "[01_first](tables/01_first.csv)" in index and "## 01_first (reused from run a, executed in" in index
     published = json.loads((tiny_notebooks / "top_figures" / "MANIFEST.json").read_text())
     assert published["run"] == "b" and published["reused"] == {"01_first.ipynb": "a", "02_second.ipynb": "a"}
     assert sorted(published["files"]) == ["01_first.csv", "01_first.md", "02_second.csv", "02_second.md"]
