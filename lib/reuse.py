@@ -166,9 +166,9 @@ def earlier(out_root: Path, profile: str, name: str, key: str, this_run: Path) -
     return None
 
 
-def copy_outputs(src: Path, dst: Path, name: str, src_said: str | None = None, dst_said: str | None = None) -> int:
+def copy_outputs(src: Path, dst: Path, name: str, src_said: str | None = None, dst_said: str | None = None) -> None:
     """Copy notebook ``name``'s executed copy, figures and tables (with their index entries) from run
-    folder ``src`` into ``dst``; the number of output files copied. In the executed copy, the run
+    folder ``src`` into ``dst``. In the executed copy, the run
     folder as the earlier run spelled it (``src_said``, its manifest's ``folder``) becomes this run's
     (``dst_said``), so its parameters cell names this run's run file. A file already at a destination
     (an earlier attempt's) is replaced."""
@@ -179,15 +179,12 @@ def copy_outputs(src: Path, dst: Path, name: str, src_said: str | None = None, d
         said = [json.dumps(str(f), ensure_ascii=False)[1:-1] for f in (src_said, dst_said)]
         text = text.replace(*said)
     _replace(dst / name, text)
-    copied = 0
     for sub, items in _outputs(src, name).items():
         (dst / sub).mkdir(exist_ok=True)
         for output, e in items.items():
             for f in e.get("files", []):
                 _replace(dst / sub / f, None, src / sub / f)
-                copied += 1
             index_record(dst / sub, output, {k: v for k, v in e.items() if k != "notebook"}, notebook=e.get("notebook"))
-    return copied
 
 
 def _replace(path: Path, text: str | None, src: Path | None = None) -> None:

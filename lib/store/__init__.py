@@ -298,10 +298,9 @@ class Store:
         main = distributed.is_main()
         distributed.barrier()  # under torchrun: every rank decides on the same files
         if not retrain and self.has_model(name, config):
-            meta = self._read_model(name, config, net)
+            meta = self.load_model(name, config, net)  # logs the load
             if main:
                 print(f"[store] loaded model {key} from {self.models_dir}")
-            _log("loaded", "model", key, self.model_path(name, config))
             return net, {**meta, "cached": True}
         if main:  # fail now, not after training, when the model could not be saved
             check_writable(self.models_dir, f"model {key}")
