@@ -73,12 +73,16 @@ def flip_rate_margins(runs: list[dict]) -> dict[tuple, list[float]]:
     return {k: list(v.values()) for k, v in per_seed.items()}
 
 
+# notebook 05's findings a recipe may assert (lib.studies.backdoor's "asserted")
+FINDINGS_05 = ("survives_targeted", "survives_new_task", "retrain_removes", "renofeation_removes")
+
+
 def notebook_05_margins(values: dict) -> dict[tuple, list[float]]:
     """Notebook 05's asserted findings (held by the point estimate at margin 0.2) per run; its
     ``planted_clean`` is reported, not asserted, so it is left out."""
     out = defaultdict(list)
     for r in values["runs"]:
-        for name in ("survives_targeted", "survives_new_task", "retrain_removes", "renofeation_removes"):
+        for name in FINDINGS_05:
             check = name
             if r["size"] == "test" and name == "retrain_removes":  # the test's overrides of be08cf6
                 check += " (superseded: recorded at 6 re-training epochs; since e1ab34e the test keeps the recipe's 12)"
@@ -112,17 +116,20 @@ def reported_by_tests(keys, kinds: dict[str, str]) -> set[tuple]:
     from the tests' own overrides, whatever the recorded runs asserted: notebook 05's findings its
     ``bd_asserted`` leaves out of the smoke recipe's, notebook 04's checks of a kind (``kinds``: check
     name -> kind, as the runs recorded it from ``04_headline_check``) its ``cl_asserted`` leaves out, and
-    notebook 03's PGD-AT gain where the test sets its floor to 0."""
+    notebook 03's PGD-AT gain where the test sets its floor to 0. Also, at smoke, notebook 05's findings
+    that today's smoke recipe does not assert (runs of an older recipe recorded them as asserted)."""
     from bench_notebook_flips import test_overrides  # puts the repository on sys.path
     from lib.studies import backdoor
 
     floor_03 = test_overrides("03").get("adv_min_pgd_at_gain")  # 03's test sets the gain's floor to 0: reported
     out = {k for k in keys if k == ("03", "test", "pgd_at_gain") and floor_03 == 0}
     asserted_05, asserted_04 = test_overrides("05").get("bd_asserted"), test_overrides("04").get("cl_asserted")
+    smoke_05 = backdoor.recipe("smoke")["asserted"]
+    out |= {k for k in keys if k[:2] == ("05", "smoke") and k[2] in FINDINGS_05 and k[2] not in smoke_05}
     for nb, size, check in keys:
         if size != "test":
             continue
-        if nb == "05" and asserted_05 is not None and check in backdoor.recipe("smoke")["asserted"]:
+        if nb == "05" and asserted_05 is not None and check in FINDINGS_05:
             out |= {(nb, size, check)} if check not in asserted_05 else set()
         if nb == "04" and asserted_04 is not None:
             out |= {(nb, size, check)} if kinds[check] not in asserted_04 else set()

@@ -24,7 +24,7 @@ SMALL = {"bd_update_ratios": [0.0, 0.9], "bd_rates": [0.05, 0.2],
          # asserted here: the planted teacher fires, and the backdoor survives transfer to a new task. Over 10
          # planting seeds at these sizes survives_targeted, retrain_removes and renofeation_removes held at every
          # seed but by margins whose spread predicts a failure in several runs of a hundred (docs/
-         # reproducibility.md): reported here, asserted by make workbook
+         # reproducibility.md): reported, as at smoke (the smoke recipe asserts the same; kept explicit here)
          "bd_asserted": ["survives_new_task"]}
 
 

@@ -64,7 +64,11 @@ RECIPE = {
               "retrain_epochs": 12, "retrain_kw": {"lr": 0.1},
               "distill_epochs": 8, "swa_epochs": 2,
               "renofeation_kw": {"lr": 0.2, "swa_lr": 0.1, "feat_weight": 5.0, "dropout": 0.1, "beta": 0.01},
-              "asserted": ["survives_targeted", "survives_new_task", "retrain_removes", "renofeation_removes"]},
+              # asserted: the backdoor survives into a new task. Reported, not asserted: survives_targeted,
+              # retrain_removes, renofeation_removes: over 10 plantings each held, but how much backdoor
+              # survives fine-tuning varies so much between plantings that each is predicted to fail
+              # more often than one run in a hundred (docs/reproducibility.md)
+              "asserted": ["survives_new_task"]},
 }
 # the check on real photographs (CPU-sized): the shared GTSRB subset planted on the team's real
 # CIFAR-10 ResNet-20, victims on the other half of GTSRB and on the shared CIFAR-10 subset (scored on

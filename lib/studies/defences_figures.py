@@ -14,11 +14,18 @@ def _err(r: dict, m: str) -> list:
     return [[(r[m] - r[m + "_low"]) * 100], [(r[m + "_high"] - r[m]) * 100]]
 
 
+def _count(n) -> int:
+    """An image count from a table cell (a count the table could not form reads as 0)."""
+    return int(n) if np.isfinite(n) else 0
+
+
 def tradeoff_figure(purification: pd.DataFrame):
     """Clean accuracy against ASR (new task: the untargeted rate), one panel per backdoored model:
     the undefended model (black), an arrow from it to each defence's point (both 95% Wilson
     intervals drawn), and for the teachers notebook 05's clean teacher (grey: where a backdoor-free
-    model sits)."""
+    model sits). A point with no rate (the untargeted rate counts only triggered images the model
+    gets right when clean, so a model that gets none right has none) is left out, with its arrows,
+    and the panel's title says which."""
     import matplotlib.pyplot as plt
 
     panels = list(dict.fromkeys(purification["subject"]))
@@ -27,19 +34,23 @@ def tradeoff_figure(purification: pd.DataFrame):
         d = purification[purification["subject"] == name]
         x = d["asr_metric"].iloc[0]
         start = d[d["defence"] == "none"].iloc[0]
-        for r in d.to_dict("records"):
+        drawn = d[np.isfinite(d[x].astype(float)) & np.isfinite(d["clean_acc"].astype(float))]
+        for r in drawn.to_dict("records"):
             c = _COLOURS.get(r["defence"], "C7")
-            if r["defence"] not in ("none", "control"):
+            if r["defence"] not in ("none", "control") and start.name in drawn.index:
                 ax.annotate("", (r[x] * 100, r["clean_acc"] * 100), (start[x] * 100, start["clean_acc"] * 100),
                             arrowprops={"arrowstyle": "->", "color": c, "lw": 1, "alpha": 0.6})
             ax.errorbar(r[x] * 100, r["clean_acc"] * 100, xerr=_err(r, x), yerr=_err(r, "clean_acc"), fmt="o",
                         color=c, ms=6 if r["defence"] != "none" else 8, capsize=2, lw=0.8, label=r["defence"])
+        missing = sorted(set(d["defence"]) - set(drawn["defence"]))
         ax.set(xlim=(-3, 103), ylim=(0, 100), xlabel=("ASR, BackdoorBench (%)" if x == "asr_bb" else
                                                       "untargeted rate (%)"),
-               title=f"{name}\n(n={int(start['clean_acc_n'])} clean, {int(start[x + '_n'])} triggered)")
+               title=f"{name}\n(n={_count(start['clean_acc_n'])} clean, {_count(start[x + '_n'])} triggered)"
+               + (f"\nno rate: {', '.join(missing)}" if missing else ""))
     axes[0][0].set_ylabel("clean accuracy (%)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    legend = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=max(len(legend), 1), fontsize=8,
+               bbox_to_anchor=(0.5, -0.02))
     fig.suptitle("each defence's move from the undefended model (95% Wilson intervals)")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
