@@ -13,7 +13,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict:
-    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    """The machine a benchmark ran on: the CPU as :func:`lib.runs.cpu_info` names it (model, family
+    and model numbers, SIMD extensions: the CI kind has varied between AVX-512 and AVX2-only EPYCs, and
+    the same suite took minutes longer on the second), cores, threads, torch, python, the GPU."""
+    from lib.runs import cpu_info
+
+    info = {**cpu_info(), "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version()}
     if torch.cuda.is_available():

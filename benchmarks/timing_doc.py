@@ -30,7 +30,9 @@ def _when(d: dict) -> str:
     m = d.get("machine", {})
     commit = f"commit {d['commit']}, " if d.get("commit") else ""
     load = d.get("load_average_before")
-    return (f"{d.get('when', '?')}, {commit}{m.get('cores', '?')} cores ({m.get('cpu', '?')}), torch "
+    cpu = ", ".join([m.get("cpu", "?"), *([m["cpu_id"]] if m.get("cpu_id") else []),
+                     *([" ".join(m["simd"]) or "no AVX2"] if "simd" in m else [])])
+    return (f"{d.get('when', '?')}, {commit}{m.get('cores', '?')} cores ({cpu}), torch "
             f"{m.get('torch', '?')}" + ("" if load is None else f", load average {load} before"))
 
 

@@ -125,18 +125,38 @@ def packages() -> dict:
     return out
 
 
+# the SIMD extensions that decide how fast (and, for bf16, in which precision) a CPU trains here: oneDNN's
+# fp32 kernels use AVX-512 where present, and "amp": "auto" trains in bf16 only on AVX-512 BF16 or AMX
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    """This CPU as /proc/cpuinfo (or the text ``cpuinfo``) names it: ``cpu`` (its model name, else the architecture),
+    ``cpu_id`` ("family F model M": a virtual machine's model name is often just the vendor's) and
+    ``simd`` (which of :data:`SIMD_FLAGS` it has). Timings compare only between equal entries."""
+    info = {"cpu": platform.processor() or platform.machine()}
+    try:
+        lines = (Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo).splitlines()
+    except OSError:
+        return info
+    first = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        first.setdefault(key.strip(), value.strip())
+    if first.get("model name"):
+        info["cpu"] = first["model name"]
+    if "cpu family" in first and "model" in first:
+        info["cpu_id"] = f"family {first['cpu family']} model {first['model']}"
+    info["simd"] = [f for f in SIMD_FLAGS if f in first.get("flags", "").split()]
+    return info
+
+
 def device_info() -> dict:
     import torch
 
-    info = {"platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
+    info = {"platform": platform.platform(), **cpu_info(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cuda": torch.cuda.is_available()}
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-        info["cpu"] = model
-    except (OSError, StopIteration):
-        pass
     if info["cuda"]:
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
