@@ -14,8 +14,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def machine() -> dict:
     """The machine a benchmark ran on: the CPU as :func:`lib.runs.cpu_info` names it (model, family
-    and model numbers, SIMD extensions: the CI kind has varied between AVX-512 and AVX2-only EPYCs, and
-    the same suite took minutes longer on the second), cores, threads, torch, python, the GPU."""
+    and model numbers, SIMD extensions: the CI kind has varied between AVX-512 and AVX2-only EPYCs that
+    share a model name), cores, threads, torch, python, the GPU."""
     from lib.runs import cpu_info
 
     info = {**cpu_info(), "cores": os.cpu_count(),

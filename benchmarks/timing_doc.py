@@ -101,6 +101,20 @@ def precision(d: dict, name: str = "precision_accuracy_real") -> list[str]:
     return lines + [""]
 
 
+def notebook_tests(d: dict, name: str = "notebook_test_profile") -> list[str]:
+    """The lines for a ``profile_notebook_tests`` result: per test its seconds, how many of them
+    were notebook cells, and its three slowest cells."""
+    ended = f", tests ended {d['tests_ended']}" if d.get("tests_ended") else ""
+    lines = [f"**The slowest notebook tests, by cell** (`results/{name}.json`, one process as `make test` runs "
+             f"them{ended}): {_when(d)}.", "", "| test | seconds | in cells | slowest cells (seconds: first line) |",
+             "|---|---|---|---|"]
+    for t in d["tests"]:
+        cells = sorted((c for nb in t["notebooks"] for c in nb["slowest"]), key=lambda c: -c["seconds"])[:3]
+        shown = "; ".join(f"{c['seconds']:.0f}: `{c['first_line'][:60]}`" for c in cells)
+        lines.append(f"| `{t['test'].rsplit('::', 1)[-1]}` | {t['seconds']:.0f} | {t['cell_seconds']:.0f} | {shown} |")
+    return lines + [""]
+
+
 def block() -> str:
     """The generated block, markers included."""
     lines = [BEGIN, ""]
@@ -110,6 +124,8 @@ def block() -> str:
     for name in ("workbook_timing", "workbook_timing_real"):
         if (d := _load(name)) is not None:
             lines += workbook(d, name)
+    if (d := _load("notebook_test_profile")) is not None:
+        lines += notebook_tests(d)
     if (d := _load("precision_accuracy_real")) is not None:
         lines += precision(d)
     return "\n".join(lines + [END])
