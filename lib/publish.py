@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 
 from .paths import MANIFEST, ROOT, docs_dir, published_dir
-from .runs import index_entries
+from .runs import describe_device, index_entries
 from .store.keys import code_version
 from .store.versions import lib_imports, module_closure
 
@@ -145,7 +145,7 @@ def publish(folder: Path, manifest: dict, top: Path | None = None, doc: Path | N
         shutil.copy2(src, top / name)
     published = {"run": manifest["run"], "profile": manifest["profile"], "commit": manifest["git"]["commit"],
                  "started": manifest["started"], "ended": manifest["ended"], "refresh": refresh(manifest["profile"]),
-                 "code": manifest["code"], "device": manifest.get("device", {}).get("cpu"),
+                 "code": manifest["code"], "device": describe_device(manifest.get("device", {})),
                  "seconds": {e["name"]: (e.get("reused") or e).get("seconds") for e in manifest["notebooks"]},
                  "reused": {e["name"]: e["reused"]["run"] for e in manifest["notebooks"] if e.get("reused")},
                  "findings": {e["name"]: findings(folder / e["name"]) for e in manifest["notebooks"]},

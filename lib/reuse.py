@@ -79,10 +79,12 @@ def store_code() -> str:
 
 
 def context() -> dict:
-    """What every notebook's key shares: the package versions, the accelerator, the inputs
-    (:func:`inputs_fingerprint`), the store's folder and code (:func:`store_code`); read once a run."""
+    """What every notebook's key shares: the package versions, the accelerator and whether the CPU
+    trains ``"amp": "auto"`` recipes in bf16, the inputs (:func:`inputs_fingerprint`), the store's
+    folder and code (:func:`store_code`); read once a run."""
     device = runs.device_info()
     return {"packages": runs.packages(), "cuda": device.get("cuda"), "gpus": device.get("gpus"),
+            "cpu_bf16": device.get("cpu_bf16"),
             "inputs": inputs_fingerprint(), "store": str(store_dir().resolve()), "store_code": store_code()}
 
 

@@ -152,14 +152,34 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
 
 
 def device_info() -> dict:
+    """Where a run computes: platform, :func:`cpu_info`, cores and threads, CUDA and its GPUs, and
+    ``cpu_bf16``: whether a recipe's ``"amp": "auto"`` trains in bf16 on this CPU
+    (:func:`lib.train.cpu_bf16_supported`), which changes what those recipes compute."""
     import torch
+
+    from .train import cpu_bf16_supported
 
     info = {"platform": platform.platform(), **cpu_info(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cuda": torch.cuda.is_available()}
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "cuda": torch.cuda.is_available(),
+            "cpu_bf16": cpu_bf16_supported()}
     if info["cuda"]:
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
+
+
+def describe_device(device: dict) -> str | None:
+    """One line naming a run's :func:`device_info` for its results page: the GPUs or the CPU (with
+    its family, model and SIMD extensions) and whether ``"amp": "auto"`` trained in bf16; None for
+    an empty record."""
+    if not device:
+        return None
+    where = ", ".join(device["gpus"]) if device.get("gpus") else ", ".join(
+        [device.get("cpu") or "unknown CPU", *([device["cpu_id"]] if device.get("cpu_id") else []),
+         *([" ".join(device["simd"]) or "no AVX2"] if "simd" in device else [])])
+    if "cpu_bf16" not in device or device.get("gpus"):
+        return where
+    return f"{where}; recipes' \"amp\": \"auto\" trained in {'bf16' if device['cpu_bf16'] else 'fp32'}"
 
 
 def write_json(path: Path, obj) -> None:

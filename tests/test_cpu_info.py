@@ -27,3 +27,15 @@ def test_without_cpuinfo_fields_only_the_architecture_is_named():
     info = cpu_info("")
     assert set(info) == {"cpu", "simd"} and info["simd"] == [] and info["cpu"]
     assert {"cpu", "simd", "cpu_count", "cuda"} <= set(device_info())
+
+
+def test_a_results_page_names_the_cpu_and_the_precision_auto_recipes_trained_in():
+    from lib.runs import describe_device
+
+    cpu = {"cpu": "AMD EPYC", "cpu_id": "family 25 model 1", "simd": ["avx2"], "cpu_bf16": False, "cuda": False}
+    assert describe_device(cpu) == 'AMD EPYC, family 25 model 1, avx2; recipes\' "amp": "auto" trained in fp32'
+    bf16 = {**cpu, "simd": ["avx2", "avx512f", "avx512_bf16"], "cpu_bf16": True}
+    assert describe_device(bf16).endswith("avx2 avx512f avx512_bf16; recipes' \"amp\": \"auto\" trained in bf16")
+    assert describe_device({"cpu": "x86_64"}) == "x86_64"  # a run recorded before these fields
+    assert describe_device({**cpu, "cuda": True, "gpus": ["NVIDIA H100"]}) == "NVIDIA H100"
+    assert describe_device({}) is None
