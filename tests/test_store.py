@@ -90,6 +90,40 @@ def test_config_hash_keys_a_multi_process_launch_apart(monkeypatch):
     assert len({single, two, config_hash(CONFIG)}) == 3
 
 
+def test_config_hash_keys_auto_precision_apart_only_where_it_trains_in_bf16(monkeypatch, tmp_path):
+    """``"amp": "auto"`` trains in bf16 on CUDA or a CPU with native bf16 and in fp32 elsewhere: the
+    bf16 answer gets its own key, the fp32 one keeps the key it always had, and a config without
+    "auto" is keyed the same on both; seal accepts a file written under either answer."""
+    from lib.store.keys import asks_auto_amp
+    from lib.train import cpu_bf16_supported
+
+    auto = {"fit": {"lr": 0.1, "amp": "auto"}, "steps": [{"amp": None}]}
+    assert asks_auto_amp(auto) and not asks_auto_amp(CONFIG) and not asks_auto_amp({"amp": True})
+    fp32, bf16 = config_hash(auto, bf16=False), config_hash(auto, bf16=True)
+    assert fp32 != bf16 and fp32 == config_hash({**auto}, world=1, bf16=False)
+    assert config_hash(CONFIG, bf16=True) == config_hash(CONFIG, bf16=False)
+    for forced, expected in (("1", bf16), ("0", fp32)):  # this machine's answer, as fit resolves it
+        monkeypatch.setenv("WORKBOOK_CPU_BF16", forced)
+        cpu_bf16_supported.cache_clear()
+        try:
+            assert config_hash(auto) == (bf16 if torch.cuda.is_available() else expected)
+        finally:
+            cpu_bf16_supported.cache_clear()
+    store = Store(tmp_path)
+    monkeypatch.setenv("WORKBOOK_CPU_BF16", "1")
+    cpu_bf16_supported.cache_clear()
+    try:
+        store.result("auto", auto, lambda: {"v": 1})  # written under bf16
+    finally:
+        monkeypatch.delenv("WORKBOOK_CPU_BF16")
+        cpu_bf16_supported.cache_clear()
+    [path] = [p for p in tmp_path.rglob("auto-*") if p.is_file()]
+    assert path.stem.endswith(bf16)
+    from lib.store.seal import seal_file
+
+    assert seal_file(path, dry_run=True) is False  # verified (its key under bf16), already sealed
+
+
 def test_config_hash_ignores_key_order_and_sequence_type():
     reordered = {"milestones": [1, 2], "epochs": 2, "lr": 1e-3, "width": 8, "arch": "cnn"}
     assert config_hash(CONFIG) == config_hash(reordered)

@@ -85,7 +85,25 @@ def json_digest(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
-def config_hash(config: dict, world: int | None = None) -> str:
+def asks_auto_amp(obj: Any) -> bool:
+    """Whether a config holds an ``"amp": "auto"`` entry at any depth (a training that picks its
+    precision from the machine: :func:`lib.train.resolve_precision`)."""
+    if isinstance(obj, Mapping):
+        return any((k == "amp" and isinstance(v, str) and v == "auto") or asks_auto_amp(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return any(asks_auto_amp(v) for v in obj)
+    return False
+
+
+def auto_amp_is_bf16() -> bool:
+    """Whether ``"amp": "auto"`` trains in bf16 in this process: on CUDA (where ``fit`` runs when it
+    can), or on a CPU that runs bf16 natively (:func:`lib.train.cpu_bf16_supported`)."""
+    from ..train import cpu_bf16_supported
+
+    return torch.cuda.is_available() or cpu_bf16_supported()
+
+
+def config_hash(config: dict, world: int | None = None, bf16: bool | None = None) -> str:
     """First 12 hex digits of the SHA-256 of ``config`` as sorted-key JSON.
 
     Stable across key order, tuples vs lists, ``Path`` vs ``str`` and numpy/torch scalars vs
@@ -96,12 +114,18 @@ def config_hash(config: dict, world: int | None = None) -> str:
     and the two must not share a key. Single-process keys are unchanged. ``world`` (default: this
     launch's) gives the key another launch would have used (``python -m lib.store seal`` checks
     files written under ``torchrun`` with it).
+    Likewise a config that asks for ``"amp": "auto"`` (:func:`asks_auto_amp`) where that trains in
+    bf16 (:func:`auto_amp_is_bf16`; ``bf16`` overrides) gets a marker: the same recipe trains in fp32
+    on an AVX2-only CPU and in bf16 on one with AVX-512 BF16 or AMX, other models that must not share
+    a key. Keys that resolve to fp32 are unchanged.
     """
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a dict, not {type(config).__name__}")
     world = distributed.world_size() if world is None else world
     if world > 1:
         config = {**config, "__world_size__": world}
+    if asks_auto_amp(config) and (auto_amp_is_bf16() if bf16 is None else bf16):
+        config = {**config, "__auto_amp_bf16__": True}
     text = canonical_json(to_json(config, strict=True))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_LENGTH]
 

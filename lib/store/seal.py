@@ -32,7 +32,7 @@ from lib.store.files import (
     rebuild_hint,
     text_writer,
 )
-from lib.store.keys import canonical_json, config_hash, json_digest
+from lib.store.keys import asks_auto_amp, canonical_json, config_hash, json_digest
 from lib.store.tables import CSV_MAGIC, CSV_KEYS, dataframe_from_text
 
 MAX_WORLD = 1024  # the largest torchrun world size whose keys seal recognises
@@ -40,14 +40,17 @@ MAX_WORLD = 1024  # the largest torchrun world size whose keys seal recognises
 
 def _check_key(path: Path, header: dict, keys) -> None:
     """Refuse ``header`` unless it has exactly ``keys`` and names the key in ``path``'s file name
-    (the config hashing to it, for a single process or a ``torchrun`` world of up to MAX_WORLD)."""
+    (the config hashing to it, for a single process or a ``torchrun`` world of up to MAX_WORLD,
+    trained in either precision where it asks for ``"amp": "auto"``)."""
     name, _, digest = path.stem.rpartition("-")
     extra = set(header) ^ set(keys)
     config = header.get("config")
     try:
         config = json.loads(config) if isinstance(config, str) else config
         text_ok = not isinstance(header.get("config"), str) or header["config"] == canonical_json(config)
-        hashes = text_ok and any(config_hash(config, w) == digest for w in range(1, MAX_WORLD + 1))
+        both = (False, True) if asks_auto_amp(config) else (False,)
+        hashes = text_ok and any(config_hash(config, w, bf16) == digest for w in range(1, MAX_WORLD + 1)
+                                 for bf16 in both)
     except (json.JSONDecodeError, TypeError):
         hashes = False
     if extra or not hashes or (header["name"], header["hash"], header["format"]) != (name, digest, FORMAT) \
