@@ -113,9 +113,9 @@ def notebook_margins(runs: list[dict]) -> tuple[dict[tuple, list[float]], set[tu
 
 def reported_by_tests(keys, kinds: dict[str, str]) -> set[tuple]:
     """The (notebook, "test", check) of ``keys`` that today's notebook tests report rather than assert,
-    from the tests' own overrides, whatever the recorded runs asserted: notebook 05's findings its
-    ``bd_asserted`` leaves out of the smoke recipe's, notebook 04's checks of a kind (``kinds``: check
-    name -> kind, as the runs recorded it from ``04_headline_check``) its ``cl_asserted`` leaves out, and
+    from the tests' own overrides, whatever the recorded runs asserted: notebook 05's findings
+    (:data:`FINDINGS_05`) its ``bd_asserted`` leaves out, notebook 04's checks of a kind (``kinds``:
+    check name -> kind, as the runs recorded it from ``04_headline_check``) its ``cl_asserted`` leaves out, and
     notebook 03's PGD-AT gain where the test sets its floor to 0. Also, at smoke, notebook 05's findings
     that today's smoke recipe does not assert (runs of an older recipe recorded them as asserted)."""
     from bench_notebook_flips import test_overrides  # puts the repository on sys.path

@@ -60,7 +60,9 @@ def cell_seconds(path: Path) -> list[dict]:
 
 def summarise(basetemp: Path, log: str) -> list[dict]:
     """Per test of ``log`` (pytest's durations): its seconds and its notebooks' cells, found in the
-    folder pytest named after the test (the name's first 30 characters) under ``basetemp``."""
+    folder pytest named after the test (the name's first 30 characters) under ``basetemp``. Only the
+    tests' call phase is read (a notebook a fixture runs is not counted), and two tests whose names
+    share their first 30 characters would share their cells: profile such tests apart."""
     out = []
     for seconds, nodeid in _DURATION.findall(log):
         folders = list(basetemp.glob(nodeid.rsplit("::", 1)[-1][:30] + "[0-9]*"))

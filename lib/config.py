@@ -12,7 +12,9 @@ flag, the figures' folder) reads the value the entry point made current with :fu
 The only environment variables are user-facing overrides of *where* things live (``WORKBOOK_DATA``,
 ``WORKBOOK_STORE``, ``WORKBOOK_FIGURES``, ``WORKBOOK_OUTPUTS``, ``WORKBOOK_TABLES``, ``WORKBOOK_SHARED``, read in
 :mod:`lib.paths`) and process settings (``OMP_NUM_THREADS``, ``WORKBOOK_STALL_SECONDS``,
-``WORKBOOK_CPU_BF16``), none of which changes a recipe or a store key.
+``WORKBOOK_CPU_BF16``), none of which changes a recipe. ``WORKBOOK_CPU_BF16`` does change the store
+keys of trainings whose recipe says ``"amp": "auto"`` (it decides their precision:
+:func:`lib.store.keys.config_hash`).
 """
 from __future__ import annotations
 

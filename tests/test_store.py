@@ -94,14 +94,15 @@ def test_config_hash_keys_auto_precision_apart_only_where_it_trains_in_bf16(monk
     """``"amp": "auto"`` trains in bf16 on CUDA or a CPU with native bf16 and in fp32 elsewhere: the
     bf16 answer gets its own key, the fp32 one keeps the key it always had, and a config without
     "auto" is keyed the same on both; seal accepts a file written under either answer."""
-    from lib.store.keys import asks_auto_amp
+    from lib.store.keys import HASH_LENGTH, asks_auto_amp, auto_amp_devices, json_digest, to_json
     from lib.train import cpu_bf16_supported
 
-    auto = {"fit": {"lr": 0.1, "amp": "auto"}, "steps": [{"amp": None}]}
-    assert asks_auto_amp(auto) and not asks_auto_amp(CONFIG) and not asks_auto_amp({"amp": True})
+    auto = {"fit": {"lr": 0.1, "amp": "auto"}, "steps": [{"amp": None}, {"amp": "auto", "device": "cpu"}]}
+    assert auto_amp_devices(auto) == [None, "cpu"] and asks_auto_amp(auto)
+    assert not asks_auto_amp(CONFIG) and not asks_auto_amp({"amp": True})
     fp32, bf16 = config_hash(auto, bf16=False), config_hash(auto, bf16=True)
-    assert fp32 != bf16 and fp32 == config_hash({**auto}, world=1, bf16=False)
-    assert config_hash(CONFIG, bf16=True) == config_hash(CONFIG, bf16=False)
+    assert fp32 != bf16 and fp32 == json_digest(to_json(auto))[:HASH_LENGTH]  # the key it always had
+    assert config_hash(CONFIG, bf16=True) == config_hash(CONFIG, bf16=False) == json_digest(to_json(CONFIG))[:12]
     for forced, expected in (("1", bf16), ("0", fp32)):  # this machine's answer, as fit resolves it
         monkeypatch.setenv("WORKBOOK_CPU_BF16", forced)
         cpu_bf16_supported.cache_clear()

@@ -85,22 +85,29 @@ def json_digest(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
-def asks_auto_amp(obj: Any) -> bool:
-    """Whether a config holds an ``"amp": "auto"`` entry at any depth (a training that picks its
-    precision from the machine: :func:`lib.train.resolve_precision`)."""
+def auto_amp_devices(obj: Any) -> list:
+    """The device of each training a config asks to pick its precision from the machine: for every
+    mapping at any depth with ``"amp": "auto"``, its ``"device"`` entry (``None``: ``fit``'s
+    default, CUDA when present). Read from the config's JSON form (:func:`to_json`)."""
     if isinstance(obj, Mapping):
-        return any((k == "amp" and isinstance(v, str) and v == "auto") or asks_auto_amp(v) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return any(asks_auto_amp(v) for v in obj)
-    return False
+        here = [obj.get("device")] if obj.get("amp") == "auto" else []
+        return here + [d for v in obj.values() for d in auto_amp_devices(v)]
+    if isinstance(obj, list):
+        return [d for v in obj for d in auto_amp_devices(v)]
+    return []
 
 
-def auto_amp_is_bf16() -> bool:
-    """Whether ``"amp": "auto"`` trains in bf16 in this process: on CUDA (where ``fit`` runs when it
-    can), or on a CPU that runs bf16 natively (:func:`lib.train.cpu_bf16_supported`)."""
-    from ..train import cpu_bf16_supported
+def asks_auto_amp(obj: Any) -> bool:
+    """Whether a config holds an ``"amp": "auto"`` training (:func:`auto_amp_devices`)."""
+    return bool(auto_amp_devices(to_json(obj, strict=False)))
 
-    return torch.cuda.is_available() or cpu_bf16_supported()
+
+def auto_amp_is_bf16(device=None) -> bool:
+    """Whether ``fit(amp="auto", device=device)`` trains in bf16 in this process: the rule of
+    :func:`lib.train.resolve_precision` itself (bf16 on CUDA, and on a CPU that runs it natively)."""
+    from ..train import pick_device, resolve_precision
+
+    return resolve_precision(pick_device(device), "auto", None)[0]
 
 
 def config_hash(config: dict, world: int | None = None, bf16: bool | None = None) -> str:
@@ -114,8 +121,8 @@ def config_hash(config: dict, world: int | None = None, bf16: bool | None = None
     and the two must not share a key. Single-process keys are unchanged. ``world`` (default: this
     launch's) gives the key another launch would have used (``python -m lib.store seal`` checks
     files written under ``torchrun`` with it).
-    Likewise a config that asks for ``"amp": "auto"`` (:func:`asks_auto_amp`) where that trains in
-    bf16 (:func:`auto_amp_is_bf16`; ``bf16`` overrides) gets a marker: the same recipe trains in fp32
+    Likewise a config that asks for ``"amp": "auto"`` (:func:`auto_amp_devices`) where that trains in
+    bf16 (:func:`auto_amp_is_bf16` on its device; ``bf16`` overrides) gets a marker: the same recipe trains in fp32
     on an AVX2-only CPU and in bf16 on one with AVX-512 BF16 or AMX, other models that must not share
     a key. Keys that resolve to fp32 are unchanged.
     """
@@ -124,9 +131,11 @@ def config_hash(config: dict, world: int | None = None, bf16: bool | None = None
     world = distributed.world_size() if world is None else world
     if world > 1:
         config = {**config, "__world_size__": world}
-    if asks_auto_amp(config) and (auto_amp_is_bf16() if bf16 is None else bf16):
-        config = {**config, "__auto_amp_bf16__": True}
-    text = canonical_json(to_json(config, strict=True))
+    plain = to_json(config, strict=True)
+    devices = auto_amp_devices(plain)
+    if devices and (any(map(auto_amp_is_bf16, devices)) if bf16 is None else bf16):
+        plain = {**plain, "__auto_amp_bf16__": True}
+    text = canonical_json(plain)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_LENGTH]
 
 
