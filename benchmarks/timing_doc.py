@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's lib (as in common.py)
+from lib.runs import cpu_label  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -30,9 +34,7 @@ def _when(d: dict) -> str:
     m = d.get("machine", {})
     commit = f"commit {d['commit']}, " if d.get("commit") else ""
     load = d.get("load_average_before")
-    cpu = ", ".join([m.get("cpu", "?"), *([m["cpu_id"]] if m.get("cpu_id") else []),
-                     *([" ".join(m["simd"]) or "no AVX2"] if "simd" in m else [])])
-    return (f"{d.get('when', '?')}, {commit}{m.get('cores', '?')} cores ({cpu}), torch "
+    return (f"{d.get('when', '?')}, {commit}{m.get('cores', '?')} cores ({cpu_label(m) if m else '?'}), torch "
             f"{m.get('torch', '?')}" + ("" if load is None else f", load average {load} before"))
 
 

@@ -151,6 +151,13 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
     return info
 
 
+def cpu_label(info: dict) -> str:
+    """One line for a :func:`cpu_info` record: model name, family and model, SIMD extensions (a
+    record made before those fields names only what it has)."""
+    return ", ".join([info.get("cpu") or "unknown CPU", *([info["cpu_id"]] if info.get("cpu_id") else []),
+                      *([" ".join(info["simd"]) or "no AVX2"] if "simd" in info else [])])
+
+
 def device_info() -> dict:
     """Where a run computes: platform, :func:`cpu_info`, cores and threads, CUDA and its GPUs, and
     ``cpu_bf16``: whether a recipe's ``"amp": "auto"`` trains in bf16 on this CPU
@@ -174,9 +181,7 @@ def describe_device(device: dict) -> str | None:
     an empty record."""
     if not device:
         return None
-    where = ", ".join(device["gpus"]) if device.get("gpus") else ", ".join(
-        [device.get("cpu") or "unknown CPU", *([device["cpu_id"]] if device.get("cpu_id") else []),
-         *([" ".join(device["simd"]) or "no AVX2"] if "simd" in device else [])])
+    where = ", ".join(device["gpus"]) if device.get("gpus") else cpu_label(device)
     if "cpu_bf16" not in device or device.get("gpus"):
         return where
     return f"{where}; recipes' \"amp\": \"auto\" trained in {'bf16' if device['cpu_bf16'] else 'fp32'}"
